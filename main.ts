@@ -1,0 +1,83 @@
+// Parley's command line: serve, user add|passwd|del|list, config check, version.
+import { parseArgs } from "node:util";
+import { ConfigError, defaultConfig, loadConfigFile } from "./src/config/load.ts";
+import type { Config } from "./src/config/schema.ts";
+import { setupLogging } from "./src/log/logger.ts";
+import { Server } from "./src/core/server.ts";
+import { userCommand } from "./src/cli/accounts.ts";
+import { VERSION } from "./src/version.ts";
+
+const USAGE = `Parley ${VERSION} — a clustered XMPP server
+
+Usage:
+  parley serve [--config FILE]                 run the server (defaults: localhost on 127.0.0.1)
+  parley user add JID [--password P] [--config FILE]
+  parley user passwd JID [--password P] [--config FILE]
+  parley user del JID [--config FILE]
+  parley user list [DOMAIN] [--config FILE]
+  parley config check FILE                     validate a configuration file
+  parley version
+
+Without --password the password is read from standard input.`;
+
+async function config(file: string | undefined): Promise<Config> {
+  return file ? await loadConfigFile(file) : defaultConfig();
+}
+
+async function serve(cfg: Config): Promise<number> {
+  setupLogging(cfg.log.level);
+  const server = await Server.start(cfg);
+  const done = Promise.withResolvers<void>();
+  const stop = () => server.stop().then(() => done.resolve());
+  Deno.addSignalListener("SIGTERM", stop);
+  Deno.addSignalListener("SIGINT", stop);
+  await done.promise;
+  return 0;
+}
+
+async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      config: { type: "string", short: "c" },
+      password: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const [cmd, sub, arg] = positionals;
+  if (values.help || cmd === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  switch (cmd) {
+    case "serve":
+      return await serve(await config(values.config));
+    case "version":
+      console.log(`parley ${VERSION}`);
+      return 0;
+    case "config":
+      if (sub !== "check" || !(arg ?? values.config)) break;
+      await loadConfigFile((arg ?? values.config)!);
+      console.log(`${arg ?? values.config}: ok`);
+      return 0;
+    case "user":
+      if (!["add", "passwd", "del", "list"].includes(sub ?? "")) break;
+      return await userCommand(await config(values.config), sub, arg, values.password);
+  }
+  console.error(USAGE);
+  return 2;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(e.message);
+      Deno.exit(1);
+    }
+    console.error(`error: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,310 @@
+// A client-to-server session (RFC 6120): stream header checks, STARTTLS, SASL, resource binding,
+// then validation and stamping of every stanza the client sends before its host routes it.
+import type net from "node:net";
+import { randomBytes } from "node:crypto";
+import { type Attrs, type Element, x } from "../xml/element.ts";
+import { NS } from "../xml/ns.ts";
+import { Jid, parseJid } from "../jid/jid.ts";
+import { prepResource } from "../jid/precis.ts";
+import { XmlStream } from "../stream/xml_stream.ts";
+import type { Host } from "../core/host.ts";
+import type { ServerContext } from "../core/context.ts";
+import type { ListenerConfig } from "../config/schema.ts";
+import type { LocalSession } from "../router/sessions.ts";
+import type { TlsContexts } from "../tls/certificates.ts";
+import { errorReply, iqResult } from "../router/stanza_error.ts";
+import { offeredMechanisms } from "../sasl/mechanisms.ts";
+import { SaslNegotiation } from "./sasl_negotiation.ts";
+import { streamFeatures } from "./features.ts";
+import { logger } from "../log/logger.ts";
+
+const log = logger("c2s");
+const STANZAS = new Set(["message", "presence", "iq"]);
+const IQ_TYPES = new Set(["get", "set", "result", "error"]);
+
+export interface C2SDeps {
+  ctx: ServerContext;
+  hosts: Map<string, Host>;
+  tls: TlsContexts;
+  listener: ListenerConfig;
+}
+
+type Stage = "header" | "open" | "bound";
+
+export class C2SSession extends XmlStream implements LocalSession {
+  host: Host | undefined;
+  jid!: Jid;
+  user: string | undefined;
+  available = false;
+  priority = 0;
+  presence: Element | null = null;
+  rosterRequested = false;
+  blocklistRequested = false;
+  carbons = false;
+  directed = new Set<string>();
+  readonly startedAt = Date.now();
+  #stage: Stage = "header";
+  #sasl: SaslNegotiation;
+  #pingSentAt = 0;
+
+  constructor(socket: net.Socket, secure: boolean, readonly deps: C2SDeps) {
+    const l = deps.ctx.config.limits;
+    super(
+      socket,
+      secure,
+      {
+        maxStanzaSize: l.max_stanza_size,
+        maxDepth: l.max_depth,
+        rateBytesPerSecond: l.rate_bytes_per_second,
+        rateBurstBytes: l.rate_burst_bytes,
+        maxOutboundBuffer: l.max_outbound_buffer,
+      },
+      log,
+      NS.client,
+    );
+    this.#sasl = new SaslNegotiation(
+      this.#saslPeer(),
+      deps.ctx.config.timeouts.auth_failure_delay_ms,
+    );
+    log.info("connection {id} opened from {remote}", { id: this.id, remote: this.remote });
+  }
+
+  get authenticated(): boolean {
+    return this.user !== undefined;
+  }
+
+  get bound(): boolean {
+    return this.#stage === "bound";
+  }
+
+  deliver(stanza: Element): void {
+    this.send(stanza);
+  }
+
+  streamStart(attrs: Attrs, defaultNs: string | undefined): void {
+    const domain = parseJid(attrs.to ?? "")?.domain;
+    const host = domain === undefined ? undefined : this.deps.hosts.get(domain);
+    this.sendHeader({
+      id: randomBytes(9).toString("base64url"),
+      from: host?.domain ?? attrs.to,
+      to: attrs.from,
+      version: "1.0",
+      "xml:lang": "en",
+    });
+    if (defaultNs !== NS.client) return this.error("invalid-namespace", "expected jabber:client");
+    if (!host || (this.host && this.host !== host)) return this.error("host-unknown");
+    if (!/^1\.\d+$/.test(attrs.version ?? "")) return this.error("unsupported-version");
+    this.host = host;
+    this.#stage = this.#stage === "bound" ? "bound" : "open";
+    this.send(streamFeatures({
+      secure: this.secure,
+      authenticated: this.authenticated,
+      starttls: this.deps.tls.get(host.domain) ? this.deps.listener.starttls : "disabled",
+      mechanisms: this.#mechanisms(),
+      registration: host.config.registration,
+    }));
+  }
+
+  stanza(el: Element): void {
+    try {
+      if (this.authenticated) this.#afterAuth(el);
+      else this.#beforeAuth(el);
+    } catch (e) {
+      log.error("failed handling a stanza on {id}: {error}", {
+        id: this.id,
+        error: String((e as Error)?.stack ?? e),
+      });
+      this.error("internal-server-error");
+    }
+  }
+
+  #mechanisms(): string[] {
+    if (!this.secure && this.deps.listener.starttls === "required") return [];
+    return offeredMechanisms(this.secure || this.deps.listener.plain_without_tls);
+  }
+
+  #beforeAuth(el: Element): void {
+    const ns = el.attrs.xmlns;
+    const tlsRequired = !this.secure && this.deps.listener.starttls === "required";
+    if (el.name === "starttls" && ns === NS.tls) return this.#starttls();
+    if (ns === NS.sasl) {
+      if (tlsRequired) return this.error("policy-violation", "STARTTLS is required first");
+      void this.#sasl.handle(el);
+      return;
+    }
+    if (
+      el.name === "iq" && !ns && el.child("query", NS.register) && this.host!.config.registration
+    ) {
+      if (tlsRequired) return this.error("policy-violation", "STARTTLS is required first");
+      this.host!.events.fire("c2s/register", { stanza: el, reply: (r) => this.send(r) });
+      return;
+    }
+    this.error("not-authorized", "authenticate first");
+  }
+
+  #starttls(): void {
+    const ctx = this.deps.tls.get(this.host!.domain);
+    if (this.secure || !ctx || this.deps.listener.starttls === "disabled") {
+      this.send(x("failure", { xmlns: NS.tls }));
+      return this.close();
+    }
+    this.send(x("proceed", { xmlns: NS.tls }));
+    this.startTls(ctx);
+    this.headerSent = false;
+  }
+
+  #saslPeer() {
+    return {
+      send: (el: Element | string) => this.send(el),
+      offered: () => this.#mechanisms(),
+      context: () => {
+        const host = this.host!;
+        const store = this.deps.ctx.store;
+        return {
+          domain: host.domain,
+          credentials: (user: string) => store.getCredentials(user, host.domain),
+          secret: this.deps.ctx.secret,
+        };
+      },
+      succeeded: (user: string) => {
+        this.user = user;
+        log.info("authenticated {user}@{domain} on {id} from {remote}", {
+          user,
+          domain: this.host!.domain,
+          id: this.id,
+          remote: this.remote,
+        });
+        this.restartStream();
+      },
+      failed: (condition: string, attempts: number) => {
+        log.info("authentication failed ({condition}, attempt {attempts}) on {id} from {remote}", {
+          condition,
+          attempts,
+          id: this.id,
+          remote: this.remote,
+        });
+      },
+      tooManyFailures: () => this.error("policy-violation", "too many authentication failures"),
+    };
+  }
+
+  #afterAuth(el: Element): void {
+    if (!STANZAS.has(el.name)) return this.error("unsupported-stanza-type", `<${el.name}/>`);
+    if (el.attrs.xmlns !== undefined) return this.error("invalid-namespace");
+    if (el.name === "iq") {
+      const type = el.attrs.type ?? "";
+      const children = el.elements();
+      if (
+        !el.attrs.id || !IQ_TYPES.has(type) ||
+        ((type === "get" || type === "set") && children.length !== 1)
+      ) {
+        return this.#reject(el, "bad-request");
+      }
+      if (this.#stage !== "bound") return this.#preBind(el, children[0]);
+      if (
+        type === "set" && children[0].name === "session" && children[0].attrs.xmlns === NS.session
+      ) {
+        return this.send(iqResult(el));
+      }
+    } else if (this.#stage !== "bound") {
+      return this.error("not-authorized", "bind a resource first");
+    }
+    const from = el.attrs.from;
+    if (from !== undefined && from !== this.jid.full && from !== this.jid.bare) {
+      const given = parseJid(from);
+      if (!given || (given.full !== this.jid.full && given.full !== this.jid.bare)) {
+        return this.error("invalid-from");
+      }
+    }
+    let to: Jid | null = null;
+    if (el.attrs.to !== undefined) {
+      to = parseJid(el.attrs.to);
+      if (!to) return this.#reject(el, "jid-malformed");
+    }
+    el.setAttr("from", this.jid.full);
+    this.host!.outbound(el, this, to);
+  }
+
+  #reject(el: Element, condition: "bad-request" | "jid-malformed"): void {
+    const reply = errorReply(el, condition);
+    if (reply) this.send(reply.setAttr("from", undefined));
+  }
+
+  #preBind(iq: Element, payload: Element): void {
+    if (iq.attrs.type === "set" && payload.name === "bind" && payload.attrs.xmlns === NS.bind) {
+      return this.#bind(iq, payload);
+    }
+    if (
+      iq.attrs.type === "set" && payload.name === "session" && payload.attrs.xmlns === NS.session
+    ) {
+      return this.send(iqResult(iq));
+    }
+    this.error("not-authorized", "bind a resource first");
+  }
+
+  /** Resource binding (RFC 6120 §7); a second session with the same full JID replaces the first. */
+  #bind(iq: Element, payload: Element): void {
+    const asked = payload.childText("resource")?.trim();
+    let resource: string;
+    if (asked) {
+      const prepped = prepResource(asked);
+      if (prepped === null) return this.#reject(iq, "bad-request");
+      resource = prepped;
+    } else {
+      resource = "parley-" + randomBytes(6).toString("hex");
+    }
+    const host = this.host!;
+    this.jid = new Jid(this.user!, host.domain, resource);
+    const old = this.deps.ctx.sessions.add(this);
+    if (old) old.close("conflict", "replaced by a new session with the same resource");
+    this.#stage = "bound";
+    this.send(
+      iqResult(iq, x("bind", { xmlns: NS.bind }, x("jid", {}, this.jid.full))).setAttr(
+        "from",
+        undefined,
+      ),
+    );
+    log.info("bound {jid} on {id}", { jid: this.jid.full, id: this.id });
+    host.events.fire("session/bound", this);
+  }
+
+  override close(condition?: string, text?: string): void {
+    if (condition) return this.error(condition as Parameters<XmlStream["error"]>[0], text);
+    super.close();
+  }
+
+  protected closedHook(): void {
+    log.info("connection {id} closed{jid}", {
+      id: this.id,
+      jid: this.bound ? ` (${this.jid.full})` : "",
+    });
+    if (!this.bound) return;
+    this.deps.ctx.sessions.remove(this);
+    this.host!.events.fire("session/closed", this);
+  }
+
+  /** Called periodically: pings idle clients (XEP-0199) and drops dead or stuck connections. */
+  checkIdle(now: number): void {
+    if (this.closed) return;
+    const t = this.deps.ctx.config.timeouts;
+    if (!this.bound) {
+      if (now - this.startedAt > t.handshake * 1000) {
+        this.error("connection-timeout", "no login in time");
+      }
+      return;
+    }
+    if (t.ping_interval === 0) return;
+    if (this.#pingSentAt > this.lastActivity) {
+      if (now - this.#pingSentAt > t.ping_timeout * 1000) this.error("connection-timeout");
+    } else if (now - this.lastActivity > t.ping_interval * 1000) {
+      this.#pingSentAt = now;
+      this.send(
+        x(
+          "iq",
+          { from: this.host!.domain, to: this.jid.full, type: "get", id: "ping-" + now },
+          x("ping", { xmlns: NS.ping }),
+        ),
+      );
+    }
+  }
+}

@@ -1,0 +1,70 @@
+// `parley user add|passwd|del|list`: account administration straight on the store. SQLite in WAL
+// mode lets this run while the server is up; the server reads credentials at each login.
+import type { Config } from "../config/schema.ts";
+import { parseJid } from "../jid/jid.ts";
+import { openStore } from "../storage/open.ts";
+import { deriveCredentials } from "../sasl/scram_keys.ts";
+
+export async function userCommand(
+  config: Config,
+  action: string,
+  target: string | undefined,
+  password: string | undefined,
+): Promise<number> {
+  const store = openStore(config);
+  try {
+    if (action === "list") {
+      const domains = target ? [target] : config.hosts.map((h) => h.domain);
+      for (const d of domains) {
+        for (const u of await store.listAccounts(d)) console.log(`${u}@${d}`);
+      }
+      return 0;
+    }
+    const jid = parseJid(target ?? "");
+    if (!jid || jid.isDomain || !jid.isBare) {
+      console.error(`error: expected a bare JID user@domain, got "${target ?? ""}"`);
+      return 2;
+    }
+    if (!config.hosts.some((h) => h.domain === jid.domain)) {
+      console.error(`error: ${jid.domain} is not a host in the configuration`);
+      return 2;
+    }
+    if (action === "del") {
+      if (!await store.deleteAccount(jid.local, jid.domain)) {
+        return fail(`no such user ${jid.bare}`);
+      }
+      console.log(`deleted ${jid.bare}`);
+      return 0;
+    }
+    const pw = password ?? await readPassword();
+    const creds = deriveCredentials(pw, config.auth.scram_iterations);
+    if (!creds) return fail("the password is empty or has characters SASLprep forbids");
+    if (action === "add") {
+      if (!await store.createAccount(jid.local, jid.domain, creds)) {
+        return fail(`${jid.bare} exists`);
+      }
+      console.log(`added ${jid.bare}`);
+    } else {
+      if (!await store.setCredentials(jid.local, jid.domain, creds)) {
+        return fail(`no such user ${jid.bare}`);
+      }
+      console.log(`changed the password of ${jid.bare}`);
+    }
+    return 0;
+  } finally {
+    await store.close();
+  }
+}
+
+function fail(msg: string): number {
+  console.error(`error: ${msg}`);
+  return 1;
+}
+
+/** Reads the password from the first line of standard input (no echo control: pipe it in). */
+async function readPassword(): Promise<string> {
+  if (Deno.stdin.isTerminal()) await Deno.stderr.write(new TextEncoder().encode("Password: "));
+  const buf = new Uint8Array(4096);
+  const n = await Deno.stdin.read(buf);
+  return new TextDecoder().decode(buf.subarray(0, n ?? 0)).split(/\r?\n/)[0];
+}

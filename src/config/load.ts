@@ -1,0 +1,133 @@
+// Loads and validates the YAML configuration. Unknown keys, wrong types and out-of-range values
+// are errors that name file:line:column and the key, never silently ignored.
+import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
+import { type Config, CONFIG_SPEC, type Spec } from "./schema.ts";
+import { prepDomain } from "../jid/precis.ts";
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join("\n"));
+  }
+}
+
+class Validator {
+  problems: string[] = [];
+  constructor(readonly file: string, readonly lines: LineCounter) {}
+
+  at(node: Node | null | undefined, path: string, msg: string): void {
+    const pos = node?.range ? this.lines.linePos(node.range[0]) : { line: 1, col: 1 };
+    this.problems.push(`${this.file}:${pos.line}:${pos.col}: ${path || "(root)"}: ${msg}`);
+  }
+
+  value(spec: Spec, node: Node | null | undefined, path: string): unknown {
+    if (node === undefined || node === null || (isScalar(node) && node.value === null)) {
+      return this.missing(spec, node, path);
+    }
+    switch (spec.kind) {
+      case "string": {
+        if (!isScalar(node) || typeof node.value !== "string") {
+          return this.at(node, path, "expected a string");
+        }
+        const v = node.value;
+        if (spec.enum && !spec.enum.includes(v)) {
+          return this.at(node, path, `must be one of ${spec.enum.join(", ")} (got "${v}")`);
+        }
+        return v;
+      }
+      case "int": {
+        if (!isScalar(node) || typeof node.value !== "number" || !Number.isInteger(node.value)) {
+          return this.at(node, path, "expected an integer");
+        }
+        if (node.value < spec.min || node.value > spec.max) {
+          return this.at(node, path, `must be between ${spec.min} and ${spec.max}`);
+        }
+        return node.value;
+      }
+      case "bool":
+        if (!isScalar(node) || typeof node.value !== "boolean") {
+          return this.at(node, path, "expected true or false");
+        }
+        return node.value;
+      case "list": {
+        if (!isSeq(node)) return this.at(node, path, "expected a list");
+        if (spec.minItems && node.items.length < spec.minItems) {
+          this.at(node, path, `needs at least ${spec.minItems} entry`);
+        }
+        return node.items.map((item, i) => this.value(spec.of, item as Node, `${path}[${i}]`));
+      }
+      case "object": {
+        if (!isMap(node)) return this.at(node, path, "expected a mapping");
+        const out: Record<string, unknown> = {};
+        const seen = new Map<string, Node>();
+        for (const pair of node.items) {
+          const key = isScalar(pair.key) ? String(pair.key.value) : "";
+          const keyPath = path ? `${path}.${key}` : key;
+          const sub = spec.fields[key];
+          if (!sub) {
+            const known = Object.keys(spec.fields).join(", ");
+            this.at(pair.key as Node, keyPath, `unknown key (known keys: ${known})`);
+            continue;
+          }
+          seen.set(key, pair.value as Node);
+        }
+        for (const [key, sub] of Object.entries(spec.fields)) {
+          const v = this.value(sub, seen.get(key), path ? `${path}.${key}` : key);
+          if (v !== undefined) out[key] = v;
+        }
+        return out;
+      }
+    }
+  }
+
+  missing(spec: Spec, node: Node | null | undefined, path: string): unknown {
+    if (spec.kind === "object") {
+      return spec.optional ? undefined : this.value(spec, emptyMap(), path);
+    }
+    if ("default" in spec && spec.default !== undefined) return structuredClone(spec.default);
+    if (spec.kind === "string" && spec.optional) return undefined;
+    this.at(node, path, "is required");
+  }
+}
+
+const emptyMap = (): Node => parseDocument("{}").contents as Node;
+
+/** Parses and validates configuration text; `file` names it in error messages. */
+export function parseConfig(text: string, file: string): Config {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true });
+  const v = new Validator(file, lines);
+  for (const e of doc.errors) {
+    const pos = lines.linePos(e.pos[0]);
+    v.problems.push(`${file}:${pos.line}:${pos.col}: ${e.message.split("\n")[0]}`);
+  }
+  if (v.problems.length) throw new ConfigError(v.problems);
+  const root = doc.contents && !(isScalar(doc.contents) && doc.contents.value === null)
+    ? doc.contents as Node
+    : emptyMap();
+  const cfg = v.value(CONFIG_SPEC, root, "") as Config;
+  if (v.problems.length === 0) crossCheck(cfg, root, v);
+  if (v.problems.length) throw new ConfigError(v.problems);
+  return cfg;
+}
+
+function crossCheck(cfg: Config, root: Node, v: Validator): void {
+  const hostsNode = isMap(root) ? root.get("hosts", true) as Node | undefined : undefined;
+  const seen = new Set<string>();
+  cfg.hosts.forEach((host, i) => {
+    const node = isSeq(hostsNode) ? hostsNode.items[i] as Node : hostsNode;
+    const prepped = prepDomain(host.domain);
+    if (prepped === null) return v.at(node, `hosts[${i}].domain`, "is not a valid domain");
+    if (seen.has(prepped)) v.at(node, `hosts[${i}].domain`, `"${prepped}" is listed twice`);
+    seen.add(prepped);
+    host.domain = prepped;
+  });
+}
+
+export async function loadConfigFile(path: string): Promise<Config> {
+  return parseConfig(await Deno.readTextFile(path), path);
+}
+
+/** The configuration used when none is given: every default. */
+export function defaultConfig(): Config {
+  return parseConfig("", "(defaults)");
+}

@@ -1,0 +1,117 @@
+// A small declarative schema: each key has a type, a default and limits, and the validator walks
+// the YAML document's nodes so every error can name file:line:column and the key's path.
+
+export type Spec =
+  | {
+    kind: "string";
+    default?: string;
+    enum?: readonly string[];
+    pattern?: RegExp;
+    optional?: true;
+  }
+  | { kind: "int"; default?: number; min: number; max: number }
+  | { kind: "bool"; default?: boolean }
+  | { kind: "object"; fields: Record<string, Spec>; optional?: true }
+  | { kind: "list"; of: Spec; default?: unknown[]; minItems?: number };
+
+const str = (d?: string, extra: { enum?: readonly string[]; pattern?: RegExp } = {}): Spec => ({
+  kind: "string",
+  default: d,
+  ...extra,
+});
+const int = (d: number, min: number, max: number): Spec => ({ kind: "int", default: d, min, max });
+const bool = (d: boolean): Spec => ({ kind: "bool", default: d });
+const obj = (fields: Record<string, Spec>, optional?: true): Spec => ({
+  kind: "object",
+  fields,
+  optional,
+});
+
+export const LISTENER_TYPES = ["c2s", "c2s_tls"] as const;
+
+export const CONFIG_SPEC: Spec = obj({
+  data_dir: str("./data"),
+  log: obj({ level: str("info", { enum: ["debug", "info", "warning", "error"] }) }),
+  hosts: {
+    kind: "list",
+    minItems: 1,
+    default: [{ domain: "localhost" }],
+    of: obj({
+      domain: str(undefined),
+      registration: bool(false),
+      certificate: obj({ cert: str(undefined), key: str(undefined) }, true),
+    }),
+  },
+  listeners: {
+    kind: "list",
+    default: [
+      { type: "c2s", bind: "127.0.0.1", port: 5222 },
+      { type: "c2s_tls", bind: "127.0.0.1", port: 5223 },
+    ],
+    of: obj({
+      type: str(undefined, { enum: LISTENER_TYPES }),
+      bind: str("127.0.0.1"),
+      port: int(5222, 0, 65535),
+      starttls: str("required", { enum: ["required", "optional", "disabled"] }),
+      plain_without_tls: bool(false),
+    }),
+  },
+  storage: obj({
+    type: str("sqlite", { enum: ["sqlite"] }),
+    path: { kind: "string", optional: true },
+  }),
+  auth: obj({ scram_iterations: int(4096, 1, 10_000_000) }),
+  limits: obj({
+    max_stanza_size: int(262_144, 1024, 64 * 1024 * 1024),
+    max_depth: int(64, 4, 1024),
+    connections_per_ip: int(100, 1, 1_000_000),
+    rate_bytes_per_second: int(262_144, 1024, 1 << 30),
+    rate_burst_bytes: int(1_048_576, 1024, 1 << 30),
+    max_offline_messages: int(1000, 0, 1_000_000),
+    max_outbound_buffer: int(4_194_304, 65_536, 1 << 30),
+  }),
+  timeouts: obj({
+    handshake: int(60, 1, 3600),
+    ping_interval: int(120, 0, 86_400),
+    ping_timeout: int(30, 1, 3600),
+    auth_failure_delay_ms: int(250, 0, 60_000),
+  }),
+});
+
+export interface HostConfig {
+  domain: string;
+  registration: boolean;
+  certificate?: { cert: string; key: string };
+}
+
+export interface ListenerConfig {
+  type: (typeof LISTENER_TYPES)[number];
+  bind: string;
+  port: number;
+  starttls: "required" | "optional" | "disabled";
+  plain_without_tls: boolean;
+}
+
+export interface Config {
+  data_dir: string;
+  log: { level: "debug" | "info" | "warning" | "error" };
+  hosts: HostConfig[];
+  listeners: ListenerConfig[];
+  storage: { type: "sqlite"; path?: string };
+  auth: { scram_iterations: number };
+  limits: {
+    max_stanza_size: number;
+    max_depth: number;
+    connections_per_ip: number;
+    rate_bytes_per_second: number;
+    rate_burst_bytes: number;
+    max_offline_messages: number;
+    max_outbound_buffer: number;
+  };
+  timeouts: {
+    handshake: number;
+    ping_interval: number;
+    ping_timeout: number;
+    auth_failure_delay_ms: number;
+  };
+}

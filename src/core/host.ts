@@ -1,0 +1,150 @@
+// A virtual host: the domain handler for one served domain. It sorts each stanza by address
+// (the domain itself, an account's bare JID, a full JID) and hands it to whichever module
+// registered for it, the way Prosody modules hook events. The core knows no IM semantics.
+import type { Element } from "../xml/element.ts";
+import { Jid } from "../jid/jid.ts";
+import type { HostConfig } from "../config/schema.ts";
+import type { DomainHandler } from "../router/router.ts";
+import type { LocalSession } from "../router/sessions.ts";
+import { Hooks } from "./hooks.ts";
+import { type IqHandler, IqRequest } from "./iq.ts";
+import type { ServerContext } from "./context.ts";
+import { logger } from "../log/logger.ts";
+
+const log = logger("host");
+
+export interface StanzaEvent {
+  stanza: Element;
+  from: Jid;
+  to: Jid;
+}
+
+export interface OutboundEvent extends StanzaEvent {
+  session: LocalSession;
+  /** The client gave no `to` (RFC 6120 §10.3: meant for its own account or the server). */
+  toAbsent: boolean;
+}
+
+/** A request on a stream that has not authenticated yet (XEP-0077 registration). */
+export interface PreAuthEvent {
+  stanza: Element;
+  reply(stanza: Element): void;
+}
+
+export type HostEvents = {
+  "c2s/register": PreAuthEvent;
+  /** Any stanza for a local account, before delivery; true drops it (blocking). */
+  "stanza/in": StanzaEvent;
+  "message/bare": StanzaEvent;
+  "message/full": StanzaEvent;
+  "presence/bare": StanzaEvent;
+  "presence/full": StanzaEvent;
+  "iq/full": StanzaEvent;
+  "message/host": StanzaEvent;
+  /** A chat/normal message found no available resource: store it or refuse it. */
+  "message/offline": StanzaEvent;
+  "presence/host": StanzaEvent;
+  /** A stanza sent by a local session, before it is routed. */
+  "stanza/out": OutboundEvent;
+  "session/bound": LocalSession;
+  /** Initial presence sent (the session became an available resource). */
+  "session/available": LocalSession;
+  "session/closed": LocalSession;
+  /** An account was deleted (XEP-0077 cancel or the CLI). */
+  "account/deleted": Jid;
+};
+
+export interface DiscoIdentity {
+  category: string;
+  type: string;
+  name?: string;
+}
+
+export class Host implements DomainHandler {
+  readonly jid: Jid;
+  readonly events = new Hooks<HostEvents>();
+  /** What disco#info on the domain advertises; modules add to it when installed. */
+  readonly features = new Set<string>();
+  readonly identities: DiscoIdentity[] = [{ category: "server", type: "im", name: "Parley" }];
+  /** Entities listed in disco#items on the domain (services such as MUC and the proxy). */
+  readonly items: { jid: string; name?: string }[] = [];
+  /** Features advertised on account bare JIDs. */
+  readonly accountFeatures = new Set<string>();
+  #serverIq = new Map<string, IqHandler>();
+  #accountIq = new Map<string, IqHandler>();
+
+  constructor(readonly server: ServerContext, readonly config: HostConfig) {
+    this.jid = new Jid("", config.domain);
+  }
+
+  get domain(): string {
+    return this.jid.domain;
+  }
+
+  /** Registers the handler of iq get/set for a namespace, addressed to the domain or an account. */
+  onIq(scope: "server" | "account", ns: string, handler: IqHandler): void {
+    (scope === "server" ? this.#serverIq : this.#accountIq).set(ns, handler);
+  }
+
+  receive(stanza: Element, from: Jid, to: Jid): void {
+    const ev: StanzaEvent = { stanza, from, to };
+    if (to.isDomain) {
+      if (stanza.name === "iq") return this.#iq(this.#serverIq, ev);
+      this.events.fire(stanza.name === "message" ? "message/host" : "presence/host", ev);
+      return;
+    }
+    if (this.events.fire("stanza/in", ev)) return;
+    if (to.isBare && stanza.name === "iq") return this.#iq(this.#accountIq, ev);
+    const name = `${stanza.name}/${to.isBare ? "bare" : "full"}` as
+      | "message/bare"
+      | "message/full"
+      | "presence/bare"
+      | "presence/full"
+      | "iq/full";
+    this.events.fire(name, ev);
+  }
+
+  /** A stanza from a local session: modules may take it, otherwise it is routed. */
+  outbound(stanza: Element, session: LocalSession, to: Jid | null): void {
+    const ev: OutboundEvent = {
+      stanza,
+      from: session.jid,
+      to: to ?? session.jid.toBare(),
+      session,
+      toAbsent: to === null,
+    };
+    if (this.events.fire("stanza/out", ev)) return;
+    this.server.router.route(stanza, ev.from, ev.to);
+  }
+
+  #iq(handlers: Map<string, IqHandler>, { stanza, from, to }: StanzaEvent): void {
+    const type = stanza.attrs.type;
+    // Answers to iqs the server sent (roster pushes, pings) end here.
+    if (type !== "get" && type !== "set") return;
+    const payload = stanza.elements()[0];
+    const router = this.server.router;
+    const handler = payload && handlers.get(payload.attrs.xmlns ?? "");
+    if (!handler) return router.bounce(stanza, "service-unavailable");
+    const req = new IqRequest(stanza, from, to, payload, router);
+    try {
+      const r = handler(req);
+      if (r instanceof Promise) r.catch((e) => this.#failed(req, e));
+    } catch (e) {
+      this.#failed(req, e);
+    }
+  }
+
+  #failed(req: IqRequest, e: unknown): void {
+    log.error("iq handler for {ns} failed: {error}", {
+      ns: req.payload.attrs.xmlns,
+      error: String((e as Error)?.stack ?? e),
+    });
+    req.error("internal-server-error");
+  }
+}
+
+/** A module adds behaviour to a host by registering handlers; see src/modules.ts. */
+export interface Module {
+  name: string;
+  install(host: Host): void;
+}

@@ -1,0 +1,103 @@
+// Presence (RFC 6121 §4): initial presence with probes and broadcast, updates, directed presence,
+// unavailable broadcast on logout or a dropped connection, and answers to probes.
+import type { Host, Module, StanzaEvent } from "../core/host.ts";
+import type { LocalSession } from "../router/sessions.ts";
+import { type Element, x } from "../xml/element.ts";
+import { readdressed } from "./delivery.ts";
+import { sendPresenceOf } from "./subscriptions.ts";
+
+const hasFrom = (s: string) => s === "from" || s === "both";
+const hasTo = (s: string) => s === "to" || s === "both";
+
+function priorityOf(p: Element): number {
+  const n = Number.parseInt(p.childText("priority") ?? "0", 10);
+  return Number.isFinite(n) ? Math.max(-128, Math.min(127, n)) : 0;
+}
+
+/** Sends `presence` to every contact subscribed to the user and to the user's other resources. */
+async function broadcast(host: Host, session: LocalSession, presence: Element, probe: boolean) {
+  const { store, router, sessions } = host.server;
+  const { local, domain, bare } = session.jid;
+  const roster = await store.getRoster(local, domain);
+  for (const item of roster.items) {
+    if (hasFrom(item.subscription)) router.sendFrom(readdressed(presence, item.jid));
+    if (probe && hasTo(item.subscription)) {
+      router.sendFrom(x("presence", { from: bare, to: item.jid, type: "probe" }));
+    }
+  }
+  for (const other of sessions.resources(bare)) {
+    if (other === session || !other.available) continue;
+    other.deliver(readdressed(presence, other.jid.full));
+    // A newly available resource learns about the account's other resources (§4.2.2).
+    if (probe && other.presence) session.deliver(readdressed(other.presence, session.jid.full));
+  }
+}
+
+function goUnavailable(host: Host, session: LocalSession, presence: Element): Promise<void> {
+  session.available = false;
+  session.presence = null;
+  const directed = [...session.directed];
+  session.directed.clear();
+  return broadcast(host, session, presence, false).then(() => {
+    for (const to of directed) host.server.router.sendFrom(readdressed(presence, to));
+  });
+}
+
+function outbound(host: Host, session: LocalSession, stanza: Element): void {
+  const type = stanza.attrs.type;
+  const serial = host.server.serial;
+  if (type === undefined) {
+    const initial = !session.available;
+    session.priority = priorityOf(stanza);
+    session.presence = stanza;
+    session.available = true;
+    serial.run(session.jid.bare, () => broadcast(host, session, stanza, initial));
+    if (initial) host.events.fire("session/available", session);
+  } else if (type === "unavailable" && session.available) {
+    serial.run(session.jid.bare, () => goUnavailable(host, session, stanza));
+  }
+}
+
+/** Answers a probe with the presence of each available resource if the prober is subscribed. */
+async function probe(host: Host, { from, to }: StanzaEvent): Promise<void> {
+  const item = await host.server.store.getRosterItem(to.local, to.domain, from.bare);
+  if (!item || !hasFrom(item.subscription)) return;
+  const anyone = [...host.server.sessions.resources(to.bare)].some((s) => s.available);
+  if (anyone) sendPresenceOf(host, to, from.full, false);
+  else {host.server.router.sendFrom(
+      x("presence", { from: to.bare, to: from.full, type: "unavailable" }),
+    );}
+}
+
+export const presenceModule: Module = {
+  name: "presence",
+  install(host) {
+    const { sessions, serial } = host.server;
+    host.events.on("stanza/out", (ev) => {
+      if (ev.stanza.name !== "presence") return false;
+      const type = ev.stanza.attrs.type;
+      if (ev.toAbsent) {
+        outbound(host, ev.session, ev.stanza);
+        return true;
+      }
+      // Directed presence: remember who got it, to tell them when we go away (§4.6).
+      if (type === undefined) ev.session.directed.add(ev.to.full);
+      else if (type === "unavailable") ev.session.directed.delete(ev.to.full);
+      return false;
+    }, 50);
+    host.events.on("presence/bare", (ev) => {
+      const type = ev.stanza.attrs.type;
+      if (type === "probe") {
+        serial.run(ev.to.bare, () => probe(host, ev));
+      } else if (type === undefined || type === "unavailable") {
+        for (const s of sessions.resources(ev.to.bare)) if (s.available) s.deliver(ev.stanza);
+      }
+      return true;
+    });
+    host.events.on("session/closed", (session) => {
+      if (!session.available) return;
+      const gone = x("presence", { from: session.jid.full, type: "unavailable" });
+      serial.run(session.jid.bare, () => goUnavailable(host, session, gone));
+    });
+  },
+};

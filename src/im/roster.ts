@@ -1,0 +1,110 @@
+// Roster management (RFC 6121 §2): get with versioning (§2.6), set, remove, and pushes to every
+// interested resource. Removing a contact also cancels subscriptions both ways (§2.5.2).
+import type { Host, Module } from "../core/host.ts";
+import type { IqRequest } from "../core/iq.ts";
+import { type Element, x } from "../xml/element.ts";
+import { NS } from "../xml/ns.ts";
+import { parseJid } from "../jid/jid.ts";
+import type { RosterItem } from "../storage/store.ts";
+
+const MAX_TEXT = 1023;
+
+export function itemElement(item: RosterItem | { jid: string; remove: true }): Element {
+  if ("remove" in item) return x("item", { jid: item.jid, subscription: "remove" });
+  return x(
+    "item",
+    {
+      jid: item.jid,
+      name: item.name,
+      subscription: item.subscription,
+      ask: item.ask ? "subscribe" : undefined,
+    },
+    ...item.groups.map((g) => x("group", {}, g)),
+  );
+}
+
+/** Sends a roster push for one item to each resource of the account that asked for the roster. */
+export function pushRoster(
+  host: Host,
+  bare: string,
+  item: RosterItem | { jid: string; remove: true },
+  version: number,
+): void {
+  for (const s of host.server.sessions.resources(bare)) {
+    if (!s.rosterRequested) continue;
+    s.deliver(
+      x(
+        "iq",
+        { to: s.jid.full, type: "set", id: "push" + (++pushCounter).toString(36) },
+        x("query", { xmlns: NS.roster, ver: String(version) }, itemElement(item)),
+      ),
+    );
+  }
+}
+let pushCounter = 0;
+
+async function get(host: Host, iq: IqRequest): Promise<void> {
+  const session = host.server.sessions.get(iq.from);
+  if (session) session.rosterRequested = true;
+  const roster = await host.server.store.getRoster(iq.from.local, iq.from.domain);
+  const ver = String(roster.version);
+  if (iq.payload.attrs.ver === ver) return iq.reply(); // unchanged: the client's copy is current
+  iq.reply(x("query", { xmlns: NS.roster, ver }, ...roster.items.map(itemElement)));
+}
+
+async function set(host: Host, iq: IqRequest): Promise<void> {
+  const items = iq.payload.elements("item");
+  if (items.length !== 1) return iq.error("bad-request", { text: "exactly one item is expected" });
+  const el = items[0];
+  const contact = parseJid(el.attrs.jid ?? "");
+  if (!contact) return iq.error("bad-request", { text: "invalid jid" });
+  if (contact.bare === iq.from.bare) return iq.error("not-allowed", { text: "that is you" });
+  const { store, router } = host.server;
+  const { local, domain, bare } = iq.from;
+  const jid = contact.full;
+  if (el.attrs.subscription === "remove") {
+    const old = await store.getRosterItem(local, domain, jid);
+    const hadPendingIn = await store.removePendingIn(local, domain, jid);
+    if (!old) return hadPendingIn ? iq.reply() : iq.error("item-not-found");
+    const version = await store.deleteRosterItem(local, domain, jid);
+    iq.reply();
+    pushRoster(host, bare, { jid, remove: true }, version!);
+    const send = (type: string) => router.sendFrom(x("presence", { from: bare, to: jid, type }));
+    if (old.subscription === "to" || old.subscription === "both" || old.ask) send("unsubscribe");
+    if (old.subscription === "from" || old.subscription === "both" || hadPendingIn) {
+      send("unsubscribed");
+    }
+    return;
+  }
+  const groups = el.elements("group").map((g) => g.text());
+  if (new Set(groups).size !== groups.length) {
+    return iq.error("bad-request", { text: "duplicate group" });
+  }
+  if (groups.some((g) => g === "" || g.length > MAX_TEXT)) return iq.error("not-acceptable");
+  const name = el.attrs.name || undefined;
+  if (name && name.length > MAX_TEXT) return iq.error("not-acceptable");
+  const old = await store.getRosterItem(local, domain, jid);
+  const item: RosterItem = {
+    jid,
+    name,
+    groups,
+    subscription: old?.subscription ?? "none",
+    ask: old?.ask ?? false,
+  };
+  const version = await store.putRosterItem(local, domain, item);
+  iq.reply();
+  pushRoster(host, bare, item, version);
+}
+
+export const rosterModule: Module = {
+  name: "roster",
+  install(host) {
+    host.onIq("account", NS.roster, (iq) => {
+      if (!iq.self) return iq.error("forbidden");
+      return host.server.serial.run(
+        iq.from.bare,
+        () => iq.type === "get" ? get(host, iq) : set(host, iq),
+      );
+    });
+  },
+};

@@ -1,0 +1,141 @@
+// The presence subscription state machine (RFC 6121 §3): outbound requests and answers from our
+// users, inbound ones from contacts, the roster changes and pushes each causes, and pending
+// inbound requests kept until answered and redelivered at each login.
+import type { Host, Module, StanzaEvent } from "../core/host.ts";
+import type { Jid } from "../jid/jid.ts";
+import { x } from "../xml/element.ts";
+import type { RosterItem, Subscription } from "../storage/store.ts";
+import { isSubscription, readdressed } from "./delivery.ts";
+import { pushRoster } from "./roster.ts";
+import { parseStanza } from "../xml/parse_string.ts";
+
+const hasTo = (s: Subscription) => s === "to" || s === "both";
+const hasFrom = (s: Subscription) => s === "from" || s === "both";
+const make = (to: boolean, from: boolean): Subscription =>
+  to ? (from ? "both" : "to") : (from ? "from" : "none");
+
+function blank(jid: string): RosterItem {
+  return { jid, subscription: "none", ask: false, groups: [] };
+}
+
+/** Sends each available resource's presence (or unavailable) from `user` to `contact`. */
+export function sendPresenceOf(host: Host, user: Jid, contact: string, unavailable: boolean): void {
+  for (const s of host.server.sessions.resources(user.bare)) {
+    if (!s.available) continue;
+    const p = unavailable || !s.presence
+      ? x("presence", { from: s.jid.full, to: contact, type: "unavailable" })
+      : readdressed(s.presence, contact);
+    host.server.router.sendFrom(p);
+  }
+}
+
+async function outbound(host: Host, user: Jid, contact: Jid, type: string): Promise<void> {
+  const { store, router } = host.server;
+  const { local, domain, bare } = user;
+  const cj = contact.bare;
+  const item = await store.getRosterItem(local, domain, cj);
+  const route = () => router.sendFrom(x("presence", { from: bare, to: cj, type }));
+  const save = async (next: RosterItem) =>
+    pushRoster(host, bare, next, await store.putRosterItem(local, domain, next));
+  switch (type) {
+    case "subscribe": {
+      const cur = item ?? blank(cj);
+      if (!hasTo(cur.subscription) && !cur.ask) await save({ ...cur, ask: true });
+      return route();
+    }
+    case "subscribed": {
+      if (!await store.removePendingIn(local, domain, cj)) return; // nothing to approve
+      const cur = item ?? blank(cj);
+      await save({ ...cur, subscription: make(hasTo(cur.subscription), true) });
+      route();
+      return sendPresenceOf(host, user, cj, false);
+    }
+    case "unsubscribe":
+      if (item && (hasTo(item.subscription) || item.ask)) {
+        await save({ ...item, subscription: make(false, hasFrom(item.subscription)), ask: false });
+      }
+      return route();
+    case "unsubscribed": {
+      const hadPending = await store.removePendingIn(local, domain, cj);
+      if (item && hasFrom(item.subscription)) {
+        await save({ ...item, subscription: make(hasTo(item.subscription), false) });
+      } else if (!hadPending) return;
+      route();
+      return sendPresenceOf(host, user, cj, true);
+    }
+  }
+}
+
+async function inbound(host: Host, ev: StanzaEvent): Promise<void> {
+  const { store, router, sessions } = host.server;
+  const { local, domain, bare } = ev.to;
+  const from = ev.from.bare;
+  const type = ev.stanza.attrs.type!;
+  const stamped = x("presence", { ...ev.stanza.attrs, from, to: bare }, ...ev.stanza.children);
+  const toResources = () => {
+    for (const s of sessions.resources(bare)) if (s.available) s.deliver(stamped);
+  };
+  if (!await store.getCredentials(local, domain)) {
+    if (type === "subscribe") {
+      router.sendFrom(x("presence", { from: bare, to: from, type: "unsubscribed" }));
+    }
+    return;
+  }
+  const item = await store.getRosterItem(local, domain, from);
+  const save = async (next: RosterItem) =>
+    pushRoster(host, bare, next, await store.putRosterItem(local, domain, next));
+  switch (type) {
+    case "subscribe":
+      if (item && hasFrom(item.subscription)) {
+        return router.sendFrom(x("presence", { from: bare, to: from, type: "subscribed" }));
+      }
+      await store.addPendingIn(local, domain, from, stamped.toString());
+      return toResources();
+    case "subscribed":
+      if (!item || !item.ask || hasTo(item.subscription)) return;
+      await save({ ...item, subscription: make(true, hasFrom(item.subscription)), ask: false });
+      return toResources();
+    case "unsubscribe": {
+      const hadPending = await store.removePendingIn(local, domain, from);
+      if (item && hasFrom(item.subscription)) {
+        await save({ ...item, subscription: make(hasTo(item.subscription), false) });
+      } else if (!hadPending) return;
+      toResources();
+      return sendPresenceOf(host, ev.to, from, true);
+    }
+    case "unsubscribed":
+      if (!item || (!hasTo(item.subscription) && !item.ask)) return;
+      await save({ ...item, subscription: make(false, hasFrom(item.subscription)), ask: false });
+      return toResources();
+  }
+}
+
+export const subscriptionsModule: Module = {
+  name: "subscriptions",
+  install(host) {
+    const serial = host.server.serial;
+    host.events.on("stanza/out", (ev) => {
+      if (ev.stanza.name !== "presence" || !isSubscription(ev.stanza)) return false;
+      if (!ev.toAbsent && !ev.to.isDomain) {
+        const user = ev.from.toBare();
+        serial.run(user.bare, () => outbound(host, user, ev.to, ev.stanza.attrs.type!));
+      }
+      return true;
+    }, 60);
+    host.events.on("presence/bare", (ev) => {
+      if (!isSubscription(ev.stanza)) return false;
+      serial.run(ev.to.bare, () => inbound(host, ev));
+      return true;
+    }, 10);
+    // Requests that arrived while the user was away are shown again at each login (§3.1.3).
+    host.events.on("session/available", (session) => {
+      const { local, domain, bare } = session.jid;
+      serial.run(bare, async () => {
+        for (const p of await host.server.store.getPendingIn(local, domain)) {
+          const el = parseStanza(p.stanza);
+          if (el) session.deliver(el);
+        }
+      });
+    });
+  },
+};

@@ -1,0 +1,56 @@
+// Service discovery (XEP-0030) for the server and for accounts. Other modules add features to
+// host.features / host.accountFeatures; services on their own domains add items (host.items).
+import type { Module } from "../core/host.ts";
+import { x } from "../xml/element.ts";
+import { NS } from "../xml/ns.ts";
+
+export const discoModule: Module = {
+  name: "disco",
+  install(host) {
+    host.features.add(NS.discoInfo).add(NS.discoItems);
+    host.accountFeatures.add(NS.discoInfo).add(NS.discoItems);
+    host.onIq("server", NS.discoInfo, (iq) => {
+      if (iq.type !== "get") return iq.error("bad-request");
+      if (iq.payload.attrs.node) return iq.error("item-not-found");
+      iq.reply(x(
+        "query",
+        { xmlns: NS.discoInfo },
+        ...host.identities.map((i) =>
+          x("identity", { category: i.category, type: i.type, name: i.name })
+        ),
+        ...[...host.features].sort().map((f) => x("feature", { var: f })),
+      ));
+    });
+    host.onIq("server", NS.discoItems, (iq) => {
+      if (iq.type !== "get") return iq.error("bad-request");
+      if (iq.payload.attrs.node) return iq.error("item-not-found");
+      iq.reply(x(
+        "query",
+        { xmlns: NS.discoItems },
+        ...host.items.map((i) => x("item", { jid: i.jid, name: i.name })),
+      ));
+    });
+    // An account answers for itself to its owner and to contacts subscribed to its presence.
+    host.onIq("account", NS.discoInfo, async (iq) => {
+      if (iq.type !== "get") return iq.error("bad-request");
+      const { store } = host.server;
+      if (!iq.self) {
+        const item = await store.getRosterItem(iq.to.local, iq.to.domain, iq.from.bare);
+        if (!item || (item.subscription !== "from" && item.subscription !== "both")) {
+          return iq.error("service-unavailable");
+        }
+      }
+      iq.reply(x(
+        "query",
+        { xmlns: NS.discoInfo },
+        x("identity", { category: "account", type: "registered" }),
+        ...[...host.accountFeatures].sort().map((f) => x("feature", { var: f })),
+      ));
+    });
+    host.onIq("account", NS.discoItems, (iq) => {
+      if (iq.type !== "get") return iq.error("bad-request");
+      if (!iq.self) return iq.error("service-unavailable");
+      iq.reply(x("query", { xmlns: NS.discoItems }));
+    });
+  },
+};

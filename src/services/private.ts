@@ -1,0 +1,31 @@
+// Private XML storage (XEP-0049): one element per namespace, readable only by its owner.
+import type { Module } from "../core/host.ts";
+import { x } from "../xml/element.ts";
+import { NS } from "../xml/ns.ts";
+import { parseStanza } from "../xml/parse_string.ts";
+
+const RESERVED = new Set<string | undefined>([undefined, NS.client, NS.private]);
+
+export const privateModule: Module = {
+  name: "private",
+  install(host) {
+    const { store } = host.server;
+    host.accountFeatures.add(NS.private);
+    host.onIq("account", NS.private, async (iq) => {
+      if (!iq.self) return iq.error("forbidden");
+      const items = iq.payload.elements();
+      if (items.length !== 1 || RESERVED.has(items[0].attrs.xmlns)) {
+        return iq.error("not-acceptable");
+      }
+      const item = items[0];
+      const key = `${item.attrs.xmlns} ${item.name}`;
+      const { local, domain } = iq.from;
+      if (iq.type === "set") {
+        await store.setPrivate(local, domain, key, item.toString());
+        return iq.reply();
+      }
+      const stored = await store.getPrivate(local, domain, key);
+      iq.reply(x("query", { xmlns: NS.private }, (stored && parseStanza(stored)) || item));
+    });
+  },
+};

@@ -1,0 +1,75 @@
+// In-band registration (XEP-0077): account creation before authentication when the host allows
+// it, and password change and account removal for authenticated users.
+import type { Host, Module, PreAuthEvent } from "../core/host.ts";
+import type { IqRequest } from "../core/iq.ts";
+import { type Element, x } from "../xml/element.ts";
+import { NS } from "../xml/ns.ts";
+import { prepLocal } from "../jid/precis.ts";
+import { deriveCredentials } from "../sasl/scram_keys.ts";
+import { errorReply, iqResult } from "../router/stanza_error.ts";
+
+const form = () =>
+  x(
+    "query",
+    { xmlns: NS.register },
+    x("instructions", {}, "Choose a username and password."),
+    x("username"),
+    x("password"),
+  );
+
+async function create(host: Host, { stanza, reply }: PreAuthEvent): Promise<void> {
+  const q = stanza.child("query", NS.register)!;
+  const answer = (el: Element | null): void => {
+    if (el) reply(el.setAttr("from", undefined));
+  };
+  if (stanza.attrs.type === "get") return answer(iqResult(stanza, form()));
+  if (stanza.attrs.type !== "set" || q.child("remove")) {
+    return answer(errorReply(stanza, "bad-request"));
+  }
+  const user = prepLocal(q.childText("username") ?? "");
+  const creds = deriveCredentials(
+    q.childText("password") ?? "",
+    host.server.config.auth.scram_iterations,
+  );
+  if (!user || !creds) return answer(errorReply(stanza, "not-acceptable"));
+  if (!await host.server.store.createAccount(user, host.domain, creds)) {
+    return answer(errorReply(stanza, "conflict"));
+  }
+  answer(iqResult(stanza));
+}
+
+async function manage(host: Host, iq: IqRequest): Promise<void> {
+  if (!iq.self) return iq.error("forbidden");
+  const { store, sessions } = host.server;
+  const { local, domain, bare } = iq.from;
+  if (iq.type === "get") {
+    return iq.reply(
+      x("query", { xmlns: NS.register }, x("registered"), x("username", {}, local), x("password")),
+    );
+  }
+  if (iq.payload.child("remove")) {
+    await store.deleteAccount(local, domain);
+    iq.reply();
+    host.events.fire("account/deleted", iq.from.toBare());
+    for (const s of [...sessions.resources(bare)]) s.close("not-authorized", "account removed");
+    return;
+  }
+  const username = iq.payload.childText("username");
+  if (username !== undefined && prepLocal(username) !== local) return iq.error("bad-request");
+  const creds = deriveCredentials(
+    iq.payload.childText("password") ?? "",
+    host.server.config.auth.scram_iterations,
+  );
+  if (!creds) return iq.error("not-acceptable");
+  await store.setCredentials(local, domain, creds);
+  iq.reply();
+}
+
+export const registerModule: Module = {
+  name: "register",
+  install(host) {
+    if (host.config.registration) host.features.add(NS.register);
+    host.events.on("c2s/register", (ev) => void create(host, ev));
+    host.onIq("account", NS.register, (iq) => manage(host, iq));
+  },
+};

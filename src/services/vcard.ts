@@ -1,0 +1,30 @@
+// vCard-temp (XEP-0054): an account sets its own vCard; anyone may read it.
+import type { Module } from "../core/host.ts";
+import { x } from "../xml/element.ts";
+import { NS } from "../xml/ns.ts";
+import { parseStanza } from "../xml/parse_string.ts";
+
+export const vcardModule: Module = {
+  name: "vcard",
+  install(host) {
+    host.features.add(NS.vcard);
+    const { store } = host.server;
+    host.onIq("account", NS.vcard, async (iq) => {
+      const { local, domain } = iq.to;
+      if (iq.type === "set") {
+        if (!iq.self) return iq.error("forbidden");
+        if (iq.payload.name !== "vCard") return iq.error("bad-request");
+        await store.setVcard(local, domain, iq.payload.toString());
+        return iq.reply();
+      }
+      const stored = await store.getVcard(local, domain);
+      if (stored === null) {
+        if (!iq.self && !await store.getCredentials(local, domain)) {
+          return iq.error("service-unavailable");
+        }
+        return iq.reply(x("vCard", { xmlns: NS.vcard }));
+      }
+      iq.reply(parseStanza(stored) ?? x("vCard", { xmlns: NS.vcard }));
+    });
+  },
+};

@@ -1,0 +1,265 @@
+// The embedded store on node:sqlite. WAL journal with synchronous=FULL: a committed transaction
+// survives a crash of the process or the machine, and readers (the `parley user` CLI) never block
+// the server.
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import { dirname } from "node:path";
+import { mkdirSync } from "node:fs";
+import { MIGRATIONS } from "./sqlite_migrations.ts";
+import type {
+  Credentials,
+  PendingSubscription,
+  Roster,
+  RosterItem,
+  Store,
+  Subscription,
+} from "./store.ts";
+
+type Row = Record<string, SQLInputValue>;
+
+export class SqliteStore implements Store {
+  #db: DatabaseSync;
+  #stmts = new Map<string, StatementSync>();
+
+  constructor(path: string) {
+    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+    this.#db = new DatabaseSync(path);
+    this.#db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;");
+    this.#migrate();
+  }
+
+  #migrate(): void {
+    const row = this.#db.prepare("PRAGMA user_version").get() as { user_version: number };
+    for (let v = row.user_version; v < MIGRATIONS.length; v++) {
+      this.#tx(() => {
+        this.#db.exec(MIGRATIONS[v]);
+        this.#db.exec(`PRAGMA user_version = ${v + 1}`);
+      });
+    }
+  }
+
+  #q(sql: string): StatementSync {
+    let s = this.#stmts.get(sql);
+    if (!s) this.#stmts.set(sql, s = this.#db.prepare(sql));
+    return s;
+  }
+
+  #tx<T>(fn: () => T): T {
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const r = fn();
+      this.#db.exec("COMMIT");
+      return r;
+    } catch (e) {
+      this.#db.exec("ROLLBACK");
+      throw e;
+    }
+  }
+
+  createAccount(user: string, host: string, creds: Credentials): Promise<boolean> {
+    const r = this.#q(
+      "INSERT OR IGNORE INTO accounts (host, user, credentials, created_at) VALUES (?, ?, ?, ?)",
+    ).run(host, user, JSON.stringify(creds), Date.now());
+    return Promise.resolve(r.changes === 1);
+  }
+
+  getCredentials(user: string, host: string): Promise<Credentials | null> {
+    const row = this.#q("SELECT credentials FROM accounts WHERE host = ? AND user = ?")
+      .get(host, user) as Row | undefined;
+    return Promise.resolve(row ? JSON.parse(row.credentials as string) : null);
+  }
+
+  setCredentials(user: string, host: string, creds: Credentials): Promise<boolean> {
+    const r = this.#q("UPDATE accounts SET credentials = ? WHERE host = ? AND user = ?")
+      .run(JSON.stringify(creds), host, user);
+    return Promise.resolve(r.changes === 1);
+  }
+
+  deleteAccount(user: string, host: string): Promise<boolean> {
+    return Promise.resolve(this.#tx(() => {
+      const r = this.#q("DELETE FROM accounts WHERE host = ? AND user = ?").run(host, user);
+      for (
+        const t of [
+          "roster_items",
+          "roster_versions",
+          "pending_in",
+          "offline",
+          "vcards",
+          "private_storage",
+          "blocklist",
+        ]
+      ) this.#q(`DELETE FROM ${t} WHERE host = ? AND user = ?`).run(host, user);
+      return r.changes === 1;
+    }));
+  }
+
+  listAccounts(host: string): Promise<string[]> {
+    const rows = this.#q("SELECT user FROM accounts WHERE host = ? ORDER BY user").all(
+      host,
+    ) as Row[];
+    return Promise.resolve(rows.map((r) => r.user as string));
+  }
+
+  getRoster(user: string, host: string): Promise<Roster> {
+    const rows = this.#q("SELECT * FROM roster_items WHERE host = ? AND user = ? ORDER BY contact")
+      .all(host, user) as Row[];
+    return Promise.resolve({ version: this.#version(user, host), items: rows.map(toItem) });
+  }
+
+  #version(user: string, host: string): number {
+    const row = this.#q("SELECT version FROM roster_versions WHERE host = ? AND user = ?")
+      .get(host, user) as Row | undefined;
+    return row ? row.version as number : 0;
+  }
+
+  #bump(user: string, host: string): number {
+    const row = this.#q(
+      `INSERT INTO roster_versions (host, user, version) VALUES (?, ?, 1)
+       ON CONFLICT (host, user) DO UPDATE SET version = version + 1 RETURNING version`,
+    ).get(host, user) as Row;
+    return row.version as number;
+  }
+
+  getRosterItem(user: string, host: string, contact: string): Promise<RosterItem | null> {
+    const row = this.#q("SELECT * FROM roster_items WHERE host = ? AND user = ? AND contact = ?")
+      .get(host, user, contact) as Row | undefined;
+    return Promise.resolve(row ? toItem(row) : null);
+  }
+
+  putRosterItem(user: string, host: string, item: RosterItem): Promise<number> {
+    return Promise.resolve(this.#tx(() => {
+      this.#q(
+        `INSERT OR REPLACE INTO roster_items (host, user, contact, name, subscription, ask, groups)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      ).run(
+        host,
+        user,
+        item.jid,
+        item.name ?? null,
+        item.subscription,
+        item.ask ? 1 : 0,
+        JSON.stringify(item.groups),
+      );
+      return this.#bump(user, host);
+    }));
+  }
+
+  deleteRosterItem(user: string, host: string, contact: string): Promise<number | null> {
+    return Promise.resolve(this.#tx(() => {
+      const r = this.#q("DELETE FROM roster_items WHERE host = ? AND user = ? AND contact = ?")
+        .run(host, user, contact);
+      return r.changes === 1 ? this.#bump(user, host) : null;
+    }));
+  }
+
+  addPendingIn(user: string, host: string, contact: string, stanza: string): Promise<void> {
+    this.#q("INSERT OR REPLACE INTO pending_in (host, user, contact, stanza) VALUES (?, ?, ?, ?)")
+      .run(host, user, contact, stanza);
+    return Promise.resolve();
+  }
+
+  removePendingIn(user: string, host: string, contact: string): Promise<boolean> {
+    const r = this.#q("DELETE FROM pending_in WHERE host = ? AND user = ? AND contact = ?")
+      .run(host, user, contact);
+    return Promise.resolve(r.changes === 1);
+  }
+
+  getPendingIn(user: string, host: string): Promise<PendingSubscription[]> {
+    const rows = this.#q("SELECT contact, stanza FROM pending_in WHERE host = ? AND user = ?")
+      .all(host, user) as Row[];
+    return Promise.resolve(
+      rows.map((r) => ({ contact: r.contact as string, stanza: r.stanza as string })),
+    );
+  }
+
+  pushOffline(user: string, host: string, stanza: string, max: number): Promise<boolean> {
+    return Promise.resolve(this.#tx(() => {
+      const row = this.#q("SELECT count(*) AS n FROM offline WHERE host = ? AND user = ?")
+        .get(host, user) as Row;
+      if ((row.n as number) >= max) return false;
+      this.#q("INSERT INTO offline (host, user, stanza, stored_at) VALUES (?, ?, ?, ?)")
+        .run(host, user, stanza, Date.now());
+      return true;
+    }));
+  }
+
+  takeOffline(user: string, host: string): Promise<string[]> {
+    return Promise.resolve(this.#tx(() => {
+      const rows = this.#q("SELECT stanza FROM offline WHERE host = ? AND user = ? ORDER BY id")
+        .all(host, user) as Row[];
+      if (rows.length) this.#q("DELETE FROM offline WHERE host = ? AND user = ?").run(host, user);
+      return rows.map((r) => r.stanza as string);
+    }));
+  }
+
+  getVcard(user: string, host: string): Promise<string | null> {
+    const row = this.#q("SELECT vcard FROM vcards WHERE host = ? AND user = ?").get(host, user) as
+      | Row
+      | undefined;
+    return Promise.resolve(row ? row.vcard as string : null);
+  }
+
+  setVcard(user: string, host: string, vcard: string): Promise<void> {
+    this.#q("INSERT OR REPLACE INTO vcards (host, user, vcard) VALUES (?, ?, ?)").run(
+      host,
+      user,
+      vcard,
+    );
+    return Promise.resolve();
+  }
+
+  getPrivate(user: string, host: string, key: string): Promise<string | null> {
+    const row = this.#q("SELECT xml FROM private_storage WHERE host = ? AND user = ? AND key = ?")
+      .get(host, user, key) as Row | undefined;
+    return Promise.resolve(row ? row.xml as string : null);
+  }
+
+  setPrivate(user: string, host: string, key: string, xml: string): Promise<void> {
+    this.#q("INSERT OR REPLACE INTO private_storage (host, user, key, xml) VALUES (?, ?, ?, ?)")
+      .run(host, user, key, xml);
+    return Promise.resolve();
+  }
+
+  getBlocklist(user: string, host: string): Promise<string[]> {
+    const rows = this.#q("SELECT jid FROM blocklist WHERE host = ? AND user = ? ORDER BY jid")
+      .all(host, user) as Row[];
+    return Promise.resolve(rows.map((r) => r.jid as string));
+  }
+
+  block(user: string, host: string, jids: string[]): Promise<void> {
+    this.#tx(() => {
+      const s = this.#q("INSERT OR IGNORE INTO blocklist (host, user, jid) VALUES (?, ?, ?)");
+      for (const j of jids) s.run(host, user, j);
+    });
+    return Promise.resolve();
+  }
+
+  unblock(user: string, host: string, jids: string[] | null): Promise<void> {
+    this.#tx(() => {
+      if (jids === null) {
+        this.#q("DELETE FROM blocklist WHERE host = ? AND user = ?").run(host, user);
+        return;
+      }
+      const s = this.#q("DELETE FROM blocklist WHERE host = ? AND user = ? AND jid = ?");
+      for (const j of jids) s.run(host, user, j);
+    });
+    return Promise.resolve();
+  }
+
+  close(): Promise<void> {
+    if (this.#db.isOpen) {
+      this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      this.#db.close();
+    }
+    return Promise.resolve();
+  }
+}
+
+function toItem(r: Row): RosterItem {
+  return {
+    jid: r.contact as string,
+    name: (r.name as string | null) ?? undefined,
+    subscription: r.subscription as Subscription,
+    ask: r.ask === 1,
+    groups: JSON.parse(r.groups as string),
+  };
+}

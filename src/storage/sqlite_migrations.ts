@@ -1,0 +1,27 @@
+// Schema migrations for the SQLite store, applied in order; PRAGMA user_version records how many
+// have run. Never edit a released migration: append a new one.
+export const MIGRATIONS: string[] = [
+  `CREATE TABLE accounts (
+     host TEXT NOT NULL, user TEXT NOT NULL, credentials TEXT NOT NULL,
+     created_at INTEGER NOT NULL, PRIMARY KEY (host, user));
+   CREATE TABLE roster_items (
+     host TEXT NOT NULL, user TEXT NOT NULL, contact TEXT NOT NULL, name TEXT,
+     subscription TEXT NOT NULL, ask INTEGER NOT NULL, groups TEXT NOT NULL,
+     PRIMARY KEY (host, user, contact));
+   CREATE TABLE roster_versions (
+     host TEXT NOT NULL, user TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (host, user));
+   CREATE TABLE pending_in (
+     host TEXT NOT NULL, user TEXT NOT NULL, contact TEXT NOT NULL, stanza TEXT NOT NULL,
+     PRIMARY KEY (host, user, contact));
+   CREATE TABLE offline (
+     id INTEGER PRIMARY KEY AUTOINCREMENT, host TEXT NOT NULL, user TEXT NOT NULL,
+     stanza TEXT NOT NULL, stored_at INTEGER NOT NULL);
+   CREATE INDEX offline_owner ON offline (host, user, id);
+   CREATE TABLE vcards (
+     host TEXT NOT NULL, user TEXT NOT NULL, vcard TEXT NOT NULL, PRIMARY KEY (host, user));
+   CREATE TABLE private_storage (
+     host TEXT NOT NULL, user TEXT NOT NULL, key TEXT NOT NULL, xml TEXT NOT NULL,
+     PRIMARY KEY (host, user, key));
+   CREATE TABLE blocklist (
+     host TEXT NOT NULL, user TEXT NOT NULL, jid TEXT NOT NULL, PRIMARY KEY (host, user, jid));`,
+];

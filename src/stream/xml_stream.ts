@@ -1,0 +1,207 @@
+// One XML stream over a TCP or TLS socket: parsing in, batched writes out, rate limiting on
+// input, backpressure on output, stream errors and orderly close. Client (c2s) and component
+// streams build on it.
+import type net from "node:net";
+import tls from "node:tls";
+import { randomBytes } from "node:crypto";
+import type { Logger } from "@logtape/logtape";
+import { type StreamHandler, StreamParser } from "../xml/parser.ts";
+import type { Attrs, Element } from "../xml/element.ts";
+import { escapeAttr } from "../xml/escape.ts";
+import { NS } from "../xml/ns.ts";
+import { type StreamErrorCondition, streamErrorXml } from "./stream_error.ts";
+
+export interface StreamLimits {
+  maxStanzaSize: number;
+  maxDepth: number;
+  rateBytesPerSecond: number;
+  rateBurstBytes: number;
+  /** Bytes queued towards a peer that does not read before the stream is dropped. */
+  maxOutboundBuffer: number;
+}
+
+const CLOSE_GRACE_MS = 2000;
+
+export abstract class XmlStream implements StreamHandler {
+  readonly id = randomBytes(9).toString("base64url");
+  readonly remote: string;
+  socket: net.Socket;
+  secure: boolean;
+  closed = false;
+  /** Milliseconds timestamp of the last byte received (idle and ping checks). */
+  lastActivity = Date.now();
+  protected parser: StreamParser;
+  protected headerSent = false;
+  #out: string[] = [];
+  #flushQueued = false;
+  #tokens: number;
+  #refilledAt = Date.now();
+  #rateWait: ReturnType<typeof setTimeout> | undefined;
+  #waitingDrain = false;
+  #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  #gone_ = false;
+  #onData = (chunk: Uint8Array) => this.#receive(chunk);
+  #onDrain = () => {
+    this.#waitingDrain = false;
+    this.#resumeIfFree();
+  };
+  #onClose = () => this.#gone();
+  #closedResolve!: () => void;
+  /** Settles once the connection is gone, whatever the cause. */
+  readonly whenClosed = new Promise<void>((r) => this.#closedResolve = r);
+
+  constructor(
+    socket: net.Socket,
+    secure: boolean,
+    protected readonly limits: StreamLimits,
+    protected readonly log: Logger,
+    /** The content namespace of this kind of stream (jabber:client, jabber:component:accept). */
+    protected readonly contentNs: string,
+  ) {
+    this.socket = socket;
+    this.secure = secure;
+    this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.#tokens = limits.rateBurstBytes;
+    this.parser = new StreamParser(this, limits);
+    this.#attach(socket);
+  }
+
+  abstract streamStart(attrs: Attrs, defaultNs: string | undefined): void;
+  abstract stanza(el: Element): void;
+  /** Called once when the connection is gone, whatever the cause. */
+  protected abstract closedHook(): void;
+
+  streamEnd(): void {
+    this.close();
+  }
+
+  /** From the parser: malformed or forbidden input. */
+  streamError(condition: string, text: string): void {
+    this.error(condition as StreamErrorCondition, text);
+  }
+
+  #attach(socket: net.Socket): void {
+    socket.on("data", this.#onData);
+    socket.on("drain", this.#onDrain);
+    socket.on("close", this.#onClose);
+    socket.on("error", (e: Error) => {
+      this.log.debug("socket error on {id}: {error}", { id: this.id, error: e.message });
+    });
+  }
+
+  #receive(chunk: Uint8Array): void {
+    if (this.closed) return;
+    const now = Date.now();
+    this.lastActivity = now;
+    const rate = this.limits.rateBytesPerSecond;
+    this.#tokens = Math.min(
+      this.limits.rateBurstBytes,
+      this.#tokens + (now - this.#refilledAt) * rate / 1000,
+    );
+    this.#refilledAt = now;
+    this.#tokens -= chunk.length;
+    if (this.#tokens < 0 && this.#rateWait === undefined) {
+      // Over the rate: stop reading until the bucket refills (TCP pushes back on the sender).
+      this.socket.pause();
+      this.#rateWait = setTimeout(() => {
+        this.#rateWait = undefined;
+        this.#resumeIfFree();
+      }, Math.ceil(-this.#tokens * 1000 / rate));
+    }
+    this.parser.write(chunk);
+  }
+
+  #resumeIfFree(): void {
+    if (!this.closed && this.#rateWait === undefined && !this.#waitingDrain) this.socket.resume();
+  }
+
+  /** Queues data for the peer; writes are batched until the current task ends. */
+  send(data: string | Element): void {
+    if (this.closed) return;
+    this.#out.push(typeof data === "string" ? data : data.toString());
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  flush(): void {
+    this.#flushQueued = false;
+    if (this.#out.length === 0 || this.socket.destroyed) return;
+    const data = this.#out.length === 1 ? this.#out[0] : this.#out.join("");
+    this.#out.length = 0;
+    if (!this.socket.write(data)) {
+      if (this.socket.writableLength > this.limits.maxOutboundBuffer) {
+        this.log.info("dropping {id}: peer does not read", { id: this.id });
+        this.socket.destroy();
+        return;
+      }
+      // Our peer reads slowly: stop reading its requests until it catches up.
+      this.#waitingDrain = true;
+      this.socket.pause();
+    }
+  }
+
+  sendHeader(attrs: Attrs): void {
+    let s =
+      `<?xml version='1.0'?><stream:stream xmlns='${this.contentNs}' xmlns:stream='${NS.streams}'`;
+    for (const k in attrs) if (attrs[k] !== undefined) s += ` ${k}='${escapeAttr(attrs[k]!)}'`;
+    this.send(s + ">");
+    this.headerSent = true;
+  }
+
+  /** Sends a stream error and closes the stream (RFC 6120 §4.9.1). */
+  error(condition: StreamErrorCondition, text?: string): void {
+    if (this.closed) return;
+    this.log.info("stream error {condition} on {id} from {remote}: {text}", {
+      condition,
+      id: this.id,
+      remote: this.remote,
+      text: text ?? "",
+    });
+    if (!this.headerSent) this.sendHeader({ id: this.id, version: "1.0" });
+    this.send(streamErrorXml(condition, text));
+    this.close();
+  }
+
+  /** Closes our side of the stream and the connection after a short grace period. */
+  close(): void {
+    if (this.closed) return;
+    if (!this.headerSent) this.sendHeader({ id: this.id, version: "1.0" });
+    this.send("</stream:stream>");
+    this.flush();
+    this.closed = true;
+    this.socket.end();
+    this.#closeTimer = setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS);
+  }
+
+  #gone(): void {
+    clearTimeout(this.#closeTimer);
+    clearTimeout(this.#rateWait);
+    this.closed = true;
+    if (this.#gone_) return;
+    this.#gone_ = true;
+    this.closedHook();
+    this.#closedResolve();
+  }
+
+  /** Upgrades the connection to TLS in place (STARTTLS, RFC 6120 §5.4.3.3). */
+  protected startTls(context: tls.SecureContext): void {
+    this.flush();
+    const raw = this.socket;
+    raw.off("data", this.#onData);
+    raw.off("close", this.#onClose);
+    raw.off("drain", this.#onDrain);
+    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context });
+    this.socket = secure;
+    this.secure = true;
+    this.#attach(secure);
+    this.parser.reset();
+  }
+
+  /** Starts a new stream on the same connection (after SASL success). */
+  protected restartStream(): void {
+    this.parser.reset();
+    this.headerSent = false;
+  }
+}
