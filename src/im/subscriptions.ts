@@ -3,7 +3,7 @@
 // inbound requests kept until answered and redelivered at each login.
 import type { Host, Module, StanzaEvent } from "../core/host.ts";
 import type { Jid } from "../jid/jid.ts";
-import { x } from "../xml/element.ts";
+import { type Element, x } from "../xml/element.ts";
 import type { RosterItem, Subscription } from "../storage/store.ts";
 import { isSubscription, readdressed } from "./delivery.ts";
 import { pushRoster } from "./roster.ts";
@@ -29,12 +29,14 @@ export function sendPresenceOf(host: Host, user: Jid, contact: string, unavailab
   }
 }
 
-async function outbound(host: Host, user: Jid, contact: Jid, type: string): Promise<void> {
+async function outbound(host: Host, user: Jid, contact: Jid, stanza: Element): Promise<void> {
+  const type = stanza.attrs.type!;
   const { store, router } = host.server;
   const { local, domain, bare } = user;
   const cj = contact.bare;
   const item = await store.getRosterItem(local, domain, cj);
-  const route = () => router.sendFrom(x("presence", { from: bare, to: cj, type }));
+  // Routed from the bare JID (RFC 6121 §3.1.2), keeping what the client put in (a status text).
+  const route = () => router.sendFrom(x("presence", { ...stanza.attrs, from: bare, to: cj }, ...stanza.children));
   const save = async (next: RosterItem) =>
     pushRoster(host, bare, next, await store.putRosterItem(local, domain, next));
   switch (type) {
@@ -118,7 +120,7 @@ export const subscriptionsModule: Module = {
       if (ev.stanza.name !== "presence" || !isSubscription(ev.stanza)) return false;
       if (!ev.toAbsent && !ev.to.isDomain) {
         const user = ev.from.toBare();
-        serial.run(user.bare, () => outbound(host, user, ev.to, ev.stanza.attrs.type!));
+        serial.run(user.bare, () => outbound(host, user, ev.to, ev.stanza));
       }
       return true;
     }, 60);

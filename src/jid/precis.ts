@@ -27,16 +27,18 @@ export function prepLocal(s: string): string | null {
   return out;
 }
 
-const NON_ASCII_SPACE = /[\u00A0\u1680\u2000-\u200A\u202F\u205F\u3000]/g;
+const NON_ASCII_SPACE = /[\u00A0\u1680\u2000-\u200A\u202F\u205F\u3000]/;
+const NON_ASCII_SPACES = new RegExp(NON_ASCII_SPACE.source, "g");
 const RESOURCE_DISALLOWED = /[\p{Cc}\p{Cn}\p{Cs}]/u;
 
 export function prepResource(s: string): string | null {
-  const out = s.replace(NON_ASCII_SPACE, " ").normalize("NFC");
+  const out = s.replace(NON_ASCII_SPACES, " ").normalize("NFC");
   if (tooLong(out) || RESOURCE_DISALLOWED.test(out)) return null;
   return out;
 }
 
-const ASCII_DOMAIN = /^[a-z0-9.-]+$/;
+const ASCII_DOMAIN = /^[a-z0-9._-]+$/;
+const BAD_ASCII = /[\x00-\x2c\x2f\x3a-\x5e\x60\x7b-\x7f]/;
 const IP6_LITERAL = /^\[[0-9a-f:.]+\]$/;
 
 export function prepDomain(s: string): string | null {
@@ -47,5 +49,6 @@ export function prepDomain(s: string): string | null {
   if (ASCII_DOMAIN.test(out)) {
     return out.split(".").every((l) => l.length > 0 && l.length < 64) ? out : null;
   }
+  if (BAD_ASCII.test(out) || NON_ASCII_SPACE.test(out)) return null;
   return domainToASCII(out) === "" ? null : out;
 }

@@ -1,7 +1,8 @@
 // Blocking command (XEP-0191). Blocklists are cached per account (bounded); stanzas from a
 // blocked entity are dropped (iq get/set answered service-unavailable), and stanzas to one are
 // refused with not-acceptable + <blocked/>. Blocking a contact sends it our unavailable presence.
-import type { Host, Module, StanzaEvent } from "../core/host.ts";
+import type { Host, Module, OutboundEvent } from "../core/host.ts";
+import { errorReply } from "../router/stanza_error.ts";
 import type { IqRequest } from "../core/iq.ts";
 import type { Jid } from "../jid/jid.ts";
 import { parseJid } from "../jid/jid.ts";
@@ -44,10 +45,10 @@ class Blocklists {
   }
 }
 
-function blockedReply(host: Host, ev: StanzaEvent): void {
-  host.server.router.bounce(ev.stanza, "not-acceptable", {
-    extra: x("blocked", { xmlns: NS.blockingErrors }),
-  });
+/** Straight to the sending session: routed, the error would itself be blocked on the way in. */
+function blockedReply(ev: OutboundEvent): void {
+  const reply = errorReply(ev.stanza, "not-acceptable", { extra: x("blocked", { xmlns: NS.blockingErrors }) });
+  if (reply) ev.session.deliver(reply);
 }
 
 async function handleIq(host: Host, lists: Blocklists, iq: IqRequest): Promise<void> {
@@ -126,7 +127,7 @@ export const blockingModule: Module = {
       if (!list || ev.toAbsent || !matches(list, ev.to)) return false;
       // Unavailable presence may still go out (it is how blocking hides us).
       if (ev.stanza.name === "presence" && ev.stanza.attrs.type === "unavailable") return false;
-      blockedReply(host, ev);
+      blockedReply(ev);
       return true;
     }, 100);
   },

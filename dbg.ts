@@ -1,0 +1,11 @@
+import { RawClient } from "./tests/helpers/raw_client.ts";
+import { startServer } from "./tests/helpers/server.ts";
+import { NS } from "./src/xml/ns.ts";
+const t = await startServer();
+await t.addUser("hal");
+const h = await RawClient.login(t.port, "hal", "secret", { resource: "a" });
+console.log("logged in");
+h.send("<presence/>");
+const empty = await h.iq("get", `<blocklist xmlns='${NS.blocking}'/>`).catch((e) => e.message);
+console.log(String(empty), h.received.map(String));
+h.close(); await t.stop();
