@@ -8,4 +8,5 @@ console.log("logged in");
 h.send("<presence/>");
 const empty = await h.iq("get", `<blocklist xmlns='${NS.blocking}'/>`).catch((e) => e.message);
 console.log(String(empty), h.received.map(String));
-h.close(); await t.stop();
+h.close();
+await t.stop();

@@ -1,6 +1,6 @@
 // Loads and validates the YAML configuration. Unknown keys, wrong types and out-of-range values
 // are errors that name file:line:column and the key, never silently ignored.
-import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
+import { Document, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
 import { type Config, CONFIG_SPEC, type Spec } from "./schema.ts";
 import { prepDomain } from "../jid/precis.ts";
 
@@ -10,13 +10,29 @@ export class ConfigError extends Error {
   }
 }
 
+interface Problem {
+  line: number;
+  col: number;
+  text: string;
+}
+
 class Validator {
-  problems: string[] = [];
+  found: Problem[] = [];
   constructor(readonly file: string, readonly lines: LineCounter) {}
 
+  /** Problems in file order. */
+  get problems(): string[] {
+    return this.found.sort((a, b) => a.line - b.line || a.col - b.col)
+      .map((p) => `${this.file}:${p.line}:${p.col}: ${p.text}`);
+  }
+
+  add(offset: number | undefined, text: string): void {
+    const pos = offset === undefined ? { line: 1, col: 1 } : this.lines.linePos(offset);
+    this.found.push({ line: pos.line, col: pos.col, text });
+  }
+
   at(node: Node | null | undefined, path: string, msg: string): void {
-    const pos = node?.range ? this.lines.linePos(node.range[0]) : { line: 1, col: 1 };
-    this.problems.push(`${this.file}:${pos.line}:${pos.col}: ${path || "(root)"}: ${msg}`);
+    this.add(node?.range?.[0], `${path || "(root)"}: ${msg}`);
   }
 
   value(spec: Spec, node: Node | null | undefined, path: string): unknown {
@@ -71,7 +87,10 @@ class Validator {
           seen.set(key, pair.value as Node);
         }
         for (const [key, sub] of Object.entries(spec.fields)) {
-          const v = this.value(sub, seen.get(key), path ? `${path}.${key}` : key);
+          const child = seen.get(key);
+          const p = path ? `${path}.${key}` : key;
+          // A missing key is reported at the mapping that should hold it.
+          const v = child === undefined ? this.missing(sub, node, p) : this.value(sub, child, p);
           if (v !== undefined) out[key] = v;
         }
         return out;
@@ -82,6 +101,10 @@ class Validator {
   missing(spec: Spec, node: Node | null | undefined, path: string): unknown {
     if (spec.kind === "object") {
       return spec.optional ? undefined : this.value(spec, emptyMap(), path);
+    }
+    if (spec.kind === "list" && spec.default) {
+      // Defaults go through the same validation, so their entries get defaults of their own.
+      return this.value(spec, new Document(spec.default).contents as Node, path);
     }
     if ("default" in spec && spec.default !== undefined) return structuredClone(spec.default);
     if (spec.kind === "string" && spec.optional) return undefined;
@@ -96,17 +119,14 @@ export function parseConfig(text: string, file: string): Config {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true });
   const v = new Validator(file, lines);
-  for (const e of doc.errors) {
-    const pos = lines.linePos(e.pos[0]);
-    v.problems.push(`${file}:${pos.line}:${pos.col}: ${e.message.split("\n")[0]}`);
-  }
-  if (v.problems.length) throw new ConfigError(v.problems);
+  for (const e of doc.errors) v.add(e.pos[0], e.message.split("\n")[0]);
+  if (v.found.length) throw new ConfigError(v.problems);
   const root = doc.contents && !(isScalar(doc.contents) && doc.contents.value === null)
     ? doc.contents as Node
     : emptyMap();
   const cfg = v.value(CONFIG_SPEC, root, "") as Config;
-  if (v.problems.length === 0) crossCheck(cfg, root, v);
-  if (v.problems.length) throw new ConfigError(v.problems);
+  if (v.found.length === 0) crossCheck(cfg, root, v);
+  if (v.found.length) throw new ConfigError(v.problems);
   return cfg;
 }
 

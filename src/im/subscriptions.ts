@@ -36,7 +36,8 @@ async function outbound(host: Host, user: Jid, contact: Jid, stanza: Element): P
   const cj = contact.bare;
   const item = await store.getRosterItem(local, domain, cj);
   // Routed from the bare JID (RFC 6121 §3.1.2), keeping what the client put in (a status text).
-  const route = () => router.sendFrom(x("presence", { ...stanza.attrs, from: bare, to: cj }, ...stanza.children));
+  const route = () =>
+    router.sendFrom(x("presence", { ...stanza.attrs, from: bare, to: cj }, ...stanza.children));
   const save = async (next: RosterItem) =>
     pushRoster(host, bare, next, await store.putRosterItem(local, domain, next));
   switch (type) {

@@ -38,6 +38,7 @@ export function prepResource(s: string): string | null {
 }
 
 const ASCII_DOMAIN = /^[a-z0-9._-]+$/;
+// deno-lint-ignore no-control-regex -- ASCII controls are among the characters refused here
 const BAD_ASCII = /[\x00-\x2c\x2f\x3a-\x5e\x60\x7b-\x7f]/;
 const IP6_LITERAL = /^\[[0-9a-f:.]+\]$/;
 

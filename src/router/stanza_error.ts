@@ -1,5 +1,5 @@
 // Stanza errors (RFC 6120 §8.3): built as replies to the offending stanza, never in reply to an error.
-import { Element, type Node, x } from "../xml/element.ts";
+import { type Element, type Node, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
 
 export type ErrorCondition =

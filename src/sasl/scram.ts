@@ -36,7 +36,12 @@ export class ScramMechanism implements SaslMechanism {
   #user = "";
   #cred: ScramCredential | null = null;
 
-  constructor(hash: ScramHash, ctx: SaslContext) {
+  constructor(
+    hash: ScramHash,
+    ctx: SaslContext,
+    /** Server part of the nonce; fixed only to replay published test vectors. */
+    readonly serverNonce: () => string = () => randomBytes(18).toString("base64"),
+  ) {
     this.#hash = hash;
     this.#ctx = ctx;
   }
@@ -71,7 +76,7 @@ export class ScramMechanism implements SaslMechanism {
     const salt = this.#cred?.salt ??
       hmac(this.#hash, this.#ctx.secret, "salt:" + user).subarray(0, 16).toString("base64");
     const iterations = this.#cred?.iterations ?? 4096;
-    this.#nonce = r + randomBytes(18).toString("base64");
+    this.#nonce = r + this.serverNonce();
     this.#serverFirst = `r=${this.#nonce},s=${salt},i=${iterations}`;
     this.#state = "final";
     return { kind: "challenge", data: enc.encode(this.#serverFirst) };

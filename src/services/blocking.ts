@@ -47,7 +47,9 @@ class Blocklists {
 
 /** Straight to the sending session: routed, the error would itself be blocked on the way in. */
 function blockedReply(ev: OutboundEvent): void {
-  const reply = errorReply(ev.stanza, "not-acceptable", { extra: x("blocked", { xmlns: NS.blockingErrors }) });
+  const reply = errorReply(ev.stanza, "not-acceptable", {
+    extra: x("blocked", { xmlns: NS.blockingErrors }),
+  });
   if (reply) ev.session.deliver(reply);
 }
 

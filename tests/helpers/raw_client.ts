@@ -73,7 +73,11 @@ export class RawClient {
   }
 
   /** Waits until an element matching `pred` arrives (consuming it), or fails after `ms`. */
-  async waitFor(pred: (el: Element) => boolean, ms = 5000, what = pred.toString()): Promise<Element> {
+  async waitFor(
+    pred: (el: Element) => boolean,
+    ms = 5000,
+    what = pred.toString(),
+  ): Promise<Element> {
     const deadline = Date.now() + ms;
     while (true) {
       const i = this.received.findIndex(pred);

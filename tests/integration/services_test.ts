@@ -12,9 +12,25 @@ serverTest("disco#info and #items on the server and an account; version; time; p
     const c = await RawClient.login(t.port, "dina");
     const info = await c.iq("get", `<query xmlns='${NS.discoInfo}'/>`, "localhost");
     const q = info.child("query", NS.discoInfo)!;
-    assert.deepEqual(q.child("identity")!.attrs, { category: "server", type: "im", name: "Parley" });
+    assert.deepEqual(q.child("identity")!.attrs, {
+      category: "server",
+      type: "im",
+      name: "Parley",
+    });
     const features = q.elements("feature").map((f) => f.attrs.var);
-    for (const f of [NS.discoInfo, NS.discoItems, NS.ping, NS.version, NS.time, NS.vcard, NS.blocking, NS.carbons, NS.offline]) {
+    for (
+      const f of [
+        NS.discoInfo,
+        NS.discoItems,
+        NS.ping,
+        NS.version,
+        NS.time,
+        NS.vcard,
+        NS.blocking,
+        NS.carbons,
+        NS.offline,
+      ]
+    ) {
       assert.ok(features.includes(f), `missing feature ${f}`);
     }
     assert.ok(!features.includes(NS.register), "registration is off by default");
@@ -74,11 +90,21 @@ serverTest("vCard set and get, by the owner and by others; private XML storage",
       `<query xmlns='${NS.private}'><storage xmlns='storage:bookmarks'><conference jid='r@muc'/></storage></query>`,
     );
     assert.equal(store.attrs.type, "result");
-    const back = await f.iq("get", `<query xmlns='${NS.private}'><storage xmlns='storage:bookmarks'/></query>`);
+    const back = await f.iq(
+      "get",
+      `<query xmlns='${NS.private}'><storage xmlns='storage:bookmarks'/></query>`,
+    );
     assert.equal(back.child("query")!.child("storage")!.child("conference")!.attrs.jid, "r@muc");
-    const other = await g.iq("get", `<query xmlns='${NS.private}'><storage xmlns='storage:bookmarks'/></query>`, "fay@localhost");
+    const other = await g.iq(
+      "get",
+      `<query xmlns='${NS.private}'><storage xmlns='storage:bookmarks'/></query>`,
+      "fay@localhost",
+    );
     assert.ok(other.child("error")!.child("forbidden"));
-    const reserved = await f.iq("set", `<query xmlns='${NS.private}'><x xmlns='jabber:client'/></query>`);
+    const reserved = await f.iq(
+      "set",
+      `<query xmlns='${NS.private}'><x xmlns='jabber:client'/></query>`,
+    );
     assert.ok(reserved.child("error")!.child("not-acceptable"));
     f.close();
     g.close();
@@ -98,7 +124,10 @@ serverTest("blocking command: list, push, inbound dropped, outbound refused, unb
     for (const c of [h, i]) c.send("<presence/>");
     const empty = await h2.iq("get", `<blocklist xmlns='${NS.blocking}'/>`);
     assert.equal(empty.child("blocklist")!.elements().length, 0);
-    const block = await h.iq("set", `<block xmlns='${NS.blocking}'><item jid='ivy@localhost'/></block>`);
+    const block = await h.iq(
+      "set",
+      `<block xmlns='${NS.blocking}'><item jid='ivy@localhost'/></block>`,
+    );
     assert.equal(block.attrs.type, "result");
     const push = await h2.waitFor((e) => e.name === "iq" && !!e.child("block", NS.blocking));
     assert.equal(push.child("block")!.child("item")!.attrs.jid, "ivy@localhost");
@@ -141,7 +170,10 @@ serverTest("message carbons: sent and received copies to resources that enabled 
     await phone.waitFor((e) => e.attrs.id === "c1");
     const rc = await desk.waitFor((e) => e.name === "message" && !!e.child("received", NS.carbons));
     assert.equal(rc.attrs.from, "jo@localhost");
-    const inner = rc.child("received")!.child("forwarded", NS.forward)!.child("message", NS.client)!;
+    const inner = rc.child("received")!.child("forwarded", NS.forward)!.child(
+      "message",
+      NS.client,
+    )!;
     assert.equal(inner.attrs.id, "c1");
     assert.equal(inner.childText("body"), "hi phone");
     await assert.rejects(old.waitFor((e) => e.name === "message", 200));
@@ -151,7 +183,9 @@ serverTest("message carbons: sent and received copies to resources that enabled 
     const sc = await desk.waitFor((e) => e.name === "message" && !!e.child("sent", NS.carbons));
     assert.equal(sc.child("sent")!.child("forwarded")!.child("message")!.attrs.id, "c2");
     // <private/> opts out.
-    phone.send(`<message to='kai@localhost' type='chat' id='c3'><body>p</body><private xmlns='${NS.carbons}'/></message>`);
+    phone.send(
+      `<message to='kai@localhost' type='chat' id='c3'><body>p</body><private xmlns='${NS.carbons}'/></message>`,
+    );
     await k.waitFor((e) => e.attrs.id === "c3");
     await assert.rejects(desk.waitFor((e) => e.name === "message", 200));
     for (const c of [phone, desk, old, k]) c.close();
@@ -160,42 +194,59 @@ serverTest("message carbons: sent and received copies to resources that enabled 
   }
 });
 
-serverTest("in-band registration: only when enabled; create, conflict, change password, remove", async () => {
-  const off = await startServer();
-  try {
-    const c = await RawClient.connect(off.port);
-    const f = await c.open();
-    assert.equal(f.child("register"), undefined);
-    c.send(`<iq type='set' id='x'><query xmlns='${NS.register}'><username>u</username><password>p</password></query></iq>`);
-    assert.ok((await c.streamError()).child("not-authorized"));
-  } finally {
-    await off.stop();
-  }
-  const t = await startServer({ hosts: [{ domain: "localhost", registration: true }] });
-  try {
-    const c = await RawClient.connect(t.port);
-    const f = await c.open();
-    assert.ok(f.child("register", NS.registerFeature));
-    const form = await c.iq("get", `<query xmlns='${NS.register}'/>`);
-    assert.ok(form.child("query")!.child("username"));
-    const ok = await c.iq("set", `<query xmlns='${NS.register}'><username>Neo</username><password>one</password></query>`);
-    assert.equal(ok.attrs.type, "result");
-    const dup = await c.iq("set", `<query xmlns='${NS.register}'><username>neo</username><password>x</password></query>`);
-    assert.ok(dup.child("error")!.child("conflict"));
-    const bad = await c.iq("set", `<query xmlns='${NS.register}'><username>a b</username><password>x</password></query>`);
-    assert.ok(bad.child("error")!.child("not-acceptable"));
-    assert.ok(await c.scram("neo", "one"));
-    await c.open();
-    await c.bind();
-    const ch = await c.iq("set", `<query xmlns='${NS.register}'><username>neo</username><password>two</password></query>`);
-    assert.equal(ch.attrs.type, "result");
-    const n = await RawClient.login(t.port, "neo", "two");
-    const rm = await n.iq("set", `<query xmlns='${NS.register}'><remove/></query>`);
-    assert.equal(rm.attrs.type, "result");
-    await n.waitClosed();
-    await c.waitClosed();
-    await assert.rejects(RawClient.login(t.port, "neo", "two"));
-  } finally {
-    await t.stop();
-  }
-});
+serverTest(
+  "in-band registration: only when enabled; create, conflict, change password, remove",
+  async () => {
+    const off = await startServer();
+    try {
+      const c = await RawClient.connect(off.port);
+      const f = await c.open();
+      assert.equal(f.child("register"), undefined);
+      c.send(
+        `<iq type='set' id='x'><query xmlns='${NS.register}'><username>u</username><password>p</password></query></iq>`,
+      );
+      assert.ok((await c.streamError()).child("not-authorized"));
+    } finally {
+      await off.stop();
+    }
+    const t = await startServer({ hosts: [{ domain: "localhost", registration: true }] });
+    try {
+      const c = await RawClient.connect(t.port);
+      const f = await c.open();
+      assert.ok(f.child("register", NS.registerFeature));
+      const form = await c.iq("get", `<query xmlns='${NS.register}'/>`);
+      assert.ok(form.child("query")!.child("username"));
+      const ok = await c.iq(
+        "set",
+        `<query xmlns='${NS.register}'><username>Neo</username><password>one</password></query>`,
+      );
+      assert.equal(ok.attrs.type, "result");
+      const dup = await c.iq(
+        "set",
+        `<query xmlns='${NS.register}'><username>neo</username><password>x</password></query>`,
+      );
+      assert.ok(dup.child("error")!.child("conflict"));
+      const bad = await c.iq(
+        "set",
+        `<query xmlns='${NS.register}'><username>a b</username><password>x</password></query>`,
+      );
+      assert.ok(bad.child("error")!.child("not-acceptable"));
+      assert.ok(await c.scram("neo", "one"));
+      await c.open();
+      await c.bind();
+      const ch = await c.iq(
+        "set",
+        `<query xmlns='${NS.register}'><username>neo</username><password>two</password></query>`,
+      );
+      assert.equal(ch.attrs.type, "result");
+      const n = await RawClient.login(t.port, "neo", "two");
+      const rm = await n.iq("set", `<query xmlns='${NS.register}'><remove/></query>`);
+      assert.equal(rm.attrs.type, "result");
+      await n.waitClosed();
+      await c.waitClosed();
+      await assert.rejects(RawClient.login(t.port, "neo", "two"));
+    } finally {
+      await t.stop();
+    }
+  },
+);

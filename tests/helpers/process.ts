@@ -1,0 +1,70 @@
+// Runs main.ts as a separate process (the CLI as operators use it).
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
+
+export function parleyCommand(args: string[], stdin: "piped" | "null" = "null"): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--config", CONFIG, MAIN, ...args],
+    stdin,
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+export async function parley(
+  args: string[],
+  input?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = parleyCommand(args, input === undefined ? "null" : "piped").spawn();
+  if (input !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(input));
+    await w.close();
+  }
+  const out = await child.output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+export interface RunningServer {
+  child: Deno.ChildProcess;
+  ports: number[];
+  /** Log lines read so far (JSON objects). */
+  logs: Record<string, unknown>[];
+  exited: Promise<Deno.CommandStatus>;
+}
+
+/** Starts `parley serve --config FILE` and waits for its "started" log line. */
+export async function serveProcess(configFile: string): Promise<RunningServer> {
+  const child = parleyCommand(["serve", "--config", configFile]).spawn();
+  const logs: Record<string, unknown>[] = [];
+  const exited = child.status;
+  void child.stdout.cancel();
+  const lines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  const started = Promise.withResolvers<number[]>();
+  (async () => {
+    while (true) {
+      const { value, done } = await lines.read();
+      if (done) break;
+      buf += value;
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        try {
+          const rec = JSON.parse(line);
+          logs.push(rec);
+          const addrs = rec.properties?.addresses as { port: number }[] | undefined;
+          if (addrs) started.resolve(addrs.map((a) => a.port));
+        } catch {
+          logs.push({ raw: line });
+        }
+      }
+    }
+    started.reject(new Error("server exited before starting: " + JSON.stringify(logs)));
+  })();
+  const timer = setTimeout(() => started.reject(new Error("server did not start in time")), 30_000);
+  const ports = await started.promise.finally(() => clearTimeout(timer));
+  return { child, ports, logs, exited };
+}

@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { ConfigError, defaultConfig, parseConfig } from "../../src/config/load.ts";
+
+function problems(yaml: string): string[] {
+  try {
+    parseConfig(yaml, "parley.yaml");
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  return [];
+}
+
+Deno.test("defaults: localhost on 127.0.0.1, STARTTLS required, registration off", () => {
+  const c = defaultConfig();
+  assert.deepEqual(c.hosts, [{ domain: "localhost", registration: false }]);
+  assert.deepEqual(c.listeners.map((l) => [l.type, l.bind, l.port, l.starttls]), [
+    ["c2s", "127.0.0.1", 5222, "required"],
+    ["c2s_tls", "127.0.0.1", 5223, "required"],
+  ]);
+  assert.equal(c.limits.max_stanza_size, 262_144);
+  assert.equal(c.data_dir, "./data");
+});
+
+Deno.test("unknown keys, wrong types, bad values are errors with file:line:column and key", () => {
+  const p = problems(`hosts:
+  - domain: example.org
+    registraton: true
+listeners:
+  - type: c2s
+    port: "5222"
+limits:
+  max_stanza_size: 10
+log: { level: loud }
+`);
+  assert.deepEqual(p, [
+    `parleay.yaml:3:5: hosts[0].registraton: unknown key (known keys: domain, registration, certificate)`
+      .replace("parleay", "parley"),
+    `parley.yaml:6:11: listeners[0].port: expected an integer`,
+    `parley.yaml:8:20: limits.max_stanza_size: must be between 1024 and 67108864`,
+    `parley.yaml:9:15: log.level: must be one of debug, info, warning, error (got "loud")`,
+  ]);
+});
+
+Deno.test("YAML syntax errors and duplicate hosts are reported with positions", () => {
+  assert.match(problems("hosts: [\n")[0], /^parley\.yaml:\d+:\d+: /);
+  assert.deepEqual(problems("hosts:\n  - domain: A.org\n  - domain: a.org\n"), [
+    `parley.yaml:3:5: hosts[1].domain: "a.org" is listed twice`,
+  ]);
+  assert.deepEqual(problems("hosts:\n  - domain: 'bad domain'\n"), [
+    `parley.yaml:2:5: hosts[0].domain: is not a valid domain`,
+  ]);
+  assert.deepEqual(problems("hosts:\n  - registration: true\n"), [
+    `parley.yaml:2:5: hosts[0].domain: is required`,
+  ]);
+});
+
+Deno.test("config.example.yaml is valid and documents every key", async () => {
+  const text = await Deno.readTextFile(new URL("../../config.example.yaml", import.meta.url));
+  parseConfig(text, "config.example.yaml");
+  for (
+    const key of [
+      "data_dir",
+      "level",
+      "hosts",
+      "domain",
+      "registration",
+      "certificate",
+      "listeners",
+      "bind",
+      "port",
+      "starttls",
+      "plain_without_tls",
+      "storage",
+      "scram_iterations",
+      "max_stanza_size",
+      "max_depth",
+      "connections_per_ip",
+      "rate_bytes_per_second",
+      "rate_burst_bytes",
+      "max_offline_messages",
+      "max_outbound_buffer",
+      "handshake",
+      "ping_interval",
+      "ping_timeout",
+      "auth_failure_delay_ms",
+    ]
+  ) assert.match(text, new RegExp(`^\\s*#?\\s*-?\\s*${key}:`, "m"), `${key} is not documented`);
+});
