@@ -187,8 +187,11 @@ export abstract class XmlStream implements StreamHandler {
 
   /** Upgrades the connection to TLS in place (STARTTLS, RFC 6120 §5.4.3.3). */
   protected startTls(context: tls.SecureContext): void {
-    this.flush();
     const raw = this.socket;
+    // Stop reading before <proceed/> goes out: a ClientHello read by the plain socket before the
+    // TLS wrap owns it would be handed to us as plaintext (seen with Deno's node:tls).
+    raw.pause();
+    this.flush();
     raw.off("data", this.#onData);
     raw.off("close", this.#onClose);
     raw.off("drain", this.#onDrain);

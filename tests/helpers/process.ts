@@ -32,6 +32,8 @@ export interface RunningServer {
   /** Log lines read so far (JSON objects). */
   logs: Record<string, unknown>[];
   exited: Promise<Deno.CommandStatus>;
+  /** Settles when the process's stderr has been read to the end (all logs are in `logs`). */
+  logsDone: Promise<void>;
 }
 
 /** Starts `parley serve --config FILE` and waits for its "started" log line. */
@@ -43,7 +45,7 @@ export async function serveProcess(configFile: string): Promise<RunningServer> {
   const lines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
   let buf = "";
   const started = Promise.withResolvers<number[]>();
-  (async () => {
+  const logsDone = (async () => {
     while (true) {
       const { value, done } = await lines.read();
       if (done) break;
@@ -66,5 +68,5 @@ export async function serveProcess(configFile: string): Promise<RunningServer> {
   })();
   const timer = setTimeout(() => started.reject(new Error("server did not start in time")), 30_000);
   const ports = await started.promise.finally(() => clearTimeout(timer));
-  return { child, ports, logs, exited };
+  return { child, ports, logs, exited, logsDone };
 }
