@@ -1,1 +1,199 @@
-// placeholder until the benchmark lands
+// `deno task bench`: the server pinned to core 0, the load generator (bench/load.ts) to core 1.
+// Prints a table and records it, with machine and date, in docs/PERFORMANCE.md.
+import { join } from "node:path";
+import { serveProcess } from "../tests/helpers/process.ts";
+import { VERSION } from "../src/version.ts";
+
+const SERVER_CPU = "0";
+const LOAD_CPU = "1";
+const USERS = 200;
+const IDLE_SESSIONS = Number(Deno.env.get("BENCH_IDLE_SESSIONS") ?? 10_000);
+const SECONDS = Number(Deno.env.get("BENCH_SECONDS") ?? 8);
+
+const dir = await Deno.makeTempDir({ prefix: "parley-bench-" });
+const configFile = join(dir, "bench.yaml");
+await Deno.writeTextFile(
+  configFile,
+  `data_dir: ${dir}
+log: { level: info }
+hosts: [{ domain: localhost, registration: true }]
+# Benchmark users get a low iteration count so the generator, which derives the SCRAM keys of
+# every login, is not the bottleneck. The server does the same work per login whatever the count.
+auth: { scram_iterations: 16 }
+listeners:
+  - { type: c2s, bind: 127.0.0.1, port: 0, starttls: optional, plain_without_tls: true }
+limits:
+  connections_per_ip: 100000
+  rate_bytes_per_second: 1073741824
+  rate_burst_bytes: 1073741824
+timeouts: { ping_interval: 0, handshake: 600, auth_failure_delay_ms: 0 }
+`,
+);
+
+const ulimit = ["bash", "-c", 'ulimit -n 20000 2>/dev/null; exec "$@"', "bash"];
+const server = await serveProcess(configFile, [...ulimit, "taskset", "-c", SERVER_CPU]);
+const port = server.ports[0];
+const loadScript = new URL("./load.ts", import.meta.url).pathname;
+const denoConfig = new URL("../deno.json", import.meta.url).pathname;
+
+function loadCommand(args: Record<string, unknown>): Deno.Command {
+  return new Deno.Command("bash", {
+    args: [
+      ...ulimit.slice(1),
+      "taskset",
+      "-c",
+      LOAD_CPU,
+      Deno.execPath(),
+      "run",
+      "-A",
+      "--config",
+      denoConfig,
+      loadScript,
+      JSON.stringify({ port, users: USERS, seconds: SECONDS, concurrency: 32, ...args }),
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  });
+}
+
+/** CPU seconds the server process has used so far (user + system). */
+function serverCpuSeconds(): number {
+  const fields = Deno.readTextFileSync(`/proc/${server.child.pid}/stat`).split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks
+}
+
+/**
+ * Runs a scenario; `busy` is the share of its core the server used between the generator's
+ * {"phase":"start"} line and its result (1 = saturated).
+ */
+async function load(args: Record<string, unknown>): Promise<Record<string, number>> {
+  const child = loadCommand(args).spawn();
+  let cpu0 = serverCpuSeconds();
+  let t0 = performance.now();
+  let result: Record<string, number> = {};
+  let busy = 0;
+  let buf = "";
+  for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
+    buf += text;
+    let nl;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const line = JSON.parse(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+      if (line.phase === "start") {
+        cpu0 = serverCpuSeconds();
+        t0 = performance.now();
+      } else {
+        busy = (serverCpuSeconds() - cpu0) / ((performance.now() - t0) / 1000);
+        result = line;
+      }
+    }
+  }
+  await child.status;
+  return { ...result, busy };
+}
+
+const pct = (r: Record<string, number>) => ` (server core ${(r.busy * 100).toFixed(0)}% busy)`;
+
+function rssKiB(): number {
+  const status = Deno.readTextFileSync(`/proc/${server.child.pid}/status`);
+  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]);
+}
+
+const rows: [string, string, string][] = [];
+const row = (what: string, value: string, yardstick: string) => {
+  rows.push([what, value, yardstick]);
+  console.log(`${what.padEnd(72)} ${value.padStart(14)}   ${yardstick}`);
+};
+
+try {
+  await load({ scenario: "register" });
+  await load({ scenario: "login", seconds: 2, starttls: false }); // warm-up (JIT)
+  const scram = await load({
+    scenario: "login",
+    starttls: false,
+    mech: "SCRAM-SHA-256",
+    concurrency: 100,
+  });
+  row(
+    "logins/s, SCRAM-SHA-256, no TLS" + pct(scram),
+    scram.rate.toFixed(0),
+    "ejabberd 23.01: ~1,300 (PLAIN)",
+  );
+  const tls = await load({
+    scenario: "login",
+    starttls: true,
+    mech: "SCRAM-SHA-256",
+    concurrency: 100,
+  });
+  row(
+    "logins/s, STARTTLS + SCRAM-SHA-256" + pct(tls),
+    tls.rate.toFixed(0),
+    "ejabberd 23.01: ~560 (PLAIN)",
+  );
+  const plain = await load({ scenario: "login", starttls: false, mech: "PLAIN", concurrency: 100 });
+  row("logins/s, SASL PLAIN, no TLS" + pct(plain), plain.rate.toFixed(0), "(reported separately)");
+
+  const thr = await load({ scenario: "throughput", concurrency: 50 });
+  row(
+    "messages/s routed one-to-one at saturation" + pct(thr),
+    thr.rate.toFixed(0),
+    "ejabberd 23.01: ~16,000",
+  );
+  const lat = await load({ scenario: "latency", concurrency: 50, rate: 2000 });
+  row("latency p50 at 2,000 messages/s (ms)", lat.p50.toFixed(3), "");
+  row("latency p99 at 2,000 messages/s (ms)", lat.p99.toFixed(3), "ejabberd 23.01: 0.9 ms");
+
+  // Memory: RSS with no sessions, then with IDLE_SESSIONS authenticated idle sessions.
+  await new Promise((r) => setTimeout(r, 2000));
+  const rss0 = rssKiB();
+  const idle = loadCommand({ scenario: "idle", sessions: IDLE_SESSIONS, concurrency: 64 }).spawn();
+  const reader = idle.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let line = "";
+  while (!line.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("idle generator exited early");
+    line += value;
+  }
+  const ready = JSON.parse(line.split("\n")[0]).ready as number;
+  await new Promise((r) => setTimeout(r, 3000)); // let the server settle (GC)
+  const rssN = rssKiB();
+  idle.kill("SIGKILL");
+  await idle.status;
+  row("RSS with 0 sessions (KiB)", String(rss0), "");
+  row(`RSS with ${ready} idle sessions (KiB)`, String(rssN), "");
+  row(
+    "memory per idle authenticated session (KiB)",
+    ((rssN - rss0) / ready).toFixed(1),
+    "Prosody 0.12: ~36 KiB",
+  );
+} finally {
+  server.child.kill("SIGTERM");
+  await server.exited;
+}
+
+const cpu = /model name\s*:\s*(.*)/.exec(await Deno.readTextFile("/proc/cpuinfo"))?.[1] ??
+  "unknown CPU";
+const date = new Date().toISOString().slice(0, 10);
+const table = [
+  "| measure | Parley | yardstick |",
+  "| --- | ---: | --- |",
+  ...rows.map(([a, b, c]) => `| ${a} | ${b} | ${c} |`),
+].join("\n");
+const section = `## ${date} — Parley ${VERSION}, Deno ${Deno.version.deno}
+
+Machine: ${cpu}, ${navigator.hardwareConcurrency} cores; server pinned to core ${SERVER_CPU}, load generator to core ${LOAD_CPU}.
+${SECONDS} s per measurement; ${USERS} users registered in-band; idle sessions without TLS.
+
+${table}
+`;
+const file = new URL("../docs/PERFORMANCE.md", import.meta.url);
+let doc = "";
+try {
+  doc = await Deno.readTextFile(file);
+} catch { /* first run */ }
+const marker = "<!-- results: newest first -->";
+if (!doc.includes(marker)) {
+  doc = `# Performance\n\nProduced by \`deno task bench\` (see bench/bench.ts). ${marker}\n`;
+}
+await Deno.writeTextFile(file, doc.replace(marker, `${marker}\n\n${section}`));
+console.log(`\nrecorded in docs/PERFORMANCE.md`);

@@ -95,8 +95,7 @@ export class SaslNegotiation {
 }
 
 function b64(data: Uint8Array): string {
-  if (data.length === 0) return "=";
-  let s = "";
-  for (const b of data) s += String.fromCharCode(b);
-  return btoa(s);
+  return data.length === 0
+    ? "="
+    : Buffer.from(data.buffer, data.byteOffset, data.length).toString("base64");
 }

@@ -264,7 +264,7 @@ export class C2SSession extends XmlStream implements LocalSession {
         undefined,
       ),
     );
-    log.info("bound {jid} on {id}", { jid: this.jid.full, id: this.id });
+    log.debug("bound {jid} on {id}", { jid: this.jid.full, id: this.id });
     host.events.fire("session/bound", this);
   }
 

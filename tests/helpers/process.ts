@@ -2,9 +2,15 @@
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
 
-export function parleyCommand(args: string[], stdin: "piped" | "null" = "null"): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--config", CONFIG, MAIN, ...args],
+/** `parley ARGS` as a command; `prefix` runs it through another program (e.g. taskset). */
+export function parleyCommand(
+  args: string[],
+  stdin: "piped" | "null" = "null",
+  prefix: string[] = [],
+): Deno.Command {
+  const argv = [Deno.execPath(), "run", "-A", "--config", CONFIG, MAIN, ...args];
+  return new Deno.Command(prefix.length ? prefix[0] : argv[0], {
+    args: [...prefix.slice(1), ...(prefix.length ? argv : argv.slice(1))],
     stdin,
     stdout: "piped",
     stderr: "piped",
@@ -37,8 +43,11 @@ export interface RunningServer {
 }
 
 /** Starts `parley serve --config FILE` and waits for its "started" log line. */
-export async function serveProcess(configFile: string): Promise<RunningServer> {
-  const child = parleyCommand(["serve", "--config", configFile]).spawn();
+export async function serveProcess(
+  configFile: string,
+  prefix: string[] = [],
+): Promise<RunningServer> {
+  const child = parleyCommand(["serve", "--config", configFile], "null", prefix).spawn();
   const logs: Record<string, unknown>[] = [];
   const exited = child.status;
   void child.stdout.cancel();

@@ -1,0 +1,301 @@
+// The load generator (run pinned to its own core by bench/bench.ts). One scenario per run; prints
+// one JSON line with its results. Sessions log in with the raw test client, then message traffic
+// is counted by scanning bytes, so the generator stays far cheaper than the server it measures.
+import net from "node:net";
+import tls from "node:tls";
+import { createHash, createHmac, pbkdf2Sync, randomBytes } from "node:crypto";
+import { HEADER, RawClient } from "../tests/helpers/raw_client.ts";
+import { NS } from "../src/xml/ns.ts";
+
+interface Args {
+  scenario: "register" | "login" | "idle" | "throughput" | "latency";
+  port: number;
+  users: number;
+  seconds: number;
+  concurrency: number;
+  starttls?: boolean;
+  mech?: "PLAIN" | "SCRAM-SHA-256";
+  sessions?: number;
+  rate?: number;
+}
+
+const args: Args = JSON.parse(Deno.args[0]);
+const user = (i: number) => `bench${i}`;
+const PASSWORD = "benchpw";
+
+function out(result: Record<string, unknown>): void {
+  console.log(JSON.stringify(result));
+}
+
+async function register(): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    const c = await RawClient.connect(args.port);
+    await c.open();
+    while (next < args.users) {
+      const i = next++;
+      const r = await c.iq(
+        "set",
+        `<query xmlns='${NS.register}'><username>${
+          user(i)
+        }</username><password>${PASSWORD}</password></query>`,
+      );
+      if (r.attrs.type !== "result" && !r.child("error")?.child("conflict")) {
+        throw new Error(String(r));
+      }
+    }
+    c.close();
+  };
+  await Promise.all(Array.from({ length: Math.min(8, args.users) }, worker));
+  out({ registered: args.users });
+}
+
+/** SCRAM client keys per user, derived once: every login of a user reuses its salt. */
+const keyCache = new Map<string, { clientKey: Buffer; storedKey: Buffer }>();
+
+function scramKeys(name: string, salt: string, iterations: number) {
+  const k = `${name} ${salt} ${iterations}`;
+  let keys = keyCache.get(k);
+  if (!keys) {
+    const salted = pbkdf2Sync(PASSWORD, Buffer.from(salt, "base64"), iterations, 32, "sha256");
+    const clientKey = createHmac("sha256", salted).update("Client Key").digest();
+    keys = { clientKey, storedKey: createHash("sha256").update(clientKey).digest() };
+    keyCache.set(k, keys);
+  }
+  return keys;
+}
+
+/**
+ * One login as cheap for the generator as it can be: bytes are scanned for the few answers that
+ * matter instead of parsed. Steps: [STARTTLS], SASL, stream restart, bind, close.
+ */
+function leanLogin(
+  name: string,
+  resource: string,
+  starttls: boolean,
+  mech: "PLAIN" | "SCRAM-SHA-256",
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const raw = net.connect(args.port, "127.0.0.1");
+    let sock: net.Socket = raw;
+    let buf = "";
+    let step = starttls ? "proceed" : "challenge";
+    const cnonce = randomBytes(12).toString("base64");
+    const first = `n=${name},r=${cnonce}`;
+    let serverFirst = "";
+    const auth = () =>
+      HEADER() +
+      (mech === "PLAIN"
+        ? `<auth xmlns='${NS.sasl}' mechanism='PLAIN'>${btoa(`\0${name}\0${PASSWORD}`)}</auth>`
+        : `<auth xmlns='${NS.sasl}' mechanism='SCRAM-SHA-256'>${btoa("n,," + first)}</auth>`);
+    if (mech === "PLAIN" && step === "challenge") step = "success";
+    const fail = (e: Error) => {
+      sock.destroy();
+      reject(e);
+    };
+    const onData = (d: Uint8Array) => {
+      buf += new TextDecoder().decode(d);
+      if (buf.includes("<failure") || buf.includes("<stream:error")) return fail(new Error(buf));
+      if (step === "proceed" && buf.includes("<proceed")) {
+        buf = "";
+        raw.off("data", onData);
+        const secure = tls.connect({
+          socket: raw,
+          servername: "localhost",
+          rejectUnauthorized: false,
+        });
+        sock = secure;
+        secure.on("data", onData);
+        secure.on("error", fail);
+        secure.once("secureConnect", () => secure.write(auth()));
+        step = mech === "PLAIN" ? "success" : "challenge";
+      } else if (step === "challenge" && buf.includes("</challenge>")) {
+        serverFirst = atob(/<challenge[^>]*>([^<]+)<\/challenge>/.exec(buf)![1]);
+        buf = "";
+        const a = Object.fromEntries(serverFirst.split(",").map((p) => [p[0], p.slice(2)]));
+        const { clientKey, storedKey } = scramKeys(name, a.s, Number(a.i));
+        const finalBare = `c=biws,r=${a.r}`;
+        const sig = createHmac("sha256", storedKey).update(`${first},${serverFirst},${finalBare}`)
+          .digest();
+        const proof = Buffer.from(clientKey.map((b, i) => b ^ sig[i])).toString("base64");
+        sock.write(`<response xmlns='${NS.sasl}'>${btoa(`${finalBare},p=${proof}`)}</response>`);
+        step = "success";
+      } else if (step === "success" && buf.includes("<success")) {
+        buf = "";
+        sock.write(
+          HEADER() +
+            `<iq type='set' id='b'><bind xmlns='${NS.bind}'><resource>${resource}</resource></bind></iq>`,
+        );
+        step = "bind";
+      } else if (step === "bind" && buf.includes("</iq>")) {
+        sock.end("</stream:stream>");
+        sock.destroy();
+        resolve();
+      }
+    };
+    raw.on("data", onData);
+    raw.on("error", fail);
+    raw.once(
+      "connect",
+      () => raw.write(starttls ? HEADER() + `<starttls xmlns='${NS.tls}'/>` : auth()),
+    );
+  });
+}
+
+async function login(): Promise<void> {
+  const deadline = performance.now() + args.seconds * 1000;
+  let done = 0;
+  let failed = 0;
+  const worker = async (w: number) => {
+    for (let k = 0; performance.now() < deadline; k++) {
+      try {
+        const name = user((w * 7919 + k) % args.users);
+        await leanLogin(name, "w" + w, args.starttls ?? false, args.mech ?? "SCRAM-SHA-256");
+        done++;
+      } catch {
+        failed++;
+      }
+    }
+  };
+  // Key derivation for every user happens before the clock starts.
+  for (let i = 0; i < args.users && args.mech !== "PLAIN"; i++) {
+    await leanLogin(user(i), "warm", false, "SCRAM-SHA-256").catch(() => failed++);
+  }
+  out({ phase: "start" });
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: args.concurrency }, (_, w) => worker(w)));
+  const secs = (performance.now() - t0) / 1000;
+  out({ logins: done, failed, seconds: secs, rate: done / secs });
+}
+
+async function idle(): Promise<void> {
+  const n = args.sessions!;
+  const clients: RawClient[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      clients.push(
+        await RawClient.login(args.port, user(i % args.users), PASSWORD, {
+          starttls: false,
+          resource: "idle" + i,
+        }),
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: args.concurrency }, worker));
+  for (const c of clients) c.received.length = 0;
+  out({ ready: clients.length });
+  await new Promise(() => {}); // held open until the orchestrator has measured and kills us
+}
+
+/** Logged-in sender/receiver pairs; the receiver's bytes are scanned for message ends. */
+async function pairs(n: number, onMessage: (pair: number, chunk: string) => void) {
+  const list: { s: RawClient; r: RawClient }[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = await RawClient.login(args.port, user(2 * i), PASSWORD, {
+      starttls: false,
+      resource: "s",
+    });
+    const r = await RawClient.login(args.port, user(2 * i + 1), PASSWORD, {
+      starttls: false,
+      resource: "r",
+    });
+    r.socket.removeAllListeners("data");
+    let tail = "";
+    r.socket.on("data", (d: Uint8Array) => {
+      const text = tail + new TextDecoder().decode(d);
+      const end = text.lastIndexOf("</message>");
+      if (end < 0) {
+        tail = text;
+        return;
+      }
+      tail = text.slice(end + 10);
+      onMessage(i, text.slice(0, end + 10));
+    });
+    s.socket.removeAllListeners("data");
+    list.push({ s, r });
+  }
+  return list;
+}
+
+const count = (s: string) => s.split("</message>").length - 1;
+
+async function throughput(): Promise<void> {
+  const n = args.concurrency;
+  const WINDOW = 64;
+  let received = 0;
+  let counting = false;
+  const msg = (i: number) =>
+    `<message to='${
+      user(2 * i + 1)
+    }@localhost/r' type='chat'><body>benchmark message of a typical size</body></message>`;
+  const list = await pairs(n, (i, chunk) => {
+    const k = count(chunk);
+    if (counting) received += k;
+    list[i].s.send(msg(i).repeat(k)); // closed loop: one new message per message delivered
+  });
+  for (let i = 0; i < n; i++) list[i].s.send(msg(i).repeat(WINDOW));
+  await new Promise((r) => setTimeout(r, 1000)); // warm-up
+  out({ phase: "start" });
+  counting = true;
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, args.seconds * 1000));
+  const secs = (performance.now() - t0) / 1000;
+  counting = false;
+  out({ messages: received, seconds: secs, rate: received / secs });
+  Deno.exit(0);
+}
+
+async function latency(): Promise<void> {
+  const n = args.concurrency;
+  const rate = args.rate!;
+  const samples: number[] = [];
+  let measuring = false;
+  const list = await pairs(n, (_i, chunk) => {
+    const now = performance.now();
+    if (!measuring) return;
+    for (const m of chunk.matchAll(/id=["']t([0-9.]+)["']/g)) samples.push(now - Number(m[1]));
+  });
+  // Send at a fixed rate, spread over 1 ms ticks, round-robin over the pairs.
+  let sent = 0;
+  let k = 0;
+  const t0 = performance.now();
+  const tick = setInterval(() => {
+    const due = Math.floor((performance.now() - t0) * rate / 1000);
+    while (sent < due) {
+      const i = k++ % n;
+      list[i].s.send(
+        `<message to='${
+          user(2 * i + 1)
+        }@localhost/r' type='chat' id='t${performance.now()}'><body>latency probe</body></message>`,
+      );
+      sent++;
+    }
+  }, 1);
+  await new Promise((r) => setTimeout(r, 1000));
+  out({ phase: "start" });
+  measuring = true;
+  await new Promise((r) => setTimeout(r, args.seconds * 1000));
+  measuring = false;
+  clearInterval(tick);
+  samples.sort((a, b) => a - b);
+  const q = (p: number) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))];
+  out({
+    samples: samples.length,
+    rate,
+    p50: q(0.5),
+    p99: q(0.99),
+    max: samples[samples.length - 1],
+  });
+  Deno.exit(0);
+}
+
+const scenarios: Record<Args["scenario"], () => Promise<void>> = {
+  register,
+  login,
+  idle,
+  throughput,
+  latency,
+};
+await scenarios[args.scenario]();
