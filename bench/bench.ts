@@ -107,6 +107,29 @@ const row = (what: string, value: string, yardstick: string) => {
 
 try {
   await load({ scenario: "register" });
+  // Memory first, on a fresh server: RSS with no sessions, then with IDLE_SESSIONS idle ones.
+  await new Promise((r) => setTimeout(r, 2000));
+  const rss0 = rssKiB();
+  const idle = loadCommand({ scenario: "idle", sessions: IDLE_SESSIONS, concurrency: 64 }).spawn();
+  const reader = idle.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let line = "";
+  while (!line.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("idle generator exited early");
+    line += value;
+  }
+  const ready = JSON.parse(line.split("\n")[0]).ready as number;
+  await new Promise((r) => setTimeout(r, 3000)); // let the server settle (GC)
+  const rssN = rssKiB();
+  idle.kill("SIGKILL");
+  await idle.status;
+  row("RSS with 0 sessions (KiB)", String(rss0), "");
+  row(`RSS with ${ready} idle sessions (KiB)`, String(rssN), "");
+  row(
+    "memory per idle authenticated session (KiB)",
+    ((rssN - rss0) / ready).toFixed(1),
+    "Prosody 0.12: ~36 KiB",
+  );
   await load({ scenario: "login", seconds: 2, starttls: false }); // warm-up (JIT)
   const scram = await load({
     scenario: "login",
@@ -142,30 +165,6 @@ try {
   const lat = await load({ scenario: "latency", concurrency: 50, rate: 2000 });
   row("latency p50 at 2,000 messages/s (ms)", lat.p50.toFixed(3), "");
   row("latency p99 at 2,000 messages/s (ms)", lat.p99.toFixed(3), "ejabberd 23.01: 0.9 ms");
-
-  // Memory: RSS with no sessions, then with IDLE_SESSIONS authenticated idle sessions.
-  await new Promise((r) => setTimeout(r, 2000));
-  const rss0 = rssKiB();
-  const idle = loadCommand({ scenario: "idle", sessions: IDLE_SESSIONS, concurrency: 64 }).spawn();
-  const reader = idle.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let line = "";
-  while (!line.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("idle generator exited early");
-    line += value;
-  }
-  const ready = JSON.parse(line.split("\n")[0]).ready as number;
-  await new Promise((r) => setTimeout(r, 3000)); // let the server settle (GC)
-  const rssN = rssKiB();
-  idle.kill("SIGKILL");
-  await idle.status;
-  row("RSS with 0 sessions (KiB)", String(rss0), "");
-  row(`RSS with ${ready} idle sessions (KiB)`, String(rssN), "");
-  row(
-    "memory per idle authenticated session (KiB)",
-    ((rssN - rss0) / ready).toFixed(1),
-    "Prosody 0.12: ~36 KiB",
-  );
 } finally {
   server.child.kill("SIGTERM");
   await server.exited;

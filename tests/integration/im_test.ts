@@ -274,3 +274,26 @@ serverTest(
     }
   },
 );
+
+serverTest(
+  "directed presence reaches a non-contact, who is told when the sender goes away",
+  async () => {
+    const t = await startServer();
+    try {
+      await t.addUser("wes");
+      await t.addUser("xia");
+      const w = await RawClient.login(t.port, "wes", "secret", { resource: "w" });
+      const x = await RawClient.login(t.port, "xia", "secret", { resource: "x" });
+      w.send("<presence/>");
+      x.send("<presence/>");
+      w.send("<presence to='xia@localhost/x'><status>just for you</status></presence>");
+      const got = await x.waitFor(presence(undefined, "wes@localhost/w"));
+      assert.equal(got.childText("status"), "just for you");
+      w.drop();
+      await x.waitFor(presence("unavailable", "wes@localhost/w"));
+      x.close();
+    } finally {
+      await t.stop();
+    }
+  },
+);
