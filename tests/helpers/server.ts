@@ -67,6 +67,22 @@ export async function startServer(overrides: Tree = {}, dataDir?: string): Promi
   return t;
 }
 
+/** A test with its own server (configured with `overrides`), stopped whatever the outcome. */
+export function withServer(
+  name: string,
+  overrides: Tree,
+  fn: (t: TestServer) => Promise<void>,
+): void {
+  serverTest(name, async () => {
+    const t = await startServer(overrides);
+    try {
+      await fn(t);
+    } finally {
+      await t.stop();
+    }
+  });
+}
+
 /** Deno.test with the op/resource sanitizers off: the server under test outlives single ops. */
 export function serverTest(name: string, fn: (t: Deno.TestContext) => Promise<void>): void {
   Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false });

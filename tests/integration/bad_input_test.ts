@@ -2,7 +2,7 @@
 // keeps serving everyone else.
 import assert from "node:assert/strict";
 import { HEADER, RawClient } from "../helpers/raw_client.ts";
-import { serverTest, startServer } from "../helpers/server.ts";
+import { withServer } from "../helpers/server.ts";
 import { NS } from "../../src/xml/ns.ts";
 
 const CASES: [string, string, string][] = [
@@ -36,138 +36,110 @@ const CASES: [string, string, string][] = [
   ["deep nesting", HEADER() + "<message>" + "<a>".repeat(100), "policy-violation"],
 ];
 
-serverTest("bad input gets the right stream error and closes only that stream", async () => {
-  const t = await startServer();
-  try {
-    await t.addUser("ok");
-    const bystander = await RawClient.login(t.port, "ok");
-    for (const [what, bytes, condition] of CASES) {
-      const c = await RawClient.connect(t.port);
-      c.send(bytes.includes("\xff") ? Uint8Array.from(bytes, (ch) => ch.charCodeAt(0)) : bytes);
-      const err = await c.streamError().catch(() => null);
-      assert.ok(
-        err?.child(condition, NS.streamErrors),
-        `${what}: expected ${condition}, got ${err}`,
-      );
-      await c.waitClosed();
-    }
-    const pong = await bystander.iq("get", `<ping xmlns='${NS.ping}'/>`, "localhost");
-    assert.equal(pong.attrs.type, "result", "other users are not affected");
-    bystander.close();
-  } finally {
-    await t.stop();
-  }
-});
-
-serverTest(
-  "an oversized stanza is refused with policy-violation before it is buffered whole",
-  async () => {
-    const t = await startServer({ limits: { max_stanza_size: 4096 } });
-    try {
-      await t.addUser("big");
-      const c = await RawClient.login(t.port, "big");
-      c.send("<message to='big@localhost'><body>");
-      const chunk = "x".repeat(1024);
-      for (let i = 0; i < 8 && !c.closed; i++) c.send(chunk);
-      const err = await c.streamError();
-      assert.ok(err.child("policy-violation"));
-      // A stanza just under the limit passes.
-      const d = await RawClient.login(t.port, "big", "secret", { resource: "d" });
-      d.send("<presence/>");
-      d.send(`<message to='big@localhost/d' id='fit'><body>${"y".repeat(3000)}</body></message>`);
-      await d.waitFor((e) => e.attrs.id === "fit");
-      d.close();
-    } finally {
-      await t.stop();
-    }
-  },
-);
-
-serverTest("after login: unsupported stanza types, invalid from and bad iqs", async () => {
-  const t = await startServer();
-  try {
-    await t.addUser("pat");
-    const a = await RawClient.login(t.port, "pat");
-    a.send("<foo/>");
-    assert.ok((await a.streamError()).child("unsupported-stanza-type"));
-    const b = await RawClient.login(t.port, "pat");
-    b.send("<message from='mallory@localhost/x' to='pat@localhost'><body>spoof</body></message>");
-    assert.ok((await b.streamError()).child("invalid-from"));
-    const c = await RawClient.login(t.port, "pat");
-    c.send(
-      "<iq type='get' id='two'><ping xmlns='urn:xmpp:ping'/><ping xmlns='urn:xmpp:ping'/></iq>",
-    );
-    const two = await c.waitFor((e) => e.attrs.id === "two");
-    assert.ok(two.child("error")!.child("bad-request"));
-    c.send("<iq type='bogus' id='bt'/>");
-    assert.ok((await c.waitFor((e) => e.attrs.id === "bt")).child("error")!.child("bad-request"));
-    c.close();
-  } finally {
-    await t.stop();
-  }
-});
-
-serverTest(
-  "an abrupt TCP drop mid-stanza cleans up the session; others are unaffected",
-  async () => {
-    const t = await startServer();
-    try {
-      await t.addUser("q1");
-      await t.addUser("q2");
-      const q1 = await RawClient.login(t.port, "q1", "secret", { resource: "r" });
-      const q2 = await RawClient.login(t.port, "q2");
-      q1.send("<message to='q2@localhost'><body>half a st");
-      q1.drop();
-      // The session is gone: a message to its full JID now bounces.
-      const deadline = Date.now() + 5000;
-      while (t.server.sessions.size > 1 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      assert.equal(t.server.sessions.size, 1);
-      const r = await q2.iq("get", `<ping xmlns='${NS.ping}'/>`, "q1@localhost/r");
-      assert.ok(r.child("error")!.child("service-unavailable"));
-      q2.close();
-    } finally {
-      await t.stop();
-    }
-  },
-);
-
-serverTest("connections per IP address are capped with policy-violation", async () => {
-  const t = await startServer({ limits: { connections_per_ip: 2 } });
-  try {
-    const a = await RawClient.connect(t.port);
-    const b = await RawClient.connect(t.port);
+withServer("bad input gets the right stream error and closes only that stream", {}, async (t) => {
+  await t.addUser("ok");
+  const bystander = await RawClient.login(t.port, "ok");
+  for (const [what, bytes, condition] of CASES) {
     const c = await RawClient.connect(t.port);
-    assert.ok((await c.streamError()).child("policy-violation"));
-    await a.open();
-    await b.open();
-    a.close();
-    b.close();
-  } finally {
-    await t.stop();
+    c.send(bytes.includes("\xff") ? Uint8Array.from(bytes, (ch) => ch.charCodeAt(0)) : bytes);
+    const err = await c.streamError().catch(() => null);
+    assert.ok(
+      err?.child(condition, NS.streamErrors),
+      `${what}: expected ${condition}, got ${err}`,
+    );
+    await c.waitClosed();
   }
+  const pong = await bystander.iq("get", `<ping xmlns='${NS.ping}'/>`, "localhost");
+  assert.equal(pong.attrs.type, "result", "other users are not affected");
+  bystander.close();
 });
 
-serverTest("clients over the byte rate are slowed down, not dropped", async () => {
-  const t = await startServer({
-    limits: { rate_bytes_per_second: 20_000, rate_burst_bytes: 20_000 },
-  });
-  try {
-    await t.addUser("fast");
-    const c = await RawClient.login(t.port, "fast", "secret", { resource: "f" });
-    c.send("<presence/>");
-    const body = "z".repeat(2000);
-    const started = Date.now();
-    for (let i = 0; i < 30; i++) {
-      c.send(`<message to='fast@localhost/f' id='m${i}'><body>${body}</body></message>`);
+withServer("an oversized stanza is refused with policy-violation before it is buffered whole", {
+  limits: { max_stanza_size: 4096 },
+}, async (t) => {
+  await t.addUser("big");
+  const c = await RawClient.login(t.port, "big");
+  c.send("<message to='big@localhost'><body>");
+  const chunk = "x".repeat(1024);
+  for (let i = 0; i < 8 && !c.closed; i++) c.send(chunk);
+  const err = await c.streamError();
+  assert.ok(err.child("policy-violation"));
+  // A stanza just under the limit passes.
+  const d = await RawClient.login(t.port, "big", "secret", { resource: "d" });
+  d.send("<presence/>");
+  d.send(`<message to='big@localhost/d' id='fit'><body>${"y".repeat(3000)}</body></message>`);
+  await d.waitFor((e) => e.attrs.id === "fit");
+  d.close();
+});
+
+withServer("after login: unsupported stanza types, invalid from and bad iqs", {}, async (t) => {
+  await t.addUser("pat");
+  const a = await RawClient.login(t.port, "pat");
+  a.send("<foo/>");
+  assert.ok((await a.streamError()).child("unsupported-stanza-type"));
+  const b = await RawClient.login(t.port, "pat");
+  b.send("<message from='mallory@localhost/x' to='pat@localhost'><body>spoof</body></message>");
+  assert.ok((await b.streamError()).child("invalid-from"));
+  const c = await RawClient.login(t.port, "pat");
+  c.send(
+    "<iq type='get' id='two'><ping xmlns='urn:xmpp:ping'/><ping xmlns='urn:xmpp:ping'/></iq>",
+  );
+  const two = await c.waitFor((e) => e.attrs.id === "two");
+  assert.ok(two.child("error")!.child("bad-request"));
+  c.send("<iq type='bogus' id='bt'/>");
+  assert.ok((await c.waitFor((e) => e.attrs.id === "bt")).child("error")!.child("bad-request"));
+  c.close();
+});
+
+withServer(
+  "an abrupt TCP drop mid-stanza cleans up the session; others are unaffected",
+  {},
+  async (t) => {
+    await t.addUser("q1");
+    await t.addUser("q2");
+    const q1 = await RawClient.login(t.port, "q1", "secret", { resource: "r" });
+    const q2 = await RawClient.login(t.port, "q2");
+    q1.send("<message to='q2@localhost'><body>half a st");
+    q1.drop();
+    // The session is gone: a message to its full JID now bounces.
+    const deadline = Date.now() + 5000;
+    while (t.server.sessions.size > 1 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
     }
-    await c.waitFor((e) => e.attrs.id === "m29", 10000);
-    const took = Date.now() - started;
-    assert.ok(took >= 1500, `60 KB at 20 KB/s after a 20 KB burst took only ${took} ms`);
-    assert.equal(c.closed, false);
-    c.close();
-  } finally {
-    await t.stop();
+    assert.equal(t.server.sessions.size, 1);
+    const r = await q2.iq("get", `<ping xmlns='${NS.ping}'/>`, "q1@localhost/r");
+    assert.ok(r.child("error")!.child("service-unavailable"));
+    q2.close();
+  },
+);
+
+withServer("connections per IP address are capped with policy-violation", {
+  limits: { connections_per_ip: 2 },
+}, async (t) => {
+  const a = await RawClient.connect(t.port);
+  const b = await RawClient.connect(t.port);
+  const c = await RawClient.connect(t.port);
+  assert.ok((await c.streamError()).child("policy-violation"));
+  await a.open();
+  await b.open();
+  a.close();
+  b.close();
+});
+
+withServer("clients over the byte rate are slowed down, not dropped", {
+  limits: { rate_bytes_per_second: 20_000, rate_burst_bytes: 20_000 },
+}, async (t) => {
+  await t.addUser("fast");
+  const c = await RawClient.login(t.port, "fast", "secret", { resource: "f" });
+  c.send("<presence/>");
+  const body = "z".repeat(2000);
+  const started = Date.now();
+  for (let i = 0; i < 30; i++) {
+    c.send(`<message to='fast@localhost/f' id='m${i}'><body>${body}</body></message>`);
   }
+  await c.waitFor((e) => e.attrs.id === "m29", 10000);
+  const took = Date.now() - started;
+  assert.ok(took >= 1500, `60 KB at 20 KB/s after a 20 KB burst took only ${took} ms`);
+  assert.equal(c.closed, false);
+  c.close();
 });

@@ -1,7 +1,7 @@
 // RFC 6121 behaviour between real sessions: roster, subscriptions, presence, messages, offline.
 import assert from "node:assert/strict";
 import { RawClient } from "../helpers/raw_client.ts";
-import { serverTest, startServer } from "../helpers/server.ts";
+import { serverTest, startServer, withServer } from "../helpers/server.ts";
 import { NS } from "../../src/xml/ns.ts";
 import type { Element } from "../../src/xml/element.ts";
 
@@ -10,73 +10,69 @@ const isPush = (e: Element) =>
 const presence = (type?: string, from?: string) => (e: Element) =>
   e.name === "presence" && e.attrs.type === type && (from === undefined || e.attrs.from === from);
 
-serverTest(
+withServer(
   "roster set is pushed to every interested resource; get honours versions; remove",
-  async () => {
-    const t = await startServer();
-    try {
-      await t.addUser("ann");
-      const a1 = await RawClient.login(t.port, "ann", "secret", { resource: "one" });
-      const a2 = await RawClient.login(t.port, "ann", "secret", { resource: "two" });
-      const a3 = await RawClient.login(t.port, "ann", "secret", { resource: "uninterested" });
-      const r1 = await a1.iq("get", `<query xmlns='${NS.roster}'/>`);
-      const v0 = r1.child("query")!.attrs.ver!;
-      await a2.iq("get", `<query xmlns='${NS.roster}'/>`);
-      const set = await a1.iq(
-        "set",
-        `<query xmlns='${NS.roster}'><item jid='zed@example.net' name='Zed'><group>Friends</group></item></query>`,
-      );
-      assert.equal(set.attrs.type, "result");
-      for (const c of [a1, a2]) {
-        const push = await c.waitFor(isPush);
-        const item = push.child("query")!.child("item")!;
-        assert.equal(item.attrs.jid, "zed@example.net");
-        assert.equal(item.attrs.subscription, "none");
-        assert.equal(item.childText("group"), "Friends");
-        assert.notEqual(push.child("query")!.attrs.ver, v0);
-      }
-      await assert.rejects(a3.waitFor(isPush, 300));
-      // Versioning: same version gives an empty result; an old one the full roster.
-      const cur = await a1.iq("get", `<query xmlns='${NS.roster}'/>`);
-      const ver = cur.child("query")!.attrs.ver!;
-      const same = await a1.iq("get", `<query xmlns='${NS.roster}' ver='${ver}'/>`);
-      assert.equal(same.child("query"), undefined);
-      const old = await a1.iq("get", `<query xmlns='${NS.roster}' ver='${v0}'/>`);
-      assert.equal(old.child("query")!.elements("item").length, 1);
-      // Errors: two items, duplicate groups, own JID.
-      const two = await a1.iq(
-        "set",
-        `<query xmlns='${NS.roster}'><item jid='a@b'/><item jid='c@d'/></query>`,
-      );
-      assert.ok(two.child("error")!.child("bad-request"));
-      const dup = await a1.iq(
-        "set",
-        `<query xmlns='${NS.roster}'><item jid='a@b'><group>x</group><group>x</group></item></query>`,
-      );
-      assert.ok(dup.child("error")!.child("bad-request"));
-      const self = await a1.iq(
-        "set",
-        `<query xmlns='${NS.roster}'><item jid='ann@localhost'/></query>`,
-      );
-      assert.ok(self.child("error")!.child("not-allowed"));
-      const rm = await a1.iq(
-        "set",
-        `<query xmlns='${NS.roster}'><item jid='zed@example.net' subscription='remove'/></query>`,
-      );
-      assert.equal(rm.attrs.type, "result");
-      const push = await a2.waitFor((e) =>
-        isPush(e) && e.child("query")!.child("item")!.attrs.subscription === "remove"
-      );
-      assert.equal(push.child("query")!.child("item")!.attrs.jid, "zed@example.net");
-      const missing = await a1.iq(
-        "set",
-        `<query xmlns='${NS.roster}'><item jid='zed@example.net' subscription='remove'/></query>`,
-      );
-      assert.ok(missing.child("error")!.child("item-not-found"));
-      for (const c of [a1, a2, a3]) c.close();
-    } finally {
-      await t.stop();
+  {},
+  async (t) => {
+    await t.addUser("ann");
+    const a1 = await RawClient.login(t.port, "ann", "secret", { resource: "one" });
+    const a2 = await RawClient.login(t.port, "ann", "secret", { resource: "two" });
+    const a3 = await RawClient.login(t.port, "ann", "secret", { resource: "uninterested" });
+    const r1 = await a1.iq("get", `<query xmlns='${NS.roster}'/>`);
+    const v0 = r1.child("query")!.attrs.ver!;
+    await a2.iq("get", `<query xmlns='${NS.roster}'/>`);
+    const set = await a1.iq(
+      "set",
+      `<query xmlns='${NS.roster}'><item jid='zed@example.net' name='Zed'><group>Friends</group></item></query>`,
+    );
+    assert.equal(set.attrs.type, "result");
+    for (const c of [a1, a2]) {
+      const push = await c.waitFor(isPush);
+      const item = push.child("query")!.child("item")!;
+      assert.equal(item.attrs.jid, "zed@example.net");
+      assert.equal(item.attrs.subscription, "none");
+      assert.equal(item.childText("group"), "Friends");
+      assert.notEqual(push.child("query")!.attrs.ver, v0);
     }
+    await assert.rejects(a3.waitFor(isPush, 300));
+    // Versioning: same version gives an empty result; an old one the full roster.
+    const cur = await a1.iq("get", `<query xmlns='${NS.roster}'/>`);
+    const ver = cur.child("query")!.attrs.ver!;
+    const same = await a1.iq("get", `<query xmlns='${NS.roster}' ver='${ver}'/>`);
+    assert.equal(same.child("query"), undefined);
+    const old = await a1.iq("get", `<query xmlns='${NS.roster}' ver='${v0}'/>`);
+    assert.equal(old.child("query")!.elements("item").length, 1);
+    // Errors: two items, duplicate groups, own JID.
+    const two = await a1.iq(
+      "set",
+      `<query xmlns='${NS.roster}'><item jid='a@b'/><item jid='c@d'/></query>`,
+    );
+    assert.ok(two.child("error")!.child("bad-request"));
+    const dup = await a1.iq(
+      "set",
+      `<query xmlns='${NS.roster}'><item jid='a@b'><group>x</group><group>x</group></item></query>`,
+    );
+    assert.ok(dup.child("error")!.child("bad-request"));
+    const self = await a1.iq(
+      "set",
+      `<query xmlns='${NS.roster}'><item jid='ann@localhost'/></query>`,
+    );
+    assert.ok(self.child("error")!.child("not-allowed"));
+    const rm = await a1.iq(
+      "set",
+      `<query xmlns='${NS.roster}'><item jid='zed@example.net' subscription='remove'/></query>`,
+    );
+    assert.equal(rm.attrs.type, "result");
+    const push = await a2.waitFor((e) =>
+      isPush(e) && e.child("query")!.child("item")!.attrs.subscription === "remove"
+    );
+    assert.equal(push.child("query")!.child("item")!.attrs.jid, "zed@example.net");
+    const missing = await a1.iq(
+      "set",
+      `<query xmlns='${NS.roster}'><item jid='zed@example.net' subscription='remove'/></query>`,
+    );
+    assert.ok(missing.child("error")!.child("item-not-found"));
+    for (const c of [a1, a2, a3]) c.close();
   },
 );
 
@@ -107,51 +103,47 @@ async function subscribe(
   await a.waitFor(presence("subscribed", bJid));
 }
 
-serverTest(
+withServer(
   "full subscription handshake both ways, presence broadcast and unavailable on disconnect",
-  async () => {
-    const t = await startServer();
-    try {
-      await t.addUser("romeo");
-      await t.addUser("juliet");
-      const r = await RawClient.login(t.port, "romeo", "secret", { resource: "r" });
-      const j = await RawClient.login(t.port, "juliet", "secret", { resource: "j" });
-      for (const c of [r, j]) await c.iq("get", `<query xmlns='${NS.roster}'/>`);
-      r.send("<presence/>");
-      j.send("<presence/>");
-      await subscribe(r, j, "romeo@localhost", "juliet@localhost", ["none", "to", "from"]);
-      // Juliet approved: Romeo now receives her presence.
-      await r.waitFor(presence(undefined, "juliet@localhost/j"));
-      await subscribe(j, r, "juliet@localhost", "romeo@localhost", ["from", "both", "both"]);
-      await j.waitFor(presence(undefined, "romeo@localhost/r"));
-      const roster = await r.iq("get", `<query xmlns='${NS.roster}'/>`);
-      assert.equal(roster.child("query")!.child("item")!.attrs.subscription, "both");
-      // A presence update is broadcast to the subscribed contact.
-      r.send("<presence><show>away</show><status>out</status></presence>");
-      const upd = await j.waitFor((e) => e.name === "presence" && e.childText("show") === "away");
-      assert.equal(upd.attrs.from, "romeo@localhost/r");
-      // A dropped TCP connection makes the contact see unavailable.
-      r.drop();
-      const gone = await j.waitFor(presence("unavailable", "romeo@localhost/r"));
-      assert.equal(gone.attrs.to, "juliet@localhost");
-      // Romeo logs in again: his probe gets Juliet's current presence.
-      const r2 = await RawClient.login(t.port, "romeo", "secret", { resource: "r2" });
-      r2.send("<presence/>");
-      await r2.waitFor(presence(undefined, "juliet@localhost/j"));
-      await j.waitFor(presence(undefined, "romeo@localhost/r2"));
-      // Unsubscribing removes the subscription on both sides.
-      r2.send("<presence to='juliet@localhost' type='unsubscribe'/>");
-      await j.waitFor(presence("unsubscribe", "romeo@localhost"));
-      const after = await j.iq("get", `<query xmlns='${NS.roster}'/>`);
-      assert.equal(after.child("query")!.child("item")!.attrs.subscription, "to");
-      // Logging out cleanly sends unavailable too.
-      j.send("<presence type='unavailable'/>");
-      await r2.waitFor(presence("unavailable", "juliet@localhost/j"));
-      r2.close();
-      j.close();
-    } finally {
-      await t.stop();
-    }
+  {},
+  async (t) => {
+    await t.addUser("romeo");
+    await t.addUser("juliet");
+    const r = await RawClient.login(t.port, "romeo", "secret", { resource: "r" });
+    const j = await RawClient.login(t.port, "juliet", "secret", { resource: "j" });
+    for (const c of [r, j]) await c.iq("get", `<query xmlns='${NS.roster}'/>`);
+    r.send("<presence/>");
+    j.send("<presence/>");
+    await subscribe(r, j, "romeo@localhost", "juliet@localhost", ["none", "to", "from"]);
+    // Juliet approved: Romeo now receives her presence.
+    await r.waitFor(presence(undefined, "juliet@localhost/j"));
+    await subscribe(j, r, "juliet@localhost", "romeo@localhost", ["from", "both", "both"]);
+    await j.waitFor(presence(undefined, "romeo@localhost/r"));
+    const roster = await r.iq("get", `<query xmlns='${NS.roster}'/>`);
+    assert.equal(roster.child("query")!.child("item")!.attrs.subscription, "both");
+    // A presence update is broadcast to the subscribed contact.
+    r.send("<presence><show>away</show><status>out</status></presence>");
+    const upd = await j.waitFor((e) => e.name === "presence" && e.childText("show") === "away");
+    assert.equal(upd.attrs.from, "romeo@localhost/r");
+    // A dropped TCP connection makes the contact see unavailable.
+    r.drop();
+    const gone = await j.waitFor(presence("unavailable", "romeo@localhost/r"));
+    assert.equal(gone.attrs.to, "juliet@localhost");
+    // Romeo logs in again: his probe gets Juliet's current presence.
+    const r2 = await RawClient.login(t.port, "romeo", "secret", { resource: "r2" });
+    r2.send("<presence/>");
+    await r2.waitFor(presence(undefined, "juliet@localhost/j"));
+    await j.waitFor(presence(undefined, "romeo@localhost/r2"));
+    // Unsubscribing removes the subscription on both sides.
+    r2.send("<presence to='juliet@localhost' type='unsubscribe'/>");
+    await j.waitFor(presence("unsubscribe", "romeo@localhost"));
+    const after = await j.iq("get", `<query xmlns='${NS.roster}'/>`);
+    assert.equal(after.child("query")!.child("item")!.attrs.subscription, "to");
+    // Logging out cleanly sends unavailable too.
+    j.send("<presence type='unavailable'/>");
+    await r2.waitFor(presence("unavailable", "juliet@localhost/j"));
+    r2.close();
+    j.close();
   },
 );
 
@@ -188,50 +180,46 @@ serverTest("pending subscription requests are stored and redelivered at login", 
   }
 });
 
-serverTest(
+withServer(
   "messages: full JID, bare JID by priority, negative priority excluded, errors",
-  async () => {
-    const t = await startServer();
-    try {
-      await t.addUser("sam");
-      await t.addUser("tia");
-      const s = await RawClient.login(t.port, "sam", "secret", { resource: "s" });
-      const hi = await RawClient.login(t.port, "tia", "secret", { resource: "high" });
-      const lo = await RawClient.login(t.port, "tia", "secret", { resource: "low" });
-      const neg = await RawClient.login(t.port, "tia", "secret", { resource: "neg" });
-      hi.send("<presence><priority>5</priority></presence>");
-      lo.send("<presence><priority>1</priority></presence>");
-      neg.send("<presence><priority>-1</priority></presence>");
-      await hi.waitFor(presence(undefined, "tia@localhost/neg"));
-      s.send("<message to='tia@localhost' type='chat' id='m1'><body>to bare</body></message>");
-      const got = await hi.waitFor((e) => e.name === "message" && e.attrs.id === "m1");
-      assert.equal(got.attrs.from, "sam@localhost/s");
-      assert.equal(got.childText("body"), "to bare");
-      await assert.rejects(lo.waitFor((e) => e.attrs.id === "m1", 200));
-      await assert.rejects(neg.waitFor((e) => e.attrs.id === "m1", 50));
-      s.send("<message to='tia@localhost/neg' id='m2'><body>to full</body></message>");
-      await neg.waitFor((e) => e.attrs.id === "m2");
-      // A message to an account that does not exist bounces.
-      s.send("<message to='nobody@localhost' type='chat' id='m3'><body>?</body></message>");
-      const err = await s.waitFor((e) => e.attrs.id === "m3");
-      assert.equal(err.attrs.type, "error");
-      assert.ok(err.child("error")!.child("service-unavailable", NS.stanzaErrors));
-      // iq to an offline full JID: service-unavailable; to a remote domain: remote-server-not-found.
-      const iq = await s.iq("get", `<ping xmlns='${NS.ping}'/>`, "tia@localhost/gone");
-      assert.ok(iq.child("error")!.child("service-unavailable"));
-      const remote = await s.iq("get", `<ping xmlns='${NS.ping}'/>`, "example.com");
-      assert.ok(remote.child("error")!.child("remote-server-not-found"));
-      const bad = await s.iq("get", `<ping xmlns='${NS.ping}'/>`, "a@b@c");
-      assert.ok(bad.child("error")!.child("jid-malformed"));
-      // Unknown namespaces: service-unavailable; an error is never answered with an error.
-      const unk = await s.iq("get", "<query xmlns='urn:example:nothing'/>", "localhost");
-      assert.ok(unk.child("error")!.child("service-unavailable"));
-      s.send("<message to='nobody@localhost' type='error' id='m4'/>");
-      await assert.rejects(s.waitFor((e) => e.attrs.id === "m4", 300));
-      for (const c of [s, hi, lo, neg]) c.close();
-    } finally {
-      await t.stop();
-    }
+  {},
+  async (t) => {
+    await t.addUser("sam");
+    await t.addUser("tia");
+    const s = await RawClient.login(t.port, "sam", "secret", { resource: "s" });
+    const hi = await RawClient.login(t.port, "tia", "secret", { resource: "high" });
+    const lo = await RawClient.login(t.port, "tia", "secret", { resource: "low" });
+    const neg = await RawClient.login(t.port, "tia", "secret", { resource: "neg" });
+    hi.send("<presence><priority>5</priority></presence>");
+    lo.send("<presence><priority>1</priority></presence>");
+    neg.send("<presence><priority>-1</priority></presence>");
+    await hi.waitFor(presence(undefined, "tia@localhost/neg"));
+    s.send("<message to='tia@localhost' type='chat' id='m1'><body>to bare</body></message>");
+    const got = await hi.waitFor((e) => e.name === "message" && e.attrs.id === "m1");
+    assert.equal(got.attrs.from, "sam@localhost/s");
+    assert.equal(got.childText("body"), "to bare");
+    await assert.rejects(lo.waitFor((e) => e.attrs.id === "m1", 200));
+    await assert.rejects(neg.waitFor((e) => e.attrs.id === "m1", 50));
+    s.send("<message to='tia@localhost/neg' id='m2'><body>to full</body></message>");
+    await neg.waitFor((e) => e.attrs.id === "m2");
+    // A message to an account that does not exist bounces.
+    s.send("<message to='nobody@localhost' type='chat' id='m3'><body>?</body></message>");
+    const err = await s.waitFor((e) => e.attrs.id === "m3");
+    assert.equal(err.attrs.type, "error");
+    assert.ok(err.child("error")!.child("service-unavailable", NS.stanzaErrors));
+    // iq to an offline full JID: service-unavailable; to a remote domain: remote-server-not-found.
+    const iq = await s.iq("get", `<ping xmlns='${NS.ping}'/>`, "tia@localhost/gone");
+    assert.ok(iq.child("error")!.child("service-unavailable"));
+    const remote = await s.iq("get", `<ping xmlns='${NS.ping}'/>`, "example.com");
+    assert.ok(remote.child("error")!.child("remote-server-not-found"));
+    const bad = await s.iq("get", `<ping xmlns='${NS.ping}'/>`, "a@b@c");
+    assert.ok(bad.child("error")!.child("jid-malformed"));
+    // Unknown namespaces: service-unavailable; an error is never answered with an error.
+    const unk = await s.iq("get", "<query xmlns='urn:example:nothing'/>", "localhost");
+    assert.ok(unk.child("error")!.child("service-unavailable"));
+    s.send("<message to='nobody@localhost' type='error' id='m4'/>");
+    await assert.rejects(s.waitFor((e) => e.attrs.id === "m4", 300));
+    for (const c of [s, hi, lo, neg]) c.close();
   },
 );
 
@@ -248,9 +236,9 @@ serverTest(
       u.send(
         `<message to='vic@localhost' type='chat' id='o3'><active xmlns='${NS.chatStates}'/></message>`,
       );
-      // Wait until both are stored: a vCard round trip is queued after them on the same account.
+      // The server has read all three once it answers a later iq; then wait for storage.
       await u.iq("get", `<ping xmlns='${NS.ping}'/>`, "localhost");
-      await new Promise((r) => setTimeout(r, 50));
+      await t.server.serial.idle();
       u.close();
       t = await t.restart();
       const v = await RawClient.login(t.port, "vic", "secret");
@@ -275,25 +263,21 @@ serverTest(
   },
 );
 
-serverTest(
+withServer(
   "directed presence reaches a non-contact, who is told when the sender goes away",
-  async () => {
-    const t = await startServer();
-    try {
-      await t.addUser("wes");
-      await t.addUser("xia");
-      const w = await RawClient.login(t.port, "wes", "secret", { resource: "w" });
-      const x = await RawClient.login(t.port, "xia", "secret", { resource: "x" });
-      w.send("<presence/>");
-      x.send("<presence/>");
-      w.send("<presence to='xia@localhost/x'><status>just for you</status></presence>");
-      const got = await x.waitFor(presence(undefined, "wes@localhost/w"));
-      assert.equal(got.childText("status"), "just for you");
-      w.drop();
-      await x.waitFor(presence("unavailable", "wes@localhost/w"));
-      x.close();
-    } finally {
-      await t.stop();
-    }
+  {},
+  async (t) => {
+    await t.addUser("wes");
+    await t.addUser("xia");
+    const w = await RawClient.login(t.port, "wes", "secret", { resource: "w" });
+    const x = await RawClient.login(t.port, "xia", "secret", { resource: "x" });
+    w.send("<presence/>");
+    x.send("<presence/>");
+    w.send("<presence to='xia@localhost/x'><status>just for you</status></presence>");
+    const got = await x.waitFor(presence(undefined, "wes@localhost/w"));
+    assert.equal(got.childText("status"), "just for you");
+    w.drop();
+    await x.waitFor(presence("unavailable", "wes@localhost/w"));
+    x.close();
   },
 );

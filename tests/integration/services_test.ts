@@ -2,12 +2,13 @@
 // blocking, carbons, in-band registration.
 import assert from "node:assert/strict";
 import { RawClient } from "../helpers/raw_client.ts";
-import { serverTest, startServer } from "../helpers/server.ts";
+import { serverTest, startServer, withServer } from "../helpers/server.ts";
 import { NS } from "../../src/xml/ns.ts";
 
-serverTest("disco#info and #items on the server and an account; version; time; ping", async () => {
-  const t = await startServer();
-  try {
+withServer(
+  "disco#info and #items on the server and an account; version; time; ping",
+  {},
+  async (t) => {
     await t.addUser("dina");
     const c = await RawClient.login(t.port, "dina");
     const info = await c.iq("get", `<query xmlns='${NS.discoInfo}'/>`, "localhost");
@@ -46,76 +47,67 @@ serverTest("disco#info and #items on the server and an account; version; time; p
     assert.equal(ping.attrs.type, "result");
     assert.equal(ping.attrs.from, "localhost");
     c.close();
-  } finally {
-    await t.stop();
-  }
+  },
+);
+
+withServer("the server pings idle clients and drops the ones that do not answer", {
+  timeouts: { ping_interval: 1, ping_timeout: 1 },
+}, async (t) => {
+  await t.addUser("ed");
+  const alive = await RawClient.login(t.port, "ed", "secret", { resource: "alive" });
+  const dead = await RawClient.login(t.port, "ed", "secret", { resource: "dead" });
+  const ping = await alive.waitFor((e) => e.name === "iq" && !!e.child("ping", NS.ping), 5000);
+  assert.equal(ping.attrs.type, "get");
+  alive.send(`<iq type='result' id='${ping.attrs.id}' to='localhost'/>`);
+  await dead.waitFor((e) => e.name === "iq" && !!e.child("ping", NS.ping), 5000);
+  const err = await dead.streamError(5000);
+  assert.ok(err.child("connection-timeout"));
+  assert.equal(alive.closed, false);
+  alive.close();
 });
 
-serverTest("the server pings idle clients and drops the ones that do not answer", async () => {
-  const t = await startServer({ timeouts: { ping_interval: 1, ping_timeout: 1 } });
-  try {
-    await t.addUser("ed");
-    const alive = await RawClient.login(t.port, "ed", "secret", { resource: "alive" });
-    const dead = await RawClient.login(t.port, "ed", "secret", { resource: "dead" });
-    const ping = await alive.waitFor((e) => e.name === "iq" && !!e.child("ping", NS.ping), 5000);
-    assert.equal(ping.attrs.type, "get");
-    alive.send(`<iq type='result' id='${ping.attrs.id}' to='localhost'/>`);
-    await dead.waitFor((e) => e.name === "iq" && !!e.child("ping", NS.ping), 5000);
-    const err = await dead.streamError(5000);
-    assert.ok(err.child("connection-timeout"));
-    assert.equal(alive.closed, false);
-    alive.close();
-  } finally {
-    await t.stop();
-  }
+withServer("vCard set and get, by the owner and by others; private XML storage", {}, async (t) => {
+  await t.addUser("fay");
+  await t.addUser("gus");
+  const f = await RawClient.login(t.port, "fay");
+  const g = await RawClient.login(t.port, "gus");
+  const set = await f.iq("set", `<vCard xmlns='${NS.vcard}'><FN>Fay &amp; Co</FN></vCard>`);
+  assert.equal(set.attrs.type, "result");
+  const mine = await f.iq("get", `<vCard xmlns='${NS.vcard}'/>`);
+  assert.equal(mine.child("vCard")!.childText("FN"), "Fay & Co");
+  const theirs = await g.iq("get", `<vCard xmlns='${NS.vcard}'/>`, "fay@localhost");
+  assert.equal(theirs.child("vCard")!.childText("FN"), "Fay & Co");
+  const forbidden = await g.iq("set", `<vCard xmlns='${NS.vcard}'/>`, "fay@localhost");
+  assert.ok(forbidden.child("error")!.child("forbidden"));
+  const store = await f.iq(
+    "set",
+    `<query xmlns='${NS.private}'><storage xmlns='storage:bookmarks'><conference jid='r@muc'/></storage></query>`,
+  );
+  assert.equal(store.attrs.type, "result");
+  const back = await f.iq(
+    "get",
+    `<query xmlns='${NS.private}'><storage xmlns='storage:bookmarks'/></query>`,
+  );
+  assert.equal(back.child("query")!.child("storage")!.child("conference")!.attrs.jid, "r@muc");
+  const other = await g.iq(
+    "get",
+    `<query xmlns='${NS.private}'><storage xmlns='storage:bookmarks'/></query>`,
+    "fay@localhost",
+  );
+  assert.ok(other.child("error")!.child("forbidden"));
+  const reserved = await f.iq(
+    "set",
+    `<query xmlns='${NS.private}'><x xmlns='jabber:client'/></query>`,
+  );
+  assert.ok(reserved.child("error")!.child("not-acceptable"));
+  f.close();
+  g.close();
 });
 
-serverTest("vCard set and get, by the owner and by others; private XML storage", async () => {
-  const t = await startServer();
-  try {
-    await t.addUser("fay");
-    await t.addUser("gus");
-    const f = await RawClient.login(t.port, "fay");
-    const g = await RawClient.login(t.port, "gus");
-    const set = await f.iq("set", `<vCard xmlns='${NS.vcard}'><FN>Fay &amp; Co</FN></vCard>`);
-    assert.equal(set.attrs.type, "result");
-    const mine = await f.iq("get", `<vCard xmlns='${NS.vcard}'/>`);
-    assert.equal(mine.child("vCard")!.childText("FN"), "Fay & Co");
-    const theirs = await g.iq("get", `<vCard xmlns='${NS.vcard}'/>`, "fay@localhost");
-    assert.equal(theirs.child("vCard")!.childText("FN"), "Fay & Co");
-    const forbidden = await g.iq("set", `<vCard xmlns='${NS.vcard}'/>`, "fay@localhost");
-    assert.ok(forbidden.child("error")!.child("forbidden"));
-    const store = await f.iq(
-      "set",
-      `<query xmlns='${NS.private}'><storage xmlns='storage:bookmarks'><conference jid='r@muc'/></storage></query>`,
-    );
-    assert.equal(store.attrs.type, "result");
-    const back = await f.iq(
-      "get",
-      `<query xmlns='${NS.private}'><storage xmlns='storage:bookmarks'/></query>`,
-    );
-    assert.equal(back.child("query")!.child("storage")!.child("conference")!.attrs.jid, "r@muc");
-    const other = await g.iq(
-      "get",
-      `<query xmlns='${NS.private}'><storage xmlns='storage:bookmarks'/></query>`,
-      "fay@localhost",
-    );
-    assert.ok(other.child("error")!.child("forbidden"));
-    const reserved = await f.iq(
-      "set",
-      `<query xmlns='${NS.private}'><x xmlns='jabber:client'/></query>`,
-    );
-    assert.ok(reserved.child("error")!.child("not-acceptable"));
-    f.close();
-    g.close();
-  } finally {
-    await t.stop();
-  }
-});
-
-serverTest("blocking command: list, push, inbound dropped, outbound refused, unblock", async () => {
-  const t = await startServer();
-  try {
+withServer(
+  "blocking command: list, push, inbound dropped, outbound refused, unblock",
+  {},
+  async (t) => {
     await t.addUser("hal");
     await t.addUser("ivy");
     const h = await RawClient.login(t.port, "hal", "secret", { resource: "a" });
@@ -147,14 +139,13 @@ serverTest("blocking command: list, push, inbound dropped, outbound refused, unb
     i.send("<message to='hal@localhost/a' type='chat' id='b3'><body>again</body></message>");
     await h.waitFor((e) => e.attrs.id === "b3");
     for (const c of [h, h2, i]) c.close();
-  } finally {
-    await t.stop();
-  }
-});
+  },
+);
 
-serverTest("message carbons: sent and received copies to resources that enabled them", async () => {
-  const t = await startServer();
-  try {
+withServer(
+  "message carbons: sent and received copies to resources that enabled them",
+  {},
+  async (t) => {
     await t.addUser("jo");
     await t.addUser("kai");
     const phone = await RawClient.login(t.port, "jo", "secret", { resource: "phone" });
@@ -189,10 +180,8 @@ serverTest("message carbons: sent and received copies to resources that enabled 
     await k.waitFor((e) => e.attrs.id === "c3");
     await assert.rejects(desk.waitFor((e) => e.name === "message", 200));
     for (const c of [phone, desk, old, k]) c.close();
-  } finally {
-    await t.stop();
-  }
-});
+  },
+);
 
 serverTest(
   "in-band registration: only when enabled; create, conflict, change password, remove",
