@@ -29,8 +29,6 @@ export interface C2SDeps {
   listener: ListenerConfig;
 }
 
-type Stage = "header" | "open" | "bound";
-
 export class C2SSession extends XmlStream implements LocalSession {
   host: Host | undefined;
   jid!: Jid;
@@ -43,7 +41,7 @@ export class C2SSession extends XmlStream implements LocalSession {
   carbons = false;
   directed = new Set<string>();
   readonly startedAt = Date.now();
-  #stage: Stage = "header";
+  #bound = false;
   #sasl: SaslNegotiation;
   #pingSentAt = 0;
 
@@ -74,7 +72,7 @@ export class C2SSession extends XmlStream implements LocalSession {
   }
 
   get bound(): boolean {
-    return this.#stage === "bound";
+    return this.#bound;
   }
 
   deliver(stanza: Element): void {
@@ -95,7 +93,6 @@ export class C2SSession extends XmlStream implements LocalSession {
     if (!host || (this.host && this.host !== host)) return this.error("host-unknown");
     if (!/^1\.\d+$/.test(attrs.version ?? "")) return this.error("unsupported-version");
     this.host = host;
-    this.#stage = this.#stage === "bound" ? "bound" : "open";
     this.send(streamFeatures({
       secure: this.secure,
       authenticated: this.authenticated,
@@ -200,13 +197,13 @@ export class C2SSession extends XmlStream implements LocalSession {
       ) {
         return this.#reject(el, "bad-request");
       }
-      if (this.#stage !== "bound") return this.#preBind(el, children[0]);
+      if (!this.#bound) return this.#preBind(el, children[0]);
       if (
         type === "set" && children[0].name === "session" && children[0].attrs.xmlns === NS.session
       ) {
         return this.send(iqResult(el));
       }
-    } else if (this.#stage !== "bound") {
+    } else if (!this.#bound) {
       return this.error("not-authorized", "bind a resource first");
     }
     const from = el.attrs.from;
@@ -257,7 +254,7 @@ export class C2SSession extends XmlStream implements LocalSession {
     this.jid = new Jid(this.user!, host.domain, resource);
     const old = this.deps.ctx.sessions.add(this);
     if (old) old.close("conflict", "replaced by a new session with the same resource");
-    this.#stage = "bound";
+    this.#bound = true;
     this.send(
       iqResult(iq, x("bind", { xmlns: NS.bind }, x("jid", {}, this.jid.full))).setAttr(
         "from",

@@ -14,7 +14,7 @@ export type Spec =
   | { kind: "object"; fields: Record<string, Spec>; optional?: true }
   | { kind: "list"; of: Spec; default?: unknown[]; minItems?: number };
 
-const str = (d?: string, extra: { enum?: readonly string[]; pattern?: RegExp } = {}): Spec => ({
+const str = (d?: string, extra: { enum?: readonly string[] } = {}): Spec => ({
   kind: "string",
   default: d,
   ...extra,

@@ -19,14 +19,6 @@ export class Router {
     this.#domains.set(domain, handler);
   }
 
-  removeDomain(domain: string): void {
-    this.#domains.delete(domain);
-  }
-
-  hasDomain(domain: string): boolean {
-    return this.#domains.has(domain);
-  }
-
   route(stanza: Element, from: Jid, to: Jid): void {
     const handler = this.#domains.get(to.domain);
     if (handler) handler.receive(stanza, from, to);

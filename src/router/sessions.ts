@@ -38,10 +38,6 @@ export class SessionRegistry {
     return this.#accounts.get(bare)?.values() ?? [];
   }
 
-  hasAccount(bare: string): boolean {
-    return this.#accounts.has(bare);
-  }
-
   /** Adds a session; returns the one it replaces (same full JID), which the caller closes. */
   add(session: LocalSession): LocalSession | undefined {
     let account = this.#accounts.get(session.jid.bare);
@@ -60,12 +56,5 @@ export class SessionRegistry {
     this.#count--;
     if (account.size === 0) this.#accounts.delete(session.jid.bare);
     return true;
-  }
-
-  all(): Iterable<LocalSession> {
-    const accounts = this.#accounts;
-    return (function* () {
-      for (const a of accounts.values()) yield* a.values();
-    })();
   }
 }
