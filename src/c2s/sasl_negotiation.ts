@@ -45,7 +45,10 @@ export class SaslNegotiation {
     }
     if (el.name === "auth") {
       const name = el.attrs.mechanism ?? "";
-      if (!this.peer.offered().includes(name)) return this.#fail("invalid-mechanism", false);
+      if (!this.peer.offered().includes(name)) {
+        // A mechanism we have but do not offer here is PLAIN on an unencrypted stream.
+        return this.#fail(name in MECHANISMS ? "encryption-required" : "invalid-mechanism", false);
+      }
       this.#mech = MECHANISMS[name](this.peer.context());
     } else if (el.name !== "response" || !this.#mech) {
       return this.#fail("malformed-request", false);

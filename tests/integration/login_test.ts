@@ -117,3 +117,26 @@ withServer("stanzas before authentication or binding are refused", {}, async (t)
   c.send("<message to='x@localhost'><body>hi</body></message>");
   assert.ok((await c.streamError()).child("not-authorized"));
 });
+
+withServer(
+  "PLAIN on an unencrypted stream is refused with encryption-required",
+  {
+    listeners: [{ type: "c2s", bind: "127.0.0.1", port: 0, starttls: "optional" }, {
+      type: "c2s_tls",
+      bind: "127.0.0.1",
+      port: 0,
+    }],
+  },
+  async (t) => {
+    await t.addUser("eve");
+    const c = await RawClient.connect(t.port);
+    const f = await c.open();
+    const mechs = f.child("mechanisms", NS.sasl)!.elements("mechanism").map((m) => m.text());
+    assert.deepEqual(mechs, ["SCRAM-SHA-256", "SCRAM-SHA-1"]);
+    c.send(`<auth xmlns='${NS.sasl}' mechanism='PLAIN'>${btoa("\0eve\0secret")}</auth>`);
+    const failure = await c.waitFor((e) => e.name === "failure");
+    assert.ok(failure.child("encryption-required"));
+    assert.ok(await c.scram("eve", "secret"), "SCRAM stays available without TLS");
+    c.close();
+  },
+);
