@@ -43,7 +43,6 @@ export class C2SSession extends XmlStream implements LocalSession {
   readonly startedAt = Date.now();
   #bound = false;
   #sasl: SaslNegotiation;
-  #pingSentAt = 0;
 
   constructor(socket: net.Socket, secure: boolean, readonly deps: C2SDeps) {
     const l = deps.ctx.config.limits;
@@ -280,7 +279,7 @@ export class C2SSession extends XmlStream implements LocalSession {
     this.host!.events.fire("session/closed", this);
   }
 
-  /** Called periodically: pings idle clients (XEP-0199) and drops dead or stuck connections. */
+  /** Pings idle clients (XEP-0199) and drops dead ones, or ones that do not log in in time. */
   checkIdle(now: number): void {
     if (this.closed) return;
     const t = this.deps.ctx.config.timeouts;
@@ -290,18 +289,6 @@ export class C2SSession extends XmlStream implements LocalSession {
       }
       return;
     }
-    if (t.ping_interval === 0) return;
-    if (this.#pingSentAt > this.lastActivity) {
-      if (now - this.#pingSentAt > t.ping_timeout * 1000) this.error("connection-timeout");
-    } else if (now - this.lastActivity > t.ping_interval * 1000) {
-      this.#pingSentAt = now;
-      this.send(
-        x(
-          "iq",
-          { from: this.host!.domain, to: this.jid.full, type: "get", id: "ping-" + now },
-          x("ping", { xmlns: NS.ping }),
-        ),
-      );
-    }
+    this.keepalive(now, t.ping_interval, t.ping_timeout, this.host!.domain, this.jid.full);
   }
 }

@@ -141,6 +141,19 @@ function crossCheck(cfg: Config, root: Node, v: Validator): void {
     seen.add(prepped);
     host.domain = prepped;
   });
+  cfg.hosts.forEach((host, i) => {
+    const hostNode = isSeq(hostsNode) ? hostsNode.items[i] as Node : hostsNode;
+    const list = isMap(hostNode) ? hostNode.get("components", true) as Node | undefined : undefined;
+    host.components.forEach((c, k) => {
+      const node = isSeq(list) ? list.items[k] as Node : list;
+      const path = `hosts[${i}].components[${k}].domain`;
+      const prepped = prepDomain(c.domain);
+      if (prepped === null) return v.at(node, path, "is not a valid domain");
+      if (seen.has(prepped)) return v.at(node, path, `"${prepped}" is already served`);
+      seen.add(prepped);
+      c.domain = prepped;
+    });
+  });
 }
 
 export async function loadConfigFile(path: string): Promise<Config> {

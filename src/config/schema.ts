@@ -27,7 +27,14 @@ const obj = (fields: Record<string, Spec>, optional?: true): Spec => ({
   optional,
 });
 
-export const LISTENER_TYPES = ["c2s", "c2s_tls"] as const;
+export const LISTENER_TYPES = ["c2s", "c2s_tls", "component"] as const;
+export const BALANCE_MODES = [
+  "bare_source",
+  "source",
+  "bare_destination",
+  "destination",
+  "random",
+] as const;
 
 export const CONFIG_SPEC: Spec = obj({
   data_dir: str("./data"),
@@ -40,6 +47,15 @@ export const CONFIG_SPEC: Spec = obj({
       domain: str(undefined),
       registration: bool(false),
       certificate: obj({ cert: str(undefined), key: str(undefined) }, true),
+      components: {
+        kind: "list",
+        default: [],
+        of: obj({
+          domain: str(undefined),
+          secret: str(undefined),
+          balance: str("bare_source", { enum: BALANCE_MODES }),
+        }),
+      },
     }),
   },
   listeners: {
@@ -51,7 +67,7 @@ export const CONFIG_SPEC: Spec = obj({
     of: obj({
       type: str(undefined, { enum: LISTENER_TYPES }),
       bind: str("127.0.0.1"),
-      port: int(5222, 0, 65535),
+      port: { kind: "int", min: 0, max: 65535 },
       starttls: str("required", { enum: ["required", "optional", "disabled"] }),
       plain_without_tls: bool(false),
     }),
@@ -78,10 +94,17 @@ export const CONFIG_SPEC: Spec = obj({
   }),
 });
 
+export interface ComponentConfig {
+  domain: string;
+  secret: string;
+  balance: (typeof BALANCE_MODES)[number];
+}
+
 export interface HostConfig {
   domain: string;
   registration: boolean;
   certificate?: { cert: string; key: string };
+  components: ComponentConfig[];
 }
 
 export interface ListenerConfig {

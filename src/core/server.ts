@@ -7,7 +7,12 @@ import { SessionRegistry } from "../router/sessions.ts";
 import type { Store } from "../storage/store.ts";
 import { openStore } from "../storage/open.ts";
 import { TlsContexts } from "../tls/certificates.ts";
-import { C2SListener } from "../c2s/listener.ts";
+import { StreamListener } from "../stream/listener.ts";
+import type { XmlStream } from "../stream/xml_stream.ts";
+import { C2SSession } from "../c2s/session.ts";
+import { ComponentPool } from "../component/pool.ts";
+import { ComponentStream } from "../component/stream.ts";
+import type { ListenerConfig } from "../config/schema.ts";
 import { MODULES } from "../modules.ts";
 import { Host } from "./host.ts";
 import { SerialQueues } from "./serial.ts";
@@ -30,7 +35,9 @@ export class Server implements ServerContext {
   readonly serial = new SerialQueues();
   readonly secret = randomBytes(32);
   readonly hosts = new Map<string, Host>();
-  readonly listeners: C2SListener[] = [];
+  readonly listeners: StreamListener<XmlStream>[] = [];
+  /** External component pools by component domain. */
+  readonly components = new Map<string, ComponentPool>();
   readonly addresses: BoundAddress[] = [];
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #stopping: Promise<void> | undefined;
@@ -56,6 +63,14 @@ export class Server implements ServerContext {
       this.hosts.set(host.domain, host);
       this.router.addDomain(host.domain, host);
     }
+    for (const host of this.hosts.values()) {
+      for (const cc of host.config.components) {
+        const pool = new ComponentPool(cc, host.domain, this.router);
+        this.components.set(cc.domain, pool);
+        this.router.addDomain(cc.domain, pool);
+        host.items.push({ jid: cc.domain });
+      }
+    }
     const tls = await TlsContexts.load(this.config);
     for (const lc of this.config.listeners) {
       if (lc.plain_without_tls) {
@@ -64,19 +79,42 @@ export class Server implements ServerContext {
           port: lc.port,
         });
       }
-      const l = new C2SListener(lc, { ctx: this, hosts: this.hosts, tls });
+      const l = this.#listener(lc, tls);
       this.listeners.push(l);
       this.addresses.push({ type: lc.type, ...await l.listen() });
     }
     this.#sweeper = setInterval(() => {
       const now = Date.now();
-      for (const l of this.listeners) for (const s of l.sessions) s.checkIdle(now);
+      for (const l of this.listeners) for (const s of l.streams) s.checkIdle(now);
     }, SWEEP_MS);
     log.info("Parley {version} started: hosts {hosts}", {
       version: VERSION,
       hosts: [...this.hosts.keys()].join(", "),
       addresses: this.addresses,
     });
+  }
+
+  #listener(lc: ListenerConfig, tls: TlsContexts): StreamListener<XmlStream> {
+    const base = {
+      name: lc.type,
+      bind: lc.bind,
+      port: lc.port,
+      connectionsPerIp: this.config.limits.connections_per_ip,
+    };
+    if (lc.type === "component") {
+      const deps = { ctx: this, pools: this.components };
+      return new StreamListener(base, (socket) => new ComponentStream(socket, deps));
+    }
+    const deps = { ctx: this, hosts: this.hosts, tls, listener: lc };
+    const direct = lc.type === "c2s_tls"
+      ? {
+        tls: { SNICallback: tls.sni, secureContext: tls.default, minVersion: "TLSv1.2" as const },
+      }
+      : {};
+    return new StreamListener(
+      { ...base, ...direct },
+      (socket, secure) => new C2SSession(socket, secure, deps),
+    );
   }
 
   /** Graceful shutdown: stop accepting, close every stream with system-shutdown, flush storage. */
@@ -89,7 +127,7 @@ export class Server implements ServerContext {
     // server.close() resolves only once every connection is gone, so streams are closed meanwhile.
     const closing: Promise<void>[] = this.listeners.map((l) => l.close());
     for (const l of this.listeners) {
-      for (const s of l.sessions) {
+      for (const s of l.streams) {
         closing.push(s.whenClosed);
         s.error("system-shutdown");
       }

@@ -202,6 +202,35 @@ export abstract class XmlStream implements StreamHandler {
     this.parser.reset();
   }
 
+  #pingSentAt = 0;
+
+  /**
+   * Keepalive (XEP-0199), called periodically: pings a peer silent for `interval` seconds and
+   * closes the stream when nothing at all arrives within `timeout` seconds of the ping.
+   */
+  protected keepalive(
+    now: number,
+    interval: number,
+    timeout: number,
+    from: string,
+    to: string,
+  ): void {
+    if (interval === 0) return;
+    if (this.#pingSentAt > this.lastActivity) {
+      if (now - this.#pingSentAt > timeout * 1000) this.error("connection-timeout");
+    } else if (now - this.lastActivity > interval * 1000) {
+      this.#pingSentAt = now;
+      this.send(
+        `<iq type='get' id='ping-${now}' from='${escapeAttr(from)}' to='${
+          escapeAttr(to)
+        }'><ping xmlns='${NS.ping}'/></iq>`,
+      );
+    }
+  }
+
+  /** Called periodically by the server for idle checks. */
+  abstract checkIdle(now: number): void;
+
   /** Starts a new stream on the same connection (after SASL success). */
   protected restartStream(): void {
     this.parser.reset();

@@ -13,7 +13,7 @@ function problems(yaml: string): string[] {
 
 Deno.test("defaults: localhost on 127.0.0.1, STARTTLS required, registration off", () => {
   const c = defaultConfig();
-  assert.deepEqual(c.hosts, [{ domain: "localhost", registration: false }]);
+  assert.deepEqual(c.hosts, [{ domain: "localhost", registration: false, components: [] }]);
   assert.deepEqual(c.listeners.map((l) => [l.type, l.bind, l.port, l.starttls]), [
     ["c2s", "127.0.0.1", 5222, "required"],
     ["c2s_tls", "127.0.0.1", 5223, "required"],
@@ -34,7 +34,7 @@ limits:
 log: { level: loud }
 `);
   assert.deepEqual(p, [
-    `parleay.yaml:3:5: hosts[0].registraton: unknown key (known keys: domain, registration, certificate)`
+    `parleay.yaml:3:5: hosts[0].registraton: unknown key (known keys: domain, registration, certificate, components)`
       .replace("parleay", "parley"),
     `parley.yaml:6:11: listeners[0].port: expected an integer`,
     `parley.yaml:8:20: limits.max_stanza_size: must be between 1024 and 67108864`,
@@ -84,6 +84,35 @@ Deno.test("config.example.yaml is valid and documents every key", async () => {
       "ping_interval",
       "ping_timeout",
       "auth_failure_delay_ms",
+      "components",
+      "secret",
+      "balance",
     ]
   ) assert.match(text, new RegExp(`^\\s*#?\\s*-?\\s*${key}:`, "m"), `${key} is not documented`);
+});
+
+Deno.test("components: balance modes are checked and a component domain must be unique", () => {
+  assert.deepEqual(
+    problems(`hosts:
+  - domain: a.org
+    components:
+      - { domain: gw.a.org, secret: s, balance: sideways }
+      - { domain: A.org, secret: s }
+listeners:
+  - { type: component, port: 5347 }
+  - { type: c2s }
+`),
+    [
+      `parley.yaml:4:49: hosts[0].components[0].balance: must be one of bare_source, source, bare_destination, destination, random (got "sideways")`,
+      `parley.yaml:8:5: listeners[1].port: is required`,
+    ],
+  );
+  assert.deepEqual(
+    problems(`hosts:
+  - domain: a.org
+    components:
+      - { domain: A.org, secret: s }
+`),
+    [`parley.yaml:4:9: hosts[0].components[0].domain: "a.org" is already served`],
+  );
 });

@@ -1,0 +1,164 @@
+// An external component connection (XEP-0114, jabber:component:accept). After the handshake
+// (hex SHA-1 of stream id + secret) it is one instance in its domain's pool. A component may only
+// send from its own domain: any other `from` is an invalid-from stream error (RFC 6120 §4.9.3.9),
+// which closes this instance only, so its users move to the others.
+import type net from "node:net";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import type { Attrs, Element } from "../xml/element.ts";
+import { type Jid, parseJid } from "../jid/jid.ts";
+import { prepDomain } from "../jid/precis.ts";
+import { XmlStream } from "../stream/xml_stream.ts";
+import type { ServerContext } from "../core/context.ts";
+import { errorReply } from "../router/stanza_error.ts";
+import type { ComponentInstance, ComponentPool } from "./pool.ts";
+import { logger } from "../log/logger.ts";
+
+const log = logger("component");
+const NS_COMPONENT = "jabber:component:accept";
+const STANZAS = new Set(["message", "presence", "iq"]);
+
+export interface ComponentDeps {
+  ctx: ServerContext;
+  pools: Map<string, ComponentPool>;
+}
+
+interface Pending {
+  stanza: Element;
+  from: Jid;
+  to: Jid;
+}
+
+export class ComponentStream extends XmlStream implements ComponentInstance {
+  readonly stats = { received: 0, sent: 0 };
+  readonly connectedAt = Date.now();
+  pool: ComponentPool | undefined;
+  #streamId = "";
+  #authenticated = false;
+  #pending: Pending[] = [];
+  #flushQueued = false;
+
+  constructor(socket: net.Socket, readonly deps: ComponentDeps) {
+    const l = deps.ctx.config.limits;
+    super(
+      socket,
+      false,
+      {
+        maxStanzaSize: l.max_stanza_size,
+        maxDepth: l.max_depth,
+        // Components carry many users' traffic: no per-connection rate limit.
+        rateBytesPerSecond: Number.MAX_SAFE_INTEGER,
+        rateBurstBytes: Number.MAX_SAFE_INTEGER,
+        maxOutboundBuffer: l.max_outbound_buffer,
+      },
+      log,
+      NS_COMPONENT,
+    );
+    log.info("component connection {id} opened from {remote}", {
+      id: this.id,
+      remote: this.remote,
+    });
+  }
+
+  streamStart(attrs: Attrs, defaultNs: string | undefined): void {
+    const domain = prepDomain(attrs.to ?? "");
+    this.pool = domain === null ? undefined : this.deps.pools.get(domain);
+    this.#streamId = randomBytes(12).toString("hex");
+    this.sendHeader({ id: this.#streamId, from: this.pool?.domain ?? attrs.to });
+    if (defaultNs !== NS_COMPONENT) {
+      return this.error("invalid-namespace", `expected ${NS_COMPONENT}`);
+    }
+    if (!this.pool) return this.error("host-unknown", "no such component domain");
+  }
+
+  stanza(el: Element): void {
+    if (!this.#authenticated) return this.#handshake(el);
+    if (!STANZAS.has(el.name)) return this.error("unsupported-stanza-type", `<${el.name}/>`);
+    // Some components label stanzas jabber:client; that is the same thing here.
+    if (el.attrs.xmlns === "jabber:client") el.setAttr("xmlns", undefined);
+    if (el.attrs.xmlns !== undefined) return this.error("invalid-namespace");
+    const from = parseJid(el.attrs.from ?? "");
+    if (!from || from.domain !== this.pool!.domain) {
+      return this.error("invalid-from", `a component may only send from ${this.pool!.domain}`);
+    }
+    const to = parseJid(el.attrs.to ?? "");
+    if (!to) {
+      const reply = errorReply(el, "jid-malformed");
+      if (reply) this.send(reply.setAttr("from", this.pool!.domain));
+      return;
+    }
+    this.stats.sent++;
+    this.deps.ctx.router.route(el, from, to);
+  }
+
+  #handshake(el: Element): void {
+    if (el.name !== "handshake" || !this.pool) {
+      return this.error("not-authorized", "handshake first");
+    }
+    const expected = createHash("sha1").update(this.#streamId + this.pool.config.secret).digest(
+      "hex",
+    );
+    const given = Buffer.from(el.text().trim().toLowerCase());
+    if (given.length !== expected.length || !timingSafeEqual(given, Buffer.from(expected))) {
+      log.info("component handshake failed for {domain} from {remote}", {
+        domain: this.pool.domain,
+        remote: this.remote,
+      });
+      return this.error("not-authorized", "wrong secret");
+    }
+    this.#authenticated = true;
+    this.send("<handshake/>");
+    this.pool.add(this);
+    log.info("component instance {id} of {domain} connected from {remote}", {
+      id: this.id,
+      domain: this.pool.domain,
+      remote: this.remote,
+    });
+  }
+
+  deliver(stanza: Element, from: Jid, to: Jid): boolean {
+    if (this.closed || this.socket.destroyed) return false;
+    this.#pending.push({ stanza, from, to });
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(() => this.#flushPending());
+    }
+    return true;
+  }
+
+  #flushPending(): void {
+    this.#flushQueued = false;
+    const batch = this.#pending;
+    if (batch.length === 0) return;
+    this.#pending = [];
+    if (this.closed || this.socket.destroyed) return this.#reroute(batch);
+    for (const p of batch) this.send(p.stanza);
+    this.stats.received += batch.length;
+    this.flush();
+  }
+
+  /** Stanzas that never reached the wire go to another instance (or bounce). */
+  #reroute(batch: Pending[]): void {
+    this.pool?.remove(this);
+    for (const p of batch) this.pool?.receive(p.stanza, p.from, p.to);
+  }
+
+  protected closedHook(): void {
+    log.info("component connection {id} closed", { id: this.id });
+    this.pool?.remove(this);
+    const left = this.#pending;
+    this.#pending = [];
+    if (left.length) this.#reroute(left);
+  }
+
+  checkIdle(now: number): void {
+    if (this.closed) return;
+    const t = this.deps.ctx.config.timeouts;
+    if (!this.#authenticated) {
+      if (now - this.connectedAt > t.handshake * 1000) {
+        this.error("connection-timeout", "no handshake in time");
+      }
+      return;
+    }
+    this.keepalive(now, t.ping_interval, t.ping_timeout, this.pool!.hostDomain, this.pool!.domain);
+  }
+}
