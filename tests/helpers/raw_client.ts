@@ -255,3 +255,25 @@ export class RawClient {
     this.socket.destroy();
   }
 }
+
+/** Connects as an external component (XEP-0114) and completes the handshake. */
+export async function componentLogin(
+  port: number,
+  domain: string,
+  secret: string,
+): Promise<RawClient> {
+  const c = await RawClient.connect(port);
+  c.send(
+    `<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='${domain}'>`,
+  );
+  const deadline = Date.now() + 5000;
+  while (!c.streamAttrs) {
+    if (c.closed || Date.now() > deadline) throw new Error("no stream header from the server");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  c.send(
+    `<handshake>${createHash("sha1").update(c.streamAttrs.id + secret).digest("hex")}</handshake>`,
+  );
+  await c.waitFor((e) => e.name === "handshake", 5000, "handshake");
+  return c;
+}

@@ -1,0 +1,265 @@
+// External components (XEP-0114) and their balancing, with real sockets.
+import assert from "node:assert/strict";
+import { component, xml } from "@xmpp/component";
+import { componentLogin, HEADER, RawClient } from "../helpers/raw_client.ts";
+import { type TestServer, withServer } from "../helpers/server.ts";
+import { NS } from "../../src/xml/ns.ts";
+import type { Element } from "../../src/xml/element.ts";
+
+const MODES = ["bare_source", "source", "bare_destination", "destination", "random"];
+const CONFIG = {
+  hosts: [{
+    domain: "localhost",
+    components: [
+      { domain: "gw.localhost", secret: "s3cret" },
+      ...MODES.map((balance) => ({
+        domain: `${balance.replace("_", "-")}.localhost`,
+        secret: "s",
+        balance,
+      })),
+    ],
+  }],
+  listeners: [
+    { type: "c2s", bind: "127.0.0.1", port: 0, starttls: "optional", plain_without_tls: true },
+    { type: "c2s_tls", bind: "127.0.0.1", port: 0 },
+    { type: "component", bind: "127.0.0.1", port: 0 },
+  ],
+  limits: { connections_per_ip: 1000 },
+};
+const componentPort = (t: TestServer) => t.server.addresses[2].port;
+
+async function users(t: TestServer, n: number, prefix = "u"): Promise<RawClient[]> {
+  const out: RawClient[] = [];
+  for (let i = 0; i < n; i += 25) {
+    const batch = Array.from({ length: Math.min(25, n - i) }, async (_, k) => {
+      const name = `${prefix}${i + k}`;
+      await t.addUser(name);
+      return await RawClient.login(t.port, name, "secret", {
+        starttls: false,
+        mech: "PLAIN",
+        resource: "r",
+      });
+    });
+    out.push(...await Promise.all(batch));
+  }
+  return out;
+}
+
+/** Which instance got each message, by message id. */
+function collect(instances: RawClient[]): Map<string, number> {
+  const seen = new Map<string, number>();
+  instances.forEach((c, i) => {
+    for (const el of c.received.splice(0)) if (el.name === "message") seen.set(el.attrs.id!, i);
+  });
+  return seen;
+}
+
+async function until(pred: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Sends one message per user to the component; returns user index → instance index. */
+async function round(us: RawClient[], instances: RawClient[], tag: string, to = "gw.localhost") {
+  us.forEach((u, i) => u.send(`<message to='${to}' id='${tag}-${i}'><body>${i}</body></message>`));
+  const got = new Map<string, number>();
+  await until(() => {
+    for (const [k, v] of collect(instances)) got.set(k, v);
+    return got.size === us.length;
+  }, `${us.length} messages (${tag})`);
+  return new Map([...got].map(([id, inst]) => [Number(id.split("-")[1]), inst]));
+}
+
+withServer(
+  "@xmpp/component connects, receives and sends; components are listed in disco#items",
+  CONFIG,
+  async (t) => {
+    const [alice] = await users(t, 1, "alice");
+    alice.send("<presence/>");
+    const xmpp = component({
+      service: `xmpp://127.0.0.1:${componentPort(t)}`,
+      domain: "gw.localhost",
+      password: "s3cret",
+    });
+    try {
+      const incoming = new Promise<
+        Element | { attrs: Record<string, string>; getChildText(n: string): string }
+      >(
+        (resolve) =>
+          xmpp.on(
+            "stanza",
+            (s: { is(n: string): boolean }) => s.is("message") && resolve(s as never),
+          ),
+      );
+      await xmpp.start();
+      alice.send(
+        "<message to='bot@gw.localhost' id='m1' type='chat'><body>hello bot</body></message>",
+      );
+      const m = await incoming as {
+        attrs: Record<string, string>;
+        getChildText(n: string): string;
+      };
+      assert.equal(m.attrs.from, "alice0@localhost/r");
+      assert.equal(m.getChildText("body"), "hello bot");
+      await xmpp.send(
+        xml(
+          "message",
+          { from: "bot@gw.localhost", to: "alice0@localhost/r", id: "m2" },
+          xml("body", {}, "hi"),
+        ),
+      );
+      const reply = await alice.waitFor((e) => e.attrs.id === "m2");
+      assert.equal(reply.attrs.from, "bot@gw.localhost");
+      const items = await alice.iq("get", `<query xmlns='${NS.discoItems}'/>`, "localhost");
+      const jids = items.child("query")!.elements("item").map((i) => i.attrs.jid);
+      assert.ok(jids.includes("gw.localhost"));
+    } finally {
+      await xmpp.stop().catch(() => {});
+    }
+  },
+);
+
+withServer(
+  "handshake errors: wrong secret, unknown domain, wrong namespace, foreign from",
+  CONFIG,
+  async (t) => {
+    const port = componentPort(t);
+    const c = await RawClient.connect(port);
+    c.send(
+      `<stream:stream xmlns='jabber:component:accept' xmlns:stream='${NS.streams}' to='gw.localhost'>`,
+    );
+    c.send("<handshake>0000</handshake>");
+    assert.ok((await c.streamError()).child("not-authorized"));
+    const d = await RawClient.connect(port);
+    d.send(
+      `<stream:stream xmlns='jabber:component:accept' xmlns:stream='${NS.streams}' to='nope.localhost'>`,
+    );
+    assert.ok((await d.streamError()).child("host-unknown"));
+    const e = await RawClient.connect(port);
+    e.send(HEADER("gw.localhost"));
+    assert.ok((await e.streamError()).child("invalid-namespace"));
+    const f = await componentLogin(port, "gw.localhost", "s3cret");
+    f.send("<message from='someone@localhost' to='x@localhost'><body>spoof</body></message>");
+    assert.ok((await f.streamError()).child("invalid-from"));
+  },
+);
+
+withServer(
+  "4 instances, 300 users: sticky, fair, only a dead instance's users move, a new one takes a share",
+  CONFIG,
+  async (t) => {
+    const port = componentPort(t);
+    const us = await users(t, 300);
+    const inst = await Promise.all(
+      [0, 1, 2, 3].map(() => componentLogin(port, "gw.localhost", "s3cret")),
+    );
+    const first = await round(us, inst, "a");
+    const again = await round(us, inst, "b");
+    assert.deepEqual(again, first, "each user's messages reach the same instance");
+    const counts = [0, 0, 0, 0];
+    for (const i of first.values()) counts[i]++;
+    for (const n of counts) assert.ok(n > 0 && n <= 2 * 75, `instance loads ${counts}`);
+    // Instance 1 dies: only its users move.
+    inst[1].drop();
+    await until(
+      () => t.server.components.get("gw.localhost")!.instances.size === 3,
+      "instance removal",
+    );
+    const after = await round(us, inst, "c");
+    for (const [u, i] of first) {
+      if (i !== 1) assert.equal(after.get(u), i, `user ${u} moved although its instance lives`);
+      else assert.notEqual(after.get(u), 1);
+    }
+    // A new instance joins: it takes a share, and nobody else moves.
+    inst.push(await componentLogin(port, "gw.localhost", "s3cret"));
+    const joined = await round(us, inst, "d");
+    let taken = 0;
+    for (const [u, i] of after) {
+      if (joined.get(u) !== i) {
+        assert.equal(joined.get(u), 4, "keys move only to the new instance");
+        taken++;
+      }
+    }
+    assert.ok(taken > 30, `the new instance took only ${taken} users`);
+  },
+);
+
+withServer("each balance mode keys on what it says", CONFIG, async (t) => {
+  const port = componentPort(t);
+  const us = await users(t, 40, "m");
+  // A second resource for every user, to tell bare from full JIDs.
+  const second = await Promise.all(
+    us.map((_, i) =>
+      RawClient.login(t.port, `m${i}`, "secret", {
+        starttls: false,
+        mech: "PLAIN",
+        resource: "two",
+      })
+    ),
+  );
+  for (const mode of MODES) {
+    const domain = `${mode.replace("_", "-")}.localhost`;
+    const inst = await Promise.all([0, 1, 2, 3].map(() => componentLogin(port, domain, "s")));
+    const byResource = async (clients: RawClient[], tag: string, to: (i: number) => string) => {
+      clients.forEach((c, i) => c.send(`<message to='${to(i)}' id='${tag}-${i}'/>`));
+      const got = new Map<number, number>();
+      await until(() => {
+        for (const [id, v] of collect(inst)) got.set(Number(id.split("-")[1]), v);
+        return got.size === clients.length;
+      }, `${mode} ${tag}`);
+      return got;
+    };
+    const toOne = () => `one@${domain}`;
+    const toMany = (i: number) => `c${i}@${domain}/res${i}`;
+    const a = await byResource(us, "a", toOne);
+    const b = await byResource(second, "b", toOne);
+    const c = await byResource(us, "c", toMany);
+    const d = await byResource(second, "d", (i) => `c${i}@${domain}/other`);
+    const spread = (m: Map<number, number>) => new Set(m.values()).size;
+    if (mode === "bare_source") {
+      assert.deepEqual(b, a, "both resources of a user go to one instance");
+      assert.deepEqual(c, a, "whatever the destination");
+    } else if (mode === "source") {
+      assert.deepEqual(c, a, "one full JID always goes to one instance");
+      assert.ok(spread(a) > 1);
+    } else if (mode === "bare_destination") {
+      assert.equal(spread(a), 1, "one destination, one instance");
+      assert.deepEqual(d, c, "bare destination decides, not the resource");
+    } else if (mode === "destination") {
+      assert.equal(spread(a), 1);
+      assert.ok(spread(c) > 1);
+    } else {
+      assert.ok(spread(a) > 1, "random spreads one user's traffic");
+    }
+    for (const i of inst) i.close();
+  }
+});
+
+withServer(
+  "failover: traffic for a dropped instance is rerouted; with none left, service-unavailable",
+  CONFIG,
+  async (t) => {
+    const port = componentPort(t);
+    const [u] = await users(t, 1, "f");
+    const a = await componentLogin(port, "gw.localhost", "s3cret");
+    const b = await componentLogin(port, "gw.localhost", "s3cret");
+    const owner = (await round([u], [a, b], "x")).get(0)!;
+    const [dead, alive] = owner === 0 ? [a, b] : [b, a];
+    // Drop the instance and send at once: the message must reach the survivor, never vanish.
+    dead.drop();
+    u.send("<message to='gw.localhost' id='y-0'><body>after the drop</body></message>");
+    await alive.waitFor((e) => e.attrs.id === "y-0");
+    alive.drop();
+    await until(
+      () => t.server.components.get("gw.localhost")!.instances.size === 0,
+      "no instances",
+    );
+    u.send("<message to='gw.localhost' id='z-0' type='chat'><body>anyone?</body></message>");
+    const err = await u.waitFor((e) => e.attrs.id === "z-0");
+    assert.equal(err.attrs.type, "error");
+    assert.ok(err.child("error")!.child("service-unavailable"));
+  },
+);
