@@ -5,6 +5,7 @@ import type { Config } from "./src/config/schema.ts";
 import { setupLogging } from "./src/log/logger.ts";
 import { Server } from "./src/core/server.ts";
 import { userCommand } from "./src/cli/accounts.ts";
+import { componentsCommand } from "./src/cli/components.ts";
 import { VERSION } from "./src/version.ts";
 
 const USAGE = `Parley ${VERSION} — a clustered XMPP server
@@ -15,6 +16,7 @@ Usage:
   parley user passwd JID [--password P] [--config FILE]
   parley user del JID [--config FILE]
   parley user list [DOMAIN] [--config FILE]
+  parley components [--json] [--config FILE]   instances of each external component, with traffic
   parley config check FILE                     validate a configuration file
   parley version
 
@@ -43,6 +45,7 @@ async function main(args: string[]): Promise<number> {
       config: { type: "string", short: "c" },
       password: { type: "string" },
       help: { type: "boolean", short: "h" },
+      json: { type: "boolean" },
     },
   });
   const [cmd, sub, arg] = positionals;
@@ -61,6 +64,8 @@ async function main(args: string[]): Promise<number> {
       await loadConfigFile((arg ?? values.config)!);
       console.log(`${arg ?? values.config}: ok`);
       return 0;
+    case "components":
+      return await componentsCommand(await config(values.config), values.json ?? false);
     case "user":
       if (!["add", "passwd", "del", "list"].includes(sub ?? "")) break;
       return await userCommand(await config(values.config), sub, arg, values.password);

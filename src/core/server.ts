@@ -19,6 +19,7 @@ import { SerialQueues } from "./serial.ts";
 import type { ServerContext } from "./context.ts";
 import { logger } from "../log/logger.ts";
 import { VERSION } from "../version.ts";
+import { AdminSocket } from "../admin/socket.ts";
 
 const log = logger("server");
 const SWEEP_MS = 1000;
@@ -40,6 +41,7 @@ export class Server implements ServerContext {
   readonly components = new Map<string, ComponentPool>();
   readonly addresses: BoundAddress[] = [];
   #sweeper: ReturnType<typeof setInterval> | undefined;
+  #admin: AdminSocket | undefined;
   #stopping: Promise<void> | undefined;
 
   private constructor(readonly config: Config, readonly store: Store) {}
@@ -83,6 +85,7 @@ export class Server implements ServerContext {
       this.listeners.push(l);
       this.addresses.push({ type: lc.type, ...await l.listen() });
     }
+    this.#admin = await AdminSocket.start(this.config.data_dir, this.components);
     this.#sweeper = setInterval(() => {
       const now = Date.now();
       for (const l of this.listeners) for (const s of l.streams) s.checkIdle(now);
@@ -124,6 +127,7 @@ export class Server implements ServerContext {
 
   async #stop(): Promise<void> {
     clearInterval(this.#sweeper);
+    await this.#admin?.close();
     // server.close() resolves only once every connection is gone, so streams are closed meanwhile.
     const closing: Promise<void>[] = this.listeners.map((l) => l.close());
     for (const l of this.listeners) {

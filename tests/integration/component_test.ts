@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { component, xml } from "@xmpp/component";
 import { componentLogin, HEADER, RawClient } from "../helpers/raw_client.ts";
 import { type TestServer, withServer } from "../helpers/server.ts";
+import { parley } from "../helpers/process.ts";
 import { NS } from "../../src/xml/ns.ts";
 import type { Element } from "../../src/xml/element.ts";
 
@@ -261,5 +262,29 @@ withServer(
     const err = await u.waitFor((e) => e.attrs.id === "z-0");
     assert.equal(err.attrs.type, "error");
     assert.ok(err.child("error")!.child("service-unavailable"));
+  },
+);
+
+withServer(
+  "parley components lists each instance and the traffic it has taken",
+  CONFIG,
+  async (t) => {
+    const [u] = await users(t, 1, "s");
+    const a = await componentLogin(componentPort(t), "gw.localhost", "s3cret");
+    u.send("<message to='gw.localhost' id='s-0'/>");
+    await a.waitFor((e) => e.attrs.id === "s-0");
+    a.send("<message from='gw.localhost' to='s0@localhost/r' id='back'/>");
+    await u.waitFor((e) => e.attrs.id === "back");
+    const file = `${t.dataDir}/parley.yaml`;
+    await Deno.writeTextFile(file, `data_dir: ${t.dataDir}\n`);
+    const out = await parley(["components", "--json", "--config", file]);
+    assert.equal(out.code, 0, out.stderr);
+    const gw = JSON.parse(out.stdout).find((c: { domain: string }) => c.domain === "gw.localhost");
+    assert.equal(gw.balance, "bare_source");
+    assert.equal(gw.instances.length, 1);
+    assert.equal(gw.instances[0].received, 1);
+    assert.equal(gw.instances[0].sent, 1);
+    const text = await parley(["components", "--config", file]);
+    assert.match(text.stdout, /gw\.localhost {2}balance=bare_source {2}instances=1/);
   },
 );
