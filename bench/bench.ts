@@ -9,6 +9,9 @@ const LOAD_CPU = "1";
 const USERS = 200;
 const IDLE_SESSIONS = Number(Deno.env.get("BENCH_IDLE_SESSIONS") ?? 10_000);
 const SECONDS = Number(Deno.env.get("BENCH_SECONDS") ?? 8);
+/** Comma-separated subset to run (memory, logins, throughput, latency, components); all by default. */
+const ONLY = Deno.env.get("BENCH_ONLY")?.split(",");
+const wanted = (part: string) => !ONLY || ONLY.includes(part);
 
 const dir = await Deno.makeTempDir({ prefix: "parley-bench-" });
 const configFile = join(dir, "bench.yaml");
@@ -16,12 +19,16 @@ await Deno.writeTextFile(
   configFile,
   `data_dir: ${dir}
 log: { level: info }
-hosts: [{ domain: localhost, registration: true }]
+hosts:
+  - domain: localhost
+    registration: true
+    components: [{ domain: gw.localhost, secret: benchsecret }]
 # Benchmark users get a low iteration count so the generator, which derives the SCRAM keys of
 # every login, is not the bottleneck. The server does the same work per login whatever the count.
 auth: { scram_iterations: 16 }
 listeners:
   - { type: c2s, bind: 127.0.0.1, port: 0, starttls: optional, plain_without_tls: true }
+  - { type: component, bind: 127.0.0.1, port: 0 }
 limits:
   connections_per_ip: 100000
   rate_bytes_per_second: 1073741824
@@ -32,7 +39,7 @@ timeouts: { ping_interval: 0, handshake: 600, auth_failure_delay_ms: 0 }
 
 const ulimit = ["bash", "-c", 'ulimit -n 20000 2>/dev/null; exec "$@"', "bash"];
 const server = await serveProcess(configFile, [...ulimit, "taskset", "-c", SERVER_CPU]);
-const port = server.ports[0];
+const [port, componentPort] = server.ports;
 const loadScript = new URL("./load.ts", import.meta.url).pathname;
 const denoConfig = new URL("../deno.json", import.meta.url).pathname;
 
@@ -49,7 +56,14 @@ function loadCommand(args: Record<string, unknown>): Deno.Command {
       "--config",
       denoConfig,
       loadScript,
-      JSON.stringify({ port, users: USERS, seconds: SECONDS, concurrency: 32, ...args }),
+      JSON.stringify({
+        port,
+        componentPort,
+        users: USERS,
+        seconds: SECONDS,
+        concurrency: 32,
+        ...args,
+      }),
     ],
     stdout: "piped",
     stderr: "inherit",
@@ -105,9 +119,8 @@ const row = (what: string, value: string, yardstick: string) => {
   console.log(`${what.padEnd(72)} ${value.padStart(14)}   ${yardstick}`);
 };
 
-try {
-  await load({ scenario: "register" });
-  // Memory first, on a fresh server: RSS with no sessions, then with IDLE_SESSIONS idle ones.
+/** RSS with no sessions, then with IDLE_SESSIONS authenticated idle ones (first: a fresh heap). */
+async function memory(): Promise<void> {
   await new Promise((r) => setTimeout(r, 2000));
   const rss0 = rssKiB();
   const idle = loadCommand({ scenario: "idle", sessions: IDLE_SESSIONS, concurrency: 64 }).spawn();
@@ -130,41 +143,59 @@ try {
     ((rssN - rss0) / ready).toFixed(1),
     "Prosody 0.12: ~36 KiB",
   );
+}
+
+async function logins(): Promise<void> {
   await load({ scenario: "login", seconds: 2, starttls: false }); // warm-up (JIT)
-  const scram = await load({
-    scenario: "login",
-    starttls: false,
-    mech: "SCRAM-SHA-256",
-    concurrency: 100,
-  });
+  const common = { scenario: "login", concurrency: 100 };
+  const scram = await load({ ...common, starttls: false, mech: "SCRAM-SHA-256" });
   row(
     "logins/s, SCRAM-SHA-256, no TLS" + pct(scram),
     scram.rate.toFixed(0),
     "ejabberd 23.01: ~1,300 (PLAIN)",
   );
-  const tls = await load({
-    scenario: "login",
-    starttls: true,
-    mech: "SCRAM-SHA-256",
-    concurrency: 100,
-  });
+  const tls = await load({ ...common, starttls: true, mech: "SCRAM-SHA-256" });
   row(
     "logins/s, STARTTLS + SCRAM-SHA-256" + pct(tls),
     tls.rate.toFixed(0),
     "ejabberd 23.01: ~560 (PLAIN)",
   );
-  const plain = await load({ scenario: "login", starttls: false, mech: "PLAIN", concurrency: 100 });
+  const plain = await load({ ...common, starttls: false, mech: "PLAIN" });
   row("logins/s, SASL PLAIN, no TLS" + pct(plain), plain.rate.toFixed(0), "(reported separately)");
+}
 
-  const thr = await load({ scenario: "throughput", concurrency: 50 });
-  row(
-    "messages/s routed one-to-one at saturation" + pct(thr),
-    thr.rate.toFixed(0),
-    "ejabberd 23.01: ~16,000",
-  );
-  const lat = await load({ scenario: "latency", concurrency: 50, rate: 2000 });
-  row("latency p50 at 2,000 messages/s (ms)", lat.p50.toFixed(3), "");
-  row("latency p99 at 2,000 messages/s (ms)", lat.p99.toFixed(3), "ejabberd 23.01: 0.9 ms");
+try {
+  await load({ scenario: "register" });
+  if (wanted("memory")) await memory();
+  if (wanted("logins")) await logins();
+  if (wanted("throughput")) {
+    const thr = await load({ scenario: "throughput", concurrency: 50 });
+    row(
+      "messages/s routed one-to-one at saturation" + pct(thr),
+      thr.rate.toFixed(0),
+      "ejabberd 23.01: ~16,000",
+    );
+  }
+  if (wanted("latency")) {
+    const lat = await load({ scenario: "latency", concurrency: 50, rate: 2000 });
+    row("latency p50 at 2,000 messages/s (ms)", lat.p50.toFixed(3), "");
+    row("latency p99 at 2,000 messages/s (ms)", lat.p99.toFixed(3), "ejabberd 23.01: 0.9 ms");
+    row(
+      "latency p99.9 / max at 2,000 messages/s (ms)",
+      `${lat.p999.toFixed(2)} / ${lat.max.toFixed(2)}`,
+      "",
+    );
+  }
+  if (wanted("components")) {
+    for (const instances of [1, 4]) {
+      const rt = await load({ scenario: "component", instances, concurrency: 50 });
+      row(
+        `component round trips/s, ${instances} instance(s)` + pct(rt),
+        rt.rate.toFixed(0),
+        "ejabberd 23.01: ~14,400",
+      );
+    }
+  }
 } finally {
   server.child.kill("SIGTERM");
   await server.exited;

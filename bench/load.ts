@@ -4,11 +4,11 @@
 import net from "node:net";
 import tls from "node:tls";
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from "node:crypto";
-import { HEADER, RawClient } from "../tests/helpers/raw_client.ts";
+import { componentLogin, HEADER, RawClient } from "../tests/helpers/raw_client.ts";
 import { NS } from "../src/xml/ns.ts";
 
 interface Args {
-  scenario: "register" | "login" | "idle" | "throughput" | "latency";
+  scenario: "register" | "login" | "idle" | "throughput" | "latency" | "component";
   port: number;
   users: number;
   seconds: number;
@@ -17,6 +17,8 @@ interface Args {
   mech?: "PLAIN" | "SCRAM-SHA-256";
   sessions?: number;
   rate?: number;
+  componentPort?: number;
+  instances?: number;
 }
 
 const args: Args = JSON.parse(Deno.args[0]);
@@ -77,6 +79,7 @@ function leanLogin(
 ): Promise<void> {
   return new Promise((resolve, reject) => {
     const raw = net.connect(args.port, "127.0.0.1");
+    raw.setNoDelay(true);
     let sock: net.Socket = raw;
     let buf = "";
     let step = starttls ? "proceed" : "challenge";
@@ -189,6 +192,22 @@ async function idle(): Promise<void> {
   await new Promise(() => {}); // held open until the orchestrator has measured and kills us
 }
 
+/** Replaces a client's parser with a scan for whole messages: `fn` gets complete ones only. */
+function onMessages(c: RawClient, fn: (chunk: string) => void): void {
+  c.socket.removeAllListeners("data");
+  let tail = "";
+  c.socket.on("data", (d: Uint8Array) => {
+    const text = tail + new TextDecoder().decode(d);
+    const end = text.lastIndexOf("</message>");
+    if (end < 0) {
+      tail = text;
+      return;
+    }
+    tail = text.slice(end + 10);
+    fn(text.slice(0, end + 10));
+  });
+}
+
 /** Logged-in sender/receiver pairs; the receiver's bytes are scanned for message ends. */
 async function pairs(n: number, onMessage: (pair: number, chunk: string) => void) {
   const list: { s: RawClient; r: RawClient }[] = [];
@@ -201,18 +220,7 @@ async function pairs(n: number, onMessage: (pair: number, chunk: string) => void
       starttls: false,
       resource: "r",
     });
-    r.socket.removeAllListeners("data");
-    let tail = "";
-    r.socket.on("data", (d: Uint8Array) => {
-      const text = tail + new TextDecoder().decode(d);
-      const end = text.lastIndexOf("</message>");
-      if (end < 0) {
-        tail = text;
-        return;
-      }
-      tail = text.slice(end + 10);
-      onMessage(i, text.slice(0, end + 10));
-    });
+    onMessages(r, (chunk) => onMessage(i, chunk));
     s.socket.removeAllListeners("data");
     list.push({ s, r });
   }
@@ -286,8 +294,57 @@ async function latency(): Promise<void> {
     rate,
     p50: q(0.5),
     p99: q(0.99),
+    p999: q(0.999),
     max: samples[samples.length - 1],
   });
+  Deno.exit(0);
+}
+
+/**
+ * Component round trips: users send to echo@gw.localhost, component instances answer each one
+ * back to its sender, closed loop with a window per user. One round trip = two routed stanzas.
+ */
+async function componentRoundTrips(): Promise<void> {
+  const WINDOW = 32;
+  let done = 0;
+  let counting = false;
+  const instances = await Promise.all(
+    Array.from(
+      { length: args.instances! },
+      () => componentLogin(args.componentPort!, "gw.localhost", "benchsecret"),
+    ),
+  );
+  for (const inst of instances) {
+    onMessages(inst, (chunk) => {
+      let reply = "";
+      for (const m of chunk.matchAll(/<message [^>]*?from="([^"]+)"/g)) {
+        reply += `<message from='echo@gw.localhost' to='${m[1]}'><body>pong</body></message>`;
+      }
+      inst.send(reply);
+    });
+  }
+  const ping = "<message to='echo@gw.localhost'><body>ping</body></message>";
+  const clients: RawClient[] = [];
+  for (let i = 0; i < args.concurrency; i++) {
+    const c = await RawClient.login(args.port, user(i), PASSWORD, {
+      starttls: false,
+      resource: "c",
+    });
+    onMessages(c, (chunk) => {
+      const k = count(chunk);
+      if (counting) done += k;
+      c.send(ping.repeat(k));
+    });
+    clients.push(c);
+  }
+  for (const c of clients) c.send(ping.repeat(WINDOW));
+  await new Promise((r) => setTimeout(r, 1000));
+  out({ phase: "start" });
+  counting = true;
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, args.seconds * 1000));
+  const secs = (performance.now() - t0) / 1000;
+  out({ roundTrips: done, seconds: secs, rate: done / secs });
   Deno.exit(0);
 }
 
@@ -297,5 +354,6 @@ const scenarios: Record<Args["scenario"], () => Promise<void>> = {
   idle,
   throughput,
   latency,
+  component: componentRoundTrips,
 };
 await scenarios[args.scenario]();

@@ -130,7 +130,8 @@ export abstract class XmlStream implements StreamHandler {
     if (this.#out.length === 0 || this.socket.destroyed) return;
     const data = this.#out.length === 1 ? this.#out[0] : this.#out.join("");
     this.#out.length = 0;
-    if (!this.socket.write(data)) {
+    // Encoded here rather than by the socket: measured steadier tail latency with Deno's node:net.
+    if (!this.socket.write(Buffer.from(data))) {
       if (this.socket.writableLength > this.limits.maxOutboundBuffer) {
         this.log.info("dropping {id}: peer does not read", { id: this.id });
         this.socket.destroy();

@@ -59,6 +59,7 @@ export class RawClient {
       const socket = opts.tls
         ? tls.connect({ port, host, servername: "localhost", rejectUnauthorized: false })
         : net.connect(port, host);
+      socket.setNoDelay(true);
       socket.once(opts.tls ? "secureConnect" : "connect", () => resolve(new RawClient(socket)));
       socket.once("error", reject);
     });
