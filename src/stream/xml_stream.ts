@@ -38,6 +38,7 @@ export abstract class XmlStream implements StreamHandler {
   #refilledAt = Date.now();
   #rateWait: ReturnType<typeof setTimeout> | undefined;
   #waitingDrain = false;
+  #held: Uint8Array[] = [];
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
   #gone_ = false;
   #onData = (chunk: Uint8Array) => this.#receive(chunk);
@@ -91,24 +92,37 @@ export abstract class XmlStream implements StreamHandler {
 
   #receive(chunk: Uint8Array): void {
     if (this.closed) return;
+    this.lastActivity = Date.now();
+    // pause() does not stop data a TLS socket has already decrypted: hold it until our turn.
+    if (this.#rateWait !== undefined) this.#held.push(chunk);
+    else this.#consume(chunk);
+  }
+
+  /** Parses as much of `chunk` as the token bucket allows now; holds the rest for later. */
+  #consume(chunk: Uint8Array): void {
     const now = Date.now();
-    this.lastActivity = now;
     const rate = this.limits.rateBytesPerSecond;
-    this.#tokens = Math.min(
-      this.limits.rateBurstBytes,
-      this.#tokens + (now - this.#refilledAt) * rate / 1000,
-    );
+    const burst = this.limits.rateBurstBytes;
+    this.#tokens = Math.min(burst, this.#tokens + (now - this.#refilledAt) * rate / 1000);
     this.#refilledAt = now;
-    this.#tokens -= chunk.length;
-    if (this.#tokens < 0 && this.#rateWait === undefined) {
-      // Over the rate: stop reading until the bucket refills (TCP pushes back on the sender).
-      this.socket.pause();
-      this.#rateWait = setTimeout(() => {
-        this.#rateWait = undefined;
-        this.#resumeIfFree();
-      }, Math.ceil(-this.#tokens * 1000 / rate));
+    const allowed = Math.max(0, Math.floor(Math.min(this.#tokens, chunk.length)));
+    this.#tokens -= allowed;
+    if (allowed > 0) {
+      this.parser.write(allowed === chunk.length ? chunk : chunk.subarray(0, allowed));
     }
-    this.parser.write(chunk);
+    if (allowed === chunk.length || this.closed) return;
+    // Over the rate: stop reading until the bucket refills (TCP pushes back on the sender).
+    const rest = chunk.subarray(allowed);
+    this.#held.unshift(rest);
+    this.socket.pause();
+    const needed = Math.min(rest.length, burst) - this.#tokens;
+    this.#rateWait = setTimeout(() => {
+      this.#rateWait = undefined;
+      while (this.#held.length && this.#rateWait === undefined && !this.closed) {
+        this.#consume(this.#held.shift()!);
+      }
+      this.#resumeIfFree();
+    }, Math.ceil(needed * 1000 / rate));
   }
 
   #resumeIfFree(): void {

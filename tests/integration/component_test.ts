@@ -240,7 +240,7 @@ withServer("each balance mode keys on what it says", CONFIG, async (t) => {
 });
 
 withServer(
-  "failover: traffic for a dropped instance is rerouted; with none left, service-unavailable",
+  "failover: a dropped instance's users go to the survivor; with none left, service-unavailable",
   CONFIG,
   async (t) => {
     const port = componentPort(t);
@@ -249,8 +249,10 @@ withServer(
     const b = await componentLogin(port, "gw.localhost", "s3cret");
     const owner = (await round([u], [a, b], "x")).get(0)!;
     const [dead, alive] = owner === 0 ? [a, b] : [b, a];
-    // Drop the instance and send at once: the message must reach the survivor, never vanish.
     dead.drop();
+    // Once the server has seen the instance go, its users' traffic goes to the survivor (a
+    // stanza for an instance gone but not yet noticed is rerouted: tests/unit/component_pool_test).
+    await until(() => t.server.components.get("gw.localhost")!.instances.size === 1, "removal");
     u.send("<message to='gw.localhost' id='y-0'><body>after the drop</body></message>");
     await alive.waitFor((e) => e.attrs.id === "y-0");
     alive.drop();
