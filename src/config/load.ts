@@ -107,7 +107,7 @@ class Validator {
       return this.value(spec, new Document(spec.default).contents as Node, path);
     }
     if ("default" in spec && spec.default !== undefined) return structuredClone(spec.default);
-    if (spec.kind === "string" && spec.optional) return undefined;
+    if ((spec.kind === "string" || spec.kind === "int") && spec.optional) return undefined;
     this.at(node, path, "is required");
   }
 }
@@ -143,6 +143,23 @@ function crossCheck(cfg: Config, root: Node, v: Validator): void {
   });
   cfg.hosts.forEach((host, i) => {
     const hostNode = isSeq(hostsNode) ? hostsNode.items[i] as Node : hostsNode;
+    const proxy = host.proxy65;
+    if (proxy) {
+      const node = isMap(hostNode) ? hostNode.get("proxy65", true) as Node | undefined : hostNode;
+      const prepped = prepDomain(proxy.domain);
+      if (prepped === null) v.at(node, `hosts[${i}].proxy65.domain`, "is not a valid domain");
+      else if (seen.has(prepped)) {
+        v.at(node, `hosts[${i}].proxy65.domain`, `"${prepped}" is already served`);
+      } else seen.add(proxy.domain = prepped);
+      // Behind NAT the proxy listens on one address and must announce another (checked here).
+      if (!proxy.host && /^(0\.0\.0\.0|::|\[::\])$/.test(proxy.bind)) {
+        v.at(
+          node,
+          `hosts[${i}].proxy65.host`,
+          `is required when bind is the wildcard ${proxy.bind}`,
+        );
+      }
+    }
     const list = isMap(hostNode) ? hostNode.get("components", true) as Node | undefined : undefined;
     host.components.forEach((c, k) => {
       const node = isSeq(list) ? list.items[k] as Node : list;

@@ -9,7 +9,7 @@ export type Spec =
     pattern?: RegExp;
     optional?: true;
   }
-  | { kind: "int"; default?: number; min: number; max: number }
+  | { kind: "int"; default?: number; min: number; max: number; optional?: true }
   | { kind: "bool"; default?: boolean }
   | { kind: "object"; fields: Record<string, Spec>; optional?: true }
   | { kind: "list"; of: Spec; default?: unknown[]; minItems?: number };
@@ -42,11 +42,24 @@ export const CONFIG_SPEC: Spec = obj({
   hosts: {
     kind: "list",
     minItems: 1,
-    default: [{ domain: "localhost" }],
+    default: [{ domain: "localhost", proxy65: { domain: "proxy.localhost" } }],
     of: obj({
       domain: str(undefined),
       registration: bool(false),
       certificate: obj({ cert: str(undefined), key: str(undefined) }, true),
+      proxy65: obj({
+        domain: str(undefined),
+        bind: str("127.0.0.1"),
+        port: int(7777, 0, 65535),
+        host: { kind: "string", optional: true },
+        announce_port: { kind: "int", min: 1, max: 65535, optional: true },
+        allow: { kind: "list", of: { kind: "string" }, default: [] },
+        max_streams_per_user: int(10, 1, 1_000_000),
+        max_streams: int(1000, 1, 10_000_000),
+        bandwidth: int(0, 0, 1 << 30),
+        pair_timeout: int(60, 1, 3600),
+        idle_timeout: int(300, 1, 86_400),
+      }, true),
       components: {
         kind: "list",
         default: [],
@@ -100,9 +113,27 @@ export interface ComponentConfig {
   balance: (typeof BALANCE_MODES)[number];
 }
 
+export interface Proxy65Config {
+  domain: string;
+  bind: string;
+  port: number;
+  /** Announced address; defaults to `bind` (which must then not be a wildcard). */
+  host?: string;
+  announce_port?: number;
+  /** Who may use the proxy: domains or bare JIDs; empty = users of this server's hosts. */
+  allow: string[];
+  max_streams_per_user: number;
+  max_streams: number;
+  /** Bytes per second per stream and direction; 0 = unlimited. */
+  bandwidth: number;
+  pair_timeout: number;
+  idle_timeout: number;
+}
+
 export interface HostConfig {
   domain: string;
   registration: boolean;
+  proxy65?: Proxy65Config;
   certificate?: { cert: string; key: string };
   components: ComponentConfig[];
 }

@@ -13,6 +13,7 @@ import { C2SSession } from "../c2s/session.ts";
 import { ComponentPool } from "../component/pool.ts";
 import { ComponentStream } from "../component/stream.ts";
 import type { ListenerConfig } from "../config/schema.ts";
+import { Proxy65Service } from "../proxy65/service.ts";
 import { MODULES } from "../modules.ts";
 import { Host } from "./host.ts";
 import { SerialQueues } from "./serial.ts";
@@ -37,6 +38,8 @@ export class Server implements ServerContext {
   readonly secret = randomBytes(32);
   readonly hosts = new Map<string, Host>();
   readonly listeners: StreamListener<XmlStream>[] = [];
+  /** SOCKS5 bytestream proxies by proxy domain. */
+  readonly proxies = new Map<string, Proxy65Service>();
   /** External component pools by component domain. */
   readonly components = new Map<string, ComponentPool>();
   readonly addresses: BoundAddress[] = [];
@@ -65,7 +68,16 @@ export class Server implements ServerContext {
       this.hosts.set(host.domain, host);
       this.router.addDomain(host.domain, host);
     }
+    const local = new Set(this.hosts.keys());
     for (const host of this.hosts.values()) {
+      const pc = host.config.proxy65;
+      if (pc) {
+        const proxy = new Proxy65Service(pc, this.router, local);
+        await proxy.start();
+        this.proxies.set(pc.domain, proxy);
+        this.router.addDomain(pc.domain, proxy);
+        host.items.push({ jid: pc.domain, name: "SOCKS5 Bytestreams Service" });
+      }
       for (const cc of host.config.components) {
         const pool = new ComponentPool(cc, host.domain, this.router);
         this.components.set(cc.domain, pool);
@@ -128,6 +140,7 @@ export class Server implements ServerContext {
   async #stop(): Promise<void> {
     clearInterval(this.#sweeper);
     await this.#admin?.close();
+    await Promise.all([...this.proxies.values()].map((p) => p.stop()));
     // server.close() resolves only once every connection is gone, so streams are closed meanwhile.
     const closing: Promise<void>[] = this.listeners.map((l) => l.close());
     for (const l of this.listeners) {

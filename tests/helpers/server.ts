@@ -41,6 +41,7 @@ export async function startServer(overrides: Tree = {}, dataDir?: string): Promi
   const dir = dataDir ?? await Deno.makeTempDir({ prefix: "parley-test-" });
   const config = merge({
     data_dir: dir,
+    hosts: [{ domain: "localhost" }],
     auth: { scram_iterations: 64 },
     timeouts: { auth_failure_delay_ms: 10 },
     listeners: [

@@ -13,7 +13,20 @@ function problems(yaml: string): string[] {
 
 Deno.test("defaults: localhost on 127.0.0.1, STARTTLS required, registration off", () => {
   const c = defaultConfig();
-  assert.deepEqual(c.hosts, [{ domain: "localhost", registration: false, components: [] }]);
+  assert.deepEqual(c.hosts.map((h) => [h.domain, h.registration, h.components]), [[
+    "localhost",
+    false,
+    [],
+  ]]);
+  // The SOCKS5 proxy listens and announces on loopback by default.
+  const p = c.hosts[0].proxy65!;
+  assert.deepEqual([p.domain, p.bind, p.port, p.host, p.announce_port], [
+    "proxy.localhost",
+    "127.0.0.1",
+    7777,
+    undefined,
+    undefined,
+  ]);
   assert.deepEqual(c.listeners.map((l) => [l.type, l.bind, l.port, l.starttls]), [
     ["c2s", "127.0.0.1", 5222, "required"],
     ["c2s_tls", "127.0.0.1", 5223, "required"],
@@ -34,7 +47,7 @@ limits:
 log: { level: loud }
 `);
   assert.deepEqual(p, [
-    `parleay.yaml:3:5: hosts[0].registraton: unknown key (known keys: domain, registration, certificate, components)`
+    `parleay.yaml:3:5: hosts[0].registraton: unknown key (known keys: domain, registration, certificate, proxy65, components)`
       .replace("parleay", "parley"),
     `parley.yaml:6:11: listeners[0].port: expected an integer`,
     `parley.yaml:8:20: limits.max_stanza_size: must be between 1024 and 67108864`,
@@ -87,6 +100,14 @@ Deno.test("config.example.yaml is valid and documents every key", async () => {
       "components",
       "secret",
       "balance",
+      "proxy65",
+      "announce_port",
+      "allow",
+      "max_streams_per_user",
+      "max_streams",
+      "bandwidth",
+      "pair_timeout",
+      "idle_timeout",
     ]
   ) assert.match(text, new RegExp(`^\\s*#?\\s*-?\\s*${key}:`, "m"), `${key} is not documented`);
 });
@@ -114,5 +135,20 @@ listeners:
       - { domain: A.org, secret: s }
 `),
     [`parley.yaml:4:9: hosts[0].components[0].domain: "a.org" is already served`],
+  );
+});
+
+Deno.test("proxy65: a wildcard bind needs an announced host", () => {
+  assert.deepEqual(
+    problems(`hosts:\n  - domain: a.org\n    proxy65: { domain: proxy.a.org, bind: 0.0.0.0 }\n`),
+    [
+      `parley.yaml:3:14: hosts[0].proxy65.host: is required when bind is the wildcard 0.0.0.0`,
+    ],
+  );
+  assert.deepEqual(
+    problems(
+      `hosts:\n  - domain: a.org\n    proxy65: { domain: proxy.a.org, bind: 0.0.0.0, host: 203.0.113.7 }\n`,
+    ),
+    [],
   );
 });

@@ -1,0 +1,242 @@
+// The SOCKS5 Bytestreams proxy (XEP-0065) with real sockets: discovery, pairing, activation,
+// relaying checked by SHA-256, backpressure, and every error path.
+import assert from "node:assert/strict";
+import net from "node:net";
+import { createHash } from "node:crypto";
+import { RawClient } from "../helpers/raw_client.ts";
+import { type TestServer, withServer } from "../helpers/server.ts";
+import { NS } from "../../src/xml/ns.ts";
+
+const NS_BS = "http://jabber.org/protocol/bytestreams";
+const PROXY = { domain: "proxy.localhost", bind: "127.0.0.1", port: 0, pair_timeout: 2 };
+const CONFIG = { hosts: [{ domain: "localhost", proxy65: PROXY }] };
+
+let streamhostPort = 0;
+
+/** A raw socket with everything it has received so far. */
+class Peer {
+  got: Uint8Array[] = [];
+  size = 0;
+  closed = false;
+  constructor(readonly socket: net.Socket) {
+    socket.on("data", (d: Uint8Array) => {
+      this.got.push(d);
+      this.size += d.length;
+    });
+    socket.on("close", () => this.closed = true);
+    socket.on("error", () => {});
+  }
+  static open(port: number): Promise<Peer> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect(port, "127.0.0.1", () => resolve(new Peer(s)));
+      s.once("error", reject);
+    });
+  }
+  bytes(): Uint8Array {
+    return Buffer.concat(this.got);
+  }
+  take(n: number): Uint8Array {
+    const all = this.bytes();
+    const rest = all.subarray(n);
+    this.got = rest.length ? [rest] : [];
+    this.size = rest.length;
+    return all.subarray(0, n);
+  }
+  async until(pred: () => boolean, what: string, ms = 5000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!pred()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+}
+
+/** SOCKS5 no-auth greeting and CONNECT to `hash`; resolves with the reply code. */
+async function socks(port: number, hash: string): Promise<{ peer: Peer; code: number }> {
+  const p = await Peer.open(port);
+  p.socket.write(Uint8Array.of(5, 1, 0));
+  await p.until(() => p.size >= 2, "method selection");
+  assert.deepEqual([...p.take(2)], [5, 0]);
+  p.socket.write(Uint8Array.of(5, 1, 0, 3, hash.length, ...new TextEncoder().encode(hash), 0, 0));
+  await p.until(() => p.size >= 2 || p.closed, "connect reply");
+  const reply = p.take(Math.min(p.size, 7 + hash.length));
+  return { peer: p, code: reply[1] };
+}
+
+const sha1 = (s: string) => createHash("sha1").update(s).digest("hex");
+
+async function setup(t: TestServer) {
+  await t.addUser("req");
+  await t.addUser("tgt");
+  const requester = await RawClient.login(t.port, "req", "secret", { resource: "r" });
+  const info = await requester.iq("get", `<query xmlns='${NS_BS}'/>`, "proxy.localhost");
+  const sh = info.child("query")!.child("streamhost")!;
+  streamhostPort = Number(sh.attrs.port);
+  return { requester, streamhost: sh };
+}
+
+withServer(
+  "discovery: listed by the server, identity proxy/bytestreams, streamhost with host and port",
+  CONFIG,
+  async (t) => {
+    const { requester, streamhost } = await setup(t);
+    const items = await requester.iq("get", `<query xmlns='${NS.discoItems}'/>`, "localhost");
+    assert.ok(
+      items.child("query")!.elements("item").some((i) => i.attrs.jid === "proxy.localhost"),
+    );
+    const info = await requester.iq("get", `<query xmlns='${NS.discoInfo}'/>`, "proxy.localhost");
+    const q = info.child("query")!;
+    assert.deepEqual(
+      { ...q.child("identity")!.attrs },
+      { category: "proxy", type: "bytestreams", name: "SOCKS5 Bytestreams Service" },
+    );
+    assert.ok(q.elements("feature").some((f) => f.attrs.var === NS_BS));
+    assert.equal(streamhost.attrs.jid, "proxy.localhost");
+    assert.equal(streamhost.attrs.host, "127.0.0.1");
+    assert.ok(streamhostPort > 0);
+  },
+);
+
+withServer("announced host/port are separate from the listening address (NAT)", {
+  hosts: [{ domain: "localhost", proxy65: { ...PROXY, host: "203.0.113.7", announce_port: 7777 } }],
+}, async (t) => {
+  await t.addUser("n");
+  const c = await RawClient.login(t.port, "n");
+  const info = await c.iq("get", `<query xmlns='${NS_BS}'/>`, "proxy.localhost");
+  const sh = info.child("query")!.child("streamhost")!;
+  assert.equal(sh.attrs.host, "203.0.113.7");
+  assert.equal(sh.attrs.port, "7777");
+});
+
+withServer(
+  "a 4 MiB transfer through the proxy arrives intact (SHA-256), both directions",
+  CONFIG,
+  async (t) => {
+    const { requester } = await setup(t);
+    const sid = "s1";
+    const hash = sha1(sid + "req@localhost/r" + "tgt@localhost/t");
+    const target = await socks(streamhostPort, hash);
+    assert.equal(target.code, 0);
+    const req = await socks(streamhostPort, hash);
+    assert.equal(req.code, 0);
+    const act = await requester.iq(
+      "set",
+      `<query xmlns='${NS_BS}' sid='${sid}'><activate>tgt@localhost/t</activate></query>`,
+      "proxy.localhost",
+    );
+    assert.equal(act.attrs.type, "result");
+    const data = new Uint8Array(4 << 20);
+    for (let i = 0; i < data.length; i += 65536) {
+      crypto.getRandomValues(data.subarray(i, i + 65536));
+    }
+    req.peer.socket.write(data);
+    target.peer.socket.write("pong");
+    await target.peer.until(() => target.peer.size >= data.length, "4 MiB", 20_000);
+    await req.peer.until(() => req.peer.size >= 4, "reply bytes");
+    const digest = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+    assert.equal(digest(target.peer.bytes()), digest(data));
+    assert.equal(new TextDecoder().decode(req.peer.bytes()), "pong");
+    // Either side closing ends the stream.
+    req.peer.socket.end();
+    await target.peer.until(() => target.peer.closed, "close propagated");
+  },
+);
+
+withServer("a slow reader: the proxy stops reading instead of buffering", CONFIG, async (t) => {
+  const { requester } = await setup(t);
+  const hash = sha1("s2" + "req@localhost/r" + "tgt@localhost/t");
+  const target = await socks(streamhostPort, hash);
+  const req = await socks(streamhostPort, hash);
+  await requester.iq(
+    "set",
+    `<query xmlns='${NS_BS}' sid='s2'><activate>tgt@localhost/t</activate></query>`,
+    "proxy.localhost",
+  );
+  target.peer.socket.pause(); // the target reads nothing for now
+  const chunk = new Uint8Array(1 << 20);
+  const total = 64 << 20;
+  let written = 0;
+  const pump = () => {
+    while (written < total) {
+      written += chunk.length;
+      if (!req.peer.socket.write(chunk)) return req.peer.socket.once("drain", pump);
+    }
+  };
+  pump();
+  // Kernel buffers fill, then the sender is stuck: the proxy has stopped reading from it, and
+  // holds no more than its stated bound for the stream.
+  const pair = t.server.proxies.get("proxy.localhost")!.relay.pairs.get(hash)!;
+  let before = -1;
+  for (const deadline = Date.now() + 15_000; written !== before;) {
+    assert.ok(Date.now() < deadline, "the sender never stalled");
+    before = written;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  for (let i = 0; i < 20; i++) {
+    for (const s of pair.sockets) {
+      assert.ok(s.writableLength <= 160 << 10, `proxy buffers ${s.writableLength} bytes`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.equal(written, before, "the sender stays blocked while the reader does not read");
+  assert.ok(written < total);
+  target.peer.socket.resume();
+  await target.peer.until(() => target.peer.size >= total, "everything delivered", 30_000);
+});
+
+withServer("activation errors: no pair, twice, not allowed; a third connection is refused", {
+  hosts: [{ domain: "localhost", proxy65: PROXY }, {
+    domain: "other.localhost",
+    proxy65: { ...PROXY, domain: "proxy.other.localhost", allow: ["someone@localhost"] },
+  }],
+}, async (t) => {
+  const { requester } = await setup(t);
+  const activate = (sid: string, to = "proxy.localhost") =>
+    requester.iq(
+      "set",
+      `<query xmlns='${NS_BS}' sid='${sid}'><activate>tgt@localhost/t</activate></query>`,
+      to,
+    );
+  assert.ok((await activate("nothing")).child("error")!.child("item-not-found"));
+  const hash = sha1("s3" + "req@localhost/r" + "tgt@localhost/t");
+  await socks(streamhostPort, hash);
+  assert.ok(
+    (await activate("s3")).child("error")!.child("item-not-found"),
+    "only one side connected",
+  );
+  await socks(streamhostPort, hash);
+  const third = await socks(streamhostPort, hash);
+  assert.equal(third.code, 0x02, "connection not allowed by ruleset");
+  assert.equal((await activate("s3")).attrs.type, "result");
+  assert.ok((await activate("s3")).child("error")!.child("bad-request"), "activated twice");
+  // A proxy that only serves listed JIDs refuses others with not-allowed.
+  const refused = await requester.iq("get", `<query xmlns='${NS_BS}'/>`, "proxy.other.localhost");
+  assert.ok(refused.child("error")!.child("not-allowed"));
+  const bad = await requester.iq("set", `<query xmlns='${NS_BS}'/>`, "proxy.localhost");
+  assert.ok(bad.child("error")!.child("bad-request"));
+});
+
+withServer(
+  "bad SOCKS5 bytes get the right reply and close only that connection",
+  CONFIG,
+  async (t) => {
+    await setup(t);
+    const cases: [number[], number[]][] = [
+      [[4, 1, 0], []], // SOCKS4: closed without a reply
+      [[5, 1, 2], [5, 0xff]], // no acceptable method
+      [[5, 1, 0, 5, 2, 0, 3, 1, 0x61, 0, 0], [5, 0, 5, 7]], // BIND: command not supported
+      [[5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, 0, 0], [5, 0, 5, 8]], // IPv4: address type not supported
+      [[5, 1, 0, 5, 1, 0, 3, 3, 0x61, 0x62, 0x63, 0, 0], [5, 0, 5, 4]], // not a SHA-1 hash
+    ];
+    for (const [send, expect] of cases) {
+      const p = await Peer.open(streamhostPort);
+      p.socket.write(Uint8Array.from(send));
+      await p.until(() => p.closed, `close after ${send}`);
+      assert.deepEqual([...p.bytes()].slice(0, expect.length), expect, `reply to ${send}`);
+    }
+    // Unpaired connections time out (pair_timeout: 2 s in this test).
+    const lonely = await socks(streamhostPort, sha1("lonely"));
+    assert.equal(lonely.code, 0);
+    await lonely.peer.until(() => lonely.peer.closed, "unpaired timeout", 6000);
+  },
+);
