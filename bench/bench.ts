@@ -9,7 +9,7 @@ const LOAD_CPU = "1";
 const USERS = 200;
 const IDLE_SESSIONS = Number(Deno.env.get("BENCH_IDLE_SESSIONS") ?? 10_000);
 const SECONDS = Number(Deno.env.get("BENCH_SECONDS") ?? 8);
-/** Comma-separated subset to run (memory, logins, throughput, latency, components); all by default. */
+/** Comma-separated subset (memory, logins, throughput, latency, proxy65, components); default all. */
 const ONLY = Deno.env.get("BENCH_ONLY")?.split(",");
 const wanted = (part: string) => !ONLY || ONLY.includes(part);
 
@@ -23,6 +23,7 @@ hosts:
   - domain: localhost
     registration: true
     components: [{ domain: gw.localhost, secret: benchsecret }]
+    proxy65: { domain: proxy.localhost, port: 0, max_streams_per_user: 100 }
 # Benchmark users get a low iteration count so the generator, which derives the SCRAM keys of
 # every login, is not the bottleneck. The server does the same work per login whatever the count.
 auth: { scram_iterations: 16 }
@@ -185,6 +186,17 @@ try {
       `${lat.p999.toFixed(2)} / ${lat.max.toFixed(2)}`,
       "",
     );
+  }
+  if (wanted("proxy65")) {
+    const gib = 1 << 30;
+    const one = await load({ scenario: "proxy", streams: 1, bytes: gib });
+    row("proxy65: one 1 GiB transfer (MiB/s)", one.proxy.toFixed(0), "ejabberd 23.01: ~1,150");
+    row("  plain TCP copy, same endpoints (MiB/s)", one.direct.toFixed(0), "(1,460 there)");
+    row("  proxy / direct", `${(one.ratio * 100).toFixed(0)} %`, "goal ≥ 90 %");
+    const many = await load({ scenario: "proxy", streams: 20, bytes: gib / 16 });
+    row("proxy65: 20 concurrent 64 MiB transfers (MiB/s, total)", many.proxy.toFixed(0), "");
+    row("  plain TCP copies, same endpoints (MiB/s)", many.direct.toFixed(0), "");
+    row("  proxy / direct", `${(many.ratio * 100).toFixed(0)} %`, "goal ≥ 90 %");
   }
   if (wanted("components")) {
     for (const instances of [1, 4]) {

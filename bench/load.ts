@@ -8,7 +8,7 @@ import { componentLogin, HEADER, RawClient } from "../tests/helpers/raw_client.t
 import { NS } from "../src/xml/ns.ts";
 
 interface Args {
-  scenario: "register" | "login" | "idle" | "throughput" | "latency" | "component";
+  scenario: "register" | "login" | "idle" | "throughput" | "latency" | "component" | "proxy";
   port: number;
   users: number;
   seconds: number;
@@ -18,6 +18,8 @@ interface Args {
   sessions?: number;
   rate?: number;
   componentPort?: number;
+  streams?: number;
+  bytes?: number;
   instances?: number;
 }
 
@@ -348,6 +350,109 @@ async function componentRoundTrips(): Promise<void> {
   Deno.exit(0);
 }
 
+/** Sends `bytes` on each (writer, reader) socket pair at once; MiB/s over all of them. */
+async function copyRate(pairs: { w: net.Socket; r: net.Socket }[], bytes: number): Promise<number> {
+  const chunk = new Uint8Array(1 << 20);
+  const t0 = performance.now();
+  await Promise.all(pairs.map(({ w, r }) =>
+    new Promise<void>((resolve) => {
+      let got = 0;
+      r.on("data", (d: Uint8Array) => {
+        got += d.length;
+        if (got >= bytes) resolve();
+      });
+      let sent = 0;
+      const pump = () => {
+        while (sent < bytes) {
+          const n = Math.min(chunk.length, bytes - sent);
+          sent += n;
+          if (!w.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
+            return w.once("drain", pump);
+          }
+        }
+      };
+      pump();
+    })
+  ));
+  return pairs.length * bytes / (1 << 20) / ((performance.now() - t0) / 1000);
+}
+
+function connectTo(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, "127.0.0.1", () => resolve(s));
+    s.setNoDelay(true);
+    s.once("error", reject);
+  });
+}
+
+/** SOCKS5 CONNECT to the proxy for `hash`; resolves once the proxy accepted it. */
+async function socksTo(port: number, hash: string): Promise<net.Socket> {
+  const s = await connectTo(port);
+  let buf = new Uint8Array(0);
+  await new Promise<void>((resolve, reject) => {
+    const need = 2 + 7 + hash.length;
+    const onData = (d: Uint8Array) => {
+      buf = Buffer.concat([buf, d]);
+      if (buf.length >= need) {
+        s.off("data", onData);
+        return buf[3] === 0 ? resolve() : reject(new Error("proxy refused"));
+      }
+    };
+    s.on("data", onData);
+    s.write(
+      Uint8Array.of(5, 1, 0, 5, 1, 0, 3, hash.length, ...new TextEncoder().encode(hash), 0, 0),
+    );
+  });
+  return s;
+}
+
+/** proxy65 transfers next to plain TCP copies between the same kind of endpoints. */
+async function proxyTransfer(): Promise<void> {
+  const streams = args.streams!;
+  const bytes = args.bytes!;
+  const requester = await RawClient.login(args.port, user(0), PASSWORD, {
+    starttls: false,
+    resource: "p",
+  });
+  const info = await requester.iq(
+    "get",
+    "<query xmlns='http://jabber.org/protocol/bytestreams'/>",
+    "proxy.localhost",
+  );
+  const proxyPort = Number(info.child("query")!.child("streamhost")!.attrs.port);
+  const proxied: { w: net.Socket; r: net.Socket }[] = [];
+  for (let i = 0; i < streams; i++) {
+    const sid = `bench${i}`;
+    const target = `${user(1)}@localhost/t`;
+    const hash = createHash("sha1").update(sid + requester.jid + target).digest("hex");
+    const r = await socksTo(proxyPort, hash);
+    const w = await socksTo(proxyPort, hash);
+    const act = await requester.iq(
+      "set",
+      `<query xmlns='http://jabber.org/protocol/bytestreams' sid='${sid}'><activate>${target}</activate></query>`,
+      "proxy.localhost",
+    );
+    if (act.attrs.type !== "result") throw new Error("activation failed: " + act);
+    proxied.push({ w, r });
+  }
+  out({ phase: "start" });
+  const proxy = await copyRate(proxied, bytes);
+  // The same endpoints, connected directly.
+  const accepted: net.Socket[] = [];
+  const server = net.createServer((s) => accepted.push(s));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const port = (server.address() as net.AddressInfo).port;
+  const direct: { w: net.Socket; r: net.Socket }[] = [];
+  for (let i = 0; i < streams; i++) {
+    const w = await connectTo(port);
+    while (accepted.length <= i) await new Promise((r) => setTimeout(r, 1));
+    direct.push({ w, r: accepted[i] });
+  }
+  const plain = await copyRate(direct, bytes);
+  out({ proxy, direct: plain, ratio: proxy / plain });
+  Deno.exit(0);
+}
+
 const scenarios: Record<Args["scenario"], () => Promise<void>> = {
   register,
   login,
@@ -355,5 +460,6 @@ const scenarios: Record<Args["scenario"], () => Promise<void>> = {
   throughput,
   latency,
   component: componentRoundTrips,
+  proxy: proxyTransfer,
 };
 await scenarios[args.scenario]();

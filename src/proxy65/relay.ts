@@ -1,111 +1,119 @@
-// The proxy's SOCKS5 side: connections are paired by hash (the first two with one hash; a third is
-// refused), wait for activation, then bytes flow both ways until either side closes.
+// The proxy's SOCKS5 side, on Deno's native sockets (no TLS here, and far less per-chunk work
+// than node:net streams): connections are paired by hash (the first two with one hash; a third
+// is refused), wait for activation, then bytes flow both ways until either side closes.
 //
-// Backpressure: a side is read only while the other side's socket accepts writes. Per stream and
-// direction the proxy holds at most one read chunk (≤ 64 KiB) plus the socket's write buffer
-// (16 KiB high-water mark): about 160 KiB per stream in both directions, whatever the reader's pace.
-import net from "node:net";
+// Backpressure and memory: each direction copies through one reusable buffer of BUFFER bytes and
+// reads again only once the previous chunk has been written. A stream therefore holds at most
+// 2 × BUFFER (512 KiB) in the proxy, however slowly either side reads.
 import { connectReply, REPLY, Socks5Handshake } from "./socks5.ts";
 import type { Proxy65Config } from "../config/schema.ts";
 import { logger } from "../log/logger.ts";
 
 const log = logger("proxy65");
+export const BUFFER = 256 * 1024;
 
 interface Pair {
   hash: string;
-  sockets: net.Socket[];
+  conns: Deno.TcpConn[];
   createdAt: number;
   /** Set at activation: the requester's bare JID, for the per-user limit. */
   owner?: string;
   lastActivity: number;
   bytes: number;
+  closed: boolean;
 }
 
 export type Activation = "ok" | "no-pair" | "already-active" | "user-limit";
 
 export class Socks5Relay {
   readonly pairs = new Map<string, Pair>();
-  #server: net.Server;
+  #listener: Deno.TcpListener | undefined;
+  #pending = new Set<Deno.TcpConn>();
   #sweeper: ReturnType<typeof setInterval>;
 
   constructor(readonly config: Proxy65Config) {
-    this.#server = net.createServer((s) => this.#accept(s));
-    this.#server.on(
-      "error",
-      (e) => log.error("proxy65 listener error: {error}", { error: e.message }),
-    );
     this.#sweeper = setInterval(() => this.#sweep(Date.now()), 1000);
   }
 
   listen(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.#server.once("error", reject);
-      this.#server.listen(this.config.port, this.config.bind, () => {
-        const port = (this.#server.address() as net.AddressInfo).port;
-        log.info("proxy65 listening on {bind}:{port}", { bind: this.config.bind, port });
-        resolve(port);
-      });
-    });
+    this.#listener = Deno.listen({ hostname: this.config.bind, port: this.config.port });
+    const port = this.#listener.addr.port;
+    log.info("proxy65 listening on {bind}:{port}", { bind: this.config.bind, port });
+    this.#accepting(this.#listener);
+    return Promise.resolve(port);
+  }
+
+  async #accepting(listener: Deno.TcpListener): Promise<void> {
+    try {
+      for await (const conn of listener) void this.#handshake(conn);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.BadResource)) {
+        log.error("proxy65 accept failed: {error}", { error: String(e) });
+      }
+    }
   }
 
   close(): Promise<void> {
     clearInterval(this.#sweeper);
-    for (const p of this.pairs.values()) for (const s of p.sockets) s.destroy();
-    this.pairs.clear();
-    return new Promise((resolve) => this.#server.close(() => resolve()));
+    this.#listener?.close();
+    for (const c of this.#pending) safeClose(c);
+    for (const p of this.pairs.values()) this.#drop(p);
+    return Promise.resolve();
   }
 
-  #accept(socket: net.Socket): void {
-    socket.setNoDelay(true);
-    socket.on("error", () => {});
+  async #handshake(conn: Deno.TcpConn): Promise<void> {
+    conn.setNoDelay(true);
+    this.#pending.add(conn);
+    const timer = setTimeout(() => safeClose(conn), this.config.pair_timeout * 1000);
     const hs = new Socks5Handshake();
-    const timer = setTimeout(() => socket.destroy(), this.config.pair_timeout * 1000);
-    const onData = (chunk: Uint8Array) => {
-      let step = hs.push(chunk);
-      while (step.kind === "reply") {
-        socket.write(step.bytes);
-        if (step.close) {
-          clearTimeout(timer);
-          socket.end();
-          return;
+    const buf = new Uint8Array(512);
+    try {
+      while (true) {
+        const n = await conn.read(buf);
+        if (n === null) return safeClose(conn);
+        let step = hs.push(buf.subarray(0, n));
+        while (step.kind === "reply") {
+          if (step.bytes.length) await writeAll(conn, step.bytes);
+          if (step.close) return safeClose(conn);
+          step = hs.pending();
         }
-        step = hs.pending();
+        if (step.kind === "connect") return this.#pairUp(conn, step.hash);
       }
-      if (step.kind === "connect") {
-        clearTimeout(timer);
-        socket.off("data", onData);
-        this.#pairUp(socket, step.hash);
-      }
-    };
-    socket.on("data", onData);
-    socket.once("close", () => clearTimeout(timer));
+    } catch {
+      safeClose(conn);
+    } finally {
+      clearTimeout(timer);
+      this.#pending.delete(conn);
+    }
   }
 
-  #pairUp(socket: net.Socket, hash: string): void {
+  async #pairUp(conn: Deno.TcpConn, hash: string): Promise<void> {
     let pair = this.pairs.get(hash);
-    if (pair && pair.sockets.length >= 2) {
-      socket.end(connectReply(REPLY.notAllowed, hash)); // a third connection with this hash
-      return;
-    }
-    if (!pair && this.pairs.size >= this.config.max_streams) {
-      socket.end(connectReply(REPLY.notAllowed, hash));
-      return;
+    if ((pair && pair.conns.length >= 2) || (!pair && this.pairs.size >= this.config.max_streams)) {
+      // A third connection with this hash, or too many streams.
+      await writeAll(conn, connectReply(REPLY.notAllowed, hash)).catch(() => {});
+      return safeClose(conn);
     }
     if (!pair) {
-      pair = { hash, sockets: [], createdAt: Date.now(), lastActivity: Date.now(), bytes: 0 };
+      pair = {
+        hash,
+        conns: [],
+        createdAt: Date.now(),
+        lastActivity: Date.now(),
+        bytes: 0,
+        closed: false,
+      };
       this.pairs.set(hash, pair);
     }
-    pair.sockets.push(socket);
-    socket.pause(); // nothing flows before activation
-    socket.write(connectReply(REPLY.succeeded, hash));
-    const p = pair;
-    socket.once("close", () => this.#drop(p));
+    pair.conns.push(conn);
+    await writeAll(conn, connectReply(REPLY.succeeded, hash)).catch(() => this.#drop(pair));
   }
 
   #drop(pair: Pair): void {
-    if (this.pairs.get(pair.hash) !== pair) return;
-    this.pairs.delete(pair.hash);
-    for (const s of pair.sockets) s.end();
+    if (pair.closed) return;
+    pair.closed = true;
+    if (this.pairs.get(pair.hash) === pair) this.pairs.delete(pair.hash);
+    for (const c of pair.conns) safeClose(c);
     if (pair.owner) {
       log.debug("stream {hash} closed after {bytes} bytes", { hash: pair.hash, bytes: pair.bytes });
     }
@@ -114,47 +122,41 @@ export class Socks5Relay {
   /** Starts relaying the stream `hash` for `owner` (the requester's bare JID). */
   activate(hash: string, owner: string): Activation {
     const pair = this.pairs.get(hash);
-    if (!pair || pair.sockets.length < 2) return "no-pair";
+    if (!pair || pair.conns.length < 2) return "no-pair";
     if (pair.owner) return "already-active";
     let mine = 0;
     for (const p of this.pairs.values()) if (p.owner === owner) mine++;
     if (mine >= this.config.max_streams_per_user) return "user-limit";
     pair.owner = owner;
     pair.lastActivity = Date.now();
-    const [a, b] = pair.sockets;
-    this.#pipe(pair, a, b);
-    this.#pipe(pair, b, a);
+    const [a, b] = pair.conns;
+    // When either direction ends, the stream ends (XEP-0065: until either side closes).
+    Promise.race([this.#copy(pair, a, b), this.#copy(pair, b, a)]).finally(() => this.#drop(pair));
     return "ok";
   }
 
-  /** Copies from → to, reading only while `to` keeps up and within the bandwidth limit. */
-  #pipe(pair: Pair, from: net.Socket, to: net.Socket): void {
+  async #copy(pair: Pair, from: Deno.TcpConn, to: Deno.TcpConn): Promise<void> {
+    const buf = new Uint8Array(BUFFER);
     const rate = this.config.bandwidth;
     let tokens = rate;
     let refilled = Date.now();
-    let blocked = 0; // reasons `from` is paused: waiting for drain, waiting for tokens
-    const resume = () => --blocked === 0 && from.resume();
-    from.on("data", (chunk: Uint8Array) => {
-      pair.lastActivity = Date.now();
-      pair.bytes += chunk.length;
-      if (!to.write(chunk)) {
-        blocked++;
-        from.pause();
-        to.once("drain", resume);
-      }
-      if (rate > 0) {
-        const now = Date.now();
-        tokens = Math.min(rate, tokens + (now - refilled) * rate / 1000) - chunk.length;
-        refilled = now;
-        if (tokens < 0) {
-          blocked++;
-          from.pause();
-          setTimeout(resume, Math.ceil(-tokens * 1000 / rate));
+    try {
+      while (true) {
+        const n = await from.read(buf);
+        if (n === null) return;
+        pair.lastActivity = Date.now();
+        pair.bytes += n;
+        await writeAll(to, buf.subarray(0, n));
+        if (rate > 0) {
+          const now = Date.now();
+          tokens = Math.min(rate, tokens + (now - refilled) * rate / 1000) - n;
+          refilled = now;
+          if (tokens < 0) await new Promise((r) => setTimeout(r, Math.ceil(-tokens * 1000 / rate)));
         }
       }
-    });
-    from.once("end", () => to.end());
-    from.resume();
+    } catch {
+      // A side went away: the stream ends.
+    }
   }
 
   #sweep(now: number): void {
@@ -163,9 +165,20 @@ export class Socks5Relay {
       const since = p.owner ? p.lastActivity : p.createdAt;
       if (now - since > limit * 1000) {
         log.info("proxy65 stream {hash} timed out", { hash: p.hash });
-        for (const s of p.sockets) s.destroy();
         this.#drop(p);
       }
     }
+  }
+}
+
+async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+  for (let off = 0; off < data.length;) off += await conn.write(data.subarray(off));
+}
+
+function safeClose(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // already closed
   }
 }
