@@ -242,3 +242,32 @@ withServer(
     await lonely.peer.until(() => lonely.peer.closed, "unpaired timeout", 6000);
   },
 );
+
+withServer("interop: two slixmpp clients transfer a file through the proxy (SHA-256)", {
+  ...CONFIG,
+  listeners: [
+    { type: "c2s", bind: "127.0.0.1", port: 0, starttls: "optional" },
+    { type: "c2s_tls", bind: "127.0.0.1", port: 0 },
+  ],
+}, async (t) => {
+  await t.addUser("alice");
+  await t.addUser("bob");
+  const out = await new Deno.Command("/usr/bin/python3", {
+    args: [
+      new URL("../interop/s5b_transfer.py", import.meta.url).pathname,
+      String(t.port),
+      "alice@localhost/s",
+      "bob@localhost/r",
+      "secret",
+      String(3 << 20),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr).slice(-2000));
+  const r = JSON.parse(stdout.trim().split("\n").pop()!);
+  assert.deepEqual(r.proxies, ["proxy.localhost"]);
+  assert.equal(r.bytes, 3 << 20);
+  assert.equal(r.received, r.sent);
+});

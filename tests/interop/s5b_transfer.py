@@ -1,0 +1,64 @@
+"""Two slixmpp clients send a file through the server's SOCKS5 Bytestreams proxy (XEP-0065).
+
+Usage: s5b_transfer.py PORT SENDER_JID RECEIVER_JID PASSWORD SIZE
+Prints one JSON line: the SHA-256 of what was sent and of what arrived, and the proxy used.
+"""
+import asyncio
+import hashlib
+import json
+import os
+import sys
+
+import slixmpp
+
+port, sender_jid, receiver_jid, password, size = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+data = os.urandom(size)
+result = {"sent": hashlib.sha256(data).hexdigest()}
+done = asyncio.Event()
+
+
+def client(jid):
+    c = slixmpp.ClientXMPP(jid, password)
+    c.register_plugin("xep_0030")
+    c.register_plugin("xep_0065", {"auto_accept": True})
+    c.connect(address=("127.0.0.1", int(port)), disable_starttls=True)
+    return c
+
+
+receiver = client(receiver_jid)
+received = bytearray()
+ready = asyncio.Event()
+receiver.add_event_handler("session_start", lambda _: (receiver.send_presence(), ready.set()))
+receiver.add_event_handler("socks5_data", lambda chunk: received.extend(chunk))
+
+
+def on_closed(_):
+    result["received"] = hashlib.sha256(bytes(received)).hexdigest()
+    result["bytes"] = len(received)
+    done.set()
+
+
+receiver.add_event_handler("socks5_closed", on_closed)
+
+sender = client(sender_jid)
+
+
+async def send(_):
+    sender.send_presence()
+    await ready.wait()
+    sock = await sender["xep_0065"].handshake(receiver.boundjid.full, timeout=10)
+    result["proxies"] = [str(j) for j in sender["xep_0065"]._proxies]
+    for i in range(0, len(data), 65536):
+        await sock.write(data[i:i + 65536])  # waits while the proxy applies backpressure
+    sock.transport.close()  # flushes what is buffered, then closes: the receiver sees the end
+
+
+sender.add_event_handler("session_start", send)
+
+
+async def main():
+    await asyncio.wait_for(done.wait(), 60)
+    print(json.dumps(result), flush=True)
+
+
+asyncio.get_event_loop().run_until_complete(main())
