@@ -74,6 +74,7 @@ export class Server implements ServerContext {
       if (pc) {
         const proxy = new Proxy65Service(pc, this.router, local);
         await proxy.start();
+        proxy.watch(host);
         this.proxies.set(pc.domain, proxy);
         this.router.addDomain(pc.domain, proxy);
         host.items.push({ jid: pc.domain, name: "SOCKS5 Bytestreams Service" });

@@ -10,12 +10,17 @@ import type { DomainHandler, Router } from "../router/router.ts";
 import { iqResult } from "../router/stanza_error.ts";
 import type { Proxy65Config } from "../config/schema.ts";
 import { Socks5Relay } from "./relay.ts";
+import type { Host } from "../core/host.ts";
+
+const OFFERS_MAX = 10_000;
 
 export const NS_BYTESTREAMS = "http://jabber.org/protocol/bytestreams";
 
 export class Proxy65Service implements DomainHandler {
   readonly relay: Socks5Relay;
   #announcedPort = 0;
+  /** Offers naming this proxy seen on their way to the target: "sid\ntarget" → requester. */
+  #offers = new Map<string, string>();
 
   constructor(
     readonly config: Proxy65Config,
@@ -37,6 +42,22 @@ export class Proxy65Service implements DomainHandler {
 
   stop(): Promise<void> {
     return this.relay.close();
+  }
+
+  /**
+   * Watches a host's users offer this proxy to a target (XEP-0065 §6.3.1), so an activation by
+   * anyone but the offering requester can be refused with not-allowed rather than not found.
+   */
+  watch(host: Host): void {
+    host.events.on("stanza/out", ({ stanza, from, to }) => {
+      if (stanza.name !== "iq" || stanza.attrs.type !== "set") return false;
+      const q = stanza.child("query", NS_BYTESTREAMS);
+      const sid = q?.attrs.sid;
+      if (!sid || !q.elements("streamhost").some((h) => h.attrs.jid === this.domain)) return false;
+      if (this.#offers.size >= OFFERS_MAX) this.#offers.delete(this.#offers.keys().next().value!);
+      this.#offers.set(`${sid}\n${to.full}`, from.full);
+      return false;
+    }, 1);
   }
 
   allowed(from: Jid): boolean {
@@ -91,9 +112,17 @@ export class Proxy65Service implements DomainHandler {
     const hash = createHash("sha1").update(sid + from.full + target.full).digest("hex");
     switch (this.relay.activate(hash, from.bare)) {
       case "ok":
+        this.#offers.delete(`${sid}\n${target.full}`);
         return reply();
-      case "no-pair":
+      case "no-pair": {
+        const offeredBy = this.#offers.get(`${sid}\n${target.full}`);
+        if (offeredBy !== undefined && offeredBy !== from.full) {
+          return this.router.bounce(stanza, "not-allowed", {
+            text: "only the requester may activate",
+          });
+        }
         return this.router.bounce(stanza, "item-not-found");
+      }
       case "already-active":
         return this.router.bounce(stanza, "bad-request", { text: "already activated" });
       case "user-limit":

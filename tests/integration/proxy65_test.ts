@@ -271,3 +271,28 @@ withServer("interop: two slixmpp clients transfer a file through the proxy (SHA-
   assert.equal(r.bytes, 3 << 20);
   assert.equal(r.received, r.sent);
 });
+
+withServer(
+  "activation by anyone but the requester who offered the stream is not-allowed",
+  CONFIG,
+  async (t) => {
+    const { requester } = await setup(t);
+    const target = await RawClient.login(t.port, "tgt", "secret", { resource: "t" });
+    await t.addUser("mallory");
+    const mallory = await RawClient.login(t.port, "mallory");
+    // The requester offers the proxy to the target through the server (XEP-0065 §6.3.1).
+    requester.send(
+      `<iq type='set' id='offer' to='tgt@localhost/t'><query xmlns='${NS_BS}' sid='s9'>` +
+        `<streamhost jid='proxy.localhost' host='127.0.0.1' port='${streamhostPort}'/></query></iq>`,
+    );
+    await target.waitFor((e) => e.attrs.id === "offer");
+    const hash = sha1("s9" + "req@localhost/r" + "tgt@localhost/t");
+    await socks(streamhostPort, hash);
+    await socks(streamhostPort, hash);
+    const activate =
+      `<query xmlns='${NS_BS}' sid='s9'><activate>tgt@localhost/t</activate></query>`;
+    const stolen = await mallory.iq("set", activate, "proxy.localhost");
+    assert.ok(stolen.child("error")!.child("not-allowed"), String(stolen));
+    assert.equal((await requester.iq("set", activate, "proxy.localhost")).attrs.type, "result");
+  },
+);
