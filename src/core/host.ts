@@ -7,7 +7,7 @@ import type { HostConfig } from "../config/schema.ts";
 import type { DomainHandler } from "../router/router.ts";
 import type { LocalSession } from "../router/sessions.ts";
 import { Hooks } from "./hooks.ts";
-import { type IqHandler, IqRequest } from "./iq.ts";
+import { type DiscoIdentity, type IqHandler, IqHandlers } from "./iq.ts";
 import type { ServerContext } from "./context.ts";
 import { logger } from "../log/logger.ts";
 
@@ -54,12 +54,6 @@ export type HostEvents = {
   "account/deleted": Jid;
 };
 
-export interface DiscoIdentity {
-  category: string;
-  type: string;
-  name?: string;
-}
-
 export class Host implements DomainHandler {
   readonly jid: Jid;
   readonly events = new Hooks<HostEvents>();
@@ -70,11 +64,18 @@ export class Host implements DomainHandler {
   readonly items: { jid: string; name?: string }[] = [];
   /** Features advertised on account bare JIDs. */
   readonly accountFeatures = new Set<string>();
-  #serverIq = new Map<string, IqHandler>();
-  #accountIq = new Map<string, IqHandler>();
+  #serverIq: IqHandlers;
+  #accountIq: IqHandlers;
 
   constructor(readonly server: ServerContext, readonly config: HostConfig) {
     this.jid = new Jid("", config.domain);
+    const failed = (ns: string, e: unknown) =>
+      log.error("iq handler for {ns} failed: {error}", {
+        ns,
+        error: String((e as Error)?.stack ?? e),
+      });
+    this.#serverIq = new IqHandlers(server.router, failed);
+    this.#accountIq = new IqHandlers(server.router, failed);
   }
 
   get domain(): string {
@@ -83,18 +84,18 @@ export class Host implements DomainHandler {
 
   /** Registers the handler of iq get/set for a namespace, addressed to the domain or an account. */
   onIq(scope: "server" | "account", ns: string, handler: IqHandler): void {
-    (scope === "server" ? this.#serverIq : this.#accountIq).set(ns, handler);
+    (scope === "server" ? this.#serverIq : this.#accountIq).on(ns, handler);
   }
 
   receive(stanza: Element, from: Jid, to: Jid): void {
     const ev: StanzaEvent = { stanza, from, to };
     if (to.isDomain) {
-      if (stanza.name === "iq") return this.#iq(this.#serverIq, ev);
+      if (stanza.name === "iq") return this.#serverIq.dispatch(stanza, from, to);
       this.events.fire(stanza.name === "message" ? "message/host" : "presence/host", ev);
       return;
     }
     if (this.events.fire("stanza/in", ev)) return;
-    if (to.isBare && stanza.name === "iq") return this.#iq(this.#accountIq, ev);
+    if (to.isBare && stanza.name === "iq") return this.#accountIq.dispatch(stanza, from, to);
     const name = `${stanza.name}/${to.isBare ? "bare" : "full"}` as
       | "message/bare"
       | "message/full"
@@ -115,31 +116,6 @@ export class Host implements DomainHandler {
     };
     if (this.events.fire("stanza/out", ev)) return;
     this.server.router.route(stanza, ev.from, ev.to);
-  }
-
-  #iq(handlers: Map<string, IqHandler>, { stanza, from, to }: StanzaEvent): void {
-    const type = stanza.attrs.type;
-    // Answers to iqs the server sent (roster pushes, pings) end here.
-    if (type !== "get" && type !== "set") return;
-    const payload = stanza.elements()[0];
-    const router = this.server.router;
-    const handler = payload && handlers.get(payload.attrs.xmlns ?? "");
-    if (!handler) return router.bounce(stanza, "service-unavailable");
-    const req = new IqRequest(stanza, from, to, payload, router);
-    try {
-      const r = handler(req);
-      if (r instanceof Promise) r.catch((e) => this.#failed(req, e));
-    } catch (e) {
-      this.#failed(req, e);
-    }
-  }
-
-  #failed(req: IqRequest, e: unknown): void {
-    log.error("iq handler for {ns} failed: {error}", {
-      ns: req.payload.attrs.xmlns,
-      error: String((e as Error)?.stack ?? e),
-    });
-    req.error("internal-server-error");
   }
 }
 

@@ -1,5 +1,6 @@
 // An iq get/set being handled, with helpers to answer it exactly once.
-import type { Element } from "../xml/element.ts";
+import { type Element, x } from "../xml/element.ts";
+import { NS } from "../xml/ns.ts";
 import type { Jid } from "../jid/jid.ts";
 import type { Router } from "../router/router.ts";
 import {
@@ -43,3 +44,54 @@ export class IqRequest {
 }
 
 export type IqHandler = (iq: IqRequest) => void | Promise<void>;
+
+/**
+ * iq get/set handlers by payload namespace, for any entity that answers iqs (a host, its
+ * accounts, a service such as the proxy). Unknown namespaces get service-unavailable; a handler
+ * that throws answers internal-server-error; answers to iqs we sent (result/error) end here.
+ */
+export class IqHandlers {
+  #handlers = new Map<string, IqHandler>();
+
+  constructor(readonly router: Router, readonly onFailure: (ns: string, e: unknown) => void) {}
+
+  on(ns: string, handler: IqHandler): this {
+    this.#handlers.set(ns, handler);
+    return this;
+  }
+
+  dispatch(stanza: Element, from: Jid, to: Jid): void {
+    const type = stanza.attrs.type;
+    if (type !== "get" && type !== "set") return;
+    const payload = stanza.elements()[0];
+    const handler = payload && this.#handlers.get(payload.attrs.xmlns ?? "");
+    if (!handler) return this.router.bounce(stanza, "service-unavailable");
+    const req = new IqRequest(stanza, from, to, payload, this.router);
+    const failed = (e: unknown) => {
+      this.onFailure(payload.attrs.xmlns ?? "", e);
+      req.error("internal-server-error");
+    };
+    try {
+      const r = handler(req);
+      if (r instanceof Promise) r.catch(failed);
+    } catch (e) {
+      failed(e);
+    }
+  }
+}
+
+export interface DiscoIdentity {
+  category: string;
+  type: string;
+  name?: string;
+}
+
+/** A disco#info answer (XEP-0030) listing identities and features. */
+export function discoInfoPayload(identities: DiscoIdentity[], features: Iterable<string>): Element {
+  return x(
+    "query",
+    { xmlns: NS.discoInfo },
+    ...identities.map((i) => x("identity", { category: i.category, type: i.type, name: i.name })),
+    ...[...features].sort().map((f) => x("feature", { var: f })),
+  );
+}

@@ -7,17 +7,20 @@ import { x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
 import { type Jid, parseJid } from "../jid/jid.ts";
 import type { DomainHandler, Router } from "../router/router.ts";
-import { iqResult } from "../router/stanza_error.ts";
+import { discoInfoPayload, IqHandlers, type IqRequest } from "../core/iq.ts";
+import { logger } from "../log/logger.ts";
 import type { Proxy65Config } from "../config/schema.ts";
 import { Socks5Relay } from "./relay.ts";
 import type { Host } from "../core/host.ts";
 
 const OFFERS_MAX = 10_000;
+const log = logger("proxy65");
 
 export const NS_BYTESTREAMS = "http://jabber.org/protocol/bytestreams";
 
 export class Proxy65Service implements DomainHandler {
   readonly relay: Socks5Relay;
+  #iq: IqHandlers;
   #announcedPort = 0;
   /** Offers naming this proxy seen on their way to the target: "sid\ntarget" → requester. */
   #offers = new Map<string, string>();
@@ -29,6 +32,23 @@ export class Proxy65Service implements DomainHandler {
     readonly localDomains: Set<string>,
   ) {
     this.relay = new Socks5Relay(config);
+    const info = discoInfoPayload(
+      [{ category: "proxy", type: "bytestreams", name: "SOCKS5 Bytestreams Service" }],
+      [NS.discoInfo, NS_BYTESTREAMS],
+    );
+    this.#iq = new IqHandlers(
+      router,
+      (ns, e) => log.error("iq {ns} failed: {error}", { ns, error: String(e) }),
+    )
+      .on(NS.discoInfo, (iq) => iq.type === "get" ? iq.reply(info) : iq.error("bad-request"))
+      .on(
+        NS.discoItems,
+        (iq) =>
+          iq.type === "get"
+            ? iq.reply(x("query", { xmlns: NS.discoItems }))
+            : iq.error("bad-request"),
+      )
+      .on(NS_BYTESTREAMS, (iq) => this.#bytestreams(iq));
   }
 
   get domain(): string {
@@ -66,34 +86,16 @@ export class Proxy65Service implements DomainHandler {
     return allow.includes(from.domain) || allow.includes(from.bare);
   }
 
-  receive(stanza: Element, from: Jid): void {
-    const type = stanza.attrs.type;
-    if (stanza.name !== "iq") {
-      if (stanza.name === "message") this.router.bounce(stanza, "service-unavailable");
-      return;
-    }
-    if (type !== "get" && type !== "set") return;
-    const q = stanza.elements()[0];
-    const ns = q?.attrs.xmlns;
-    const reply = (payload?: Element) => this.router.sendFrom(iqResult(stanza, payload));
-    if (ns === NS.discoInfo && type === "get") {
-      return reply(x(
-        "query",
-        { xmlns: NS.discoInfo },
-        x("identity", {
-          category: "proxy",
-          type: "bytestreams",
-          name: "SOCKS5 Bytestreams Service",
-        }),
-        x("feature", { var: NS.discoInfo }),
-        x("feature", { var: NS_BYTESTREAMS }),
-      ));
-    }
-    if (ns === NS.discoItems && type === "get") return reply(x("query", { xmlns: NS.discoItems }));
-    if (ns !== NS_BYTESTREAMS) return this.router.bounce(stanza, "service-unavailable");
-    if (!this.allowed(from)) return this.router.bounce(stanza, "not-allowed");
-    if (type === "get") {
-      return reply(x(
+  receive(stanza: Element, from: Jid, to: Jid): void {
+    if (stanza.name === "iq") this.#iq.dispatch(stanza, from, to);
+    else if (stanza.name === "message") this.router.bounce(stanza, "service-unavailable");
+  }
+
+  #bytestreams(iq: IqRequest): void {
+    const { from, payload: q } = iq;
+    if (!this.allowed(from)) return iq.error("not-allowed");
+    if (iq.type === "get") {
+      return iq.reply(x(
         "query",
         { xmlns: NS_BYTESTREAMS },
         x("streamhost", {
@@ -105,28 +107,27 @@ export class Proxy65Service implements DomainHandler {
     }
     const sid = q.attrs.sid;
     const targetText = q.childText("activate")?.trim();
-    if (!sid || !targetText) return this.router.bounce(stanza, "bad-request");
+    if (!sid || !targetText) return iq.error("bad-request");
     const target = parseJid(targetText);
-    if (!target) return this.router.bounce(stanza, "jid-malformed");
+    if (!target) return iq.error("jid-malformed");
     // DST.ADDR = SHA1(SID + Requester JID + Target JID): only the real requester's hash matches.
     const hash = createHash("sha1").update(sid + from.full + target.full).digest("hex");
+    const offer = `${sid}\n${target.full}`;
     switch (this.relay.activate(hash, from.bare)) {
       case "ok":
-        this.#offers.delete(`${sid}\n${target.full}`);
-        return reply();
+        this.#offers.delete(offer);
+        return iq.reply();
       case "no-pair": {
-        const offeredBy = this.#offers.get(`${sid}\n${target.full}`);
+        const offeredBy = this.#offers.get(offer);
         if (offeredBy !== undefined && offeredBy !== from.full) {
-          return this.router.bounce(stanza, "not-allowed", {
-            text: "only the requester may activate",
-          });
+          return iq.error("not-allowed", { text: "only the requester may activate" });
         }
-        return this.router.bounce(stanza, "item-not-found");
+        return iq.error("item-not-found");
       }
       case "already-active":
-        return this.router.bounce(stanza, "bad-request", { text: "already activated" });
+        return iq.error("bad-request", { text: "already activated" });
       case "user-limit":
-        return this.router.bounce(stanza, "resource-constraint", { text: "too many streams" });
+        return iq.error("resource-constraint", { text: "too many streams" });
     }
   }
 }

@@ -1,6 +1,7 @@
 // Service discovery (XEP-0030) for the server and for accounts. Other modules add features to
 // host.features / host.accountFeatures; services on their own domains add items (host.items).
 import type { Module } from "../core/host.ts";
+import { discoInfoPayload } from "../core/iq.ts";
 import { x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
 
@@ -12,14 +13,7 @@ export const discoModule: Module = {
     host.onIq("server", NS.discoInfo, (iq) => {
       if (iq.type !== "get") return iq.error("bad-request");
       if (iq.payload.attrs.node) return iq.error("item-not-found");
-      iq.reply(x(
-        "query",
-        { xmlns: NS.discoInfo },
-        ...host.identities.map((i) =>
-          x("identity", { category: i.category, type: i.type, name: i.name })
-        ),
-        ...[...host.features].sort().map((f) => x("feature", { var: f })),
-      ));
+      iq.reply(discoInfoPayload(host.identities, host.features));
     });
     host.onIq("server", NS.discoItems, (iq) => {
       if (iq.type !== "get") return iq.error("bad-request");
@@ -40,12 +34,9 @@ export const discoModule: Module = {
           return iq.error("service-unavailable");
         }
       }
-      iq.reply(x(
-        "query",
-        { xmlns: NS.discoInfo },
-        x("identity", { category: "account", type: "registered" }),
-        ...[...host.accountFeatures].sort().map((f) => x("feature", { var: f })),
-      ));
+      iq.reply(
+        discoInfoPayload([{ category: "account", type: "registered" }], host.accountFeatures),
+      );
     });
     host.onIq("account", NS.discoItems, (iq) => {
       if (iq.type !== "get") return iq.error("bad-request");
