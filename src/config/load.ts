@@ -131,26 +131,31 @@ export function parseConfig(text: string, file: string): Config {
 }
 
 function crossCheck(cfg: Config, root: Node, v: Validator): void {
-  const hostsNode = isMap(root) ? root.get("hosts", true) as Node | undefined : undefined;
+  // Node lookups for error positions (fall back to the enclosing node).
+  const child = (n: Node | undefined, key: string) => isMap(n) ? n.get(key, true) as Node : n;
+  const item = (n: Node | undefined, i: number) => isSeq(n) ? n.items[i] as Node : n;
   const seen = new Set<string>();
-  cfg.hosts.forEach((host, i) => {
-    const node = isSeq(hostsNode) ? hostsNode.items[i] as Node : hostsNode;
-    const prepped = prepDomain(host.domain);
-    if (prepped === null) return v.at(node, `hosts[${i}].domain`, "is not a valid domain");
-    if (seen.has(prepped)) v.at(node, `hosts[${i}].domain`, `"${prepped}" is listed twice`);
+  /** Prepares a domain this server will answer for; each may be served once. */
+  const claim = (domain: string, node: Node | undefined, path: string, twice: string): string => {
+    const prepped = prepDomain(domain);
+    if (prepped === null) {
+      v.at(node, path, "is not a valid domain");
+      return domain;
+    }
+    if (seen.has(prepped)) v.at(node, path, `"${prepped}" ${twice}`);
     seen.add(prepped);
-    host.domain = prepped;
+    return prepped;
+  };
+  const hostsNode = child(root, "hosts");
+  cfg.hosts.forEach((host, i) => {
+    host.domain = claim(host.domain, item(hostsNode, i), `hosts[${i}].domain`, "is listed twice");
   });
   cfg.hosts.forEach((host, i) => {
-    const hostNode = isSeq(hostsNode) ? hostsNode.items[i] as Node : hostsNode;
+    const hostNode = item(hostsNode, i);
     const proxy = host.proxy65;
     if (proxy) {
-      const node = isMap(hostNode) ? hostNode.get("proxy65", true) as Node | undefined : hostNode;
-      const prepped = prepDomain(proxy.domain);
-      if (prepped === null) v.at(node, `hosts[${i}].proxy65.domain`, "is not a valid domain");
-      else if (seen.has(prepped)) {
-        v.at(node, `hosts[${i}].proxy65.domain`, `"${prepped}" is already served`);
-      } else seen.add(proxy.domain = prepped);
+      const node = child(hostNode, "proxy65");
+      proxy.domain = claim(proxy.domain, node, `hosts[${i}].proxy65.domain`, "is already served");
       // Behind NAT the proxy listens on one address and must announce another (checked here).
       if (!proxy.host && /^(0\.0\.0\.0|::|\[::\])$/.test(proxy.bind)) {
         v.at(
@@ -160,15 +165,14 @@ function crossCheck(cfg: Config, root: Node, v: Validator): void {
         );
       }
     }
-    const list = isMap(hostNode) ? hostNode.get("components", true) as Node | undefined : undefined;
+    const list = child(hostNode, "components");
     host.components.forEach((c, k) => {
-      const node = isSeq(list) ? list.items[k] as Node : list;
-      const path = `hosts[${i}].components[${k}].domain`;
-      const prepped = prepDomain(c.domain);
-      if (prepped === null) return v.at(node, path, "is not a valid domain");
-      if (seen.has(prepped)) return v.at(node, path, `"${prepped}" is already served`);
-      seen.add(prepped);
-      c.domain = prepped;
+      c.domain = claim(
+        c.domain,
+        item(list, k),
+        `hosts[${i}].components[${k}].domain`,
+        "is already served",
+      );
     });
   });
 }

@@ -39,6 +39,7 @@ export abstract class XmlStream implements StreamHandler {
   #rateWait: ReturnType<typeof setTimeout> | undefined;
   #waitingDrain = false;
   #held: Uint8Array[] = [];
+  #pingSentAt = 0;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
   #gone_ = false;
   #onData = (chunk: Uint8Array) => this.#receive(chunk);
@@ -216,8 +217,6 @@ export abstract class XmlStream implements StreamHandler {
     this.#attach(secure);
     this.parser.reset();
   }
-
-  #pingSentAt = 0;
 
   /**
    * Keepalive (XEP-0199), called periodically: pings a peer silent for `interval` seconds and
