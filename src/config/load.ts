@@ -3,6 +3,7 @@
 import { Document, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
 import { type Config, CONFIG_SPEC, type Spec } from "./schema.ts";
 import { prepDomain } from "../jid/precis.ts";
+import { parseJid } from "../jid/jid.ts";
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -164,6 +165,15 @@ function crossCheck(cfg: Config, root: Node, v: Validator): void {
           `is required when bind is the wildcard ${proxy.bind}`,
         );
       }
+    }
+    if (host.muc) {
+      const node = child(hostNode, "muc");
+      host.muc.domain = claim(host.muc.domain, node, `hosts[${i}].muc.domain`, "is already served");
+      host.muc.admins.forEach((a, k) => {
+        const jid = parseJid(a);
+        if (!jid || !jid.isBare) v.at(node, `hosts[${i}].muc.admins[${k}]`, "is not a bare JID");
+        else host.muc!.admins[k] = jid.bare;
+      });
     }
     const list = child(hostNode, "components");
     host.components.forEach((c, k) => {

@@ -36,13 +36,20 @@ export const BALANCE_MODES = [
   "random",
 ] as const;
 
+/** Who may create MUC rooms: users of this server's hosts, anyone, or the service admins. */
+export const ROOM_CREATORS = ["local", "anyone", "admins"] as const;
+
 export const CONFIG_SPEC: Spec = obj({
   data_dir: str("./data"),
   log: obj({ level: str("info", { enum: ["debug", "info", "warning", "error"] }) }),
   hosts: {
     kind: "list",
     minItems: 1,
-    default: [{ domain: "localhost", proxy65: { domain: "proxy.localhost" } }],
+    default: [{
+      domain: "localhost",
+      proxy65: { domain: "proxy.localhost" },
+      muc: { domain: "conference.localhost" },
+    }],
     of: obj({
       domain: str(undefined),
       registration: bool(false),
@@ -59,6 +66,17 @@ export const CONFIG_SPEC: Spec = obj({
         bandwidth: int(0, 0, 1 << 30),
         pair_timeout: int(60, 1, 3600),
         idle_timeout: int(300, 1, 86_400),
+      }, true),
+      muc: obj({
+        domain: str(undefined),
+        name: str("Chatrooms"),
+        create: str("local", { enum: ROOM_CREATORS }),
+        admins: { kind: "list", of: { kind: "string" }, default: [] },
+        max_occupants: int(200, 1, 1_000_000),
+        history: int(20, 0, 1000),
+        max_history: int(100, 0, 10_000),
+        message_rate: int(10, 0, 1_000_000),
+        message_burst: int(20, 1, 1_000_000),
       }, true),
       components: {
         kind: "list",
@@ -130,10 +148,28 @@ export interface Proxy65Config {
   idle_timeout: number;
 }
 
+export interface MucConfig {
+  domain: string;
+  /** Name of the service in disco. */
+  name: string;
+  create: (typeof ROOM_CREATORS)[number];
+  /** Bare JIDs with owner rights in every room. */
+  admins: string[];
+  /** Cap on a room's occupants, and the default for new rooms. */
+  max_occupants: number;
+  /** Messages a new room keeps for joiners, and the most a room may be configured to keep. */
+  history: number;
+  max_history: number;
+  /** Messages per second one occupant may send into a room (0 = unlimited), and the burst. */
+  message_rate: number;
+  message_burst: number;
+}
+
 export interface HostConfig {
   domain: string;
   registration: boolean;
   proxy65?: Proxy65Config;
+  muc?: MucConfig;
   certificate?: { cert: string; key: string };
   components: ComponentConfig[];
 }

@@ -14,6 +14,7 @@ import { ComponentPool } from "../component/pool.ts";
 import { ComponentStream } from "../component/stream.ts";
 import type { ListenerConfig } from "../config/schema.ts";
 import { Proxy65Service } from "../proxy65/service.ts";
+import { MucService } from "../muc/service.ts";
 import { MODULES } from "../modules.ts";
 import { Host } from "./host.ts";
 import { SerialQueues } from "./serial.ts";
@@ -40,6 +41,8 @@ export class Server implements ServerContext {
   readonly listeners: StreamListener<XmlStream>[] = [];
   /** SOCKS5 bytestream proxies by proxy domain. */
   readonly proxies = new Map<string, Proxy65Service>();
+  /** Multi-User Chat services by domain. */
+  readonly mucs = new Map<string, MucService>();
   /** External component pools by component domain. */
   readonly components = new Map<string, ComponentPool>();
   readonly addresses: BoundAddress[] = [];
@@ -78,6 +81,14 @@ export class Server implements ServerContext {
         this.proxies.set(pc.domain, proxy);
         this.router.addDomain(pc.domain, proxy);
         host.items.push({ jid: pc.domain, name: "SOCKS5 Bytestreams Service" });
+      }
+      const mc = host.config.muc;
+      if (mc) {
+        const muc = new MucService(mc, this.router, this.store, this.serial, local);
+        await muc.start();
+        this.mucs.set(mc.domain, muc);
+        this.router.addDomain(mc.domain, muc);
+        host.items.push({ jid: mc.domain, name: mc.name });
       }
       for (const cc of host.config.components) {
         const pool = new ComponentPool(cc, host.domain, this.router);
@@ -142,6 +153,7 @@ export class Server implements ServerContext {
     clearInterval(this.#sweeper);
     await this.#admin?.close();
     await Promise.all([...this.proxies.values()].map((p) => p.stop()));
+    for (const muc of this.mucs.values()) muc.stop();
     // server.close() resolves only once every connection is gone, so streams are closed meanwhile.
     const closing: Promise<void>[] = this.listeners.map((l) => l.close());
     for (const l of this.listeners) {

@@ -95,9 +95,14 @@ export const presenceModule: Module = {
       return true;
     });
     host.events.on("session/closed", (session) => {
-      if (!session.available) return;
       const gone = x("presence", { from: session.jid.full, type: "unavailable" });
-      serial.run(session.jid.bare, () => goUnavailable(host, session, gone));
+      if (session.available) {
+        serial.run(session.jid.bare, () => goUnavailable(host, session, gone));
+        return;
+      }
+      // Directed presence without initial presence (a MUC join, §4.6) still ends with the session.
+      for (const to of session.directed) host.server.router.sendFrom(readdressed(gone, to));
+      session.directed.clear();
     });
   },
 };

@@ -5,6 +5,7 @@
 //   exclusions " & ' / : < > @.
 // - resourcepart: OpaqueString — non-ASCII spaces mapped to U+0020, NFC; no control or unassigned
 //   code points.
+// - nicknames (MUC): RFC 8266 mapping, NFKC, compared lowercased.
 // - domainpart: lowercase, NFC, trailing dot removed, IDNA validity checked with domainToASCII.
 // Not covered: the full IdentifierClass derived-property tables (we approximate with Unicode
 // general categories) and bidi rule checks.
@@ -52,4 +53,19 @@ export function prepDomain(s: string): string | null {
   }
   if (BAD_ASCII.test(out) || NON_ASCII_SPACE.test(out)) return null;
   return domainToASCII(out) === "" ? null : out;
+}
+
+/**
+ * Nickname profile (RFC 8266) for MUC room nicks: spaces mapped to U+0020, leading and trailing
+ * spaces removed, inner runs collapsed, NFKC. Null when nothing is left or the nick is refused.
+ */
+export function prepNickname(s: string): string | null {
+  const out = s.replace(NON_ASCII_SPACES, " ").replace(/ +/g, " ").trim().normalize("NFKC");
+  if (tooLong(out) || RESOURCE_DISALLOWED.test(out)) return null;
+  return out;
+}
+
+/** Nicknames compare case-insensitively (RFC 8266 §2.3). */
+export function nicknameKey(nick: string): string {
+  return nick.toLowerCase();
 }

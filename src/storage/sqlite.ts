@@ -11,6 +11,7 @@ import type {
   Roster,
   RosterItem,
   Store,
+  StoredRoom,
   Subscription,
 } from "./store.ts";
 
@@ -242,6 +243,23 @@ export class SqliteStore implements Store {
       const s = this.#q("DELETE FROM blocklist WHERE host = ? AND user = ? AND jid = ?");
       for (const j of jids) s.run(host, user, j);
     });
+    return Promise.resolve();
+  }
+
+  loadRooms(service: string): Promise<StoredRoom[]> {
+    const rows = this.#q("SELECT room, state FROM muc_rooms WHERE service = ? ORDER BY room")
+      .all(service) as Row[];
+    return Promise.resolve(rows.map((r) => ({ room: r.room as string, state: r.state as string })));
+  }
+
+  saveRoom(service: string, room: string, state: string): Promise<void> {
+    this.#q("INSERT OR REPLACE INTO muc_rooms (service, room, state) VALUES (?, ?, ?)")
+      .run(service, room, state);
+    return Promise.resolve();
+  }
+
+  deleteRoom(service: string, room: string): Promise<void> {
+    this.#q("DELETE FROM muc_rooms WHERE service = ? AND room = ?").run(service, room);
     return Promise.resolve();
   }
 

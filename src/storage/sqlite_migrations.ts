@@ -24,4 +24,6 @@ export const MIGRATIONS: string[] = [
      PRIMARY KEY (host, user, key));
    CREATE TABLE blocklist (
      host TEXT NOT NULL, user TEXT NOT NULL, jid TEXT NOT NULL, PRIMARY KEY (host, user, jid));`,
+  `CREATE TABLE muc_rooms (
+     service TEXT NOT NULL, room TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (service, room));`,
 ];

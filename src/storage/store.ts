@@ -71,5 +71,15 @@ export interface Store {
   /** Unblocks the given JIDs, or all of them when `jids` is null. */
   unblock(user: string, host: string, jids: string[] | null): Promise<void>;
 
+  /** Persistent MUC rooms of one service: each room's state as saved (JSON). */
+  loadRooms(service: string): Promise<StoredRoom[]>;
+  saveRoom(service: string, room: string, state: string): Promise<void>;
+  deleteRoom(service: string, room: string): Promise<void>;
+
   close(): Promise<void>;
+}
+
+export interface StoredRoom {
+  room: string;
+  state: string;
 }

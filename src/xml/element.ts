@@ -102,6 +102,11 @@ export class Element {
   toString(): string {
     return this.#xml ??= serialize(this);
   }
+
+  /** The serialized form if one is kept, without keeping one (see serialize). */
+  static cached(el: Element): string | undefined {
+    return el.#xml;
+  }
 }
 
 function serialize(el: Element): string {
@@ -112,8 +117,11 @@ function serialize(el: Element): string {
   }
   if (el.children.length === 0) return s + "/>";
   s += ">";
-  // Children are serialized without caching: only the stanza's own string is worth keeping.
-  for (const c of el.children) s += typeof c === "string" ? escapeText(c) : serialize(c);
+  // Children are serialized without caching: only the stanza's own string is worth keeping. A
+  // child serialized on purpose (a payload fanned out under many addresses) is reused.
+  for (const c of el.children) {
+    s += typeof c === "string" ? escapeText(c) : Element.cached(c) ?? serialize(c);
+  }
   return s + "</" + el.name + ">";
 }
 

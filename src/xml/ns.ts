@@ -27,4 +27,12 @@ export const NS = {
   registerFeature: "http://jabber.org/features/iq-register",
   offline: "msgoffline",
   chatStates: "http://jabber.org/protocol/chatstates",
+  dataForms: "jabber:x:data",
+  muc: "http://jabber.org/protocol/muc",
+  mucUser: "http://jabber.org/protocol/muc#user",
+  mucAdmin: "http://jabber.org/protocol/muc#admin",
+  mucOwner: "http://jabber.org/protocol/muc#owner",
+  mucRoomConfig: "http://jabber.org/protocol/muc#roomconfig",
+  mucRoomInfo: "http://jabber.org/protocol/muc#roominfo",
+  mucSelfPing: "http://jabber.org/protocol/muc#self-ping-optimization",
 } as const;

@@ -125,4 +125,21 @@ export function storageSuite(b: Backend): void {
     assert.equal((await s2.getRoster("p", "h")).items[0].subscription, "from");
     assert.deepEqual(await s2.takeOffline("p", "h"), ["<kept/>"]);
   });
+
+  t("MUC rooms: saved per service, replaced, deleted, kept across a reopen", async (s, reopen) => {
+    assert.deepEqual(await s.loadRooms("conf.h"), []);
+    await s.saveRoom("conf.h", "b", '{"v":1}');
+    await s.saveRoom("conf.h", "a", '{"v":2}');
+    await s.saveRoom("other.h", "a", '{"v":3}');
+    await s.saveRoom("conf.h", "b", '{"v":4}');
+    await s.deleteRoom("conf.h", "missing");
+    const s2 = await reopen();
+    assert.deepEqual(await s2.loadRooms("conf.h"), [
+      { room: "a", state: '{"v":2}' },
+      { room: "b", state: '{"v":4}' },
+    ]);
+    await s2.deleteRoom("conf.h", "a");
+    assert.deepEqual(await s2.loadRooms("conf.h"), [{ room: "b", state: '{"v":4}' }]);
+    assert.deepEqual(await s2.loadRooms("other.h"), [{ room: "a", state: '{"v":3}' }]);
+  });
 }

@@ -1,0 +1,560 @@
+// One chat room (XEP-0045): occupants, entering and leaving, groupchat, subject, private messages,
+// invitations, and the removals that the admin and owner protocols trigger. Its lasting state
+// (configuration, affiliations, subject) is plain data, so another node could take the room over.
+import { Element, x } from "../xml/element.ts";
+import { NS } from "../xml/ns.ts";
+import { type Jid, parseJid } from "../jid/jid.ts";
+import { nicknameKey, prepNickname } from "../jid/precis.ts";
+import type { Router } from "../router/router.ts";
+import type { ErrorCondition, ErrorOptions } from "../router/stanza_error.ts";
+import { readdressed } from "../im/delivery.ts";
+import type { MucConfig } from "../config/schema.ts";
+import { defaultRoomConfig, type RoomConfig } from "./room_config.ts";
+import {
+  type Affiliation,
+  affiliationRank,
+  defaultRole,
+  mayPrivateMessage,
+  type Role,
+} from "./roles.ts";
+import { Occupant } from "./occupant.ts";
+import { historyRequest, RoomHistory } from "./history.ts";
+import { itemElement, mucUserX, occupantPresence, STATUS } from "./room_stanzas.ts";
+
+/** What a room needs from its service. */
+export interface RoomServices {
+  readonly router: Router;
+  readonly config: MucConfig;
+  /** Stores the room's state when it is persistent, forgets it when not. */
+  persist(room: Room): void;
+  /** The room is gone: destroyed, or emptied while temporary or never configured. */
+  removed(room: Room): void;
+}
+
+/** The state that outlives occupants and restarts. */
+export interface RoomState {
+  config: RoomConfig;
+  affiliations: Record<string, Affiliation>;
+  subject: { text: string; nick: string };
+}
+
+export interface Removal {
+  codes: number[];
+  actor?: string;
+  reason?: string;
+  /** The affiliation shown in the unavailable presence (a ban shows outcast). */
+  affiliation?: Affiliation;
+  destroy?: Element;
+}
+
+/** Errors from an occupant's address that mean its session is gone (a "ghost"). */
+const GONE = new Set([
+  "gone",
+  "item-not-found",
+  "recipient-unavailable",
+  "remote-server-not-found",
+  "remote-server-timeout",
+  "service-unavailable",
+]);
+const FORWARDED_MAX = 10_000;
+
+export class Room {
+  readonly jid: Jid;
+  config: RoomConfig;
+  readonly affiliations: Map<string, Affiliation>;
+  subject: { text: string; nick: string };
+  /** A new room stays locked until its owner configures it (§10.1). */
+  locked: boolean;
+  readonly history: RoomHistory;
+  #occupants = new Map<string, Occupant>();
+  #bySession = new Map<string, Occupant>();
+  /** iqs forwarded between occupants: our id → the original request. */
+  #forwarded = new Map<string, { id: string | undefined; requester: Jid; target: Jid }>();
+  #nextId = 0;
+
+  constructor(readonly svc: RoomServices, jid: Jid, state?: RoomState) {
+    this.jid = jid;
+    this.config = state?.config ?? defaultRoomConfig(svc.config);
+    this.affiliations = new Map(Object.entries(state?.affiliations ?? {}));
+    this.subject = state?.subject ?? { text: "", nick: "" };
+    this.locked = state === undefined;
+    this.history = new RoomHistory(jid.bare, this.config.historyLength);
+  }
+
+  get name(): string {
+    return this.jid.local;
+  }
+
+  get occupantCount(): number {
+    return this.#occupants.size;
+  }
+
+  occupants(): IterableIterator<Occupant> {
+    return this.#occupants.values();
+  }
+
+  state(): RoomState {
+    return {
+      config: this.config,
+      affiliations: Object.fromEntries(this.affiliations),
+      subject: this.subject,
+    };
+  }
+
+  affiliation(bare: string): Affiliation {
+    if (this.svc.config.admins.includes(bare)) return "owner";
+    return this.affiliations.get(bare) ?? "none";
+  }
+
+  occupantByNick(nick: string): Occupant | undefined {
+    return this.#occupants.get(nicknameKey(nick));
+  }
+
+  occupantOf(full: Jid): Occupant | undefined {
+    return this.#bySession.get(full.full);
+  }
+
+  /** Whether `to` may see occupants' real JIDs. */
+  seesJids(to: Occupant): boolean {
+    return this.config.whois === "anyone" || to.role === "moderator";
+  }
+
+  receive(stanza: Element, from: Jid, to: Jid): void {
+    if (stanza.attrs.type === "error") return this.#errorFrom(stanza, from);
+    if (stanza.name === "presence") return this.#presence(stanza, from, to);
+    if (stanza.name === "message") {
+      return to.isBare ? this.#roomMessage(stanza, from) : this.#privateMessage(stanza, from, to);
+    }
+    if (stanza.name === "iq") return this.#occupantIq(stanza, from, to);
+  }
+
+  #bounce(stanza: Element, condition: ErrorCondition, opts?: ErrorOptions): void {
+    this.svc.router.bounce(stanza, condition, opts);
+  }
+
+  #send(stanza: Element, from: Jid, to: Jid): void {
+    this.svc.router.route(readdressed(stanza, to.full), from, to);
+  }
+
+  #sendTo(occ: Occupant, stanza: Element, from: Jid): void {
+    for (const s of occ.sessions.values()) this.#send(stanza, from, s.jid);
+  }
+
+  /** Sends one stanza to every occupant session, serializing its payload once. */
+  broadcast(stanza: Element, from: Jid): void {
+    for (const c of stanza.children) if (typeof c !== "string") c.toString();
+    for (const occ of this.#occupants.values()) this.#sendTo(occ, stanza, from);
+  }
+
+  // ---- presence: entering, updates, nick changes, leaving (§7.2–7.4, §7.6, §7.14)
+
+  #presence(stanza: Element, from: Jid, to: Jid): void {
+    const type = stanza.attrs.type;
+    const occ = this.#bySession.get(from.full);
+    if (type === "unavailable") {
+      if (occ) this.#leave(occ, from, stanza);
+      return;
+    }
+    if (type !== undefined) return; // subscriptions and probes mean nothing to a room
+    if (to.isBare) return this.#bounce(stanza, "jid-malformed", { text: "a nick is required" });
+    if (!occ) return this.#enter(stanza, from, to.resource);
+    const nick = prepNickname(to.resource);
+    if (nick === null) return this.#bounce(stanza, "jid-malformed");
+    if (nick === occ.nick) {
+      occ.sessions.set(from.full, { jid: from, presence: stanza });
+      this.#broadcastPresence(occ, stanza, undefined, {});
+      return;
+    }
+    this.#changeNick(occ, stanza, from, nick);
+  }
+
+  #enter(stanza: Element, from: Jid, requested: string): void {
+    const nick = prepNickname(requested);
+    if (nick === null) return this.#bounce(stanza, "jid-malformed", { text: "invalid nick" });
+    const join = stanza.child("x", NS.muc);
+    const aff = this.affiliation(from.bare);
+    const rank = affiliationRank(aff);
+    const creating = this.locked && this.#occupants.size === 0 && this.affiliations.size === 0;
+    if (this.locked && !creating && aff !== "owner") {
+      return this.#bounce(stanza, "item-not-found", { text: "the room is locked" });
+    }
+    if (aff === "outcast") return this.#bounce(stanza, "forbidden", { text: "you are banned" });
+    if (this.config.membersOnly && rank < affiliationRank("member")) {
+      return this.#bounce(stanza, "registration-required", { text: "members only" });
+    }
+    const existing = this.#occupants.get(nicknameKey(nick));
+    if (existing && existing.bare !== from.bare) {
+      return this.#bounce(stanza, "conflict", { text: "nick in use" });
+    }
+    if (
+      this.config.passwordProtected && aff !== "owner" &&
+      join?.childText("password") !== this.config.password
+    ) return this.#bounce(stanza, "not-authorized", { text: "password required" });
+    if (
+      !existing && this.#occupants.size >= this.config.maxUsers &&
+      rank < affiliationRank("admin")
+    ) return this.#bounce(stanza, "service-unavailable", { type: "wait", text: "room is full" });
+
+    const occ = existing ?? new Occupant(
+      this.jid.withResource(nick),
+      from.bare,
+      defaultRole(creating ? "owner" : aff, this.config),
+      this.svc.config.message_burst,
+    );
+    if (creating) this.affiliations.set(from.bare, "owner");
+    occ.sessions.set(from.full, { jid: from, presence: stanza });
+    this.#bySession.set(from.full, occ);
+    // Existing occupants first, then the joiner's own presence to everyone, self last (§7.2.3).
+    for (const other of this.#occupants.values()) {
+      if (other === occ) continue;
+      const p = this.#presenceOf(other, other.primary.presence, undefined, {}, this.seesJids(occ));
+      this.#send(p, other.jid, from);
+    }
+    this.#occupants.set(nicknameKey(nick), occ);
+    const codes: number[] = [];
+    if (this.config.whois === "anyone") codes.push(STATUS.NON_ANONYMOUS);
+    if (creating) codes.push(STATUS.CREATED);
+    if (nick !== requested) codes.push(STATUS.NICK_MODIFIED);
+    this.#broadcastPresence(occ, stanza, undefined, { selfCodes: codes });
+    const history = join ? historyRequest(join.child("history")) : {};
+    for (const m of this.history.select(history)) this.#send(m, this.jid, from);
+    const subjectFrom = this.subject.nick ? this.jid.withResource(this.subject.nick) : this.jid;
+    this.#send(
+      x(
+        "message",
+        { from: subjectFrom.full, type: "groupchat" },
+        x("subject", {}, this.subject.text),
+      ),
+      subjectFrom,
+      from,
+    );
+    // A groupchat 1.0 join (no MUC payload) cannot configure: the room is an instant one (§10.1.2).
+    if (creating && !join) this.unlock();
+  }
+
+  #changeNick(occ: Occupant, stanza: Element, from: Jid, nick: string): void {
+    const holder = this.#occupants.get(nicknameKey(nick));
+    if (holder && holder !== occ) return this.#bounce(stanza, "conflict", { text: "nick in use" });
+    if (occ.sessions.size > 1) {
+      return this.#bounce(stanza, "not-acceptable", {
+        text: "leave from your other sessions before changing nick",
+      });
+    }
+    // Unavailable from the old nick with 303 and the new nick, then available from the new (§7.6).
+    this.#broadcastPresence(occ, null, "unavailable", {
+      codes: [STATUS.NICK_CHANGED],
+      nick,
+    });
+    this.#occupants.delete(nicknameKey(occ.nick));
+    occ.jid = this.jid.withResource(nick);
+    occ.sessions.set(from.full, { jid: from, presence: stanza });
+    this.#occupants.set(nicknameKey(nick), occ);
+    this.#broadcastPresence(occ, stanza, undefined, {});
+  }
+
+  #leave(occ: Occupant, from: Jid, stanza: Element | null, codes: number[] = []): void {
+    occ.sessions.delete(from.full);
+    this.#bySession.delete(from.full);
+    if (occ.sessions.size > 0) {
+      // Other sessions keep the nick: only the leaving one learns it left.
+      const p = this.#presenceOf(occ, stanza, "unavailable", { codes }, true, true);
+      this.#send(p, occ.jid, from);
+      return;
+    }
+    this.#occupants.delete(nicknameKey(occ.nick));
+    const opts = { role: "none" as Role, codes, jid: from.full };
+    this.#send(this.#presenceOf(occ, stanza, "unavailable", opts, true, true), occ.jid, from);
+    this.#broadcastPresence(occ, stanza, "unavailable", opts);
+    this.#endIfEmpty();
+  }
+
+  /** Removes an occupant with all its sessions: kick, ban, loss of membership, shutdown, destroy. */
+  remove(occ: Occupant, r: Removal): void {
+    const opts = {
+      role: "none" as Role,
+      affiliation: r.affiliation,
+      codes: r.codes,
+      actor: r.actor,
+      reason: r.reason,
+      extra: r.destroy,
+    };
+    this.#occupants.delete(nicknameKey(occ.nick));
+    const self = this.#presenceOf(occ, null, "unavailable", opts, true, true);
+    for (const s of occ.sessions.values()) {
+      this.#bySession.delete(s.jid.full);
+      this.#send(self, occ.jid, s.jid);
+    }
+    if (!r.destroy) this.#broadcastPresence(occ, null, "unavailable", opts);
+  }
+
+  #endIfEmpty(): void {
+    if (this.#occupants.size > 0) return;
+    if (this.locked || !this.config.persistent) this.svc.removed(this);
+  }
+
+  /** Tells every occupant the room is gone (§10.9) and drops it. */
+  destroy(alternate?: string, reason?: string): void {
+    const destroy = x(
+      "destroy",
+      { jid: alternate },
+      reason !== undefined && x("reason", {}, reason),
+    );
+    for (const occ of [...this.#occupants.values()]) {
+      this.remove(occ, { codes: [], affiliation: "none", destroy });
+    }
+    this.svc.removed(this);
+  }
+
+  /** Ends the room's occupancy for a shutdown (status 332). */
+  shutdown(): void {
+    for (const occ of [...this.#occupants.values()]) {
+      this.remove(occ, { codes: [STATUS.SHUTDOWN] });
+    }
+  }
+
+  unlock(): void {
+    this.locked = false;
+  }
+
+  /** Applies a new configuration (§10.2): unlocks, tells occupants, enforces membership. */
+  configure(next: RoomConfig): void {
+    const prev = this.config;
+    const wasLocked = this.locked;
+    this.config = next;
+    this.locked = false;
+    this.history.resize(next.historyLength);
+    if (!wasLocked) {
+      const codes: number[] = [STATUS.CONFIG_CHANGED];
+      if (prev.whois !== next.whois) {
+        codes.push(next.whois === "anyone" ? STATUS.NOW_NON_ANONYMOUS : STATUS.NOW_SEMI_ANONYMOUS);
+      }
+      this.broadcast(
+        x("message", { from: this.jid.full, type: "groupchat" }, mucUserX([], codes)),
+        this.jid,
+      );
+    }
+    if (next.membersOnly && !prev.membersOnly) {
+      for (const occ of [...this.#occupants.values()]) {
+        if (affiliationRank(this.affiliation(occ.bare)) < affiliationRank("member")) {
+          this.remove(occ, { codes: [STATUS.MEMBERS_ONLY], affiliation: "none" });
+        }
+      }
+    }
+    this.svc.persist(this);
+  }
+
+  // ---- presence building and broadcast
+
+  #presenceOf(
+    occ: Occupant,
+    sent: Element | null,
+    type: "unavailable" | undefined,
+    o: PresenceOptions,
+    withJid: boolean,
+    self = false,
+  ): Element {
+    const item = itemElement({
+      affiliation: o.affiliation ?? this.affiliation(occ.bare),
+      role: o.role ?? occ.role,
+      jid: withJid ? (o.jid ?? occ.primary.jid.full) : undefined,
+      nick: o.nick,
+      actor: o.actor,
+      reason: o.reason,
+    });
+    const codes = self ? [STATUS.SELF, ...(o.selfCodes ?? []), ...(o.codes ?? [])] : o.codes;
+    return occupantPresence(occ.jid.full, sent, type, mucUserX([item, o.extra], codes));
+  }
+
+  /** Sends an occupant's presence to every occupant as each may see it (real JID or not). */
+  #broadcastPresence(
+    occ: Occupant,
+    sent: Element | null,
+    type: "unavailable" | undefined,
+    o: PresenceOptions,
+  ): void {
+    const variants: (Element | undefined)[] = [];
+    for (const to of this.#occupants.values()) {
+      const self = to === occ;
+      const withJid = self || this.seesJids(to);
+      const k = (self ? 2 : 0) + (withJid ? 1 : 0);
+      const p = variants[k] ??= this.#presenceOf(occ, sent, type, o, withJid, self);
+      this.#sendTo(to, p, occ.jid);
+    }
+  }
+
+  /** Re-announces an occupant after a role or affiliation change (§9, §10). */
+  announce(occ: Occupant, actor?: string, reason?: string): void {
+    this.#broadcastPresence(occ, occ.primary.presence, undefined, { actor, reason });
+  }
+
+  // ---- messages (§7.4, §7.5, §7.8, §8.1)
+
+  #roomMessage(stanza: Element, from: Jid): void {
+    const occ = this.#bySession.get(from.full);
+    const user = stanza.child("x", NS.mucUser);
+    if (user && stanza.attrs.type !== "groupchat") return this.#mediated(stanza, from, occ, user);
+    if (stanza.attrs.type !== "groupchat") {
+      return this.#bounce(stanza, "bad-request", { text: "send groupchat messages to the room" });
+    }
+    if (!occ) return this.#bounce(stanza, "not-acceptable", { text: "you are not in the room" });
+    const { message_rate: rate, message_burst: burst } = this.svc.config;
+    if (!occ.takeMessageToken(rate, burst)) {
+      return this.#bounce(stanza, "resource-constraint", { text: "too many messages; slow down" });
+    }
+    if (occ.role === "visitor" || occ.role === "none") {
+      return this.#bounce(stanza, "forbidden", { text: "you have no voice" });
+    }
+    const subject = stanza.child("subject");
+    if (subject && !stanza.child("body")) {
+      const may = occ.role === "moderator" || this.config.changeSubject;
+      if (!may) {
+        return this.#bounce(stanza, "forbidden", { text: "you may not change the subject" });
+      }
+      this.subject = { text: subject.text(), nick: occ.nick };
+      this.svc.persist(this);
+    }
+    const out = new Element(
+      "message",
+      { from: occ.jid.full, type: "groupchat", id: stanza.attrs.id },
+      stanza.children,
+    );
+    this.broadcast(out, occ.jid);
+    if (!subject && stanza.child("body")) this.history.add(out);
+  }
+
+  #privateMessage(stanza: Element, from: Jid, to: Jid): void {
+    if (stanza.attrs.type === "groupchat") {
+      return this.#bounce(stanza, "bad-request", { text: "groupchat goes to the room" });
+    }
+    const occ = this.#bySession.get(from.full);
+    if (!occ) return this.#bounce(stanza, "not-acceptable", { text: "you are not in the room" });
+    if (!mayPrivateMessage(occ.role, this.config)) {
+      return this.#bounce(stanza, "forbidden", { text: "private messages are not allowed" });
+    }
+    const target = this.occupantByNick(to.resource);
+    if (!target) return this.#bounce(stanza, "item-not-found", { text: "no such occupant" });
+    const out = new Element(
+      "message",
+      { ...stanza.attrs, from: occ.jid.full },
+      [...stanza.children, x("x", { xmlns: NS.mucUser })],
+    );
+    this.#sendTo(target, out, occ.jid);
+  }
+
+  /** Invitations and declines mediated by the room (§7.8.2, §7.8.3). */
+  #mediated(stanza: Element, from: Jid, occ: Occupant | undefined, user: Element): void {
+    for (const decline of user.elements("decline")) {
+      const to = parseJid(decline.attrs.to ?? "");
+      if (!to) return this.#bounce(stanza, "jid-malformed");
+      const reason = decline.child("reason");
+      this.svc.router.route(
+        x(
+          "message",
+          { from: this.jid.full, to: to.full, id: stanza.attrs.id },
+          mucUserX([x("decline", { from: from.bare }, reason)]),
+        ),
+        this.jid,
+        to,
+      );
+    }
+    const invites = user.elements("invite");
+    if (invites.length === 0) return;
+    if (!occ) return this.#bounce(stanza, "not-acceptable", { text: "you are not in the room" });
+    const rank = affiliationRank(this.affiliation(occ.bare));
+    const may = this.config.allowInvites || occ.role === "moderator" ||
+      rank >= affiliationRank("admin");
+    if (!may) return this.#bounce(stanza, "forbidden", { text: "you may not invite" });
+    for (const invite of invites) {
+      const to = parseJid(invite.attrs.to ?? "");
+      if (!to) return this.#bounce(stanza, "jid-malformed");
+      // Inviting to a members-only room makes the invitee a member (§7.8.2).
+      if (this.config.membersOnly && this.affiliation(to.bare) === "none") {
+        this.affiliations.set(to.bare, "member");
+        this.svc.persist(this);
+      }
+      const reason = invite.child("reason");
+      this.svc.router.route(
+        x(
+          "message",
+          { from: this.jid.full, to: to.full, id: stanza.attrs.id },
+          mucUserX([
+            x("invite", { from: from.full }, reason),
+            this.config.passwordProtected && x("password", {}, this.config.password),
+          ]),
+          x("body", {}, `${from.bare} invites you to ${this.jid.bare}`),
+        ),
+        this.jid,
+        to,
+      );
+    }
+  }
+
+  /** An error from an occupant's address: its session is gone, so it leaves (status 333). */
+  #errorFrom(stanza: Element, from: Jid): void {
+    const occ = this.#bySession.get(from.full);
+    if (!occ || stanza.name === "iq") return this.#forwardedReply(stanza, from);
+    const condition = stanza.child("error")?.elements()[0]?.name ?? "";
+    if (GONE.has(condition)) this.#leave(occ, from, null, [STATUS.ERROR]);
+  }
+
+  // ---- iq between occupants (§7.9) and self-ping (XEP-0410)
+
+  #occupantIq(stanza: Element, from: Jid, to: Jid): void {
+    const type = stanza.attrs.type;
+    if (type === "result") return this.#forwardedReply(stanza, from);
+    if (type !== "get" && type !== "set") return;
+    const occ = this.#bySession.get(from.full);
+    if (!occ) return this.#bounce(stanza, "not-acceptable", { text: "you are not in the room" });
+    const target = this.occupantByNick(to.resource);
+    if (!target) return this.#bounce(stanza, "item-not-found", { text: "no such occupant" });
+    // Self-ping: answered here, not by some other client of the same account (XEP-0410 §3.3).
+    if (target === occ && stanza.child("ping", NS.ping)) {
+      return this.svc.router.route(
+        x("iq", { from: to.full, to: from.full, id: stanza.attrs.id, type: "result" }),
+        to,
+        from,
+      );
+    }
+    const id = `muc${++this.#nextId}`;
+    if (this.#forwarded.size >= FORWARDED_MAX) {
+      this.#forwarded.delete(this.#forwarded.keys().next().value!);
+    }
+    const dest = target.primary.jid;
+    this.#forwarded.set(id, { id: stanza.attrs.id, requester: from, target: dest });
+    const out = new Element("iq", { from: occ.jid.full, to: dest.full, id, type }, stanza.children);
+    this.svc.router.route(out, occ.jid, dest);
+  }
+
+  #forwardedReply(stanza: Element, from: Jid): void {
+    if (stanza.name !== "iq") return;
+    const id = stanza.attrs.id ?? "";
+    const f = this.#forwarded.get(id);
+    if (!f || f.target.full !== from.full) return;
+    this.#forwarded.delete(id);
+    const target = this.#bySession.get(from.full);
+    const replyFrom = target ? target.jid : this.jid;
+    this.svc.router.route(
+      new Element(
+        "iq",
+        { from: replyFrom.full, to: f.requester.full, id: f.id, type: stanza.attrs.type },
+        stanza.children,
+      ),
+      replyFrom,
+      f.requester,
+    );
+  }
+}
+
+export interface PresenceOptions {
+  codes?: number[];
+  /** Extra codes for the occupant's own copy (besides 110). */
+  selfCodes?: number[];
+  role?: Role;
+  affiliation?: Affiliation;
+  jid?: string;
+  nick?: string;
+  actor?: string;
+  reason?: string;
+  /** Another child of the muc#user element (a room's <destroy/>). */
+  extra?: Element;
+}

@@ -1,0 +1,272 @@
+// Multi-User Chat (XEP-0045): discovery, creation and configuration, entering and leaving.
+import assert from "node:assert/strict";
+import { withServer } from "../helpers/server.ts";
+import { NS } from "../../src/xml/ns.ts";
+import type { Element } from "../../src/xml/element.ts";
+import {
+  createRoom,
+  errorCondition,
+  field,
+  isPresence,
+  item,
+  join,
+  login,
+  MUC,
+  mucServer,
+  ownerSubmit,
+  statusCodes,
+} from "../helpers/muc.ts";
+
+const features = (info: Element) =>
+  info.child("query")!.elements("feature").map((f) => f.attrs.var!);
+const CFG = "muc#roomconfig_";
+
+withServer(
+  "MUC: service discovery, creation locked until configured, full form",
+  mucServer(),
+  async (t) => {
+    await t.addUser("ann");
+    await t.addUser("bob");
+    const ann = await login(t.port, "ann");
+    const bob = await login(t.port, "bob");
+    const items = await ann.iq("get", `<query xmlns='${NS.discoItems}'/>`, "localhost");
+    assert.ok(items.child("query")!.elements("item").some((i) => i.attrs.jid === MUC));
+    const info = await ann.iq("get", `<query xmlns='${NS.discoInfo}'/>`, MUC);
+    const id = info.child("query")!.child("identity")!;
+    assert.equal(id.attrs.category, "conference");
+    assert.equal(id.attrs.type, "text");
+    assert.ok(features(info).includes(NS.muc));
+
+    // Creation: 201, owner/moderator, locked for others until configured.
+    const self = await join(ann, "lobby", "Ann");
+    assert.deepEqual(statusCodes(self).sort(), [110, 201]);
+    assert.equal(item(self).affiliation, "owner");
+    assert.equal(item(self).role, "moderator");
+    const locked = await join(bob, "lobby", "Bob");
+    assert.equal(locked.attrs.type, "error");
+    assert.equal(errorCondition(locked), "item-not-found");
+    const hidden = await bob.iq("get", `<query xmlns='${NS.discoInfo}'/>`, `lobby@${MUC}`);
+    assert.equal(errorCondition(hidden), "item-not-found");
+
+    // The owner reads the form and submits every field.
+    const form = await ann.iq("get", `<query xmlns='${NS.mucOwner}'/>`, `lobby@${MUC}`);
+    const vars = form.child("query")!.child("x", NS.dataForms)!.elements("field").map((f) =>
+      f.attrs.var
+    );
+    for (
+      const v of [
+        "roomname",
+        "roomdesc",
+        "persistentroom",
+        "publicroom",
+        "membersonly",
+        "moderatedroom",
+        "passwordprotectedroom",
+        "roomsecret",
+        "whois",
+        "maxusers",
+        "changesubject",
+        "allowinvites",
+        "allowpm",
+      ]
+    ) assert.ok(vars.includes(CFG + v), v);
+    assert.ok(vars.includes("muc#maxhistoryfetch"));
+    const bad = await ownerSubmit(ann, "lobby", field(CFG + "whois", "everybody"));
+    assert.equal(errorCondition(bad), "not-acceptable");
+    const ok = await ownerSubmit(
+      ann,
+      "lobby",
+      field("FORM_TYPE", NS.mucRoomConfig) + field(CFG + "roomname", "The Lobby") +
+        field(CFG + "roomdesc", "Say hello") + field(CFG + "persistentroom", "1") +
+        field(CFG + "publicroom", "1") + field(CFG + "whois", "anyone") +
+        field(CFG + "maxusers", "30") + field(CFG + "changesubject", "1") +
+        field(CFG + "allowinvites", "1") + field(CFG + "allowpm", "participants") +
+        field("muc#maxhistoryfetch", "5"),
+    );
+    assert.equal(ok.attrs.type, "result");
+    const roomInfo = await bob.iq("get", `<query xmlns='${NS.discoInfo}'/>`, `lobby@${MUC}`);
+    const f = features(roomInfo);
+    for (
+      const v of [
+        NS.muc,
+        "muc_persistent",
+        "muc_public",
+        "muc_open",
+        "muc_unmoderated",
+        "muc_unsecured",
+        "muc_nonanonymous",
+        NS.mucSelfPing,
+      ]
+    ) assert.ok(f.includes(v), v);
+    assert.equal(roomInfo.child("query")!.child("identity")!.attrs.name, "The Lobby");
+    const roominfo = roomInfo.child("query")!.child("x", NS.dataForms)!;
+    const desc = roominfo.elements("field").find((x) => x.attrs.var === "muc#roominfo_description");
+    assert.equal(desc?.childText("value"), "Say hello");
+    const list = await bob.iq("get", `<query xmlns='${NS.discoItems}'/>`, MUC);
+    assert.deepEqual(
+      list.child("query")!.elements("item").map((i) => [i.attrs.jid, i.attrs.name]),
+      [[`lobby@${MUC}`, "The Lobby"]],
+    );
+    // Now open: Bob enters a non-anonymous room (status 100) and sees Ann's real JID.
+    const bobSelf = await join(bob, "lobby", "Bob");
+    assert.deepEqual(statusCodes(bobSelf).sort(), [100, 110]);
+    const annSeen = await bob.waitFor(isPresence(`lobby@${MUC}/Ann`));
+    assert.equal(item(annSeen).jid, ann.jid);
+    // Hidden rooms stay out of the list; a non-owner cannot configure.
+    await createRoom(ann, "secret", "Ann");
+    await ownerSubmit(ann, "secret", field(CFG + "publicroom", "0"));
+    const again = await bob.iq("get", `<query xmlns='${NS.discoItems}'/>`, MUC);
+    assert.equal(again.child("query")!.elements("item").length, 1);
+    const denied = await bob.iq("get", `<query xmlns='${NS.mucOwner}'/>`, `lobby@${MUC}`);
+    assert.equal(errorCondition(denied), "forbidden");
+  },
+);
+
+withServer(
+  "MUC: entering order, semi-anonymous JIDs, leaving, nick conflict and 210",
+  mucServer(),
+  async (t) => {
+    for (const u of ["ann", "bob", "cat"]) await t.addUser(u);
+    const ann = await login(t.port, "ann");
+    const bob = await login(t.port, "bob");
+    const cat = await login(t.port, "cat");
+    await createRoom(ann, "room", "Ann");
+    // Subject on entry even when empty; the room is semi-anonymous by default.
+    await join(bob, "room", "Bob");
+    const subject = await bob.waitFor((e) => e.name === "message" && !!e.child("subject"));
+    assert.equal(subject.childText("subject"), "");
+    const annForBob = bob.received.find((e) => e.attrs.from === `room@${MUC}/Ann`)!;
+    assert.equal(item(annForBob).jid, undefined, "a participant does not see real JIDs");
+    const bobForAnn = await ann.waitFor(isPresence(`room@${MUC}/Bob`));
+    assert.equal(item(bobForAnn).jid, bob.jid, "a moderator sees real JIDs");
+    assert.equal(item(bobForAnn).role, "participant");
+    assert.equal(item(bobForAnn).affiliation, "none");
+
+    // Cat: both occupants' presence come before her own self-presence.
+    cat.send(`<presence to='room@${MUC}/Cat'><x xmlns='${NS.muc}'/></presence>`);
+    await cat.waitFor((e) => statusCodes(e).includes(110));
+    const order = cat.received.filter((e) => e.name === "presence").map((e) => e.attrs.from);
+    assert.deepEqual(order.slice(0, 2).sort(), [`room@${MUC}/Ann`, `room@${MUC}/Bob`]);
+
+    // Conflicts are case-insensitive; the service normalizes nicks and says so with 210.
+    const dan = await login(t.port, "ann", "other");
+    const conflict = await join(dan, "room", "bob");
+    assert.equal(errorCondition(conflict), "conflict");
+    await t.addUser("eve");
+    const eve = await login(t.port, "eve");
+    const spaced = await join(eve, "room", "Eve  Smith", "", "Eve Smith");
+    assert.ok(statusCodes(spaced).includes(210));
+    assert.equal(spaced.attrs.from, `room@${MUC}/Eve Smith`);
+    const noNick = await eve.iq("get", `<query xmlns='${NS.discoInfo}'/>`, `room@${MUC}`);
+    assert.equal(noNick.attrs.type, "result");
+    eve.send(`<presence to='room@${MUC}'/>`);
+    const bare = await eve.waitFor((e) => e.name === "presence" && e.attrs.type === "error");
+    assert.equal(errorCondition(bare), "jid-malformed");
+
+    // Leaving: unavailable to everyone, with 110 to the one leaving.
+    cat.send(`<presence to='room@${MUC}/Cat' type='unavailable'><status>bye</status></presence>`);
+    const catSelf = await cat.waitFor(isPresence(`room@${MUC}/Cat`, "unavailable"));
+    assert.ok(statusCodes(catSelf).includes(110));
+    const catGone = await bob.waitFor(isPresence(`room@${MUC}/Cat`, "unavailable"));
+    assert.equal(catGone.childText("status"), "bye");
+    assert.equal(item(catGone).role, "none");
+
+    // A dropped connection leaves too (unavailable broadcast).
+    bob.drop();
+    await ann.waitFor(isPresence(`room@${MUC}/Bob`, "unavailable"));
+  },
+);
+
+withServer("MUC: several resources of one account share a nick", mucServer(), async (t) => {
+  await t.addUser("ann");
+  await t.addUser("bob");
+  const ann = await login(t.port, "ann");
+  const bob1 = await login(t.port, "bob", "phone");
+  const bob2 = await login(t.port, "bob", "laptop");
+  await createRoom(ann, "r", "Ann");
+  await join(bob1, "r", "Bob");
+  await ann.waitFor(isPresence(`r@${MUC}/Bob`));
+  await join(bob2, "r", "Bob");
+  bob2.send(`<message to='r@${MUC}' type='groupchat'><body>from laptop</body></message>`);
+  for (const c of [bob1, bob2, ann]) {
+    const m = await c.waitFor((e) => e.name === "message" && e.childText("body") === "from laptop");
+    assert.equal(m.attrs.from, `r@${MUC}/Bob`);
+  }
+  // A private message to the nick reaches both sessions.
+  ann.send(`<message to='r@${MUC}/Bob' type='chat'><body>psst</body></message>`);
+  for (const c of [bob1, bob2]) {
+    await c.waitFor((e) => e.childText("body") === "psst" && e.attrs.from === `r@${MUC}/Ann`);
+  }
+  // One session leaving does not make the occupant leave.
+  bob1.send(`<presence to='r@${MUC}/Bob' type='unavailable'/>`);
+  await bob1.waitFor(isPresence(`r@${MUC}/Bob`, "unavailable"));
+  await assert.rejects(ann.waitFor(isPresence(`r@${MUC}/Bob`, "unavailable"), 300));
+  bob2.send(`<presence to='r@${MUC}/Bob' type='unavailable'/>`);
+  await ann.waitFor(isPresence(`r@${MUC}/Bob`, "unavailable"));
+});
+
+withServer(
+  "MUC: password, members-only, max occupants, bans, creation policy",
+  mucServer({ create: "admins", admins: ["ann@localhost"] }),
+  async (t) => {
+    for (const u of ["ann", "bob", "cat", "dan"]) await t.addUser(u);
+    const ann = await login(t.port, "ann");
+    const bob = await login(t.port, "bob");
+    const cat = await login(t.port, "cat");
+    const dan = await login(t.port, "dan");
+    const notAllowed = await join(bob, "mine", "Bob");
+    assert.equal(errorCondition(notAllowed), "not-allowed");
+
+    await join(ann, "pw", "Ann");
+    await ownerSubmit(
+      ann,
+      "pw",
+      field(CFG + "passwordprotectedroom", "1") + field(CFG + "roomsecret", "s3cret") +
+        field(CFG + "maxusers", "2"),
+    );
+    const none = await join(bob, "pw", "Bob");
+    assert.equal(errorCondition(none), "not-authorized");
+    assert.equal(none.child("error")!.attrs.type, "auth");
+    const wrong = await join(bob, "pw", "Bob", "<password>nope</password>");
+    assert.equal(errorCondition(wrong), "not-authorized");
+    const right = await join(bob, "pw", "Bob", "<password>s3cret</password>");
+    assert.equal(right.attrs.type, undefined);
+    const full = await join(cat, "pw", "Cat", "<password>s3cret</password>");
+    assert.equal(errorCondition(full), "service-unavailable");
+    assert.equal(full.child("error")!.attrs.type, "wait");
+
+    await join(ann, "club", "Ann");
+    await ownerSubmit(ann, "club", field(CFG + "membersonly", "1"));
+    const reg = await join(cat, "club", "Cat");
+    assert.equal(errorCondition(reg), "registration-required");
+    const add = await ann.iq(
+      "set",
+      `<query xmlns='${NS.mucAdmin}'><item jid='cat@localhost' affiliation='member'/></query>`,
+      `club@${MUC}`,
+    );
+    assert.equal(add.attrs.type, "result");
+    const member = await join(cat, "club", "Cat");
+    assert.equal(item(member).affiliation, "member");
+
+    // Ban: the banned occupant is removed with 301 and cannot come back.
+    await join(dan, "club", "Dan").then((e) =>
+      assert.equal(errorCondition(e), "registration-required")
+    );
+    const ban = await ann.iq(
+      "set",
+      `<query xmlns='${NS.mucAdmin}'><item jid='cat@localhost' affiliation='outcast'><reason>spam</reason></item></query>`,
+      `club@${MUC}`,
+    );
+    assert.equal(ban.attrs.type, "result");
+    const banned = await cat.waitFor(isPresence(`club@${MUC}/Cat`, "unavailable"));
+    assert.deepEqual(statusCodes(banned).sort(), [110, 301]);
+    assert.equal(item(banned).affiliation, "outcast");
+    assert.equal(mucUserReason(banned), "spam");
+    const back = await join(cat, "club", "Cat");
+    assert.equal(errorCondition(back), "forbidden");
+  },
+);
+
+function mucUserReason(e: Element): string | undefined {
+  return e.child("x", NS.mucUser)?.child("item")?.childText("reason");
+}
