@@ -40,6 +40,10 @@ export async function join(
   extra = "",
   expectedNick = nick,
 ): Promise<Element> {
+  // Presence from the room received earlier (e.g. a self-presence before a removal) is not the answer.
+  const earlier = (e: Element) =>
+    e.name === "presence" && e.attrs.from?.startsWith(`${room}@${MUC}/`);
+  c.received.splice(0, c.received.length, ...c.received.filter((e) => !earlier(e)));
   c.send(
     `<presence to='${room}@${MUC}/${nick}'><x xmlns='${NS.muc}'>${extra}</x></presence>`,
   );

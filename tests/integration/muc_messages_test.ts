@@ -1,0 +1,242 @@
+// Multi-User Chat (XEP-0045): groupchat, subject, private messages, history, invitations, nick
+// changes, self-ping, and flood isolation.
+import assert from "node:assert/strict";
+import { withServer } from "../helpers/server.ts";
+import { NS } from "../../src/xml/ns.ts";
+import type { Element } from "../../src/xml/element.ts";
+import {
+  createRoom,
+  errorCondition,
+  field,
+  isMessage,
+  isPresence,
+  item,
+  join,
+  login,
+  MUC,
+  mucServer,
+  ownerSubmit,
+  statusCodes,
+} from "../helpers/muc.ts";
+
+const body = (text: string) => (e: Element) => e.name === "message" && e.childText("body") === text;
+const groupchat = (room: string, text: string, id = "") =>
+  `<message to='${room}@${MUC}' type='groupchat'${
+    id ? ` id='${id}'` : ""
+  }><body>${text}</body></message>`;
+
+withServer("MUC: groupchat, subject rights, private messages", mucServer(), async (t) => {
+  for (const u of ["ann", "bob", "cat"]) await t.addUser(u);
+  const ann = await login(t.port, "ann");
+  const bob = await login(t.port, "bob");
+  const cat = await login(t.port, "cat");
+  await createRoom(ann, "r", "Ann");
+  await join(bob, "r", "Bob");
+
+  // Groupchat reaches every occupant, sender included, from the sender's room JID, id kept.
+  bob.send(groupchat("r", "hello all", "m1"));
+  for (const c of [ann, bob]) {
+    const m = await c.waitFor(body("hello all"));
+    assert.equal(m.attrs.from, `r@${MUC}/Bob`);
+    assert.equal(m.attrs.type, "groupchat");
+    assert.equal(m.attrs.id, "m1");
+  }
+  // Non-occupants cannot post.
+  cat.send(groupchat("r", "intruder"));
+  const outsider = await cat.waitFor((e) => e.name === "message" && e.attrs.type === "error");
+  assert.equal(errorCondition(outsider), "not-acceptable");
+
+  // Subject: participants may not change it by default; moderators may; joiners receive it.
+  bob.send(`<message to='r@${MUC}' type='groupchat'><subject>mine</subject></message>`);
+  const denied = await bob.waitFor((e) => e.name === "message" && e.attrs.type === "error");
+  assert.equal(errorCondition(denied), "forbidden");
+  ann.send(`<message to='r@${MUC}' type='groupchat'><subject>Plans</subject></message>`);
+  const subj = await bob.waitFor((e) => e.childText("subject") === "Plans");
+  assert.equal(subj.attrs.from, `r@${MUC}/Ann`);
+  await join(cat, "r", "Cat");
+  const catSubject = await cat.waitFor((e) => e.name === "message" && !!e.child("subject"));
+  assert.equal(catSubject.childText("subject"), "Plans");
+
+  // Private messages go through the room nick and carry the muc#user marker.
+  bob.send(`<message to='r@${MUC}/Cat' type='chat'><body>hi cat</body></message>`);
+  const pm = await cat.waitFor(body("hi cat"));
+  assert.equal(pm.attrs.from, `r@${MUC}/Bob`);
+  assert.ok(pm.child("x", NS.mucUser));
+  bob.send(`<message to='r@${MUC}/Nobody' type='chat'><body>?</body></message>`);
+  const nobody = await bob.waitFor((e) => e.name === "message" && e.attrs.type === "error");
+  assert.equal(errorCondition(nobody), "item-not-found");
+  bob.send(`<message to='r@${MUC}/Cat' type='groupchat'><body>?</body></message>`);
+  const wrongType = await bob.waitFor((e) => e.name === "message" && e.attrs.type === "error");
+  assert.equal(errorCondition(wrongType), "bad-request");
+  await ownerSubmit(ann, "r", field("muc#roomconfig_allowpm", "none"));
+  bob.send(`<message to='r@${MUC}/Cat' type='chat'><body>blocked</body></message>`);
+  const noPm = await bob.waitFor((e) => e.name === "message" && e.attrs.type === "error");
+  assert.equal(errorCondition(noPm), "forbidden");
+  // The configuration change was announced with 104.
+  const changed = await cat.waitFor((e) => e.name === "message" && statusCodes(e).includes(104));
+  assert.equal(changed.attrs.from, `r@${MUC}`);
+});
+
+withServer(
+  "MUC: history on entry honours maxstanzas, maxchars, seconds, since",
+  mucServer(),
+  async (t) => {
+    for (const u of ["ann", "bob"]) await t.addUser(u);
+    const ann = await login(t.port, "ann");
+    await createRoom(ann, "h", "Ann");
+    for (let i = 1; i <= 4; i++) {
+      ann.send(groupchat("h", `m${i}`));
+      await ann.waitFor(body(`m${i}`));
+    }
+    const entry = async (history: string) => {
+      const bob = await login(t.port, "bob");
+      await join(bob, "h", "Bob", history);
+      await bob.waitFor((e) => e.name === "message" && !!e.child("subject"));
+      const got = bob.received.filter((e) => e.name === "message" && e.child("body"));
+      bob.close();
+      await ann.waitFor(isPresence(`h@${MUC}/Bob`, "unavailable"));
+      return got;
+    };
+    const all = await entry("");
+    assert.deepEqual(all.map((m) => m.childText("body")), ["m1", "m2", "m3", "m4"]);
+    const delay = all[0].child("delay", NS.delay)!;
+    assert.equal(delay.attrs.from, `h@${MUC}`);
+    assert.ok(!Number.isNaN(Date.parse(delay.attrs.stamp!)));
+    assert.equal(all[0].attrs.from, `h@${MUC}/Ann`);
+    assert.deepEqual(
+      (await entry("<history maxstanzas='2'/>")).map((m) => m.childText("body")),
+      ["m3", "m4"],
+    );
+    assert.deepEqual(await entry("<history maxchars='0'/>"), []);
+    assert.deepEqual(await entry("<history seconds='0'/>").then((m) => m.length <= 1), true);
+    assert.deepEqual(await entry("<history since='2999-01-01T00:00:00Z'/>"), []);
+    assert.equal((await entry("<history since='2000-01-01T00:00:00Z'/>")).length, 4);
+    // The room keeps only its configured length.
+    await ownerSubmit(ann, "h", field("muc#maxhistoryfetch", "1"));
+    assert.deepEqual((await entry("")).map((m) => m.childText("body")), ["m4"]);
+  },
+);
+
+withServer("MUC: invitations, declines, nick change, presence updates", mucServer(), async (t) => {
+  for (const u of ["ann", "bob", "cat"]) await t.addUser(u);
+  const ann = await login(t.port, "ann");
+  const bob = await login(t.port, "bob");
+  const cat = await login(t.port, "cat");
+  for (const c of [ann, bob]) c.send("<presence/>"); // available: invitations go to the bare JID
+  await join(ann, "club", "Ann");
+  await ownerSubmit(
+    ann,
+    "club",
+    field("muc#roomconfig_membersonly", "1") + field("muc#roomconfig_passwordprotectedroom", "1") +
+      field("muc#roomconfig_roomsecret", "pw"),
+  );
+  ann.send(
+    `<message to='club@${MUC}'><x xmlns='${NS.mucUser}'><invite to='bob@localhost'><reason>join us</reason></invite></x></message>`,
+  );
+  const inv = await bob.waitFor((e) => e.name === "message" && !!e.child("x", NS.mucUser));
+  assert.equal(inv.attrs.from, `club@${MUC}`);
+  const x = inv.child("x", NS.mucUser)!;
+  assert.equal(x.child("invite")!.attrs.from, ann.jid);
+  assert.equal(x.child("invite")!.childText("reason"), "join us");
+  assert.equal(x.childText("password"), "pw");
+  // Invited into a members-only room: now a member, so the entry works.
+  const entered = await join(bob, "club", "Bob", "<password>pw</password>");
+  assert.equal(item(entered).affiliation, "member");
+  // Cat declines; Ann gets the decline from the room.
+  cat.send(
+    `<message to='club@${MUC}'><x xmlns='${NS.mucUser}'><decline to='${ann.jid}'><reason>busy</reason></decline></x></message>`,
+  );
+  const dec = await ann.waitFor((e) => !!e.child("x", NS.mucUser)?.child("decline"));
+  assert.equal(dec.child("x", NS.mucUser)!.child("decline")!.attrs.from, "cat@localhost");
+  // Participants may not invite unless allowed.
+  bob.send(
+    `<message to='club@${MUC}'><x xmlns='${NS.mucUser}'><invite to='cat@localhost'/></x></message>`,
+  );
+  const refused = await bob.waitFor((e) => e.name === "message" && e.attrs.type === "error");
+  assert.equal(errorCondition(refused), "forbidden");
+
+  // Nick change: 303 with the new nick from the old one, then presence from the new nick.
+  bob.send(`<presence to='club@${MUC}/Robert'/>`);
+  const old = await ann.waitFor(isPresence(`club@${MUC}/Bob`, "unavailable"));
+  assert.ok(statusCodes(old).includes(303));
+  assert.equal(item(old).nick, "Robert");
+  await ann.waitFor(isPresence(`club@${MUC}/Robert`));
+  const selfOld = await bob.waitFor(isPresence(`club@${MUC}/Bob`, "unavailable"));
+  assert.deepEqual(statusCodes(selfOld).sort(), [110, 303]);
+  bob.send(`<presence to='club@${MUC}/Ann'/>`);
+  const taken = await bob.waitFor((e) => e.name === "presence" && e.attrs.type === "error");
+  assert.equal(errorCondition(taken), "conflict");
+  // Presence updates are broadcast with show/status.
+  bob.send(`<presence to='club@${MUC}/Robert'><show>away</show><status>lunch</status></presence>`);
+  const upd = await ann.waitFor((e) => e.attrs.from === `club@${MUC}/Robert` && !!e.child("show"));
+  assert.equal(upd.childText("status"), "lunch");
+});
+
+withServer("MUC: self-ping (XEP-0410) and iq between occupants", mucServer(), async (t) => {
+  for (const u of ["ann", "bob"]) await t.addUser(u);
+  const ann = await login(t.port, "ann");
+  const bob = await login(t.port, "bob");
+  await createRoom(ann, "p", "Ann");
+  const joined = await ann.iq("get", `<ping xmlns='${NS.ping}'/>`, `p@${MUC}/Ann`);
+  assert.equal(joined.attrs.type, "result");
+  assert.equal(joined.attrs.from, `p@${MUC}/Ann`);
+  const notJoined = await bob.iq("get", `<ping xmlns='${NS.ping}'/>`, `p@${MUC}/Ann`);
+  assert.equal(errorCondition(notJoined), "not-acceptable");
+  // A vCard request to an occupant is forwarded under room JIDs and the answer comes back.
+  await join(bob, "p", "Bob");
+  const asked = bob.iq("get", `<vCard xmlns='vcard-temp'/>`, `p@${MUC}/Ann`);
+  const fwd = await ann.waitFor((e) => e.name === "iq" && !!e.child("vCard"));
+  assert.equal(fwd.attrs.from, `p@${MUC}/Bob`);
+  ann.send(
+    `<iq type='result' to='p@${MUC}/Bob' id='${fwd.attrs.id}'><vCard xmlns='vcard-temp'><FN>Ann</FN></vCard></iq>`,
+  );
+  const answer = await asked;
+  assert.equal(answer.attrs.type, "result");
+  assert.equal(answer.attrs.from, `p@${MUC}/Ann`);
+  assert.equal(answer.child("vCard")!.childText("FN"), "Ann");
+});
+
+withServer(
+  "MUC: a flood into one room is throttled per occupant and starves no one",
+  mucServer({ message_rate: 5, message_burst: 10 }),
+  async (t) => {
+    for (const u of ["ann", "bob", "cat"]) await t.addUser(u);
+    const ann = await login(t.port, "ann");
+    const bob = await login(t.port, "bob");
+    const cat = await login(t.port, "cat");
+    await createRoom(ann, "busy", "Ann");
+    await join(bob, "busy", "Bob");
+    await createRoom(cat, "quiet", "Cat");
+    let flood = "";
+    for (let i = 0; i < 200; i++) flood += groupchat("busy", `f${i}`);
+    ann.send(flood);
+    const throttled = await ann.waitFor((e) => e.name === "message" && e.attrs.type === "error");
+    assert.equal(errorCondition(throttled), "resource-constraint");
+    assert.equal(throttled.child("error")!.attrs.type, "wait");
+    // Another occupant of the same room and another room keep working.
+    bob.send(groupchat("busy", "still here"));
+    await ann.waitFor(body("still here"));
+    cat.send(groupchat("quiet", "calm"));
+    await cat.waitFor(body("calm"));
+    const delivered = bob.received.filter((e) => e.childText("body")?.startsWith("f")).length;
+    assert.ok(delivered <= 12, `the flooder got ${delivered} messages through`);
+  },
+);
+
+withServer("MUC: non-occupant errors and unknown rooms", mucServer(), async (t) => {
+  await t.addUser("ann");
+  const ann = await login(t.port, "ann");
+  const msg = await (async () => {
+    ann.send(`<message to='nowhere@${MUC}' type='groupchat'><body>x</body></message>`);
+    return await ann.waitFor((e) => e.name === "message" && e.attrs.type === "error");
+  })();
+  assert.equal(errorCondition(msg), "item-not-found");
+  const info = await ann.iq("get", `<query xmlns='${NS.discoInfo}'/>`, `nowhere@${MUC}`);
+  assert.equal(errorCondition(info), "item-not-found");
+  const unknown = await ann.iq("get", `<query xmlns='urn:example:unknown'/>`, MUC);
+  assert.equal(errorCondition(unknown), "service-unavailable");
+  await createRoom(ann, "r", "Ann");
+  const reg = await ann.iq("get", `<query xmlns='jabber:iq:register'/>`, `r@${MUC}`);
+  assert.equal(errorCondition(reg), "service-unavailable");
+  assert.equal(isMessage(`r@${MUC}`)(reg), false);
+});
