@@ -79,3 +79,16 @@ export async function serveProcess(
   const ports = await started.promise.finally(() => clearTimeout(timer));
   return { child, ports, logs, exited, logsDone };
 }
+
+/** Runs a slixmpp script from tests/interop with Debian's Python; returns its last JSON line. */
+export async function interop(script: string, args: string[]): Promise<Record<string, unknown>> {
+  const out = await new Deno.Command("/usr/bin/python3", {
+    args: [new URL(`../interop/${script}`, import.meta.url).pathname, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  const stderr = new TextDecoder().decode(out.stderr).slice(-2000);
+  if (out.code !== 0) throw new Error(`${script} exited with ${out.code}: ${stdout}\n${stderr}`);
+  return JSON.parse(stdout.trim().split("\n").pop()!);
+}

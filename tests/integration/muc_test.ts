@@ -1,6 +1,7 @@
 // Multi-User Chat (XEP-0045): discovery, creation and configuration, entering and leaving.
 import assert from "node:assert/strict";
 import { withServer } from "../helpers/server.ts";
+import { interop } from "../helpers/process.ts";
 import { NS } from "../../src/xml/ns.ts";
 import type { Element } from "../../src/xml/element.ts";
 import {
@@ -270,3 +271,36 @@ withServer(
 function mucUserReason(e: Element): string | undefined {
   return e.child("x", NS.mucUser)?.child("item")?.childText("reason");
 }
+
+withServer("interop: slixmpp's XEP-0045 plugin creates, configures, chats, moderates, destroys", {
+  ...mucServer(),
+  listeners: [
+    { type: "c2s", bind: "127.0.0.1", port: 0, starttls: "optional" },
+    { type: "c2s_tls", bind: "127.0.0.1", port: 0 },
+  ],
+}, async (t) => {
+  await t.addUser("owner");
+  await t.addUser("guest");
+  const r = await interop("muc_session.py", [
+    String(t.port),
+    "owner@localhost/o",
+    "guest@localhost/g",
+    "secret",
+    `interop@${MUC}`,
+  ]);
+  assert.ok((r.services as string[]).includes(MUC));
+  assert.deepEqual(r.created_codes, [110, 201]);
+  assert.ok((r.form_fields as string[]).includes("muc#roomconfig_roomname"));
+  assert.ok((r.room_features as string[]).includes("muc_nonanonymous"));
+  assert.deepEqual(r.guest_codes, [100, 110]);
+  assert.deepEqual(r.guest_sees, ["Guest", "Owner"]);
+  assert.equal(r.owner_real_jid_seen, "owner@localhost/o");
+  assert.equal(r.groupchat_from, `interop@${MUC}/Owner`);
+  assert.equal(r.subject, "Topic");
+  assert.equal(r.pm_from, `interop@${MUC}/Guest`);
+  assert.deepEqual(r.members, ["guest@localhost"]);
+  assert.equal(r.guest_role, "visitor");
+  assert.equal(r.self_ping, "result");
+  assert.equal(r.invite_from, "owner@localhost/o");
+  assert.equal(r.destroy_reason, "done");
+});

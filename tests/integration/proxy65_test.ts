@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { RawClient } from "../helpers/raw_client.ts";
 import { type TestServer, withServer } from "../helpers/server.ts";
 import { NS } from "../../src/xml/ns.ts";
+import { interop } from "../helpers/process.ts";
 
 const NS_BS = "http://jabber.org/protocol/bytestreams";
 const PROXY = { domain: "proxy.localhost", bind: "127.0.0.1", port: 0, pair_timeout: 2 };
@@ -252,21 +253,13 @@ withServer("interop: two slixmpp clients transfer a file through the proxy (SHA-
 }, async (t) => {
   await t.addUser("alice");
   await t.addUser("bob");
-  const out = await new Deno.Command("/usr/bin/python3", {
-    args: [
-      new URL("../interop/s5b_transfer.py", import.meta.url).pathname,
-      String(t.port),
-      "alice@localhost/s",
-      "bob@localhost/r",
-      "secret",
-      String(3 << 20),
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stdout = new TextDecoder().decode(out.stdout);
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr).slice(-2000));
-  const r = JSON.parse(stdout.trim().split("\n").pop()!);
+  const r = await interop("s5b_transfer.py", [
+    String(t.port),
+    "alice@localhost/s",
+    "bob@localhost/r",
+    "secret",
+    String(3 << 20),
+  ]);
   assert.deepEqual(r.proxies, ["proxy.localhost"]);
   assert.equal(r.bytes, 3 << 20);
   assert.equal(r.received, r.sent);

@@ -47,7 +47,7 @@ limits:
 log: { level: loud }
 `);
   assert.deepEqual(p, [
-    `parleay.yaml:3:5: hosts[0].registraton: unknown key (known keys: domain, registration, certificate, proxy65, components)`
+    `parleay.yaml:3:5: hosts[0].registraton: unknown key (known keys: domain, registration, certificate, proxy65, muc, components)`
       .replace("parleay", "parley"),
     `parley.yaml:6:11: listeners[0].port: expected an integer`,
     `parley.yaml:8:20: limits.max_stanza_size: must be between 1024 and 67108864`,
@@ -108,8 +108,44 @@ Deno.test("config.example.yaml is valid and documents every key", async () => {
       "bandwidth",
       "pair_timeout",
       "idle_timeout",
+      "muc",
+      "name",
+      "create",
+      "admins",
+      "max_occupants",
+      "history",
+      "max_history",
+      "message_rate",
+      "message_burst",
     ]
   ) assert.match(text, new RegExp(`^\\s*#?\\s*-?\\s*${key}:`, "m"), `${key} is not documented`);
+});
+
+Deno.test("muc: the domain is claimed once, admins are bare JIDs, create is checked", () => {
+  assert.deepEqual(
+    problems(`hosts:
+  - domain: a.org
+    muc:
+      domain: a.org
+      admins: [ok@a.org, "x@a.org/res"]
+      create: everybody
+`),
+    [
+      'parley.yaml:6:15: hosts[0].muc.create: must be one of local, anyone, admins (got "everybody")',
+    ],
+  );
+  assert.deepEqual(
+    problems(`hosts:
+  - domain: a.org
+    muc:
+      domain: a.org
+      admins: [ok@a.org, "x@a.org/res"]
+`),
+    [
+      'parley.yaml:4:7: hosts[0].muc.domain: "a.org" is already served',
+      "parley.yaml:4:7: hosts[0].muc.admins[1]: is not a bare JID",
+    ],
+  );
 });
 
 Deno.test("components: balance modes are checked and a component domain must be unique", () => {
