@@ -24,6 +24,7 @@ hosts:
     registration: true
     components: [{ domain: gw.localhost, secret: benchsecret }]
     proxy65: { domain: proxy.localhost, port: 0, max_streams_per_user: 100 }
+    muc: { domain: conference.localhost, max_occupants: 1000, message_rate: 0 }
 # Benchmark users get a low iteration count so the generator, which derives the SCRAM keys of
 # every login, is not the bottleneck. The server does the same work per login whatever the count.
 auth: { scram_iterations: 16 }
@@ -186,6 +187,25 @@ try {
       `${lat.p999.toFixed(2)} / ${lat.max.toFixed(2)}`,
       "",
     );
+  }
+  if (wanted("muc")) {
+    for (const occupants of [100, 1000]) {
+      const sat = await load({ scenario: "muc", occupants });
+      row(
+        `MUC, ${occupants} occupants: stanzas out/s at saturation` + pct(sat),
+        sat.stanzasOut.toFixed(0),
+        occupants === 100 ? "ejabberd 23.01: ~53,800" : "",
+      );
+      row(`  messages in/s`, sat.messagesIn.toFixed(0), "");
+      // A fixed 5,000 stanzas out per second, as for the yardstick.
+      const lat = await load({ scenario: "muc", occupants, rate: 5000 / occupants });
+      row(`  latency p50 at 5,000 stanzas out/s (ms)`, lat.p50.toFixed(2), "");
+      row(
+        `  latency p99 at 5,000 stanzas out/s (ms)`,
+        lat.p99.toFixed(2),
+        occupants === 100 ? "ejabberd 23.01: 3 ms" : "",
+      );
+    }
   }
   if (wanted("proxy65")) {
     const runs = [

@@ -8,7 +8,15 @@ import { componentLogin, HEADER, RawClient } from "../tests/helpers/raw_client.t
 import { NS } from "../src/xml/ns.ts";
 
 interface Args {
-  scenario: "register" | "login" | "idle" | "throughput" | "latency" | "component" | "proxy";
+  scenario:
+    | "register"
+    | "login"
+    | "idle"
+    | "throughput"
+    | "latency"
+    | "component"
+    | "proxy"
+    | "muc";
   port: number;
   users: number;
   seconds: number;
@@ -21,6 +29,7 @@ interface Args {
   streams?: number;
   bytes?: number;
   instances?: number;
+  occupants?: number;
 }
 
 const args: Args = JSON.parse(Deno.args[0]);
@@ -453,6 +462,126 @@ async function proxyTransfer(): Promise<void> {
   Deno.exit(0);
 }
 
+/** Reads a client's bytes with a scan instead of a parser; `fn` gets whole stanzas' text. */
+function scan(c: RawClient, fn: (text: string) => void): void {
+  c.socket.removeAllListeners("data");
+  let tail = "";
+  c.socket.on("data", (d: Uint8Array) => {
+    const text = tail + new TextDecoder().decode(d);
+    const end = Math.max(text.lastIndexOf("</message>") + 10, text.lastIndexOf("</presence>") + 11);
+    if (end < 11) {
+      tail = text;
+      return;
+    }
+    tail = text.slice(end);
+    fn(text.slice(0, end));
+  });
+}
+
+/**
+ * MUC fan-out: `occupants` sessions in one room. Saturation: a few senders keep a window of
+ * groupchat messages in flight (each echo lets its sender send one more); stanzas out counts every
+ * delivery to every occupant. With `rate`: messages in per second at a fixed pace, latency from
+ * sending to each occupant's receipt.
+ */
+async function mucFanout(): Promise<void> {
+  const n = args.occupants!;
+  const room = `fanout${n}@conference.localhost`;
+  const clients: RawClient[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      clients[i] = await RawClient.login(args.port, user(i % args.users), PASSWORD, {
+        starttls: false,
+        resource: "m" + i,
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, worker));
+  const joinXml = (i: number) => `<presence to='${room}/n${i}'><x xmlns='${NS.muc}'/></presence>`;
+  clients[0].send(joinXml(0));
+  await clients[0].waitFor((e) => e.name === "presence" && e.attrs.from === `${room}/n0`);
+  const cfg = await clients[0].iq(
+    "set",
+    `<query xmlns='${NS.mucOwner}'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_maxusers'><value>${n}</value></field></x></query>`,
+    room,
+  );
+  if (cfg.attrs.type !== "result") throw new Error("room configuration failed: " + cfg);
+  let measuring = false;
+  let delivered = 0;
+  const samples: number[] = [];
+  const senders = Math.min(10, n);
+  const WINDOW = 8;
+  const send = (k: number, count: number) => {
+    let xml = "";
+    for (let j = 0; j < count; j++) {
+      xml += `<message to='${room}' type='groupchat' id='t${
+        performance.now()
+      }-${k}'><body>fan-out message of a typical size</body></message>`;
+    }
+    clients[k].send(xml);
+  };
+  const joined: Promise<void>[] = [];
+  for (let i = 0; i < n; i++) {
+    let resolve!: () => void;
+    joined.push(new Promise((r) => resolve = r));
+    let inRoom = false;
+    const mine = new RegExp(`id="t[0-9.]+-${i}"`, "g");
+    scan(clients[i], (text) => {
+      if (!inRoom && text.includes(`from="${room}/n${i}"`) && text.includes('code="110"')) {
+        inRoom = true;
+        resolve();
+      }
+      const k = count(text);
+      if (k === 0) return;
+      if (measuring) {
+        delivered += k;
+        if (args.rate) {
+          const now = performance.now();
+          for (const m of text.matchAll(/id="t([0-9.]+)-/g)) samples.push(now - Number(m[1]));
+        }
+      }
+      if (!args.rate && i < senders) {
+        const own = text.match(mine)?.length ?? 0;
+        if (own) send(i, own);
+      }
+    });
+    if (i > 0) clients[i].send(joinXml(i));
+    else resolve();
+    if (i % 50 === 49) await Promise.all(joined); // joins in batches: the room's presence is O(n²)
+  }
+  await Promise.all(joined);
+  let tick: ReturnType<typeof setInterval> | undefined;
+  if (args.rate) {
+    let sent = 0;
+    let k = 0;
+    const t0 = performance.now();
+    tick = setInterval(() => {
+      const due = Math.floor((performance.now() - t0) * args.rate! / 1000);
+      for (; sent < due; sent++) send(k++ % senders, 1);
+    }, 1);
+  } else for (let k = 0; k < senders; k++) send(k, WINDOW);
+  await new Promise((r) => setTimeout(r, 1000)); // warm-up
+  out({ phase: "start" });
+  measuring = true;
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, args.seconds * 1000));
+  measuring = false;
+  const secs = (performance.now() - t0) / 1000;
+  clearInterval(tick);
+  samples.sort((a, b) => a - b);
+  const q = (p: number) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))];
+  out({
+    stanzasOut: delivered / secs,
+    messagesIn: delivered / secs / n,
+    samples: samples.length,
+    p50: q(0.5) ?? 0,
+    p99: q(0.99) ?? 0,
+  });
+  Deno.exit(0);
+}
+
 const scenarios: Record<Args["scenario"], () => Promise<void>> = {
   register,
   login,
@@ -461,5 +590,6 @@ const scenarios: Record<Args["scenario"], () => Promise<void>> = {
   latency,
   component: componentRoundTrips,
   proxy: proxyTransfer,
+  muc: mucFanout,
 };
 await scenarios[args.scenario]();
