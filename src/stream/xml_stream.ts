@@ -145,8 +145,9 @@ export abstract class XmlStream implements StreamHandler {
     if (this.#out.length === 0 || this.socket.destroyed) return;
     const data = this.#out.length === 1 ? this.#out[0] : this.#out.join("");
     this.#out.length = 0;
-    // Encoded here rather than by the socket: measured steadier tail latency with Deno's node:net.
-    if (!this.socket.write(Buffer.from(data))) {
+    // Strings go to the socket as they are: encoding them here into a Buffer measured slower in
+    // both throughput and tail latency (bench: one-to-one and MUC fan-out).
+    if (!this.socket.write(data)) {
       if (this.socket.writableLength > this.limits.maxOutboundBuffer) {
         this.log.info("dropping {id}: peer does not read", { id: this.id });
         this.socket.destroy();
