@@ -13,6 +13,7 @@ const CACHE_MAX = 10_000;
 
 /** Whether a blocklist entry matches `jid` (XEP-0191 §3.3 / XEP-0016 matching order). */
 function matches(list: Set<string>, jid: Jid): boolean {
+  if (list.size === 0) return false; // most accounts block no one: no lookups per stanza
   return list.has(jid.full) || list.has(jid.bare) || list.has(jid.domain) ||
     (jid.resource !== "" && list.has(`${jid.domain}/${jid.resource}`));
 }
