@@ -2,9 +2,9 @@
 // than node:net streams): connections are paired by hash (the first two with one hash; a third
 // is refused), wait for activation, then bytes flow both ways until either side closes.
 //
-// Backpressure and memory: each direction copies through one reusable buffer of BUFFER bytes and
-// reads again only once the previous chunk has been written. A stream therefore holds at most
-// 2 × BUFFER (512 KiB) in the proxy, however slowly either side reads.
+// Backpressure and memory: each direction copies through two reusable buffers of BUFFER bytes and
+// reads into one only once its previous chunk has been written. A stream therefore holds at most
+// 4 × BUFFER (1 MiB) in the proxy, however slowly either side reads.
 import { connectReply, REPLY, Socks5Handshake } from "./socks5.ts";
 import type { Proxy65Config } from "../config/schema.ts";
 import { logger } from "../log/logger.ts";
@@ -135,18 +135,29 @@ export class Socks5Relay {
     return "ok";
   }
 
+  /**
+   * Copies one direction with two buffers: the next read fills one while the previous chunk is
+   * still being written from the other, so the proxy keeps both sockets busy. A read waits for
+   * nothing but a free buffer, which is the backpressure: at most 2 × BUFFER per direction.
+   */
   async #copy(pair: Pair, from: Deno.TcpConn, to: Deno.TcpConn): Promise<void> {
-    const buf = new Uint8Array(BUFFER);
+    const bufs = [new Uint8Array(BUFFER), new Uint8Array(BUFFER)];
     const rate = this.config.bandwidth;
     let tokens = rate;
     let refilled = Date.now();
+    // Resolves false when the write failed (the other side went away).
+    let writing = Promise.resolve(true);
     try {
-      while (true) {
-        const n = await from.read(buf);
-        if (n === null) return;
+      for (let i = 0;; i ^= 1) {
+        const n = await from.read(bufs[i]);
+        if (n === null) {
+          await writing;
+          return;
+        }
         pair.lastActivity = Date.now();
         pair.bytes += n;
-        await writeAll(to, buf.subarray(0, n));
+        if (!(await writing)) return;
+        writing = writeAll(to, bufs[i].subarray(0, n)).then(() => true, () => false);
         if (rate > 0) {
           const now = Date.now();
           tokens = Math.min(rate, tokens + (now - refilled) * rate / 1000) - n;
