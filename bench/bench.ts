@@ -40,8 +40,17 @@ timeouts: { ping_interval: 0, handshake: 600, auth_failure_delay_ms: 0 }
 );
 
 const ulimit = ["bash", "-c", 'ulimit -n 20000 2>/dev/null; exec "$@"', "bash"];
-const server = await serveProcess(configFile, [...ulimit, "taskset", "-c", SERVER_CPU]);
-const [port, componentPort] = server.ports;
+// Each group of measurements gets a fresh server process on the same data directory, so no
+// scenario pays for the garbage or caches another left behind.
+let server = await serveProcess(configFile, [...ulimit, "taskset", "-c", SERVER_CPU]);
+let [port, componentPort] = server.ports;
+
+async function freshServer(): Promise<void> {
+  server.child.kill("SIGTERM");
+  await server.exited;
+  server = await serveProcess(configFile, [...ulimit, "taskset", "-c", SERVER_CPU]);
+  [port, componentPort] = server.ports;
+}
 const loadScript = new URL("./load.ts", import.meta.url).pathname;
 const denoConfig = new URL("../deno.json", import.meta.url).pathname;
 
@@ -169,8 +178,12 @@ async function logins(): Promise<void> {
 try {
   await load({ scenario: "register" });
   if (wanted("memory")) await memory();
-  if (wanted("logins")) await logins();
+  if (wanted("logins")) {
+    await freshServer();
+    await logins();
+  }
   if (wanted("throughput")) {
+    await freshServer();
     const thr = await load({ scenario: "throughput", concurrency: 50 });
     row(
       "messages/s routed one-to-one at saturation" + pct(thr),
@@ -179,6 +192,7 @@ try {
     );
   }
   if (wanted("latency")) {
+    if (!wanted("throughput")) await freshServer();
     const lat = await load({ scenario: "latency", concurrency: 50, rate: 2000 });
     row("latency p50 at 2,000 messages/s (ms)", lat.p50.toFixed(3), "");
     row("latency p99 at 2,000 messages/s (ms)", lat.p99.toFixed(3), "ejabberd 23.01: 0.9 ms");
@@ -190,6 +204,7 @@ try {
   }
   if (wanted("muc")) {
     for (const occupants of [100, 1000]) {
+      await freshServer();
       const sat = await load({ scenario: "muc", occupants });
       row(
         `MUC, ${occupants} occupants: stanzas out/s at saturation` + pct(sat),
@@ -210,6 +225,7 @@ try {
     }
   }
   if (wanted("proxy65")) {
+    await freshServer();
     const runs = [
       { streams: 1, mib: 1024, what: "one 1 GiB transfer", anchor: ["~1,150", "(1,460 there)"] },
       { streams: 20, mib: 64, what: "20 concurrent 64 MiB transfers, total", anchor: ["", ""] },
@@ -226,6 +242,7 @@ try {
     }
   }
   if (wanted("components")) {
+    await freshServer();
     for (const instances of [1, 4]) {
       const rt = await load({ scenario: "component", instances, concurrency: 50 });
       row(
