@@ -1,5 +1,6 @@
 // MUC helpers for tests: a server with a conference service, joining, and reading muc#user items.
 import { RawClient } from "./raw_client.ts";
+import type { TestServer } from "./server.ts";
 import type { Element } from "../../src/xml/element.ts";
 import { NS } from "../../src/xml/ns.ts";
 
@@ -80,4 +81,10 @@ export function field(name: string, ...values: string[]): string {
 
 export async function login(port: number, user: string, resource?: string): Promise<RawClient> {
   return await RawClient.login(port, user, "secret", { resource });
+}
+
+/** Creates the accounts and logs one session of each in. */
+export async function accounts(t: TestServer, ...users: string[]): Promise<RawClient[]> {
+  for (const u of users) await t.addUser(u);
+  return await Promise.all(users.map((u) => login(t.port, u)));
 }

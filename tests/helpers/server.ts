@@ -68,6 +68,16 @@ export async function startServer(overrides: Tree = {}, dataDir?: string): Promi
   return t;
 }
 
+/**
+ * Listeners for tests driving slixmpp, which cannot verify our self-signed certificate: STARTTLS
+ * is offered but optional, and PLAIN stays off without TLS, so it authenticates with SCRAM as a
+ * client on a real deployment would.
+ */
+export const SLIXMPP_LISTENERS = [
+  { type: "c2s", bind: "127.0.0.1", port: 0, starttls: "optional" },
+  { type: "c2s_tls", bind: "127.0.0.1", port: 0 },
+];
+
 /** A test with its own server (configured with `overrides`), stopped whatever the outcome. */
 export function withServer(
   name: string,

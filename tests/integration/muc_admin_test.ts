@@ -5,6 +5,7 @@ import { serverTest, startServer, withServer } from "../helpers/server.ts";
 import { NS } from "../../src/xml/ns.ts";
 import type { RawClient } from "../helpers/raw_client.ts";
 import {
+  accounts,
   createRoom,
   errorCondition,
   field,
@@ -22,10 +23,7 @@ const admin = (c: RawClient, room: string, items: string, type: "get" | "set" = 
   c.iq(type, `<query xmlns='${NS.mucAdmin}'>${items}</query>`, `${room}@${MUC}`);
 
 withServer("MUC: kick, voice, moderator rights and their limits", mucServer(), async (t) => {
-  for (const u of ["ann", "bob", "cat"]) await t.addUser(u);
-  const ann = await login(t.port, "ann");
-  const bob = await login(t.port, "bob");
-  const cat = await login(t.port, "cat");
+  const [ann, bob, cat] = await accounts(t, "ann", "bob", "cat");
   await createRoom(ann, "r", "Ann");
   await join(bob, "r", "Bob");
   await join(cat, "r", "Cat");
@@ -79,11 +77,7 @@ withServer(
   "MUC: affiliation lists, 321 and 322 removals, the last owner stays",
   mucServer(),
   async (t) => {
-    for (const u of ["ann", "bob", "cat", "dan"]) await t.addUser(u);
-    const ann = await login(t.port, "ann");
-    const bob = await login(t.port, "bob");
-    const cat = await login(t.port, "cat");
-    const dan = await login(t.port, "dan");
+    const [ann, bob, cat, dan] = await accounts(t, "ann", "bob", "cat", "dan");
     await createRoom(ann, "r", "Ann");
     await join(bob, "r", "Bob");
     await join(cat, "r", "Cat");
@@ -136,9 +130,7 @@ withServer(
 );
 
 withServer("MUC: destroy with reason and alternate venue", mucServer(), async (t) => {
-  for (const u of ["ann", "bob"]) await t.addUser(u);
-  const ann = await login(t.port, "ann");
-  const bob = await login(t.port, "bob");
+  const [ann, bob] = await accounts(t, "ann", "bob");
   await createRoom(ann, "old", "Ann");
   await join(bob, "old", "Bob");
   const notOwner = await bob.iq(

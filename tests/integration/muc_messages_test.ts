@@ -5,6 +5,7 @@ import { withServer } from "../helpers/server.ts";
 import { NS } from "../../src/xml/ns.ts";
 import type { Element } from "../../src/xml/element.ts";
 import {
+  accounts,
   createRoom,
   errorCondition,
   field,
@@ -26,10 +27,7 @@ const groupchat = (room: string, text: string, id = "") =>
   }><body>${text}</body></message>`;
 
 withServer("MUC: groupchat, subject rights, private messages", mucServer(), async (t) => {
-  for (const u of ["ann", "bob", "cat"]) await t.addUser(u);
-  const ann = await login(t.port, "ann");
-  const bob = await login(t.port, "bob");
-  const cat = await login(t.port, "cat");
+  const [ann, bob, cat] = await accounts(t, "ann", "bob", "cat");
   await createRoom(ann, "r", "Ann");
   await join(bob, "r", "Bob");
 
@@ -118,10 +116,7 @@ withServer(
 );
 
 withServer("MUC: invitations, declines, nick change, presence updates", mucServer(), async (t) => {
-  for (const u of ["ann", "bob", "cat"]) await t.addUser(u);
-  const ann = await login(t.port, "ann");
-  const bob = await login(t.port, "bob");
-  const cat = await login(t.port, "cat");
+  const [ann, bob, cat] = await accounts(t, "ann", "bob", "cat");
   for (const c of [ann, bob]) c.send("<presence/>"); // available: invitations go to the bare JID
   await join(ann, "club", "Ann");
   await ownerSubmit(
@@ -173,9 +168,7 @@ withServer("MUC: invitations, declines, nick change, presence updates", mucServe
 });
 
 withServer("MUC: self-ping (XEP-0410) and iq between occupants", mucServer(), async (t) => {
-  for (const u of ["ann", "bob"]) await t.addUser(u);
-  const ann = await login(t.port, "ann");
-  const bob = await login(t.port, "bob");
+  const [ann, bob] = await accounts(t, "ann", "bob");
   await createRoom(ann, "p", "Ann");
   const joined = await ann.iq("get", `<ping xmlns='${NS.ping}'/>`, `p@${MUC}/Ann`);
   assert.equal(joined.attrs.type, "result");
@@ -200,10 +193,7 @@ withServer(
   "MUC: a flood into one room is throttled per occupant and starves no one",
   mucServer({ message_rate: 5, message_burst: 10 }),
   async (t) => {
-    for (const u of ["ann", "bob", "cat"]) await t.addUser(u);
-    const ann = await login(t.port, "ann");
-    const bob = await login(t.port, "bob");
-    const cat = await login(t.port, "cat");
+    const [ann, bob, cat] = await accounts(t, "ann", "bob", "cat");
     await createRoom(ann, "busy", "Ann");
     await join(bob, "busy", "Bob");
     await createRoom(cat, "quiet", "Cat");
@@ -224,8 +214,7 @@ withServer(
 );
 
 withServer("MUC: non-occupant errors and unknown rooms", mucServer(), async (t) => {
-  await t.addUser("ann");
-  const ann = await login(t.port, "ann");
+  const [ann] = await accounts(t, "ann");
   const msg = await (async () => {
     ann.send(`<message to='nowhere@${MUC}' type='groupchat'><body>x</body></message>`);
     return await ann.waitFor((e) => e.name === "message" && e.attrs.type === "error");

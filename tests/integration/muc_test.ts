@@ -1,10 +1,11 @@
 // Multi-User Chat (XEP-0045): discovery, creation and configuration, entering and leaving.
 import assert from "node:assert/strict";
-import { withServer } from "../helpers/server.ts";
+import { SLIXMPP_LISTENERS, withServer } from "../helpers/server.ts";
 import { interop } from "../helpers/process.ts";
 import { NS } from "../../src/xml/ns.ts";
 import type { Element } from "../../src/xml/element.ts";
 import {
+  accounts,
   createRoom,
   errorCondition,
   field,
@@ -26,10 +27,7 @@ withServer(
   "MUC: service discovery, creation locked until configured, full form",
   mucServer(),
   async (t) => {
-    await t.addUser("ann");
-    await t.addUser("bob");
-    const ann = await login(t.port, "ann");
-    const bob = await login(t.port, "bob");
+    const [ann, bob] = await accounts(t, "ann", "bob");
     const items = await ann.iq("get", `<query xmlns='${NS.discoItems}'/>`, "localhost");
     assert.ok(items.child("query")!.elements("item").some((i) => i.attrs.jid === MUC));
     const info = await ann.iq("get", `<query xmlns='${NS.discoInfo}'/>`, MUC);
@@ -127,10 +125,7 @@ withServer(
   "MUC: entering order, semi-anonymous JIDs, leaving, nick conflict and 210",
   mucServer(),
   async (t) => {
-    for (const u of ["ann", "bob", "cat"]) await t.addUser(u);
-    const ann = await login(t.port, "ann");
-    const bob = await login(t.port, "bob");
-    const cat = await login(t.port, "cat");
+    const [ann, bob, cat] = await accounts(t, "ann", "bob", "cat");
     await createRoom(ann, "room", "Ann");
     // Subject on entry even when empty; the room is semi-anonymous by default.
     await join(bob, "room", "Bob");
@@ -153,8 +148,7 @@ withServer(
     const dan = await login(t.port, "ann", "other");
     const conflict = await join(dan, "room", "bob");
     assert.equal(errorCondition(conflict), "conflict");
-    await t.addUser("eve");
-    const eve = await login(t.port, "eve");
+    const [eve] = await accounts(t, "eve");
     const spaced = await join(eve, "room", "Eve  Smith", "", "Eve Smith");
     assert.ok(statusCodes(spaced).includes(210));
     assert.equal(spaced.attrs.from, `room@${MUC}/Eve Smith`);
@@ -210,11 +204,7 @@ withServer(
   "MUC: password, members-only, max occupants, bans, creation policy",
   mucServer({ create: "admins", admins: ["ann@localhost"] }),
   async (t) => {
-    for (const u of ["ann", "bob", "cat", "dan"]) await t.addUser(u);
-    const ann = await login(t.port, "ann");
-    const bob = await login(t.port, "bob");
-    const cat = await login(t.port, "cat");
-    const dan = await login(t.port, "dan");
+    const [ann, bob, cat, dan] = await accounts(t, "ann", "bob", "cat", "dan");
     const notAllowed = await join(bob, "mine", "Bob");
     assert.equal(errorCondition(notAllowed), "not-allowed");
 
@@ -274,10 +264,7 @@ function mucUserReason(e: Element): string | undefined {
 
 withServer("interop: slixmpp's XEP-0045 plugin creates, configures, chats, moderates, destroys", {
   ...mucServer(),
-  listeners: [
-    { type: "c2s", bind: "127.0.0.1", port: 0, starttls: "optional" },
-    { type: "c2s_tls", bind: "127.0.0.1", port: 0 },
-  ],
+  listeners: SLIXMPP_LISTENERS,
 }, async (t) => {
   await t.addUser("owner");
   await t.addUser("guest");

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { createHash } from "node:crypto";
 import { RawClient } from "../helpers/raw_client.ts";
-import { type TestServer, withServer } from "../helpers/server.ts";
+import { SLIXMPP_LISTENERS, type TestServer, withServer } from "../helpers/server.ts";
 import { NS } from "../../src/xml/ns.ts";
 import { interop } from "../helpers/process.ts";
 
@@ -246,10 +246,7 @@ withServer(
 
 withServer("interop: two slixmpp clients transfer a file through the proxy (SHA-256)", {
   ...CONFIG,
-  listeners: [
-    { type: "c2s", bind: "127.0.0.1", port: 0, starttls: "optional" },
-    { type: "c2s_tls", bind: "127.0.0.1", port: 0 },
-  ],
+  listeners: SLIXMPP_LISTENERS,
 }, async (t) => {
   await t.addUser("alice");
   await t.addUser("bob");
