@@ -166,9 +166,11 @@ withServer(
     assert.equal(catGone.childText("status"), "bye");
     assert.equal(item(catGone).role, "none");
 
-    // A dropped connection leaves too (unavailable broadcast).
+    // A dropped connection leaves too (unavailable broadcast), and so does a logout.
     bob.drop();
     await ann.waitFor(isPresence(`room@${MUC}/Bob`, "unavailable"));
+    eve.close();
+    await ann.waitFor(isPresence(`room@${MUC}/Eve Smith`, "unavailable"));
   },
 );
 
