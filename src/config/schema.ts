@@ -64,6 +64,7 @@ export const CONFIG_SPEC: Spec = obj({
         max_streams_per_user: int(10, 1, 1_000_000),
         max_streams: int(1000, 1, 10_000_000),
         bandwidth: int(0, 0, 1 << 30),
+        buffer: int(1 << 20, 16_384, 16 << 20),
         pair_timeout: int(60, 1, 3600),
         idle_timeout: int(300, 1, 86_400),
       }, true),
@@ -144,6 +145,8 @@ export interface Proxy65Config {
   max_streams: number;
   /** Bytes per second per stream and direction; 0 = unlimited. */
   bandwidth: number;
+  /** Largest buffer per stream and direction, in bytes (two of them: 4 × this per stream). */
+  buffer: number;
   pair_timeout: number;
   idle_timeout: number;
 }

@@ -2,15 +2,16 @@
 // than node:net streams): connections are paired by hash (the first two with one hash; a third
 // is refused), wait for activation, then bytes flow both ways until either side closes.
 //
-// Backpressure and memory: each direction copies through two reusable buffers of BUFFER bytes and
-// reads into one only once its previous chunk has been written. A stream therefore holds at most
-// 4 × BUFFER (1 MiB) in the proxy, however slowly either side reads.
+// Backpressure and memory: each direction copies through two reusable buffers and reads into one
+// only once its previous chunk has been written. Buffers start at 64 KiB and double while reads
+// fill them, up to the configured `buffer`: a stream therefore holds at most 4 × `buffer` (4 MiB by
+// default) in the proxy, however slowly either side reads; a slow stream keeps small buffers.
 import { connectReply, REPLY, Socks5Handshake } from "./socks5.ts";
 import type { Proxy65Config } from "../config/schema.ts";
 import { logger } from "../log/logger.ts";
 
 const log = logger("proxy65");
-export const BUFFER = 256 * 1024;
+const INITIAL_BUFFER = 64 * 1024;
 
 interface Pair {
   hash: string;
@@ -20,6 +21,8 @@ interface Pair {
   owner?: string;
   lastActivity: number;
   bytes: number;
+  /** Bytes of copy buffers the stream holds (both directions): at most 4 × `buffer`. */
+  held: number;
   closed: boolean;
 }
 
@@ -101,6 +104,7 @@ export class Socks5Relay {
         createdAt: Date.now(),
         lastActivity: Date.now(),
         bytes: 0,
+        held: 0,
         closed: false,
       };
       this.pairs.set(hash, pair);
@@ -137,11 +141,14 @@ export class Socks5Relay {
 
   /**
    * Copies one direction with two buffers: the next read fills one while the previous chunk is
-   * still being written from the other, so the proxy keeps both sockets busy. A read waits for
-   * nothing but a free buffer, which is the backpressure: at most 2 × BUFFER per direction.
+   * still being written from the other, so the proxy keeps both sockets busy. A read waits for a
+   * free buffer, which is the backpressure: at most 2 × `buffer` per direction.
    */
   async #copy(pair: Pair, from: Deno.TcpConn, to: Deno.TcpConn): Promise<void> {
-    const bufs = [new Uint8Array(BUFFER), new Uint8Array(BUFFER)];
+    const cap = this.config.buffer;
+    let size = Math.min(INITIAL_BUFFER, cap);
+    const bufs = [new Uint8Array(size), new Uint8Array(size)];
+    pair.held += 2 * size;
     const rate = this.config.bandwidth;
     let tokens = rate;
     let refilled = Date.now();
@@ -149,6 +156,11 @@ export class Socks5Relay {
     let writing = Promise.resolve(true);
     try {
       for (let i = 0;; i ^= 1) {
+        // This buffer's last chunk has been written (awaited below), so it may be replaced.
+        if (bufs[i].length < size) {
+          pair.held += size - bufs[i].length;
+          bufs[i] = new Uint8Array(size);
+        }
         const n = await from.read(bufs[i]);
         if (n === null) {
           await writing;
@@ -156,6 +168,8 @@ export class Socks5Relay {
         }
         pair.lastActivity = Date.now();
         pair.bytes += n;
+        // A read that fills the buffer means the sender is ahead of us: grow, up to the cap.
+        if (n === bufs[i].length && size < cap) size = Math.min(cap, size * 2);
         if (!(await writing)) return;
         writing = writeAll(to, bufs[i].subarray(0, n)).then(() => true, () => false);
         if (rate > 0) {

@@ -165,7 +165,7 @@ withServer("a slow reader: the proxy stops reading instead of buffering", CONFIG
   };
   pump();
   // Kernel buffers fill, then the sender is stuck: the proxy reads no more than it can write,
-  // so it holds at most its stated bound (2 × 256 KiB) for the stream.
+  // so it holds at most its stated bound (4 × `buffer`) for the stream.
   const pair = t.server.proxies.get("proxy.localhost")!.relay.pairs.get(hash)!;
   let before = -1;
   for (const deadline = Date.now() + 15_000; written !== before;) {
@@ -174,6 +174,9 @@ withServer("a slow reader: the proxy stops reading instead of buffering", CONFIG
     await new Promise((r) => setTimeout(r, 200));
   }
   assert.ok(pair.owner, "the stream is active");
+  // The sender was ahead, so the buffers grew, but never past the bound.
+  const limit = 4 * t.server.config.hosts[0].proxy65!.buffer;
+  assert.ok(pair.held > 4 * 64 * 1024 && pair.held <= limit, `holds ${pair.held} of ${limit}`);
   // Memory: the server's heap does not grow with what the sender tries to push.
   const heap = Deno.memoryUsage().heapUsed;
   await new Promise((r) => setTimeout(r, 300));

@@ -106,6 +106,7 @@ Deno.test("config.example.yaml is valid and documents every key", async () => {
       "max_streams_per_user",
       "max_streams",
       "bandwidth",
+      "buffer",
       "pair_timeout",
       "idle_timeout",
       "muc",
