@@ -74,7 +74,8 @@ export class Room {
 
   constructor(readonly svc: RoomServices, jid: Jid, state?: RoomState) {
     this.jid = jid;
-    this.config = state?.config ?? defaultRoomConfig(svc.config);
+    // Stored configurations are completed with today's defaults (fields added since they were saved).
+    this.config = { ...defaultRoomConfig(svc.config), ...state?.config };
     this.affiliations = new Map(Object.entries(state?.affiliations ?? {}));
     this.subject = state?.subject ?? { text: "", nick: "" };
     this.locked = state === undefined;
