@@ -73,6 +73,22 @@ withServer("MUC: groupchat, subject rights, private messages", mucServer(), asyn
   // The configuration change was announced with 104.
   const changed = await cat.waitFor((e) => e.name === "message" && statusCodes(e).includes(104));
   assert.equal(changed.attrs.from, `r@${MUC}`);
+  // Becoming non-anonymous adds 172; a moderated room makes newcomers without affiliation visitors.
+  await ownerSubmit(
+    ann,
+    "r",
+    field("muc#roomconfig_whois", "anyone") + field("muc#roomconfig_moderatedroom", "1"),
+  );
+  const nonAnon = await cat.waitFor((e) => e.name === "message" && statusCodes(e).includes(172));
+  assert.deepEqual(statusCodes(nonAnon).sort(), [104, 172]);
+  await t.addUser("dan");
+  const dan = await login(t.port, "dan");
+  const visitor = await join(dan, "r", "Dan");
+  assert.equal(item(visitor).role, "visitor");
+  assert.ok(statusCodes(visitor).includes(100));
+  dan.send(groupchat("r", "may I?"));
+  const noVoice = await dan.waitFor((e) => e.name === "message" && e.attrs.type === "error");
+  assert.equal(errorCondition(noVoice), "forbidden");
 });
 
 withServer(
