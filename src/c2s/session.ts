@@ -102,16 +102,8 @@ export class C2SSession extends XmlStream implements LocalSession {
   }
 
   stanza(el: Element): void {
-    try {
-      if (this.authenticated) this.#afterAuth(el);
-      else this.#beforeAuth(el);
-    } catch (e) {
-      log.error("failed handling a stanza on {id}: {error}", {
-        id: this.id,
-        error: String((e as Error)?.stack ?? e),
-      });
-      this.error("internal-server-error");
-    }
+    if (this.authenticated) this.#afterAuth(el);
+    else this.#beforeAuth(el);
   }
 
   #mechanisms(): string[] {

@@ -99,6 +99,22 @@ export abstract class XmlStream implements StreamHandler {
     else this.#consume(chunk);
   }
 
+  /**
+   * Feeds the parser, which hands stanzas to this stream's handling and on through the router. A
+   * bug anywhere on that path ends this one stream with internal-server-error, never the server.
+   */
+  #parse(data: Uint8Array): void {
+    try {
+      this.parser.write(data);
+    } catch (e) {
+      this.log.error("failed handling input on {id}: {error}", {
+        id: this.id,
+        error: String((e as Error)?.stack ?? e),
+      });
+      this.error("internal-server-error");
+    }
+  }
+
   /** Parses as much of `chunk` as the token bucket allows now; holds the rest for later. */
   #consume(chunk: Uint8Array): void {
     const now = Date.now();
@@ -108,9 +124,7 @@ export abstract class XmlStream implements StreamHandler {
     this.#refilledAt = now;
     const allowed = Math.max(0, Math.floor(Math.min(this.#tokens, chunk.length)));
     this.#tokens -= allowed;
-    if (allowed > 0) {
-      this.parser.write(allowed === chunk.length ? chunk : chunk.subarray(0, allowed));
-    }
+    if (allowed > 0) this.#parse(allowed === chunk.length ? chunk : chunk.subarray(0, allowed));
     if (allowed === chunk.length || this.closed) return;
     // Over the rate: stop reading until the bucket refills (TCP pushes back on the sender).
     const rest = chunk.subarray(allowed);
