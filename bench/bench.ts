@@ -24,7 +24,7 @@ hosts:
     registration: true
     components: [{ domain: gw.localhost, secret: benchsecret }]
     proxy65: { domain: proxy.localhost, port: 0, max_streams_per_user: 100 }
-    muc: { domain: conference.localhost, max_occupants: 1000, message_rate: 0 }
+    muc: { domain: conference.localhost, max_occupants: 1000, message_rate: 0, room_delivery_rate: 0 }
 # Benchmark users get a low iteration count so the generator, which derives the SCRAM keys of
 # every login, is not the bottleneck. The server does the same work per login whatever the count.
 auth: { scram_iterations: 16 }

@@ -78,6 +78,7 @@ export const CONFIG_SPEC: Spec = obj({
         max_history: int(100, 0, 10_000),
         message_rate: int(10, 0, 1_000_000),
         message_burst: int(20, 1, 1_000_000),
+        room_delivery_rate: int(200_000, 0, 100_000_000),
       }, true),
       components: {
         kind: "list",
@@ -166,6 +167,8 @@ export interface MucConfig {
   /** Messages per second one occupant may send into a room (0 = unlimited), and the burst. */
   message_rate: number;
   message_burst: number;
+  /** Stanzas per second one room may send out, all senders together (0 = unlimited). */
+  room_delivery_rate: number;
 }
 
 export interface HostConfig {

@@ -2,6 +2,7 @@
 import type { Element } from "../xml/element.ts";
 import type { Jid } from "../jid/jid.ts";
 import type { Role } from "./roles.ts";
+import type { TokenBucket } from "../core/token_bucket.ts";
 
 export interface OccupantSession {
   /** The real full JID. */
@@ -12,8 +13,6 @@ export interface OccupantSession {
 
 export class Occupant {
   readonly sessions = new Map<string, OccupantSession>();
-  #tokens: number;
-  #refilledAt = Date.now();
 
   constructor(
     /** The occupant JID: room@service/nick. */
@@ -21,10 +20,9 @@ export class Occupant {
     /** The real bare JID. */
     readonly bare: string,
     public role: Role,
-    burst: number,
-  ) {
-    this.#tokens = burst;
-  }
+    /** Messages this occupant may send into the room. */
+    readonly messages: TokenBucket,
+  ) {}
 
   get nick(): string {
     return this.jid.resource;
@@ -33,15 +31,5 @@ export class Occupant {
   /** The session whose presence and JID represent the occupant to others (the first joined). */
   get primary(): OccupantSession {
     return this.sessions.values().next().value!;
-  }
-
-  /** Token bucket for messages into the room: false when the occupant is over its rate. */
-  takeMessageToken(rate: number, burst: number, now = Date.now()): boolean {
-    if (rate === 0) return true;
-    this.#tokens = Math.min(burst, this.#tokens + (now - this.#refilledAt) * rate / 1000);
-    this.#refilledAt = now;
-    if (this.#tokens < 1) return false;
-    this.#tokens--;
-    return true;
   }
 }

@@ -18,6 +18,7 @@ import {
   type Role,
 } from "./roles.ts";
 import { Occupant } from "./occupant.ts";
+import { TokenBucket } from "../core/token_bucket.ts";
 import { historyRequest, RoomHistory } from "./history.ts";
 import { itemElement, mucUserX, occupantPresence, STATUS } from "./room_stanzas.ts";
 
@@ -71,6 +72,8 @@ export class Room {
   /** iqs forwarded between occupants: our id → the original request. */
   #forwarded = new Map<string, { id: string | undefined; requester: Jid; target: Jid }>();
   #nextId = 0;
+  /** Stanzas per second the room may fan out, all senders together. */
+  #deliveries: TokenBucket;
 
   constructor(readonly svc: RoomServices, jid: Jid, state?: RoomState) {
     this.jid = jid;
@@ -80,6 +83,8 @@ export class Room {
     this.subject = state?.subject ?? { text: "", nick: "" };
     this.locked = state === undefined;
     this.history = new RoomHistory(jid.bare, this.config.historyLength);
+    const rate = svc.config.room_delivery_rate;
+    this.#deliveries = new TokenBucket(rate, rate);
   }
 
   get name(): string {
@@ -200,7 +205,7 @@ export class Room {
       this.jid.withResource(nick),
       from.bare,
       defaultRole(creating ? "owner" : aff, this.config),
-      this.svc.config.message_burst,
+      new TokenBucket(this.svc.config.message_rate, this.svc.config.message_burst),
     );
     if (creating) this.affiliations.set(from.bare, "owner");
     occ.sessions.set(from.full, { jid: from, presence: stanza });
@@ -398,8 +403,7 @@ export class Room {
       return this.#bounce(stanza, "bad-request", { text: "send groupchat messages to the room" });
     }
     if (!occ) return this.#bounce(stanza, "not-acceptable", { text: "you are not in the room" });
-    const { message_rate: rate, message_burst: burst } = this.svc.config;
-    if (!occ.takeMessageToken(rate, burst)) {
+    if (!occ.messages.take()) {
       return this.#bounce(stanza, "resource-constraint", { text: "too many messages; slow down" });
     }
     if (occ.role === "visitor" || occ.role === "none") {
@@ -413,6 +417,10 @@ export class Room {
       }
       this.subject = { text: subject.text(), nick: occ.nick };
       this.svc.persist(this);
+    }
+    // The room's own budget bounds what many senders together make it fan out.
+    if (!this.#deliveries.take(this.#bySession.size)) {
+      return this.#bounce(stanza, "resource-constraint", { text: "the room is too busy" });
     }
     const out = new Element(
       "message",

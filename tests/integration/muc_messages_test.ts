@@ -229,6 +229,30 @@ withServer(
   },
 );
 
+withServer(
+  "MUC: many senders together are held to the room's delivery budget; other rooms are not",
+  mucServer({ message_rate: 0, room_delivery_rate: 40 }),
+  async (t) => {
+    const [ann, bob, cat] = await accounts(t, "ann", "bob", "cat");
+    await createRoom(ann, "busy", "Ann");
+    await join(bob, "busy", "Bob");
+    await createRoom(cat, "quiet", "Cat");
+    let flood = "";
+    for (let i = 0; i < 100; i++) flood += groupchat("busy", `f${i}`);
+    ann.send(flood);
+    bob.send(flood);
+    for (const c of [ann, bob]) {
+      const refused = await c.waitFor((e) => e.name === "message" && e.attrs.type === "error");
+      assert.equal(errorCondition(refused), "resource-constraint");
+    }
+    cat.send(groupchat("quiet", "calm"));
+    await cat.waitFor(body("calm"));
+    // Each message costs 2 deliveries: 20 fit in the burst, a few more as the budget refills.
+    const delivered = ann.received.filter((e) => e.childText("body")?.startsWith("f")).length;
+    assert.ok(delivered >= 20 && delivered < 60, `${delivered} messages got through`);
+  },
+);
+
 withServer("MUC: non-occupant errors and unknown rooms", mucServer(), async (t) => {
   const [ann] = await accounts(t, "ann");
   const msg = await (async () => {

@@ -118,6 +118,7 @@ Deno.test("config.example.yaml is valid and documents every key", async () => {
       "max_history",
       "message_rate",
       "message_burst",
+      "room_delivery_rate",
     ]
   ) assert.match(text, new RegExp(`^\\s*#?\\s*-?\\s*${key}:`, "m"), `${key} is not documented`);
 });
