@@ -1,7 +1,7 @@
 // Multi-User Chat (XEP-0045): groupchat, subject, private messages, history, invitations, nick
 // changes, self-ping, and flood isolation.
 import assert from "node:assert/strict";
-import { withServer } from "../helpers/server.ts";
+import { type TestServer, withServer } from "../helpers/server.ts";
 import { NS } from "../../src/xml/ns.ts";
 import type { Element } from "../../src/xml/element.ts";
 import {
@@ -205,16 +205,22 @@ withServer("MUC: self-ping (XEP-0410) and iq between occupants", mucServer(), as
   assert.equal(answer.child("vCard")!.childText("FN"), "Ann");
 });
 
+/** Ann and Bob in room "busy", Cat alone in "quiet", and `n` groupchat messages for "busy". */
+async function floodSetup(t: TestServer, n: number) {
+  const [ann, bob, cat] = await accounts(t, "ann", "bob", "cat");
+  await createRoom(ann, "busy", "Ann");
+  await join(bob, "busy", "Bob");
+  await createRoom(cat, "quiet", "Cat");
+  let flood = "";
+  for (let i = 0; i < n; i++) flood += groupchat("busy", `f${i}`);
+  return { ann, bob, cat, flood };
+}
+
 withServer(
   "MUC: a flood into one room is throttled per occupant and starves no one",
   mucServer({ message_rate: 5, message_burst: 10 }),
   async (t) => {
-    const [ann, bob, cat] = await accounts(t, "ann", "bob", "cat");
-    await createRoom(ann, "busy", "Ann");
-    await join(bob, "busy", "Bob");
-    await createRoom(cat, "quiet", "Cat");
-    let flood = "";
-    for (let i = 0; i < 200; i++) flood += groupchat("busy", `f${i}`);
+    const { ann, bob, cat, flood } = await floodSetup(t, 200);
     ann.send(flood);
     const throttled = await ann.waitFor((e) => e.name === "message" && e.attrs.type === "error");
     assert.equal(errorCondition(throttled), "resource-constraint");
@@ -233,12 +239,7 @@ withServer(
   "MUC: many senders together are held to the room's delivery budget; other rooms are not",
   mucServer({ message_rate: 0, room_delivery_rate: 40 }),
   async (t) => {
-    const [ann, bob, cat] = await accounts(t, "ann", "bob", "cat");
-    await createRoom(ann, "busy", "Ann");
-    await join(bob, "busy", "Bob");
-    await createRoom(cat, "quiet", "Cat");
-    let flood = "";
-    for (let i = 0; i < 100; i++) flood += groupchat("busy", `f${i}`);
+    const { ann, bob, cat, flood } = await floodSetup(t, 100);
     ann.send(flood);
     bob.send(flood);
     for (const c of [ann, bob]) {
