@@ -20,7 +20,7 @@ import {
 import { Occupant } from "./occupant.ts";
 import { TokenBucket } from "../core/token_bucket.ts";
 import { historyRequest, RoomHistory } from "./history.ts";
-import { itemElement, mucUserX, occupantPresence, STATUS } from "./room_stanzas.ts";
+import { itemElement, mucBounce, mucUserX, occupantPresence, STATUS } from "./room_stanzas.ts";
 
 /** What a room needs from its service. */
 export interface RoomServices {
@@ -135,7 +135,7 @@ export class Room {
   }
 
   #bounce(stanza: Element, condition: ErrorCondition, opts?: ErrorOptions): void {
-    this.svc.router.bounce(stanza, condition, opts);
+    mucBounce(this.svc.router, stanza, condition, opts);
   }
 
   #send(stanza: Element, from: Jid, to: Jid): void {

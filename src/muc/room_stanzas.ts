@@ -2,6 +2,8 @@
 // and occupant presence built from the presence the occupant sent.
 import { Element, type Node, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
+import type { Router } from "../router/router.ts";
+import { type ErrorCondition, type ErrorOptions, errorReply } from "../router/stanza_error.ts";
 import type { Affiliation, Role } from "./roles.ts";
 
 /** Status codes (XEP-0045 §15.6) the server sends. */
@@ -71,4 +73,24 @@ export function occupantPresence(
   }
   children.push(muc);
   return new Element("presence", { from, type }, children);
+}
+
+/**
+ * Answers a stanza sent to the MUC service with an error. Presence errors carry an empty
+ * <x xmlns='http://jabber.org/protocol/muc'/> as in XEP-0045's examples: clients (slixmpp among
+ * them) recognize a refused entry by it.
+ */
+export function mucBounce(
+  router: Router,
+  stanza: Element,
+  condition: ErrorCondition,
+  opts?: ErrorOptions,
+): void {
+  if (stanza.name !== "presence") return router.bounce(stanza, condition, opts);
+  const reply = errorReply(stanza, condition, opts);
+  if (reply) {
+    router.sendFrom(
+      new Element(reply.name, reply.attrs, [x("x", { xmlns: NS.muc }), ...reply.children]),
+    );
+  }
 }

@@ -15,6 +15,7 @@ import { logger } from "../log/logger.ts";
 import { Room, type RoomServices, type RoomState } from "./room.ts";
 import { roomFeatures } from "./room_config.ts";
 import { adminIq } from "./room_admin.ts";
+import { mucBounce } from "./room_stanzas.ts";
 import { ownerIq } from "./room_owner.ts";
 
 const log = logger("muc");
@@ -97,9 +98,9 @@ export class MucService implements DomainHandler, RoomServices {
         if (stanza.name !== "presence") this.router.bounce(stanza, "item-not-found");
         return;
       }
-      if (to.isBare) return this.router.bounce(stanza, "jid-malformed", { text: "no nick" });
+      if (to.isBare) return mucBounce(this.router, stanza, "jid-malformed", { text: "no nick" });
       if (!this.#mayCreate(from)) {
-        return this.router.bounce(stanza, "not-allowed", { text: "you may not create rooms" });
+        return mucBounce(this.router, stanza, "not-allowed", { text: "you may not create rooms" });
       }
       room = new Room(this, to.toBare());
       this.rooms.set(to.local, room);

@@ -291,5 +291,6 @@ withServer("interop: slixmpp's XEP-0045 plugin creates, configures, chats, moder
   assert.equal(r.guest_role, "visitor");
   assert.equal(r.self_ping, "result");
   assert.equal(r.invite_from, "owner@localhost/o");
+  assert.equal(r.locked_join, "item-not-found");
   assert.equal(r.destroy_reason, "done");
 });

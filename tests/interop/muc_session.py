@@ -8,8 +8,10 @@ import json
 import sys
 
 import slixmpp
+import slixmpp.exceptions
 
 port, owner_jid, guest_jid, password, room = sys.argv[1:6]
+locked_room = "locked-" + room
 result = {}
 USER = "http://jabber.org/protocol/muc#user"
 
@@ -98,6 +100,14 @@ async def run():
     muc_o.invite(room, slixmpp.JID(guest_jid).bare, reason="come")
     inv = await asyncio.wait_for(invited, 10)
     result["invite_from"] = inv.xml.find(invite_path).get("from")
+
+    # A refused entry is reported to slixmpp as a presence error (the room is still locked).
+    await muc_o.join_muc_wait(locked_room, "Owner", timeout=10)
+    try:
+        await muc_g.join_muc_wait(locked_room, "Guest", timeout=10)
+        result["locked_join"] = "joined"
+    except slixmpp.exceptions.PresenceError as e:
+        result["locked_join"] = e.condition
 
     destroyed = waiter(guest, "muc::%s::presence" % room, lambda p: p["type"] == "unavailable")
     await muc_o.destroy(room, reason="done", timeout=10)
