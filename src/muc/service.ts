@@ -104,6 +104,10 @@ export class MucService implements DomainHandler, RoomServices {
       }
       room = new Room(this, to.toBare());
       this.rooms.set(to.local, room);
+      room.receive(stanza, from, to);
+      // A refused first entry (an invalid nick) leaves no empty room behind.
+      if (room.occupantCount === 0) this.removed(room);
+      return;
     }
     const type = stanza.attrs.type;
     if (stanza.name === "iq" && to.isBare && (type === "get" || type === "set")) {

@@ -157,6 +157,11 @@ withServer(
     eve.send(`<presence to='room@${MUC}'/>`);
     const bare = await eve.waitFor((e) => e.name === "presence" && e.attrs.type === "error");
     assert.equal(errorCondition(bare), "jid-malformed");
+    // A blank nick cannot create a room, and leaves none behind.
+    eve.send(`<presence to='ghost@${MUC}/   '><x xmlns='${NS.muc}'/></presence>`);
+    const blank = await eve.waitFor((e) => e.name === "presence" && e.attrs.type === "error");
+    assert.equal(errorCondition(blank), "jid-malformed");
+    assert.equal(t.server.mucs.get(MUC)!.rooms.has("ghost"), false);
 
     // Leaving: unavailable to everyone, with 110 to the one leaving.
     cat.send(`<presence to='room@${MUC}/Cat' type='unavailable'><status>bye</status></presence>`);
