@@ -1,4 +1,4 @@
-// Parley's command line: serve, user add|passwd|del|list, config check, version.
+// Parley's command line: serve, user add|passwd|del|list, components, rooms, config check, version.
 import { parseArgs } from "node:util";
 import { ConfigError, defaultConfig, loadConfigFile } from "./src/config/load.ts";
 import type { Config } from "./src/config/schema.ts";
@@ -6,6 +6,7 @@ import { setupLogging } from "./src/log/logger.ts";
 import { Server } from "./src/core/server.ts";
 import { userCommand } from "./src/cli/accounts.ts";
 import { componentsCommand } from "./src/cli/components.ts";
+import { roomsCommand } from "./src/cli/rooms.ts";
 import { VERSION } from "./src/version.ts";
 
 const USAGE = `Parley ${VERSION} — a clustered XMPP server
@@ -17,6 +18,7 @@ Usage:
   parley user del JID [--config FILE]
   parley user list [DOMAIN] [--config FILE]
   parley components [--json] [--config FILE]   instances of each external component, with traffic
+  parley rooms [--json] [--config FILE]        chat rooms held by the running server
   parley config check FILE                     validate a configuration file
   parley version
 
@@ -66,6 +68,8 @@ async function main(args: string[]): Promise<number> {
       return 0;
     case "components":
       return await componentsCommand(await config(values.config), values.json ?? false);
+    case "rooms":
+      return await roomsCommand(await config(values.config), values.json ?? false);
     case "user":
       if (!["add", "passwd", "del", "list"].includes(sub ?? "")) break;
       return await userCommand(await config(values.config), sub, arg, values.password);

@@ -1,17 +1,35 @@
 // The admin channel: a Unix socket in the data directory (owner-only), one JSON request line in,
-// one JSON answer out. `parley components` (and later cluster status) read the running server here.
+// one JSON answer out. `parley components` and `parley rooms` (and later cluster status) read the
+// running server here.
 import { join } from "node:path";
 import type { ComponentPool } from "../component/pool.ts";
+import type { MucService } from "../muc/service.ts";
 import { logger } from "../log/logger.ts";
 
 const log = logger("admin");
 
-export type AdminCommand = { cmd: "components" };
+export type AdminCommand = { cmd: "components" } | { cmd: "rooms" };
+
+/** What the admin socket reports on. */
+export interface AdminSources {
+  components: Map<string, ComponentPool>;
+  mucs: Map<string, MucService>;
+}
 
 export interface ComponentStatus {
   domain: string;
   balance: string;
   instances: { id: string; remote: string; connectedAt: string; received: number; sent: number }[];
+}
+
+export interface RoomStatus {
+  jid: string;
+  name: string;
+  occupants: number;
+  persistent: boolean;
+  public: boolean;
+  membersOnly: boolean;
+  locked: boolean;
 }
 
 export function adminSocketPath(dataDir: string): string {
@@ -25,17 +43,14 @@ export class AdminSocket {
     this.#listener = listener;
   }
 
-  static async start(
-    dataDir: string,
-    components: Map<string, ComponentPool>,
-  ): Promise<AdminSocket> {
+  static async start(dataDir: string, sources: AdminSources): Promise<AdminSocket> {
     const path = adminSocketPath(dataDir);
     await Deno.mkdir(dataDir, { recursive: true });
     await Deno.remove(path).catch(() => {}); // left over by a crash
     const listener = Deno.listen({ transport: "unix", path });
     await Deno.chmod(path, 0o600);
     const admin = new AdminSocket(listener, path);
-    admin.#serve((cmd) => answer(cmd, components));
+    admin.#serve((cmd) => answer(cmd, sources));
     return admin;
   }
 
@@ -62,9 +77,37 @@ export class AdminSocket {
   }
 }
 
-function answer(cmd: AdminCommand, components: Map<string, ComponentPool>): unknown {
-  if (cmd.cmd !== "components") return { error: `unknown command ${cmd.cmd}` };
-  return [...components.values()].map((pool): ComponentStatus => ({
+function answer(cmd: AdminCommand, sources: AdminSources): unknown {
+  switch (cmd.cmd) {
+    case "components":
+      return components(sources.components);
+    case "rooms":
+      return rooms(sources.mucs);
+    default:
+      return { error: `unknown command ${(cmd as { cmd: string }).cmd}` };
+  }
+}
+
+function rooms(mucs: Map<string, MucService>): RoomStatus[] {
+  const out: RoomStatus[] = [];
+  for (const muc of mucs.values()) {
+    for (const room of muc.rooms.values()) {
+      out.push({
+        jid: room.jid.bare,
+        name: room.config.name,
+        occupants: room.occupantCount,
+        persistent: room.config.persistent,
+        public: room.config.public,
+        membersOnly: room.config.membersOnly,
+        locked: room.locked,
+      });
+    }
+  }
+  return out.sort((a, b) => a.jid < b.jid ? -1 : 1);
+}
+
+function components(pools: Map<string, ComponentPool>): ComponentStatus[] {
+  return [...pools.values()].map((pool): ComponentStatus => ({
     domain: pool.domain,
     balance: pool.config.balance,
     instances: [...pool.instances.values()].map((i) => ({

@@ -109,7 +109,10 @@ export class Server implements ServerContext {
       this.listeners.push(l);
       this.addresses.push({ type: lc.type, ...await l.listen() });
     }
-    this.#admin = await AdminSocket.start(this.config.data_dir, this.components);
+    this.#admin = await AdminSocket.start(this.config.data_dir, {
+      components: this.components,
+      mucs: this.mucs,
+    });
     this.#sweeper = setInterval(() => {
       const now = Date.now();
       for (const l of this.listeners) for (const s of l.streams) s.checkIdle(now);

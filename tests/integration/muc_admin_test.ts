@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { serverTest, startServer, withServer } from "../helpers/server.ts";
 import { NS } from "../../src/xml/ns.ts";
 import type { RawClient } from "../helpers/raw_client.ts";
+import { parley } from "../helpers/process.ts";
 import {
   accounts,
   createRoom,
@@ -195,4 +196,44 @@ serverTest("MUC: persistent rooms come back after a restart; temporary ones do n
   } finally {
     await t.stop();
   }
+});
+
+withServer("parley rooms lists the running server's rooms", mucServer(), async (t) => {
+  const [ann] = await accounts(t, "ann");
+  await join(ann, "kept", "Ann");
+  await ownerSubmit(
+    ann,
+    "kept",
+    field("muc#roomconfig_persistentroom", "1") + field("muc#roomconfig_roomname", "Kept"),
+  );
+  await join(ann, "fresh", "Ann"); // created, not configured yet: locked
+  const file = `${t.dataDir}/parley.yaml`;
+  await Deno.writeTextFile(file, `data_dir: ${t.dataDir}\n`);
+  const out = await parley(["rooms", "--json", "--config", file]);
+  assert.equal(out.code, 0, out.stderr);
+  assert.deepEqual(JSON.parse(out.stdout), [
+    {
+      jid: `fresh@${MUC}`,
+      name: "",
+      occupants: 1,
+      persistent: false,
+      public: true,
+      membersOnly: false,
+      locked: true,
+    },
+    {
+      jid: `kept@${MUC}`,
+      name: "Kept",
+      occupants: 1,
+      persistent: true,
+      public: true,
+      membersOnly: false,
+      locked: false,
+    },
+  ]);
+  const text = await parley(["rooms", "--config", file]);
+  assert.match(
+    text.stdout,
+    /kept@conference\.localhost {2}occupants=1 {2}persistent,public,open {2}"Kept"/,
+  );
 });
