@@ -269,33 +269,43 @@ function mucUserReason(e: Element): string | undefined {
   return e.child("x", NS.mucUser)?.child("item")?.childText("reason");
 }
 
-withServer("interop: slixmpp's XEP-0045 plugin creates, configures, chats, moderates, destroys", {
-  ...mucServer(),
-  listeners: SLIXMPP_LISTENERS,
-}, async (t) => {
-  await t.addUser("owner");
-  await t.addUser("guest");
-  const r = await interop("muc_session.py", [
-    String(t.port),
-    "owner@localhost/o",
-    "guest@localhost/g",
-    "secret",
-    `interop@${MUC}`,
-  ]);
-  assert.ok((r.services as string[]).includes(MUC));
-  assert.deepEqual(r.created_codes, [110, 201]);
-  assert.ok((r.form_fields as string[]).includes("muc#roomconfig_roomname"));
-  assert.ok((r.room_features as string[]).includes("muc_nonanonymous"));
-  assert.deepEqual(r.guest_codes, [100, 110]);
-  assert.deepEqual(r.guest_sees, ["Guest", "Owner"]);
-  assert.equal(r.owner_real_jid_seen, "owner@localhost/o");
-  assert.equal(r.groupchat_from, `interop@${MUC}/Owner`);
-  assert.equal(r.subject, "Topic");
-  assert.equal(r.pm_from, `interop@${MUC}/Guest`);
-  assert.deepEqual(r.members, ["guest@localhost"]);
-  assert.equal(r.guest_role, "visitor");
-  assert.equal(r.self_ping, "result");
-  assert.equal(r.invite_from, "owner@localhost/o");
-  assert.equal(r.locked_join, "item-not-found");
-  assert.equal(r.destroy_reason, "done");
-});
+withServer(
+  "interop: slixmpp's XEP-0045 plugin: create, configure, history, chat, moderate, refuse, destroy",
+  {
+    ...mucServer(),
+    listeners: SLIXMPP_LISTENERS,
+  },
+  async (t) => {
+    await t.addUser("owner");
+    await t.addUser("guest");
+    const r = await interop("muc_session.py", [
+      String(t.port),
+      "owner@localhost/o",
+      "guest@localhost/g",
+      "secret",
+      `interop@${MUC}`,
+    ]);
+    assert.ok((r.services as string[]).includes(MUC));
+    assert.deepEqual(r.created_codes, [110, 201]);
+    assert.ok((r.form_fields as string[]).includes("muc#roomconfig_roomname"));
+    assert.ok((r.room_features as string[]).includes("muc_nonanonymous"));
+    assert.deepEqual(r.guest_codes, [100, 110]);
+    assert.deepEqual(r.guest_sees, ["Guest", "Owner"]);
+    assert.equal(r.owner_real_jid_seen, "owner@localhost/o");
+    assert.equal(r.groupchat_from, `interop@${MUC}/Owner`);
+    assert.equal(r.subject, "Topic");
+    assert.equal(r.pm_from, `interop@${MUC}/Guest`);
+    assert.deepEqual(r.members, ["guest@localhost"]);
+    assert.equal(r.guest_role, "visitor");
+    assert.equal(r.self_ping, "result");
+    assert.equal(r.invite_from, "owner@localhost/o");
+    assert.deepEqual(r.history, ["early2", "early3"]);
+    assert.equal(r.new_nick, "Guesty");
+    assert.deepEqual(r.kick_codes, [110, 307]);
+    assert.equal(r.club_without_password, "not-authorized");
+    assert.deepEqual(r.ban_codes, [110, 301]);
+    assert.equal(r.banned_join, "forbidden");
+    assert.equal(r.locked_join, "item-not-found");
+    assert.equal(r.destroy_reason, "done");
+  },
+);

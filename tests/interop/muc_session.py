@@ -12,6 +12,7 @@ import slixmpp.exceptions
 
 port, owner_jid, guest_jid, password, room = sys.argv[1:6]
 locked_room = "locked-" + room
+club_room = "club-" + room
 result = {}
 USER = "http://jabber.org/protocol/muc#user"
 
@@ -42,6 +43,15 @@ def waiter(c, event, pred=lambda _: True):
     return fut
 
 
+async def refused(muc, room_jid, **kwargs):
+    """The error condition of a refused entry, or "joined"."""
+    try:
+        await muc.join_muc_wait(room_jid, "Guest", timeout=10, **kwargs)
+        return "joined"
+    except slixmpp.exceptions.PresenceError as e:
+        return e.condition
+
+
 async def run():
     await started["owner"].wait()
     await started["guest"].wait()
@@ -62,8 +72,15 @@ async def run():
     info = await guest["xep_0030"].get_info(jid=room)
     result["room_features"] = sorted(info["disco_info"]["features"])
 
+    # History: three messages before the guest enters; it asks for the last two.
+    echoed = waiter(owner, "groupchat_message", lambda m: m["body"] == "early3")
+    for i in (1, 2, 3):
+        owner.send_message(mto=room, mbody=f"early{i}", mtype="groupchat")
+    await asyncio.wait_for(echoed, 10)
+
     owner_pm = waiter(owner, "message", lambda m: m["type"] == "chat" and m["body"] == "psst")
-    pres, _subject, occupants, _hist = await muc_g.join_muc_wait(room, "Guest", maxstanzas=5, timeout=10)
+    pres, _subject, occupants, hist = await muc_g.join_muc_wait(room, "Guest", maxstanzas=2, timeout=10)
+    result["history"] = [m["body"] for m in hist]
     result["guest_codes"] = sorted(pres["muc"]["status_codes"])
     result["guest_sees"] = sorted(p["from"].resource for p in occupants)
     result["owner_real_jid_seen"] = str(muc_g.get_jid_property(room, "Owner", "jid"))
@@ -103,11 +120,33 @@ async def run():
 
     # A refused entry is reported to slixmpp as a presence error (the room is still locked).
     await muc_o.join_muc_wait(locked_room, "Owner", timeout=10)
-    try:
-        await muc_g.join_muc_wait(locked_room, "Guest", timeout=10)
-        result["locked_join"] = "joined"
-    except slixmpp.exceptions.PresenceError as e:
-        result["locked_join"] = e.condition
+    result["locked_join"] = await refused(muc_g, locked_room)
+
+    # Nick change (303 with the new nick), then a kick (307) under the new nick, then back in.
+    changed = waiter(guest, "muc::%s::presence" % room,
+                     lambda p: p["type"] == "unavailable" and 303 in p["muc"]["status_codes"])
+    guest.send_presence(pto=f"{room}/Guesty")
+    item = (await asyncio.wait_for(changed, 10)).xml.find("{%s}x/{%s}item" % (USER, USER))
+    result["new_nick"] = item.get("nick")
+    kicked = waiter(guest, "muc::%s::presence" % room,
+                    lambda p: p["type"] == "unavailable" and 307 in p["muc"]["status_codes"])
+    await muc_o.set_role(room, "Guesty", "none", reason="bye", timeout=10)
+    result["kick_codes"] = sorted((await asyncio.wait_for(kicked, 10))["muc"]["status_codes"])
+    await muc_g.join_muc_wait(room, "Guest", timeout=10)
+
+    # A password-protected room: refused without the password, entered with it; then a ban.
+    await muc_o.join_muc_wait(club_room, "Owner", timeout=10)
+    club = owner["xep_0004"].make_form(ftype="submit")
+    club.add_field(var="muc#roomconfig_passwordprotectedroom", value="1")
+    club.add_field(var="muc#roomconfig_roomsecret", value="pw")
+    await muc_o.set_room_config(club_room, club, timeout=10)
+    result["club_without_password"] = await refused(muc_g, club_room)
+    await muc_g.join_muc_wait(club_room, "Guest", password="pw", timeout=10)
+    banned = waiter(guest, "muc::%s::presence" % club_room,
+                    lambda p: p["type"] == "unavailable" and 301 in p["muc"]["status_codes"])
+    await muc_o.set_affiliation(club_room, "outcast", jid=slixmpp.JID(guest_jid).bare, timeout=10)
+    result["ban_codes"] = sorted((await asyncio.wait_for(banned, 10))["muc"]["status_codes"])
+    result["banned_join"] = await refused(muc_g, club_room, password="pw")
 
     destroyed = waiter(guest, "muc::%s::presence" % room, lambda p: p["type"] == "unavailable")
     await muc_o.destroy(room, reason="done", timeout=10)
