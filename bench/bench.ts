@@ -259,7 +259,7 @@ try {
 
 const cpu = /model name\s*:\s*(.*)/.exec(await Deno.readTextFile("/proc/cpuinfo"))?.[1] ??
   "unknown CPU";
-const date = new Date().toISOString().slice(0, 10);
+const date = new Date().toISOString().slice(0, 16).replace("T", " ") + " UTC";
 const table = [
   "| measure | Parley | yardstick |",
   "| --- | ---: | --- |",
@@ -268,7 +268,8 @@ const table = [
 const section = `## ${date} — Parley ${VERSION}, Deno ${Deno.version.deno}
 
 Machine: ${cpu}, ${navigator.hardwareConcurrency} cores; server pinned to core ${SERVER_CPU}, load generator to core ${LOAD_CPU}.
-${SECONDS} s per measurement; ${USERS} users registered in-band; idle sessions without TLS.
+${SECONDS} s per measurement; ${USERS} users registered in-band; idle sessions without TLS; a fresh
+server process for each group of measurements.
 
 ${table}
 `;
