@@ -42,7 +42,8 @@ export class C2SSession extends XmlStream implements LocalSession {
   directed = new Set<string>();
   readonly startedAt = Date.now();
   #bound = false;
-  #sasl: SaslNegotiation;
+  /** Created by the first SASL element, dropped once authenticated (memory per session). */
+  #sasl: SaslNegotiation | undefined;
 
   constructor(socket: net.Socket, secure: boolean, readonly deps: C2SDeps) {
     const l = deps.ctx.config.limits;
@@ -58,10 +59,6 @@ export class C2SSession extends XmlStream implements LocalSession {
       },
       log,
       NS.client,
-    );
-    this.#sasl = new SaslNegotiation(
-      this.#saslPeer(),
-      deps.ctx.config.timeouts.auth_failure_delay_ms,
     );
     log.info("connection {id} opened from {remote}", { id: this.id, remote: this.remote });
   }
@@ -117,6 +114,10 @@ export class C2SSession extends XmlStream implements LocalSession {
     if (el.name === "starttls" && ns === NS.tls) return this.#starttls();
     if (ns === NS.sasl) {
       if (tlsRequired) return this.error("policy-violation", "STARTTLS is required first");
+      this.#sasl ??= new SaslNegotiation(
+        this.#saslPeer(),
+        this.deps.ctx.config.timeouts.auth_failure_delay_ms,
+      );
       void this.#sasl.handle(el);
       return;
     }
@@ -156,6 +157,7 @@ export class C2SSession extends XmlStream implements LocalSession {
       },
       succeeded: (user: string) => {
         this.user = user;
+        this.#sasl = undefined;
         log.info("authenticated {user}@{domain} on {id} from {remote}", {
           user,
           domain: this.host!.domain,
