@@ -1,4 +1,5 @@
-// Runs main.ts as a separate process (the CLI as operators use it).
+// Runs main.ts as a separate process (the CLI as operators use it), and the slixmpp scripts.
+import type { TestServer } from "./server.ts";
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
 
@@ -91,4 +92,19 @@ export async function interop(script: string, args: string[]): Promise<Record<st
   const stderr = new TextDecoder().decode(out.stderr).slice(-2000);
   if (out.code !== 0) throw new Error(`${script} exited with ${out.code}: ${stdout}\n${stderr}`);
   return JSON.parse(stdout.trim().split("\n").pop()!);
+}
+
+/**
+ * Creates two accounts (password "secret") and runs a slixmpp script as them, with the arguments
+ * PORT JID_A JID_B PASSWORD EXTRA…
+ */
+export async function interopPair(
+  t: TestServer,
+  script: string,
+  a: string,
+  b: string,
+  ...extra: string[]
+): Promise<Record<string, unknown>> {
+  for (const jid of [a, b]) await t.addUser(jid.split("@")[0]);
+  return await interop(script, [String(t.port), a, b, "secret", ...extra]);
 }

@@ -1,7 +1,7 @@
 // Multi-User Chat (XEP-0045): discovery, creation and configuration, entering and leaving.
 import assert from "node:assert/strict";
 import { SLIXMPP_LISTENERS, withServer } from "../helpers/server.ts";
-import { interop } from "../helpers/process.ts";
+import { interopPair } from "../helpers/process.ts";
 import { NS } from "../../src/xml/ns.ts";
 import type { Element } from "../../src/xml/element.ts";
 import {
@@ -276,15 +276,13 @@ withServer(
     listeners: SLIXMPP_LISTENERS,
   },
   async (t) => {
-    await t.addUser("owner");
-    await t.addUser("guest");
-    const r = await interop("muc_session.py", [
-      String(t.port),
+    const r = await interopPair(
+      t,
+      "muc_session.py",
       "owner@localhost/o",
       "guest@localhost/g",
-      "secret",
       `interop@${MUC}`,
-    ]);
+    );
     assert.ok((r.services as string[]).includes(MUC));
     assert.deepEqual(r.created_codes, [110, 201]);
     assert.ok((r.form_fields as string[]).includes("muc#roomconfig_roomname"));

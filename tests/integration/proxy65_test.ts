@@ -6,7 +6,7 @@ import { createHash } from "node:crypto";
 import { RawClient } from "../helpers/raw_client.ts";
 import { SLIXMPP_LISTENERS, type TestServer, withServer } from "../helpers/server.ts";
 import { NS } from "../../src/xml/ns.ts";
-import { interop } from "../helpers/process.ts";
+import { interopPair } from "../helpers/process.ts";
 
 const NS_BS = "http://jabber.org/protocol/bytestreams";
 const PROXY = { domain: "proxy.localhost", bind: "127.0.0.1", port: 0, pair_timeout: 2 };
@@ -251,15 +251,13 @@ withServer("interop: two slixmpp clients transfer a file through the proxy (SHA-
   ...CONFIG,
   listeners: SLIXMPP_LISTENERS,
 }, async (t) => {
-  await t.addUser("alice");
-  await t.addUser("bob");
-  const r = await interop("s5b_transfer.py", [
-    String(t.port),
+  const r = await interopPair(
+    t,
+    "s5b_transfer.py",
     "alice@localhost/s",
     "bob@localhost/r",
-    "secret",
     String(3 << 20),
-  ]);
+  );
   assert.deepEqual(r.proxies, ["proxy.localhost"]);
   assert.equal(r.bytes, 3 << 20);
   assert.equal(r.received, r.sent);
