@@ -69,13 +69,8 @@ export class Host implements DomainHandler {
 
   constructor(readonly server: ServerContext, readonly config: HostConfig) {
     this.jid = new Jid("", config.domain);
-    const failed = (ns: string, e: unknown) =>
-      log.error("iq handler for {ns} failed: {error}", {
-        ns,
-        error: String((e as Error)?.stack ?? e),
-      });
-    this.#serverIq = new IqHandlers(server.router, failed);
-    this.#accountIq = new IqHandlers(server.router, failed);
+    this.#serverIq = new IqHandlers(server.router, log);
+    this.#accountIq = new IqHandlers(server.router, log);
   }
 
   get domain(): string {
@@ -85,6 +80,11 @@ export class Host implements DomainHandler {
   /** Registers the handler of iq get/set for a namespace, addressed to the domain or an account. */
   onIq(scope: "server" | "account", ns: string, handler: IqHandler): void {
     (scope === "server" ? this.#serverIq : this.#accountIq).on(ns, handler);
+  }
+
+  /** Like onIq, for a query-only namespace: a set gets bad-request. */
+  onGet(scope: "server" | "account", ns: string, handler: IqHandler): void {
+    (scope === "server" ? this.#serverIq : this.#accountIq).onGet(ns, handler);
   }
 
   receive(stanza: Element, from: Jid, to: Jid): void {

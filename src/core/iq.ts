@@ -3,6 +3,7 @@ import { type Element, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
 import type { Jid } from "../jid/jid.ts";
 import type { Router } from "../router/router.ts";
+import type { Logger } from "@logtape/logtape";
 import {
   type ErrorCondition,
   type ErrorOptions,
@@ -53,11 +54,17 @@ export type IqHandler = (iq: IqRequest) => void | Promise<void>;
 export class IqHandlers {
   #handlers = new Map<string, IqHandler>();
 
-  constructor(readonly router: Router, readonly onFailure: (ns: string, e: unknown) => void) {}
+  /** `log` is the owner's logger, where a failing handler is reported. */
+  constructor(readonly router: Router, readonly log: Logger) {}
 
   on(ns: string, handler: IqHandler): this {
     this.#handlers.set(ns, handler);
     return this;
+  }
+
+  /** A handler for queries only: a set gets bad-request. */
+  onGet(ns: string, handler: IqHandler): this {
+    return this.on(ns, (iq) => iq.type === "get" ? handler(iq) : iq.error("bad-request"));
   }
 
   dispatch(stanza: Element, from: Jid, to: Jid): void {
@@ -68,7 +75,10 @@ export class IqHandlers {
     if (!handler) return this.router.bounce(stanza, "service-unavailable");
     const req = new IqRequest(stanza, from, to, payload, this.router);
     const failed = (e: unknown) => {
-      this.onFailure(payload.attrs.xmlns ?? "", e);
+      this.log.error("iq handler for {ns} failed: {error}", {
+        ns: payload.attrs.xmlns,
+        error: String((e as Error)?.stack ?? e),
+      });
       req.error("internal-server-error");
     };
     try {

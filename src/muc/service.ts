@@ -37,24 +37,19 @@ export class MucService implements DomainHandler, RoomServices {
     readonly localDomains: Set<string>,
   ) {
     this.jid = new Jid("", config.domain);
-    const failed = (ns: string, e: unknown) =>
-      log.error("iq {ns} failed: {error}", { ns, error: String((e as Error)?.stack ?? e) });
     const info = discoInfoPayload(
       [{ category: "conference", type: "text", name: config.name }],
       [NS.discoInfo, NS.discoItems, NS.muc],
     );
-    this.#serviceIq = new IqHandlers(router, failed)
-      .on(NS.discoInfo, (iq) => getOnly(iq, () => iq.reply(info)))
-      .on(NS.discoItems, (iq) => getOnly(iq, () => iq.reply(this.#publicRooms())))
+    this.#serviceIq = new IqHandlers(router, log)
+      .onGet(NS.discoInfo, (iq) => iq.reply(info))
+      .onGet(NS.discoItems, (iq) => iq.reply(this.#publicRooms()))
       .on(NS.ping, (iq) => iq.reply());
     const inRoom = (fn: (room: Room, iq: IqRequest) => void) => (iq: IqRequest) =>
       fn(this.rooms.get(iq.to.local)!, iq);
-    this.#roomIq = new IqHandlers(router, failed)
-      .on(NS.discoInfo, inRoom((room, iq) => getOnly(iq, () => iq.reply(roomInfo(room)))))
-      .on(
-        NS.discoItems,
-        inRoom((_, iq) => getOnly(iq, () => iq.reply(x("query", { xmlns: NS.discoItems })))),
-      )
+    this.#roomIq = new IqHandlers(router, log)
+      .onGet(NS.discoInfo, inRoom((room, iq) => iq.reply(roomInfo(room))))
+      .onGet(NS.discoItems, (iq) => iq.reply(x("query", { xmlns: NS.discoItems })))
       .on(NS.mucAdmin, inRoom(adminIq))
       .on(NS.mucOwner, inRoom(ownerIq))
       .on(NS.ping, (iq) => iq.reply());
@@ -159,11 +154,6 @@ export class MucService implements DomainHandler, RoomServices {
   #write(room: string, task: () => Promise<void>): void {
     this.serial.run(`muc:${room}@${this.domain}`, task);
   }
-}
-
-function getOnly(iq: IqRequest, answer: () => void): void {
-  if (iq.type === "get") answer();
-  else iq.error("bad-request");
 }
 
 /** A room's disco#info (XEP-0045 §6.4): identity, features from its configuration, roominfo. */

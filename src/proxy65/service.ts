@@ -36,18 +36,9 @@ export class Proxy65Service implements DomainHandler {
       [{ category: "proxy", type: "bytestreams", name: "SOCKS5 Bytestreams Service" }],
       [NS.discoInfo, NS_BYTESTREAMS],
     );
-    this.#iq = new IqHandlers(
-      router,
-      (ns, e) => log.error("iq {ns} failed: {error}", { ns, error: String(e) }),
-    )
-      .on(NS.discoInfo, (iq) => iq.type === "get" ? iq.reply(info) : iq.error("bad-request"))
-      .on(
-        NS.discoItems,
-        (iq) =>
-          iq.type === "get"
-            ? iq.reply(x("query", { xmlns: NS.discoItems }))
-            : iq.error("bad-request"),
-      )
+    this.#iq = new IqHandlers(router, log)
+      .onGet(NS.discoInfo, (iq) => iq.reply(info))
+      .onGet(NS.discoItems, (iq) => iq.reply(x("query", { xmlns: NS.discoItems })))
       .on(NS_BYTESTREAMS, (iq) => this.#bytestreams(iq));
   }
 

@@ -9,10 +9,9 @@ export const pingModule: Module = {
   name: "ping",
   install(host) {
     host.features.add(NS.ping);
-    host.onIq("server", NS.ping, (iq) => iq.type === "get" ? iq.reply() : iq.error("bad-request"));
+    host.onGet("server", NS.ping, (iq) => iq.reply());
     // A ping to one's own bare JID is answered by the server on the account's behalf.
-    host.onIq("account", NS.ping, (iq) => {
-      if (iq.type !== "get") return iq.error("bad-request");
+    host.onGet("account", NS.ping, (iq) => {
       if (!iq.self) return iq.error("service-unavailable");
       iq.reply();
     });
@@ -23,8 +22,7 @@ export const versionModule: Module = {
   name: "version",
   install(host) {
     host.features.add(NS.version);
-    host.onIq("server", NS.version, (iq) => {
-      if (iq.type !== "get") return iq.error("bad-request");
+    host.onGet("server", NS.version, (iq) => {
       iq.reply(
         x("query", { xmlns: NS.version }, x("name", {}, "Parley"), x("version", {}, VERSION)),
       );
@@ -36,8 +34,7 @@ export const timeModule: Module = {
   name: "time",
   install(host) {
     host.features.add(NS.time);
-    host.onIq("server", NS.time, (iq) => {
-      if (iq.type !== "get") return iq.error("bad-request");
+    host.onGet("server", NS.time, (iq) => {
       const utc = new Date().toISOString().replace(/\.\d+Z$/, "Z");
       iq.reply(x("time", { xmlns: NS.time }, x("tzo", {}, "+00:00"), x("utc", {}, utc)));
     });

@@ -10,13 +10,11 @@ export const discoModule: Module = {
   install(host) {
     host.features.add(NS.discoInfo).add(NS.discoItems);
     host.accountFeatures.add(NS.discoInfo).add(NS.discoItems);
-    host.onIq("server", NS.discoInfo, (iq) => {
-      if (iq.type !== "get") return iq.error("bad-request");
+    host.onGet("server", NS.discoInfo, (iq) => {
       if (iq.payload.attrs.node) return iq.error("item-not-found");
       iq.reply(discoInfoPayload(host.identities, host.features));
     });
-    host.onIq("server", NS.discoItems, (iq) => {
-      if (iq.type !== "get") return iq.error("bad-request");
+    host.onGet("server", NS.discoItems, (iq) => {
       if (iq.payload.attrs.node) return iq.error("item-not-found");
       iq.reply(x(
         "query",
@@ -25,8 +23,7 @@ export const discoModule: Module = {
       ));
     });
     // An account answers for itself to its owner and to contacts subscribed to its presence.
-    host.onIq("account", NS.discoInfo, async (iq) => {
-      if (iq.type !== "get") return iq.error("bad-request");
+    host.onGet("account", NS.discoInfo, async (iq) => {
       const { store } = host.server;
       if (!iq.self) {
         const item = await store.getRosterItem(iq.to.local, iq.to.domain, iq.from.bare);
@@ -38,8 +35,7 @@ export const discoModule: Module = {
         discoInfoPayload([{ category: "account", type: "registered" }], host.accountFeatures),
       );
     });
-    host.onIq("account", NS.discoItems, (iq) => {
-      if (iq.type !== "get") return iq.error("bad-request");
+    host.onGet("account", NS.discoItems, (iq) => {
       if (!iq.self) return iq.error("service-unavailable");
       iq.reply(x("query", { xmlns: NS.discoItems }));
     });
