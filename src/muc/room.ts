@@ -235,7 +235,7 @@ export class Room {
       from,
     );
     // A groupchat 1.0 join (no MUC payload) cannot configure: the room is an instant one (§10.1.2).
-    if (creating && !join) this.unlock();
+    if (creating && !join) this.locked = false;
   }
 
   #changeNick(occ: Occupant, stanza: Element, from: Jid, nick: string): void {
@@ -258,24 +258,24 @@ export class Room {
     this.#broadcastPresence(occ, stanza, undefined, {});
   }
 
+  /** One session of an occupant leaves; with the last one, the occupant leaves the room. */
   #leave(occ: Occupant, from: Jid, stanza: Element | null, codes: number[] = []): void {
+    if (occ.sessions.size === 1) {
+      this.remove(occ, { codes }, stanza);
+      return this.#endIfEmpty();
+    }
     occ.sessions.delete(from.full);
     this.#bySession.delete(from.full);
-    if (occ.sessions.size > 0) {
-      // Other sessions keep the nick: only the leaving one learns it left.
-      const p = this.#presenceOf(occ, stanza, "unavailable", { codes }, true, true);
-      this.#send(p, occ.jid, from);
-      return;
-    }
-    this.#occupants.delete(nicknameKey(occ.nick));
-    const opts = { role: "none" as Role, codes, jid: from.full };
-    this.#send(this.#presenceOf(occ, stanza, "unavailable", opts, true, true), occ.jid, from);
-    this.#broadcastPresence(occ, stanza, "unavailable", opts);
-    this.#endIfEmpty();
+    // Other sessions keep the nick: only the leaving one learns it left.
+    const p = this.#presenceOf(occ, stanza, "unavailable", { codes, jid: from.full }, true, true);
+    this.#send(p, occ.jid, from);
   }
 
-  /** Removes an occupant with all its sessions: kick, ban, loss of membership, shutdown, destroy. */
-  remove(occ: Occupant, r: Removal): void {
+  /**
+   * Removes an occupant with all its sessions: leaving, kick, ban, loss of membership, shutdown,
+   * destroy. `sent` is the unavailable presence the occupant sent, if it left by itself.
+   */
+  remove(occ: Occupant, r: Removal, sent: Element | null = null): void {
     const opts = {
       role: "none" as Role,
       affiliation: r.affiliation,
@@ -285,12 +285,12 @@ export class Room {
       extra: r.destroy,
     };
     this.#occupants.delete(nicknameKey(occ.nick));
-    const self = this.#presenceOf(occ, null, "unavailable", opts, true, true);
+    const self = this.#presenceOf(occ, sent, "unavailable", opts, true, true);
     for (const s of occ.sessions.values()) {
       this.#bySession.delete(s.jid.full);
       this.#send(self, occ.jid, s.jid);
     }
-    if (!r.destroy) this.#broadcastPresence(occ, null, "unavailable", opts);
+    if (!r.destroy) this.#broadcastPresence(occ, sent, "unavailable", opts);
   }
 
   #endIfEmpty(): void {
@@ -316,10 +316,6 @@ export class Room {
     for (const occ of [...this.#occupants.values()]) {
       this.remove(occ, { codes: [STATUS.SHUTDOWN] });
     }
-  }
-
-  unlock(): void {
-    this.locked = false;
   }
 
   /** Applies a new configuration (§10.2): unlocks, tells occupants, enforces membership. */
@@ -455,15 +451,10 @@ export class Room {
     for (const decline of user.elements("decline")) {
       const to = parseJid(decline.attrs.to ?? "");
       if (!to) return this.#bounce(stanza, "jid-malformed");
-      const reason = decline.child("reason");
-      this.svc.router.route(
-        x(
-          "message",
-          { from: this.jid.full, to: to.full, id: stanza.attrs.id },
-          mucUserX([x("decline", { from: from.bare }, reason)]),
-        ),
-        this.jid,
+      this.#notify(
         to,
+        stanza.attrs.id,
+        mucUserX([x("decline", { from: from.bare }, decline.child("reason"))]),
       );
     }
     const invites = user.elements("invite");
@@ -481,21 +472,25 @@ export class Room {
         this.affiliations.set(to.bare, "member");
         this.svc.persist(this);
       }
-      const reason = invite.child("reason");
-      this.svc.router.route(
-        x(
-          "message",
-          { from: this.jid.full, to: to.full, id: stanza.attrs.id },
-          mucUserX([
-            x("invite", { from: from.full }, reason),
-            this.config.passwordProtected && x("password", {}, this.config.password),
-          ]),
-          x("body", {}, `${from.bare} invites you to ${this.jid.bare}`),
-        ),
-        this.jid,
+      this.#notify(
         to,
+        stanza.attrs.id,
+        mucUserX([
+          x("invite", { from: from.full }, invite.child("reason")),
+          this.config.passwordProtected && x("password", {}, this.config.password),
+        ]),
+        x("body", {}, `${from.bare} invites you to ${this.jid.bare}`),
       );
     }
+  }
+
+  /** A message from the room itself to someone, in or out of the room. */
+  #notify(to: Jid, id: string | undefined, ...children: Element[]): void {
+    this.svc.router.route(
+      x("message", { from: this.jid.full, to: to.full, id }, ...children),
+      this.jid,
+      to,
+    );
   }
 
   /** An error from an occupant's address: its session is gone, so it leaves (status 333). */
