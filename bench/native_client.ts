@@ -3,6 +3,7 @@
 // node:net's, which matters when one generator core reads a thousand sockets.
 import { HEADER } from "../tests/helpers/raw_client.ts";
 import { NS } from "../src/xml/ns.ts";
+import { writeAll } from "../src/stream/write_all.ts";
 
 const encoder = new TextEncoder();
 const latin1 = new TextDecoder("latin1"); // only ASCII markup is looked at
@@ -34,9 +35,7 @@ export class NativeClient {
   /** Queues `xml`; writes go out in order, each completely. */
   send(xml: string): void {
     const data = encoder.encode(xml);
-    this.#writes = this.#writes.then(async () => {
-      for (let off = 0; off < data.length;) off += await this.conn.write(data.subarray(off));
-    });
+    this.#writes = this.#writes.then(() => writeAll(this.conn, data));
   }
 
   /** Setup only: reads until `marker` has arrived and returns everything read. */

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import type { ComponentPool } from "../component/pool.ts";
 import type { MucService } from "../muc/service.ts";
 import { logger } from "../log/logger.ts";
+import { writeAll } from "../stream/write_all.ts";
 
 const log = logger("admin");
 
@@ -61,7 +62,7 @@ export class AdminSocket {
           const buf = new Uint8Array(4096);
           const n = await conn.read(buf);
           const cmd = JSON.parse(new TextDecoder().decode(buf.subarray(0, n ?? 0)));
-          await conn.write(new TextEncoder().encode(JSON.stringify(handle(cmd)) + "\n"));
+          await writeAll(conn, new TextEncoder().encode(JSON.stringify(handle(cmd)) + "\n"));
         } catch (e) {
           log.debug("admin request failed: {error}", { error: String(e) });
         } finally {
@@ -124,7 +125,7 @@ function components(pools: Map<string, ComponentPool>): ComponentStatus[] {
 export async function adminRequest(dataDir: string, cmd: AdminCommand): Promise<unknown> {
   const conn = await Deno.connect({ transport: "unix", path: adminSocketPath(dataDir) });
   try {
-    await conn.write(new TextEncoder().encode(JSON.stringify(cmd)));
+    await writeAll(conn, new TextEncoder().encode(JSON.stringify(cmd)));
     let text = "";
     const buf = new Uint8Array(65536);
     while (!text.endsWith("\n")) {

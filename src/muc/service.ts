@@ -137,16 +137,19 @@ export class MucService implements DomainHandler, RoomServices {
       const state = JSON.stringify(room.state());
       this.#stored.add(name);
       this.#write(name, () => this.store.saveRoom(this.domain, name, state));
-    } else if (this.#stored.delete(name)) {
-      this.#write(name, () => this.store.deleteRoom(this.domain, name));
-    }
+    } else this.#forget(name);
   }
 
   removed(room: Room): void {
     if (this.rooms.get(room.name) !== room) return;
     this.rooms.delete(room.name);
-    if (this.#stored.delete(room.name)) {
-      this.#write(room.name, () => this.store.deleteRoom(this.domain, room.name));
+    this.#forget(room.name);
+  }
+
+  /** Deletes a room's stored state, if it has any. */
+  #forget(name: string): void {
+    if (this.#stored.delete(name)) {
+      this.#write(name, () => this.store.deleteRoom(this.domain, name));
     }
   }
 

@@ -9,6 +9,7 @@
 import { connectReply, REPLY, Socks5Handshake } from "./socks5.ts";
 import type { Proxy65Config } from "../config/schema.ts";
 import { logger } from "../log/logger.ts";
+import { writeAll } from "../stream/write_all.ts";
 
 const log = logger("proxy65");
 const INITIAL_BUFFER = 64 * 1024;
@@ -194,10 +195,6 @@ export class Socks5Relay {
       }
     }
   }
-}
-
-async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
-  for (let off = 0; off < data.length;) off += await conn.write(data.subarray(off));
 }
 
 function safeClose(conn: Deno.Conn): void {
