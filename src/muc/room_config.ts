@@ -127,6 +127,12 @@ export function applyConfigForm(
     if (b === undefined) return `${F + name} is not a boolean`;
     (out as Record<string, unknown>)[key] = b;
   };
+  const choice = (name: string, options: readonly string[], key: keyof RoomConfig) => {
+    const v = one(F + name);
+    if (v === undefined) return undefined;
+    if (!options.includes(v)) return `${F + name}: unknown value`;
+    (out as Record<string, unknown>)[key] = v;
+  };
   const number = (name: string, max: number) => {
     const v = one(name);
     if (v === undefined) return undefined;
@@ -136,7 +142,8 @@ export function applyConfigForm(
   const problem = flag("persistentroom", "persistent") ?? flag("publicroom", "public") ??
     flag("membersonly", "membersOnly") ?? flag("moderatedroom", "moderated") ??
     flag("passwordprotectedroom", "passwordProtected") ??
-    flag("changesubject", "changeSubject") ?? flag("allowinvites", "allowInvites");
+    flag("changesubject", "changeSubject") ?? flag("allowinvites", "allowInvites") ??
+    choice("whois", WHOIS, "whois") ?? choice("allowpm", ALLOW_PM, "allowPm");
   if (problem) return problem;
   out.name = one(F + "roomname") ?? out.name;
   out.description = one(F + "roomdesc") ?? out.description;
@@ -144,16 +151,6 @@ export function applyConfigForm(
   // Some clients only send the secret: a password given alone protects the room.
   if (!values.has(F + "passwordprotectedroom") && one(F + "roomsecret")) {
     out.passwordProtected = true;
-  }
-  const whois = one(F + "whois");
-  if (whois !== undefined) {
-    if (!(WHOIS as readonly string[]).includes(whois)) return `${F}whois: unknown value`;
-    out.whois = whois as RoomConfig["whois"];
-  }
-  const pm = one(F + "allowpm");
-  if (pm !== undefined) {
-    if (!(ALLOW_PM as readonly string[]).includes(pm)) return `${F}allowpm: unknown value`;
-    out.allowPm = pm as RoomConfig["allowPm"];
   }
   const maxUsers = number(F + "maxusers", svc.max_occupants);
   if (maxUsers === null || maxUsers === 0) return `${F}maxusers must be a positive number`;
