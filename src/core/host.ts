@@ -54,6 +54,10 @@ export type HostEvents = {
   "account/deleted": Jid;
 };
 
+// Event names by stanza kind, looked up rather than built: this runs for every delivery.
+const TO_BARE = { message: "message/bare", presence: "presence/bare" } as const;
+const TO_FULL = { message: "message/full", presence: "presence/full", iq: "iq/full" } as const;
+
 export class Host implements DomainHandler {
   readonly jid: Jid;
   readonly events = new Hooks<HostEvents>();
@@ -96,13 +100,9 @@ export class Host implements DomainHandler {
     }
     if (this.events.fire("stanza/in", ev)) return;
     if (to.isBare && stanza.name === "iq") return this.#accountIq.dispatch(stanza, from, to);
-    const name = `${stanza.name}/${to.isBare ? "bare" : "full"}` as
-      | "message/bare"
-      | "message/full"
-      | "presence/bare"
-      | "presence/full"
-      | "iq/full";
-    this.events.fire(name, ev);
+    // A bare-JID iq went to the account handlers above: only messages and presence are left.
+    const kind = stanza.name as keyof typeof TO_FULL;
+    this.events.fire(to.isBare ? TO_BARE[kind as keyof typeof TO_BARE] : TO_FULL[kind], ev);
   }
 
   /** A stanza from a local session: modules may take it, otherwise it is routed. */
