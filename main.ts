@@ -3,7 +3,7 @@ import { parseArgs } from "node:util";
 import { ConfigError, defaultConfig, loadConfigFile } from "./src/config/load.ts";
 import type { Config } from "./src/config/schema.ts";
 import { setupLogging } from "./src/log/logger.ts";
-import { Server } from "./src/core/server.ts";
+import { Server } from "./src/server/server.ts";
 import { userCommand } from "./src/cli/accounts.ts";
 import { componentsCommand } from "./src/cli/components.ts";
 import { roomsCommand } from "./src/cli/rooms.ts";

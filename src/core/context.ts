@@ -4,6 +4,7 @@ import type { Router } from "../router/router.ts";
 import type { SessionRegistry } from "../router/sessions.ts";
 import type { Store } from "../storage/store.ts";
 import type { SerialQueues } from "./serial.ts";
+import type { AuthThrottle } from "../sasl/throttle.ts";
 
 export interface ServerContext {
   readonly config: Config;
@@ -12,6 +13,8 @@ export interface ServerContext {
   readonly store: Store;
   /** Per-account ordering of storage-backed work. */
   readonly serial: SerialQueues;
-  /** Random per-process secret (SCRAM answers for unknown users, ids). */
+  /** Persistent server secret (answers about unknown accounts that look like real ones). */
   readonly secret: Uint8Array;
+  /** Failed-authentication limits per address and account, shared by every listener. */
+  readonly authThrottle: AuthThrottle;
 }

@@ -1,7 +1,7 @@
 // Starts a Parley server in this process on ephemeral loopback ports, with its own data dir.
 import { stringify } from "yaml";
 import { parseConfig } from "../../src/config/load.ts";
-import { Server } from "../../src/core/server.ts";
+import { Server } from "../../src/server/server.ts";
 import { setupLogging } from "../../src/log/logger.ts";
 import { deriveCredentials } from "../../src/sasl/scram_keys.ts";
 
@@ -18,9 +18,9 @@ export interface TestServer {
 
 let logging = false;
 
-type Tree = { [k: string]: unknown };
+export type Tree = { [k: string]: unknown };
 
-function merge(base: Tree, over: Tree): Tree {
+export function merge(base: Tree, over: Tree): Tree {
   const out: Tree = { ...base };
   for (const [k, v] of Object.entries(over)) {
     const b = out[k];

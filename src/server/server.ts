@@ -1,6 +1,5 @@
 // The server: wires configuration, storage, the router, virtual hosts with their modules, and
 // listeners; runs the idle sweeper; shuts down in order.
-import { randomBytes } from "node:crypto";
 import type { Config } from "../config/schema.ts";
 import { Router } from "../router/router.ts";
 import { SessionRegistry } from "../router/sessions.ts";
@@ -16,12 +15,14 @@ import type { ListenerConfig } from "../config/schema.ts";
 import { Proxy65Service } from "../proxy65/service.ts";
 import { MucService } from "../muc/service.ts";
 import { MODULES } from "../modules.ts";
-import { Host } from "./host.ts";
-import { SerialQueues } from "./serial.ts";
-import type { ServerContext } from "./context.ts";
+import { Host } from "../core/host.ts";
+import { SerialQueues } from "../core/serial.ts";
+import type { ServerContext } from "../core/context.ts";
 import { logger } from "../log/logger.ts";
 import { VERSION } from "../version.ts";
 import { AdminSocket } from "../admin/socket.ts";
+import { AuthThrottle } from "../sasl/throttle.ts";
+import { loadSecret } from "./secret.ts";
 
 const log = logger("server");
 const SWEEP_MS = 1000;
@@ -36,7 +37,6 @@ export class Server implements ServerContext {
   readonly router = new Router();
   readonly sessions = new SessionRegistry();
   readonly serial = new SerialQueues();
-  readonly secret = randomBytes(32);
   readonly hosts = new Map<string, Host>();
   readonly listeners: StreamListener<XmlStream>[] = [];
   /** SOCKS5 bytestream proxies by proxy domain. */
@@ -50,11 +50,20 @@ export class Server implements ServerContext {
   #admin: AdminSocket | undefined;
   #stopping: Promise<void> | undefined;
 
-  private constructor(readonly config: Config, readonly store: Store) {}
+  readonly authThrottle: AuthThrottle;
+
+  private constructor(
+    readonly config: Config,
+    readonly store: Store,
+    readonly secret: Uint8Array,
+  ) {
+    this.authThrottle = new AuthThrottle(config.auth);
+  }
 
   static async start(config: Config): Promise<Server> {
+    const secret = await loadSecret(config.data_dir);
     const store = openStore(config);
-    const server = new Server(config, store);
+    const server = new Server(config, store, secret);
     try {
       await server.#start();
     } catch (e) {
