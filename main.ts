@@ -2,12 +2,16 @@
 import { parseArgs } from "node:util";
 import { ConfigError, defaultConfig, loadConfigFile } from "./src/config/load.ts";
 import type { Config } from "./src/config/schema.ts";
-import { setupLogging } from "./src/log/logger.ts";
+import { logger, setupLogging } from "./src/log/logger.ts";
 import { Server } from "./src/server/server.ts";
+import { raiseDescriptorLimit } from "./src/server/fd_limit.ts";
+import { PidFile } from "./src/server/pid_file.ts";
 import { userCommand } from "./src/cli/accounts.ts";
 import { componentsCommand } from "./src/cli/components.ts";
 import { roomsCommand } from "./src/cli/rooms.ts";
 import { VERSION } from "./src/version.ts";
+
+const log = logger("server");
 
 const USAGE = `Parley ${VERSION} — a clustered XMPP server
 
@@ -22,7 +26,8 @@ Usage:
   parley config check FILE                     validate a configuration file
   parley version
 
-Without --password the password is read from standard input.`;
+Without --password the password is asked twice on a terminal, without echo, or read from the
+first line of standard input. The server's process id is in <data_dir>/parley.pid while it runs.`;
 
 async function config(file: string | undefined): Promise<Config> {
   return file ? await loadConfigFile(file) : defaultConfig();
@@ -30,9 +35,15 @@ async function config(file: string | undefined): Promise<Config> {
 
 async function serve(cfg: Config): Promise<number> {
   setupLogging(cfg.log.level);
+  raiseDescriptorLimit();
   const server = await Server.start(cfg);
+  const pidFile = await PidFile.write(cfg.data_dir);
+  log.info("process id {pid} written to {file}", {
+    pid: Deno.pid,
+    file: pidFile.path,
+  });
   const done = Promise.withResolvers<void>();
-  const stop = () => server.stop().then(() => done.resolve());
+  const stop = () => server.stop().then(() => pidFile.remove()).then(() => done.resolve());
   Deno.addSignalListener("SIGTERM", stop);
   Deno.addSignalListener("SIGINT", stop);
   await done.promise;

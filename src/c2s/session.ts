@@ -40,8 +40,13 @@ export class C2SSession extends XmlStream implements LocalSession {
   blocklistRequested = false;
   carbons = false;
   directed = new Set<string>();
+  announced = false;
   readonly startedAt = Date.now();
-  #bound = false;
+  /**
+   * unbound → bound → ended; or bound → replaced, when a newer session binds the same full JID.
+   * Only an ended session was ever announced as gone: a replaced one leaves without a trace.
+   */
+  #state: "unbound" | "bound" | "replaced" | "ended" = "unbound";
   /** Created by the first SASL element, dropped once authenticated (memory per session). */
   #sasl: SaslNegotiation | undefined;
 
@@ -68,7 +73,11 @@ export class C2SSession extends XmlStream implements LocalSession {
   }
 
   get bound(): boolean {
-    return this.#bound;
+    return this.#state !== "unbound";
+  }
+
+  get replaced(): boolean {
+    return this.#state === "replaced";
   }
 
   deliver(stanza: Element): void {
@@ -146,6 +155,8 @@ export class C2SSession extends XmlStream implements LocalSession {
     return {
       send: (el: Element | string) => this.send(el),
       offered: () => this.#mechanisms(),
+      remote: this.remote,
+      throttle: this.deps.ctx.authThrottle,
       context: () => {
         const host = this.host!;
         const store = this.deps.ctx.store;
@@ -153,6 +164,7 @@ export class C2SSession extends XmlStream implements LocalSession {
           domain: host.domain,
           credentials: (user: string) => store.getCredentials(user, host.domain),
           secret: this.deps.ctx.secret,
+          iterations: this.deps.ctx.config.auth.scram_iterations,
         };
       },
       succeeded: (user: string) => {
@@ -190,13 +202,13 @@ export class C2SSession extends XmlStream implements LocalSession {
       ) {
         return this.#reject(el, "bad-request");
       }
-      if (!this.#bound) return this.#preBind(el, children[0]);
+      if (!this.bound) return this.#preBind(el, children[0]);
       if (
         type === "set" && children[0].name === "session" && children[0].attrs.xmlns === NS.session
       ) {
         return this.send(iqResult(el));
       }
-    } else if (!this.#bound) {
+    } else if (!this.bound) {
       return this.error("not-authorized", "bind a resource first");
     }
     const from = el.attrs.from;
@@ -245,9 +257,12 @@ export class C2SSession extends XmlStream implements LocalSession {
     }
     const host = this.host!;
     this.jid = new Jid(this.user!, host.domain, resource);
+    this.#state = "bound";
     const old = this.deps.ctx.sessions.add(this);
-    if (old) old.close("conflict", "replaced by a new session with the same resource");
-    this.#bound = true;
+    if (old) {
+      host.events.fire("session/replaced", { old, by: this });
+      old.replace();
+    }
     this.send(
       iqResult(iq, x("bind", { xmlns: NS.bind }, x("jid", {}, this.jid.full))).setAttr(
         "from",
@@ -258,17 +273,31 @@ export class C2SSession extends XmlStream implements LocalSession {
     host.events.fire("session/bound", this);
   }
 
+  replace(): void {
+    if (this.#state !== "bound") return;
+    this.#state = "replaced";
+    this.close("conflict", "replaced by a new session with the same resource");
+  }
+
   override close(condition?: string, text?: string): void {
     if (condition) return this.error(condition as Parameters<XmlStream["error"]>[0], text);
+    // Over as soon as we close it: stanzas for this address no longer wait on a closing stream.
+    this.#end();
     super.close();
   }
 
   protected closedHook(): void {
-    log.info("connection {id} closed{jid}", {
+    log.info("connection {id} closed ({jid})", {
       id: this.id,
-      jid: this.bound ? ` (${this.jid.full})` : "",
+      jid: this.bound ? this.jid.full : "no resource bound",
     });
-    if (!this.bound) return;
+    this.#end();
+  }
+
+  /** Unregisters a bound session and tells the modules, once; a replaced one stays silent. */
+  #end(): void {
+    if (this.#state !== "bound") return;
+    this.#state = "ended";
     this.deps.ctx.sessions.remove(this);
     this.host!.events.fire("session/closed", this);
   }

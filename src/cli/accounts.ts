@@ -4,6 +4,7 @@ import type { Config } from "../config/schema.ts";
 import { parseJid } from "../jid/jid.ts";
 import { openStore } from "../storage/open.ts";
 import { deriveCredentials } from "../sasl/scram_keys.ts";
+import { readNewPassword } from "./password_prompt.ts";
 
 export async function userCommand(
   config: Config,
@@ -36,8 +37,8 @@ export async function userCommand(
       console.log(`deleted ${jid.bare}`);
       return 0;
     }
-    const pw = password ?? await readPassword();
-    const creds = deriveCredentials(pw, config.auth.scram_iterations);
+    const pw = password ?? await readNewPassword();
+    const creds = await deriveCredentials(pw, config.auth.scram_iterations);
     if (!creds) return fail("the password is empty or has characters SASLprep forbids");
     if (action === "add") {
       if (!await store.createAccount(jid.local, jid.domain, creds)) {
@@ -59,12 +60,4 @@ export async function userCommand(
 function fail(msg: string): number {
   console.error(`error: ${msg}`);
   return 1;
-}
-
-/** Reads the password from the first line of standard input (no echo control: pipe it in). */
-async function readPassword(): Promise<string> {
-  if (Deno.stdin.isTerminal()) await Deno.stderr.write(new TextEncoder().encode("Password: "));
-  const buf = new Uint8Array(4096);
-  const n = await Deno.stdin.read(buf);
-  return new TextDecoder().decode(buf.subarray(0, n ?? 0)).split(/\r?\n/)[0];
 }

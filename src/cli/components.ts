@@ -5,6 +5,7 @@ import { adminCommand } from "./admin_query.ts";
 
 export function componentsCommand(config: Config, json: boolean): Promise<number> {
   return adminCommand<ComponentStatus[]>(config, { cmd: "components" }, json, (status) => {
+    if (status.length === 0) console.log("no external components are configured");
     for (const c of status) {
       console.log(`${c.domain}  balance=${c.balance}  instances=${c.instances.length}`);
       for (const i of c.instances) {

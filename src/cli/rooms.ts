@@ -5,6 +5,7 @@ import { adminCommand } from "./admin_query.ts";
 
 export function roomsCommand(config: Config, json: boolean): Promise<number> {
   return adminCommand<RoomStatus[]>(config, { cmd: "rooms" }, json, (rooms) => {
+    if (rooms.length === 0) console.log("no chat rooms");
     for (const r of rooms) {
       const flags = [
         r.persistent ? "persistent" : "temporary",

@@ -118,9 +118,10 @@ const emptyMap = (): Node => parseDocument("{}").contents as Node;
 /** Parses and validates configuration text; `file` names it in error messages. */
 export function parseConfig(text: string, file: string): Config {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true });
+  // prettyErrors off: messages without the library's own "at line …, column …:" and excerpt.
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
   const v = new Validator(file, lines);
-  for (const e of doc.errors) v.add(e.pos[0], e.message.split("\n")[0]);
+  for (const e of doc.errors) v.add(e.pos[0], `invalid YAML: ${e.message}`);
   if (v.found.length) throw new ConfigError(v.problems);
   const root = doc.contents && !(isScalar(doc.contents) && doc.contents.value === null)
     ? doc.contents as Node
@@ -188,7 +189,21 @@ function crossCheck(cfg: Config, root: Node, v: Validator): void {
 }
 
 export async function loadConfigFile(path: string): Promise<Config> {
-  return parseConfig(await Deno.readTextFile(path), path);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    throw new ConfigError([`${path}: cannot read the configuration: ${readError(e as Error)}`]);
+  }
+  return parseConfig(text, path);
+}
+
+/** An OS error in words, without Deno's "(os error 2): readfile '…'" suffix. */
+function readError(e: Error): string {
+  if (e instanceof Deno.errors.NotFound) return "no such file";
+  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (e instanceof Deno.errors.IsADirectory) return "it is a directory";
+  return e.message;
 }
 
 /** The configuration used when none is given: every default. */

@@ -63,9 +63,10 @@ export const CONFIG_SPEC: Spec = obj({
         allow: { kind: "list", of: { kind: "string" }, default: [] },
         max_streams_per_user: int(10, 1, 1_000_000),
         max_streams: int(1000, 1, 10_000_000),
+        pending_per_ip: int(20, 1, 1_000_000),
         bandwidth: int(0, 0, 1 << 30),
         buffer: int(1 << 20, 16_384, 16 << 20),
-        pair_timeout: int(60, 1, 3600),
+        pair_timeout: int(15, 1, 3600),
         idle_timeout: int(300, 1, 86_400),
       }, true),
       muc: obj({
@@ -79,6 +80,8 @@ export const CONFIG_SPEC: Spec = obj({
         message_rate: int(10, 0, 1_000_000),
         message_burst: int(20, 1, 1_000_000),
         room_delivery_rate: int(200_000, 0, 100_000_000),
+        max_rooms_per_user: int(100, 1, 1_000_000),
+        max_affiliations: int(10_000, 1, 1_000_000),
       }, true),
       components: {
         kind: "list",
@@ -93,6 +96,7 @@ export const CONFIG_SPEC: Spec = obj({
   },
   listeners: {
     kind: "list",
+    minItems: 1,
     default: [
       { type: "c2s", bind: "127.0.0.1", port: 5222 },
       { type: "c2s_tls", bind: "127.0.0.1", port: 5223 },
@@ -109,7 +113,15 @@ export const CONFIG_SPEC: Spec = obj({
     type: str("sqlite", { enum: ["sqlite"] }),
     path: { kind: "string", optional: true },
   }),
-  auth: obj({ scram_iterations: int(4096, 1, 10_000_000) }),
+  auth: obj({
+    // At most 1,000,000: above OWASP's 600,000 for PBKDF2-HMAC-SHA-256, while one PLAIN login or
+    // password change stays under a quarter second of a core here and a phone's SCRAM login (the
+    // client derives the same key) within seconds; 10 million made each login cost seconds.
+    scram_iterations: int(4096, 1, 1_000_000),
+    failures_per_address: int(10, 0, 1_000_000),
+    failures_per_account: int(30, 0, 1_000_000),
+    failure_period: int(60, 1, 86_400),
+  }),
   limits: obj({
     max_stanza_size: int(262_144, 1024, 64 * 1024 * 1024),
     max_depth: int(64, 4, 1024),
@@ -118,6 +130,8 @@ export const CONFIG_SPEC: Spec = obj({
     rate_burst_bytes: int(1_048_576, 1024, 1 << 30),
     max_offline_messages: int(1000, 0, 1_000_000),
     max_outbound_buffer: int(4_194_304, 65_536, 1 << 30),
+    max_directed_presences: int(1000, 1, 1_000_000),
+    max_private_keys: int(100, 1, 1_000_000),
   }),
   timeouts: obj({
     handshake: int(60, 1, 3600),
@@ -143,11 +157,15 @@ export interface Proxy65Config {
   /** Who may use the proxy: domains or bare JIDs; empty = users of this server's hosts. */
   allow: string[];
   max_streams_per_user: number;
+  /** Active streams in all; twice as many connections may wait for a peer or activation. */
   max_streams: number;
+  /** Connections from one address not yet in an active stream; more are closed on accept. */
+  pending_per_ip: number;
   /** Bytes per second per stream and direction; 0 = unlimited. */
   bandwidth: number;
   /** Largest buffer per stream and direction, in bytes (two of them: 4 × this per stream). */
   buffer: number;
+  /** Seconds from accept until activation. */
   pair_timeout: number;
   idle_timeout: number;
 }
@@ -169,6 +187,10 @@ export interface MucConfig {
   message_burst: number;
   /** Stanzas per second one room may send out, all senders together (0 = unlimited). */
   room_delivery_rate: number;
+  /** Existing rooms one account may own (service admins excepted): creation beyond is refused. */
+  max_rooms_per_user: number;
+  /** Accounts with an affiliation (owner, admin, member, outcast) one room may hold. */
+  max_affiliations: number;
 }
 
 export interface HostConfig {
@@ -194,7 +216,13 @@ export interface Config {
   hosts: HostConfig[];
   listeners: ListenerConfig[];
   storage: { type: "sqlite"; path?: string };
-  auth: { scram_iterations: number };
+  auth: {
+    scram_iterations: number;
+    /** Failed authentications per address (IPv6: /64) and per account per failure_period (s). */
+    failures_per_address: number;
+    failures_per_account: number;
+    failure_period: number;
+  };
   limits: {
     max_stanza_size: number;
     max_depth: number;
@@ -203,6 +231,10 @@ export interface Config {
     rate_burst_bytes: number;
     max_offline_messages: number;
     max_outbound_buffer: number;
+    /** Entities one session may send directed presence to (MUC rooms included). */
+    max_directed_presences: number;
+    /** Private XML (XEP-0049) namespaces stored per account. */
+    max_private_keys: number;
   };
   timeouts: {
     handshake: number;

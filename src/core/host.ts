@@ -47,8 +47,14 @@ export type HostEvents = {
   /** A stanza sent by a local session, before it is routed. */
   "stanza/out": OutboundEvent;
   "session/bound": LocalSession;
+  /**
+   * A session bound the full JID of an older one (a client reconnecting): `old` leaves silently,
+   * so what its contacts and rooms know of that address carries over to `by`.
+   */
+  "session/replaced": { old: LocalSession; by: LocalSession };
   /** Initial presence sent (the session became an available resource). */
   "session/available": LocalSession;
+  /** A bound session ended (never fired for a replaced one). */
   "session/closed": LocalSession;
   /** An account was deleted (XEP-0077 cancel or the CLI). */
   "account/deleted": Jid;

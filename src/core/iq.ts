@@ -10,6 +10,7 @@ import {
   errorReply,
   iqResult,
 } from "../router/stanza_error.ts";
+import { failureOptions } from "./failure.ts";
 
 export class IqRequest {
   #answered = false;
@@ -49,7 +50,8 @@ export type IqHandler = (iq: IqRequest) => void | Promise<void>;
 /**
  * iq get/set handlers by payload namespace, for any entity that answers iqs (a host, its
  * accounts, a service such as the proxy). Unknown namespaces get service-unavailable; a handler
- * that throws answers internal-server-error; answers to iqs we sent (result/error) end here.
+ * that throws or rejects answers internal-server-error (of type wait when the store is only busy)
+ * and is logged; answers to iqs we sent (result/error) end here.
  */
 export class IqHandlers {
   #handlers = new Map<string, IqHandler>();
@@ -79,7 +81,7 @@ export class IqHandlers {
         ns: payload.attrs.xmlns,
         error: String((e as Error)?.stack ?? e),
       });
-      req.error("internal-server-error");
+      req.error("internal-server-error", failureOptions(e));
     };
     try {
       const r = handler(req);

@@ -17,4 +17,16 @@ export class TokenBucket {
     this.#tokens -= cost;
     return true;
   }
+
+  /**
+   * Spends `n` tokens even beyond what is saved (a debt that the refill pays off); returns the
+   * milliseconds until the debt is paid, which the caller waits before spending again.
+   */
+  spend(n: number, now = Date.now()): number {
+    if (this.rate === 0) return 0;
+    this.#tokens = Math.min(this.burst, this.#tokens + (now - this.#refilledAt) * this.rate / 1000);
+    this.#refilledAt = now;
+    this.#tokens -= n;
+    return this.#tokens < 0 ? Math.ceil(-this.#tokens * 1000 / this.rate) : 0;
+  }
 }

@@ -1,7 +1,10 @@
 // Presence (RFC 6121 §4): initial presence with probes and broadcast, updates, directed presence,
-// unavailable broadcast on logout or a dropped connection, and answers to probes.
-import type { Host, Module, StanzaEvent } from "../core/host.ts";
+// unavailable broadcast on logout or a dropped connection, and answers to probes. A session that
+// replaces another with the same full JID takes over what contacts and rooms were told.
+import type { Host, Module, OutboundEvent, StanzaEvent } from "../core/host.ts";
 import type { LocalSession } from "../router/sessions.ts";
+import { errorReply } from "../router/stanza_error.ts";
+import { answerFailure } from "../core/failure.ts";
 import { type Element, x } from "../xml/element.ts";
 import { readdressed } from "./delivery.ts";
 import { sendPresenceOf } from "./subscriptions.ts";
@@ -33,8 +36,13 @@ async function broadcast(host: Host, session: LocalSession, presence: Element, p
   }
 }
 
-function goUnavailable(host: Host, session: LocalSession, presence: Element): Promise<void> {
+/**
+ * Tells contacts, the account's other resources and every entity that got directed presence that
+ * the session is gone. Runs on the account's serial queue (it reads the roster).
+ */
+export function goUnavailable(host: Host, session: LocalSession, presence: Element): Promise<void> {
   session.available = false;
+  session.announced = false;
   session.presence = null;
   const directed = [...session.directed];
   session.directed.clear();
@@ -46,16 +54,48 @@ function goUnavailable(host: Host, session: LocalSession, presence: Element): Pr
 function outbound(host: Host, session: LocalSession, stanza: Element): void {
   const type = stanza.attrs.type;
   const serial = host.server.serial;
+  const bare = session.jid.bare;
+  // A presence the store keeps from going out is answered with an error to the client.
+  const failed = answerFailure(
+    stanza,
+    `presence of ${session.jid.full}`,
+    (r) => session.deliver(r),
+  );
   if (type === undefined) {
     const initial = !session.available;
     session.priority = priorityOf(stanza);
     session.presence = stanza;
     session.available = true;
-    serial.run(session.jid.bare, () => broadcast(host, session, stanza, initial));
+    session.announced = true;
+    serial.call(bare, () => broadcast(host, session, stanza, initial)).catch(failed);
     if (initial) host.events.fire("session/available", session);
-  } else if (type === "unavailable" && session.available) {
-    serial.run(session.jid.bare, () => goUnavailable(host, session, stanza));
+  } else if (type === "unavailable" && session.announced) {
+    serial.call(bare, () => goUnavailable(host, session, stanza)).catch(failed);
   }
+}
+
+/**
+ * Directed presence (§4.6): who got it is remembered, to be told when the session goes away; at
+ * most `max_directed_presences` per session. Beyond it the presence is not sent and the sender gets
+ * policy-violation: a limit of the service, which waiting does not lift (resource-constraint, type
+ * wait, would say the server is momentarily short of resources, RFC 6120 §8.3.3.12/18); sending
+ * unavailable to some of them does (type modify).
+ */
+function directed(host: Host, ev: OutboundEvent): boolean {
+  const { session, stanza } = ev;
+  const to = ev.to.full;
+  if (stanza.attrs.type === "unavailable") session.directed.delete(to);
+  if (stanza.attrs.type !== undefined || session.directed.has(to)) return false;
+  const max = host.server.config.limits.max_directed_presences;
+  if (session.directed.size < max) {
+    session.directed.add(to);
+    return false;
+  }
+  const reply = errorReply(stanza, "policy-violation", {
+    text: `directed presence to more than ${max} entities`,
+  });
+  if (reply) session.deliver(reply);
+  return true;
 }
 
 /** Answers a probe with the presence of each available resource if the prober is subscribed. */
@@ -75,15 +115,9 @@ export const presenceModule: Module = {
     const { sessions, serial } = host.server;
     host.events.on("stanza/out", (ev) => {
       if (ev.stanza.name !== "presence") return false;
-      const type = ev.stanza.attrs.type;
-      if (ev.toAbsent) {
-        outbound(host, ev.session, ev.stanza);
-        return true;
-      }
-      // Directed presence: remember who got it, to tell them when we go away (§4.6).
-      if (type === undefined) ev.session.directed.add(ev.to.full);
-      else if (type === "unavailable") ev.session.directed.delete(ev.to.full);
-      return false;
+      if (!ev.toAbsent) return directed(host, ev);
+      outbound(host, ev.session, ev.stanza);
+      return true;
     }, 50);
     host.events.on("presence/bare", (ev) => {
       const type = ev.stanza.attrs.type;
@@ -94,9 +128,17 @@ export const presenceModule: Module = {
       }
       return true;
     });
+    // A client reconnecting with the same resource: to contacts and rooms nothing happened, so
+    // the new session owes them the unavailable presence the old one would have sent.
+    host.events.on("session/replaced", ({ old, by }) => {
+      for (const to of old.directed) by.directed.add(to);
+      by.announced ||= old.announced;
+      old.directed.clear();
+      old.available = old.announced = false;
+    });
     host.events.on("session/closed", (session) => {
       const gone = x("presence", { from: session.jid.full, type: "unavailable" });
-      if (session.available) {
+      if (session.announced) {
         serial.run(session.jid.bare, () => goUnavailable(host, session, gone));
         return;
       }

@@ -58,10 +58,12 @@ async function set(host: Host, iq: IqRequest): Promise<void> {
   const el = items[0];
   const contact = parseJid(el.attrs.jid ?? "");
   if (!contact) return iq.error("bad-request", { text: "invalid jid" });
+  // Items are contacts, keyed like subscriptions by the prepared bare JID (as Prosody does).
+  if (!contact.isBare) return iq.error("bad-request", { text: "a roster item is a bare jid" });
   if (contact.bare === iq.from.bare) return iq.error("not-allowed", { text: "that is you" });
   const { store, router } = host.server;
   const { local, domain, bare } = iq.from;
-  const jid = contact.full;
+  const jid = contact.bare;
   if (el.attrs.subscription === "remove") {
     const old = await store.getRosterItem(local, domain, jid);
     const hadPendingIn = await store.removePendingIn(local, domain, jid);
@@ -101,7 +103,7 @@ export const rosterModule: Module = {
   install(host) {
     host.onIq("account", NS.roster, (iq) => {
       if (!iq.self) return iq.error("forbidden");
-      return host.server.serial.run(
+      return host.server.serial.call(
         iq.from.bare,
         () => iq.type === "get" ? get(host, iq) : set(host, iq),
       );

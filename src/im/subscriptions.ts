@@ -8,6 +8,7 @@ import type { RosterItem, Subscription } from "../storage/store.ts";
 import { isSubscription, readdressed } from "./delivery.ts";
 import { pushRoster } from "./roster.ts";
 import { parseStanza } from "../xml/parse_string.ts";
+import { answerFailure } from "../core/failure.ts";
 
 const hasTo = (s: Subscription) => s === "to" || s === "both";
 const hasFrom = (s: Subscription) => s === "from" || s === "both";
@@ -29,6 +30,41 @@ export function sendPresenceOf(host: Host, user: Jid, contact: string, unavailab
   }
 }
 
+/** Stores a changed roster item and pushes it to the user's interested resources. */
+async function save(host: Host, user: Jid, next: RosterItem): Promise<void> {
+  pushRoster(
+    host,
+    user.bare,
+    next,
+    await host.server.store.putRosterItem(user.local, user.domain, next),
+  );
+}
+
+/** Ends the user's subscription to `contact`, or its pending request; false when it had neither. */
+async function cancelTo(host: Host, user: Jid, item: RosterItem | null): Promise<boolean> {
+  if (!item || (!hasTo(item.subscription) && !item.ask)) return false;
+  await save(host, user, {
+    ...item,
+    subscription: make(false, hasFrom(item.subscription)),
+    ask: false,
+  });
+  return true;
+}
+
+/** Ends `contact`'s subscription to the user, or refuses its pending request; false when neither. */
+async function cancelFrom(
+  host: Host,
+  user: Jid,
+  contact: string,
+  item: RosterItem | null,
+): Promise<boolean> {
+  const hadPending = await host.server.store.removePendingIn(user.local, user.domain, contact);
+  if (item && hasFrom(item.subscription)) {
+    await save(host, user, { ...item, subscription: make(hasTo(item.subscription), false) });
+  } else if (!hadPending) return false;
+  return true;
+}
+
 async function outbound(host: Host, user: Jid, contact: Jid, stanza: Element): Promise<void> {
   const type = stanza.attrs.type!;
   const { store, router } = host.server;
@@ -38,40 +74,33 @@ async function outbound(host: Host, user: Jid, contact: Jid, stanza: Element): P
   // Routed from the bare JID (RFC 6121 §3.1.2), keeping what the client put in (a status text).
   const route = () =>
     router.sendFrom(x("presence", { ...stanza.attrs, from: bare, to: cj }, ...stanza.children));
-  const save = async (next: RosterItem) =>
-    pushRoster(host, bare, next, await store.putRosterItem(local, domain, next));
   switch (type) {
     case "subscribe": {
       const cur = item ?? blank(cj);
-      if (!hasTo(cur.subscription) && !cur.ask) await save({ ...cur, ask: true });
+      if (!hasTo(cur.subscription) && !cur.ask) await save(host, user, { ...cur, ask: true });
       return route();
     }
     case "subscribed": {
       if (!await store.removePendingIn(local, domain, cj)) return; // nothing to approve
       const cur = item ?? blank(cj);
-      await save({ ...cur, subscription: make(hasTo(cur.subscription), true) });
+      await save(host, user, { ...cur, subscription: make(hasTo(cur.subscription), true) });
       route();
       return sendPresenceOf(host, user, cj, false);
     }
     case "unsubscribe":
-      if (item && (hasTo(item.subscription) || item.ask)) {
-        await save({ ...item, subscription: make(false, hasFrom(item.subscription)), ask: false });
-      }
+      await cancelTo(host, user, item);
       return route();
-    case "unsubscribed": {
-      const hadPending = await store.removePendingIn(local, domain, cj);
-      if (item && hasFrom(item.subscription)) {
-        await save({ ...item, subscription: make(hasTo(item.subscription), false) });
-      } else if (!hadPending) return;
+    case "unsubscribed":
+      if (!await cancelFrom(host, user, cj, item)) return;
       route();
       return sendPresenceOf(host, user, cj, true);
-    }
   }
 }
 
 async function inbound(host: Host, ev: StanzaEvent): Promise<void> {
   const { store, router, sessions } = host.server;
-  const { local, domain, bare } = ev.to;
+  const user = ev.to;
+  const { local, domain, bare } = user;
   const from = ev.from.bare;
   const type = ev.stanza.attrs.type!;
   const stamped = x("presence", { ...ev.stanza.attrs, from, to: bare }, ...ev.stanza.children);
@@ -85,8 +114,6 @@ async function inbound(host: Host, ev: StanzaEvent): Promise<void> {
     return;
   }
   const item = await store.getRosterItem(local, domain, from);
-  const save = async (next: RosterItem) =>
-    pushRoster(host, bare, next, await store.putRosterItem(local, domain, next));
   switch (type) {
     case "subscribe":
       if (item && hasFrom(item.subscription)) {
@@ -96,38 +123,46 @@ async function inbound(host: Host, ev: StanzaEvent): Promise<void> {
       return toResources();
     case "subscribed":
       if (!item || !item.ask || hasTo(item.subscription)) return;
-      await save({ ...item, subscription: make(true, hasFrom(item.subscription)), ask: false });
+      await save(host, user, {
+        ...item,
+        subscription: make(true, hasFrom(item.subscription)),
+        ask: false,
+      });
       return toResources();
-    case "unsubscribe": {
-      const hadPending = await store.removePendingIn(local, domain, from);
-      if (item && hasFrom(item.subscription)) {
-        await save({ ...item, subscription: make(hasTo(item.subscription), false) });
-      } else if (!hadPending) return;
+    case "unsubscribe":
+      if (!await cancelFrom(host, user, from, item)) return;
       toResources();
-      return sendPresenceOf(host, ev.to, from, true);
-    }
+      return sendPresenceOf(host, user, from, true);
     case "unsubscribed":
-      if (!item || (!hasTo(item.subscription) && !item.ask)) return;
-      await save({ ...item, subscription: make(false, hasFrom(item.subscription)), ask: false });
-      return toResources();
+      if (await cancelTo(host, user, item)) toResources();
   }
 }
 
 export const subscriptionsModule: Module = {
   name: "subscriptions",
   install(host) {
-    const serial = host.server.serial;
+    const { serial, router } = host.server;
     host.events.on("stanza/out", (ev) => {
       if (ev.stanza.name !== "presence" || !isSubscription(ev.stanza)) return false;
       if (!ev.toAbsent && !ev.to.isDomain) {
         const user = ev.from.toBare();
-        serial.run(user.bare, () => outbound(host, user, ev.to, ev.stanza));
+        serial.call(user.bare, () => outbound(host, user, ev.to, ev.stanza))
+          .catch(
+            answerFailure(
+              ev.stanza,
+              `subscription from ${user.bare}`,
+              (r) => ev.session.deliver(r),
+            ),
+          );
       }
       return true;
     }, 60);
     host.events.on("presence/bare", (ev) => {
       if (!isSubscription(ev.stanza)) return false;
-      serial.run(ev.to.bare, () => inbound(host, ev));
+      serial.call(ev.to.bare, () => inbound(host, ev))
+        .catch(
+          answerFailure(ev.stanza, `subscription to ${ev.to.bare}`, (r) => router.sendFrom(r)),
+        );
       return true;
     }, 10);
     // Requests that arrived while the user was away are shown again at each login (§3.1.3).

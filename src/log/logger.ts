@@ -9,12 +9,27 @@ import {
 } from "@logtape/logtape";
 
 const encoder = new TextEncoder();
-// Messages stay templates ("authenticated {user}"), values go in "properties": easy to grep and parse.
-const format = getJsonLinesFormatter({ message: "template" });
+const format = getJsonLinesFormatter({ message: "rendered" });
+
+/** A value as it reads in a message: strings and numbers bare (LogTape would quote strings). */
+function show(value: unknown): string {
+  return typeof value === "string" || typeof value === "number" || typeof value === "boolean"
+    ? String(value)
+    : JSON.stringify(value) ?? String(value);
+}
+
+/**
+ * One record as a JSON line: the message with its placeholders filled ("authenticated
+ * alice@localhost on c2s-1 …"), and every value again, typed, under "properties" for tools.
+ */
+export function formatLine(record: LogRecord): string {
+  const message = record.message.map((part, i) => i % 2 ? show(part) : part).join("");
+  return format({ ...record, message: [message] });
+}
 
 function stderrSink(record: LogRecord): void {
   // Synchronous on purpose: a line logged just before exit (shutdown, fatal error) is not lost.
-  Deno.stderr.writeSync(encoder.encode(format(record)));
+  Deno.stderr.writeSync(encoder.encode(formatLine(record)));
 }
 
 export function setupLogging(level: "debug" | "info" | "warning" | "error"): void {

@@ -13,6 +13,8 @@ export interface OccupantSession {
 
 export class Occupant {
   readonly sessions = new Map<string, OccupantSession>();
+  /** A presence update waiting for budget, and the timer that will send it. */
+  #held: { presence: Element; timer: ReturnType<typeof setTimeout> } | undefined;
 
   constructor(
     /** The occupant JID: room@service/nick. */
@@ -20,8 +22,8 @@ export class Occupant {
     /** The real bare JID. */
     readonly bare: string,
     public role: Role,
-    /** Messages this occupant may send into the room. */
-    readonly messages: TokenBucket,
+    /** Stanzas this occupant may send into or through the room. */
+    readonly budget: TokenBucket,
   ) {}
 
   get nick(): string {
@@ -31,5 +33,28 @@ export class Occupant {
   /** The session whose presence and JID represent the occupant to others (the first joined). */
   get primary(): OccupantSession {
     return this.sessions.values().next().value!;
+  }
+
+  /** Replaces the held presence update if one is waiting; false when none is. */
+  replaceHeld(presence: Element): boolean {
+    if (!this.#held) return false;
+    this.#held.presence = presence;
+    return true;
+  }
+
+  /** Holds a presence update; after `ms` the latest one held goes to `send`. */
+  hold(presence: Element, ms: number, send: (presence: Element) => void): void {
+    const timer = setTimeout(() => {
+      const latest = this.#held!.presence;
+      this.#held = undefined;
+      send(latest);
+    }, ms);
+    this.#held = { presence, timer };
+  }
+
+  /** Drops a held update: the occupant left, or changed nick with a newer presence. */
+  release(): void {
+    if (this.#held) clearTimeout(this.#held.timer);
+    this.#held = undefined;
   }
 }

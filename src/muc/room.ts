@@ -30,6 +30,8 @@ export interface RoomServices {
   persist(room: Room): void;
   /** The room is gone: destroyed, or emptied while temporary or never configured. */
   removed(room: Room): void;
+  /** An account's affiliation with the room changed (the service counts the rooms each owns). */
+  affiliationChanged(bare: string, before: Affiliation, after: Affiliation): void;
 }
 
 /** The state that outlives occupants and restarts. */
@@ -48,21 +50,27 @@ export interface Removal {
   destroy?: Element;
 }
 
-/** Errors from an occupant's address that mean its session is gone (a "ghost"). */
+/**
+ * Errors from an occupant's address that prove its session is gone (a "ghost"). Not
+ * service-unavailable: a live session's server answers with it what its blocklist refuses
+ * (XEP-0191), indistinguishable by design from a missing session. A local session's end reaches the
+ * room as its directed unavailable presence.
+ */
 const GONE = new Set([
   "gone",
   "item-not-found",
   "recipient-unavailable",
   "remote-server-not-found",
   "remote-server-timeout",
-  "service-unavailable",
 ]);
+/** How long an occupant's presence update over budget is held (the latest one then goes out). */
+const PRESENCE_HOLD_MS = 1000;
 const FORWARDED_MAX = 10_000;
 
 export class Room {
   readonly jid: Jid;
   config: RoomConfig;
-  readonly affiliations: Map<string, Affiliation>;
+  readonly #affiliations: Map<string, Affiliation>;
   subject: { text: string; nick: string };
   /** A new room stays locked until its owner configures it (§10.1). */
   locked: boolean;
@@ -74,17 +82,24 @@ export class Room {
   #nextId = 0;
   /** Stanzas per second the room may fan out, all senders together. */
   #deliveries: TokenBucket;
+  /** What non-occupants (declining an invitation) may make the room send, all together. */
+  #outsiders: TokenBucket;
 
   constructor(readonly svc: RoomServices, jid: Jid, state?: RoomState) {
     this.jid = jid;
     // Stored configurations are completed with today's defaults (fields added since they were saved).
     this.config = { ...defaultRoomConfig(svc.config), ...state?.config };
-    this.affiliations = new Map(Object.entries(state?.affiliations ?? {}));
+    this.#affiliations = new Map(Object.entries(state?.affiliations ?? {}));
     this.subject = state?.subject ?? { text: "", nick: "" };
     this.locked = state === undefined;
     this.history = new RoomHistory(jid.bare, this.config.historyLength);
     const rate = svc.config.room_delivery_rate;
     this.#deliveries = new TokenBucket(rate, rate);
+    this.#outsiders = this.#senderBudget();
+  }
+
+  #senderBudget(): TokenBucket {
+    return new TokenBucket(this.svc.config.message_rate, this.svc.config.message_burst);
   }
 
   get name(): string {
@@ -102,14 +117,32 @@ export class Room {
   state(): RoomState {
     return {
       config: this.config,
-      affiliations: Object.fromEntries(this.affiliations),
+      affiliations: Object.fromEntries(this.#affiliations),
       subject: this.subject,
     };
   }
 
   affiliation(bare: string): Affiliation {
     if (this.svc.config.admins.includes(bare)) return "owner";
-    return this.affiliations.get(bare) ?? "none";
+    return this.#affiliations.get(bare) ?? "none";
+  }
+
+  /** The stored affiliations (service admins' implicit ownership not included). */
+  affiliations(): MapIterator<[string, Affiliation]> {
+    return this.#affiliations.entries();
+  }
+
+  /** Whether `added` more accounts with an affiliation would pass the service's cap. */
+  affiliationsFull(added = 1): boolean {
+    return this.#affiliations.size + added > this.svc.config.max_affiliations;
+  }
+
+  /** Sets (or with "none" removes) an account's affiliation; the caller persists the room. */
+  setAffiliation(bare: string, aff: Affiliation): void {
+    const before = this.#affiliations.get(bare) ?? "none";
+    if (aff === "none") this.#affiliations.delete(bare);
+    else this.#affiliations.set(bare, aff);
+    this.svc.affiliationChanged(bare, before, aff);
   }
 
   occupantByNick(nick: string): Occupant | undefined {
@@ -168,10 +201,33 @@ export class Room {
     if (nick === null) return this.#bounce(stanza, "jid-malformed");
     if (nick === occ.nick) {
       occ.sessions.set(from.full, { jid: from, presence: stanza });
-      this.#broadcastPresence(occ, stanza, undefined, {});
-      return;
+      return this.#presenceUpdate(occ, stanza);
     }
     this.#changeNick(occ, stanza, from, nick);
+  }
+
+  /**
+   * Broadcasts an occupant's new presence. Over budget it is held, not refused (an error would
+   * read as a failed join): the latest held update goes out once budget is back.
+   */
+  #presenceUpdate(occ: Occupant, stanza: Element): void {
+    if (occ.replaceHeld(stanza)) return;
+    if (this.#afford(occ.budget, this.#bySession.size)) {
+      return this.#broadcastPresence(occ, stanza, undefined, {});
+    }
+    occ.hold(stanza, PRESENCE_HOLD_MS, (latest) => this.#presenceUpdate(occ, latest));
+  }
+
+  /**
+   * Charges one stanza to its sender's budget and the `deliveries` it makes the room send to the
+   * room's budget: false when either is spent, and the stanza is then refused.
+   */
+  #afford(sender: TokenBucket, deliveries: number): boolean {
+    return sender.take() && this.#deliveries.take(deliveries);
+  }
+
+  #refuseFlood(stanza: Element): void {
+    this.#bounce(stanza, "resource-constraint", { text: "too many stanzas; slow down" });
   }
 
   #enter(stanza: Element, from: Jid, requested: string): void {
@@ -180,7 +236,7 @@ export class Room {
     const join = stanza.child("x", NS.muc);
     const aff = this.affiliation(from.bare);
     const rank = affiliationRank(aff);
-    const creating = this.locked && this.#occupants.size === 0 && this.affiliations.size === 0;
+    const creating = this.locked && this.#occupants.size === 0 && this.#affiliations.size === 0;
     if (this.locked && !creating && aff !== "owner") {
       return this.#bounce(stanza, "item-not-found", { text: "the room is locked" });
     }
@@ -200,14 +256,16 @@ export class Room {
       !existing && this.#occupants.size >= this.config.maxUsers &&
       rank < affiliationRank("admin")
     ) return this.#bounce(stanza, "service-unavailable", { type: "wait", text: "room is full" });
+    // Presence both ways with everyone already in: the room's budget bounds join/leave cycling.
+    if (!this.#deliveries.take(2 * this.#bySession.size + 1)) return this.#refuseFlood(stanza);
 
     const occ = existing ?? new Occupant(
       this.jid.withResource(nick),
       from.bare,
       defaultRole(creating ? "owner" : aff, this.config),
-      new TokenBucket(this.svc.config.message_rate, this.svc.config.message_burst),
+      this.#senderBudget(),
     );
-    if (creating) this.affiliations.set(from.bare, "owner");
+    if (creating) this.setAffiliation(from.bare, "owner");
     occ.sessions.set(from.full, { jid: from, presence: stanza });
     this.#bySession.set(from.full, occ);
     // Existing occupants first, then the joiner's own presence to everyone, self last (§7.2.3).
@@ -246,6 +304,8 @@ export class Room {
         text: "leave from your other sessions before changing nick",
       });
     }
+    if (!this.#afford(occ.budget, 2 * this.#bySession.size)) return this.#refuseFlood(stanza);
+    occ.release();
     // Unavailable from the old nick with 303 and the new nick, then available from the new (§7.6).
     this.#broadcastPresence(occ, null, "unavailable", {
       codes: [STATUS.NICK_CHANGED],
@@ -276,6 +336,7 @@ export class Room {
    * destroy. `sent` is the unavailable presence the occupant sent, if it left by itself.
    */
   remove(occ: Occupant, r: Removal, sent: Element | null = null): void {
+    occ.release();
     const opts = {
       role: "none" as Role,
       affiliation: r.affiliation,
@@ -399,7 +460,7 @@ export class Room {
       return this.#bounce(stanza, "bad-request", { text: "send groupchat messages to the room" });
     }
     if (!occ) return this.#bounce(stanza, "not-acceptable", { text: "you are not in the room" });
-    if (!occ.messages.take()) {
+    if (!occ.budget.take()) {
       return this.#bounce(stanza, "resource-constraint", { text: "too many messages; slow down" });
     }
     if (occ.role === "visitor" || occ.role === "none") {
@@ -438,6 +499,7 @@ export class Room {
     }
     const target = this.occupantByNick(to.resource);
     if (!target) return this.#bounce(stanza, "item-not-found", { text: "no such occupant" });
+    if (!this.#afford(occ.budget, target.sessions.size)) return this.#refuseFlood(stanza);
     const out = new Element(
       "message",
       { ...stanza.attrs, from: occ.jid.full },
@@ -446,11 +508,17 @@ export class Room {
     this.#sendTo(target, out, occ.jid);
   }
 
-  /** Invitations and declines mediated by the room (§7.8.2, §7.8.3). */
+  /**
+   * Invitations and declines mediated by the room (§7.8.2, §7.8.3). Each one sent is charged like
+   * a message: to the occupant's budget (declines from outside the room to a budget all outsiders
+   * share) and to the room's.
+   */
   #mediated(stanza: Element, from: Jid, occ: Occupant | undefined, user: Element): void {
+    const sender = occ?.budget ?? this.#outsiders;
     for (const decline of user.elements("decline")) {
       const to = parseJid(decline.attrs.to ?? "");
       if (!to) return this.#bounce(stanza, "jid-malformed");
+      if (!this.#afford(sender, 1)) return this.#refuseFlood(stanza);
       this.#notify(
         to,
         stanza.attrs.id,
@@ -468,8 +536,13 @@ export class Room {
       const to = parseJid(invite.attrs.to ?? "");
       if (!to) return this.#bounce(stanza, "jid-malformed");
       // Inviting to a members-only room makes the invitee a member (§7.8.2).
-      if (this.config.membersOnly && this.affiliation(to.bare) === "none") {
-        this.affiliations.set(to.bare, "member");
+      const joining = this.config.membersOnly && this.affiliation(to.bare) === "none";
+      if (joining && this.affiliationsFull()) {
+        return this.#bounce(stanza, "not-allowed", { text: "the room's member list is full" });
+      }
+      if (!this.#afford(sender, 1)) return this.#refuseFlood(stanza);
+      if (joining) {
+        this.setAffiliation(to.bare, "member");
         this.svc.persist(this);
       }
       this.#notify(
@@ -493,7 +566,7 @@ export class Room {
     );
   }
 
-  /** An error from an occupant's address: its session is gone, so it leaves (status 333). */
+  /** An error from an occupant's address proving its session gone: it leaves (status 333). */
   #errorFrom(stanza: Element, from: Jid): void {
     const occ = this.#bySession.get(from.full);
     if (!occ || stanza.name === "iq") return this.#forwardedReply(stanza, from);
@@ -519,6 +592,7 @@ export class Room {
         from,
       );
     }
+    if (!this.#afford(occ.budget, 1)) return this.#refuseFlood(stanza);
     const id = `muc${++this.#nextId}`;
     if (this.#forwarded.size >= FORWARDED_MAX) {
       this.#forwarded.delete(this.#forwarded.keys().next().value!);

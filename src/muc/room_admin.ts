@@ -28,12 +28,18 @@ export function adminIq(room: Room, iq: IqRequest): void {
   if (iq.type === "get") return list(room, iq, items[0]);
   // Every item is checked before any is applied, so a refused request changes nothing.
   const changes: Change[] = [];
+  /** Accounts the request gives an affiliation they did not have. */
+  const added = new Set<string>();
   for (const item of items) {
     const c = item.attrs.affiliation !== undefined
-      ? affiliationChange(room, iq, item)
+      ? affiliationChange(room, iq, item, added)
       : roleChange(room, iq, item);
     if (typeof c !== "function") return iq.error(c.condition, { text: c.text });
     changes.push(c);
+  }
+  if (room.affiliationsFull(added.size)) {
+    const max = room.svc.config.max_affiliations;
+    return iq.error("not-allowed", { text: `a room holds at most ${max} affiliations` });
   }
   for (const c of changes) c();
   iq.reply();
@@ -70,7 +76,12 @@ function roleChange(room: Room, iq: IqRequest, item: Element): Change | Refusal 
   };
 }
 
-function affiliationChange(room: Room, iq: IqRequest, item: Element): Change | Refusal {
+function affiliationChange(
+  room: Room,
+  iq: IqRequest,
+  item: Element,
+  added: Set<string>,
+): Change | Refusal {
   const actorAff = room.affiliation(iq.from.bare);
   const aff = item.attrs.affiliation as Affiliation;
   const jid = parseJid(item.attrs.jid ?? "");
@@ -89,11 +100,11 @@ function affiliationChange(room: Room, iq: IqRequest, item: Element): Change | R
   if (current === "owner" && aff !== "owner" && owners(room) === 1) {
     return { condition: "conflict", text: "a room keeps at least one owner" };
   }
+  if (current === "none" && aff !== "none") added.add(bare);
   const actor = room.occupantOf(iq.from)?.nick;
   const reason = item.childText("reason");
   return () => {
-    if (aff === "none") room.affiliations.delete(bare);
-    else room.affiliations.set(bare, aff);
+    room.setAffiliation(bare, aff);
     room.svc.persist(room);
     for (const occ of [...room.occupants()]) {
       if (occ.bare === bare) applyToOccupant(room, occ, aff, actor, reason);
@@ -125,7 +136,7 @@ function applyToOccupant(
 
 function owners(room: Room): number {
   let n = 0;
-  for (const a of room.affiliations.values()) if (a === "owner") n++;
+  for (const [, a] of room.affiliations()) if (a === "owner") n++;
   return n;
 }
 
@@ -139,7 +150,7 @@ function list(room: Room, iq: IqRequest, query: Element): void {
     if (!AFFILIATIONS.includes(aff) || aff === "none") return iq.error("bad-request");
     const needed = affiliationRank(aff) >= ADMIN ? "owner" : "admin";
     if (affiliationRank(actorAff) < affiliationRank(needed)) return iq.error("forbidden");
-    for (const [bare, a] of room.affiliations) {
+    for (const [bare, a] of room.affiliations()) {
       if (a === aff) out.append(x("item", { affiliation: a, jid: bare }));
     }
     return iq.reply(out);

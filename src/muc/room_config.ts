@@ -48,6 +48,18 @@ export function defaultRoomConfig(svc: MucConfig): RoomConfig {
 }
 
 const F = "muc#roomconfig_";
+
+/**
+ * The choices offered for muc#roomconfig_maxusers: steps of 1-2-5 from 5 up to the service's cap,
+ * the cap itself and the room's current value (as ejabberd offers a fixed list below its cap).
+ */
+export function maxUsersOptions(current: number, max: number): number[] {
+  const steps = new Set([current, max]);
+  for (let decade = 1; decade * 5 < max; decade *= 10) {
+    for (const n of [5 * decade, 10 * decade, 20 * decade]) if (n < max) steps.add(n);
+  }
+  return [...steps].sort((a, b) => a - b);
+}
 const bool = (b: boolean) => [b ? "1" : "0"];
 
 export function configForm(c: RoomConfig, svc: MucConfig): Element {
@@ -73,9 +85,11 @@ export function configForm(c: RoomConfig, svc: MucConfig): Element {
       values: [c.whois],
     },
     {
+      // list-single as registered (XEP-0045 §15.5.3); any other number up to the cap is accepted.
       var: F + "maxusers",
-      type: "text-single",
+      type: "list-single",
       label: `Maximum occupants (at most ${svc.max_occupants})`,
+      options: maxUsersOptions(c.maxUsers, svc.max_occupants).map(String),
       values: [String(c.maxUsers)],
     },
     {
@@ -133,11 +147,12 @@ export function applyConfigForm(
     if (!options.includes(v)) return `${F + name}: unknown value`;
     (out as Record<string, unknown>)[key] = v;
   };
+  /** A whole number, "none" meaning the most allowed; null when it is neither. */
   const number = (name: string, max: number) => {
     const v = one(name);
     if (v === undefined) return undefined;
     const n = v === "none" ? max : Number(v);
-    return Number.isInteger(n) && n >= 0 ? Math.min(n, max) : null;
+    return Number.isInteger(n) && n >= 0 ? n : null;
   };
   const problem = flag("persistentroom", "persistent") ?? flag("publicroom", "public") ??
     flag("membersonly", "membersOnly") ?? flag("moderatedroom", "moderated") ??
@@ -154,13 +169,16 @@ export function applyConfigForm(
   }
   const maxUsers = number(F + "maxusers", svc.max_occupants);
   if (maxUsers === null || maxUsers === 0) return `${F}maxusers must be a positive number`;
+  if (maxUsers !== undefined && maxUsers > svc.max_occupants) {
+    return `${F}maxusers may be at most ${svc.max_occupants}`;
+  }
   if (maxUsers !== undefined) out.maxUsers = maxUsers;
   const history = number(
     values.has("muc#maxhistoryfetch") ? "muc#maxhistoryfetch" : F + "historylength",
     svc.max_history,
   );
   if (history === null) return "muc#maxhistoryfetch must be a number";
-  if (history !== undefined) out.historyLength = history;
+  if (history !== undefined) out.historyLength = Math.min(history, svc.max_history);
   if (out.passwordProtected && out.password === "") return "a password-protected room needs one";
   return out;
 }

@@ -17,6 +17,7 @@ import { roomFeatures } from "./room_config.ts";
 import { adminIq } from "./room_admin.ts";
 import { mucBounce } from "./room_stanzas.ts";
 import { ownerIq } from "./room_owner.ts";
+import type { Affiliation } from "./roles.ts";
 
 const log = logger("muc");
 
@@ -25,6 +26,8 @@ export class MucService implements DomainHandler, RoomServices {
   readonly rooms = new Map<string, Room>();
   /** Rooms whose state is in storage. */
   #stored = new Set<string>();
+  /** How many existing rooms each account owns, for `max_rooms_per_user`. */
+  #owned = new Map<string, number>();
   #serviceIq: IqHandlers;
   #roomIq: IqHandlers;
 
@@ -66,6 +69,7 @@ export class MucService implements DomainHandler, RoomServices {
         const r = new Room(this, new Jid(room, this.domain), JSON.parse(state) as RoomState);
         this.rooms.set(room, r);
         this.#stored.add(room);
+        this.#countOwners(r, 1);
       } catch (e) {
         log.error("room {room} could not be loaded: {error}", { room, error: String(e) });
       }
@@ -96,6 +100,14 @@ export class MucService implements DomainHandler, RoomServices {
       if (to.isBare) return mucBounce(this.router, stanza, "jid-malformed", { text: "no nick" });
       if (!this.#mayCreate(from)) {
         return mucBounce(this.router, stanza, "not-allowed", { text: "you may not create rooms" });
+      }
+      // A quota, not a passing shortage: not-allowed (XEP-0045's refusal of creation), not
+      // resource-constraint, whose type wait would invite retries that cannot succeed.
+      const max = this.config.max_rooms_per_user;
+      if ((this.#owned.get(from.bare) ?? 0) >= max && !this.config.admins.includes(from.bare)) {
+        return mucBounce(this.router, stanza, "not-allowed", {
+          text: `you own ${max} rooms, the most allowed: destroy one first`,
+        });
       }
       room = new Room(this, to.toBare());
       this.rooms.set(to.local, room);
@@ -143,7 +155,25 @@ export class MucService implements DomainHandler, RoomServices {
   removed(room: Room): void {
     if (this.rooms.get(room.name) !== room) return;
     this.rooms.delete(room.name);
+    this.#countOwners(room, -1);
     this.#forget(room.name);
+  }
+
+  affiliationChanged(bare: string, before: Affiliation, after: Affiliation): void {
+    if (before !== "owner" && after === "owner") this.#countOwned(bare, 1);
+    else if (before === "owner" && after !== "owner") this.#countOwned(bare, -1);
+  }
+
+  #countOwners(room: Room, delta: number): void {
+    for (const [bare, aff] of room.affiliations()) {
+      if (aff === "owner") this.#countOwned(bare, delta);
+    }
+  }
+
+  #countOwned(bare: string, delta: number): void {
+    const n = (this.#owned.get(bare) ?? 0) + delta;
+    if (n > 0) this.#owned.set(bare, n);
+    else this.#owned.delete(bare);
   }
 
   /** Deletes a room's stored state, if it has any. */

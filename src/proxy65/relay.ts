@@ -2,6 +2,13 @@
 // than node:net streams): connections are paired by hash (the first two with one hash; a third
 // is refused), wait for activation, then bytes flow both ways until either side closes.
 //
+// Admission: until its stream is activated by a logged-in requester, a connection is anonymous,
+// so what it may hold is bounded apart from the streams of real users: at most `pending_per_ip`
+// such connections per address and 2 × `max_streams` in all (more are closed on accept), each for
+// at most `pair_timeout` seconds from accept, and one that closes frees its place at once (a read
+// watches it while it waits). `max_streams` counts active streams only, so a flood of unpaired
+// connections cannot use up the streams of users.
+//
 // Backpressure and memory: each direction copies through two reusable buffers and reads into one
 // only once its previous chunk has been written. Buffers start at 64 KiB and double while reads
 // fill them, up to the configured `buffer`: a stream therefore holds at most 4 × `buffer` (4 MiB by
@@ -10,14 +17,32 @@ import { connectReply, REPLY, Socks5Handshake } from "./socks5.ts";
 import type { Proxy65Config } from "../config/schema.ts";
 import { logger } from "../log/logger.ts";
 import { writeAll } from "../stream/write_all.ts";
+import { TokenBucket } from "../core/token_bucket.ts";
 
 const log = logger("proxy65");
 const INITIAL_BUFFER = 64 * 1024;
+/** The read that watches a waiting connection: small, as most waiting connections send nothing. */
+const HEAD_BUFFER = 4096;
+/** Pauses after a failed accept (e.g. out of descriptors): doubling from the first to the last. */
+const ACCEPT_BACKOFF_MS = [10, 1000];
+
+/** One connection to the proxy. */
+interface Side {
+  conn: Deno.TcpConn;
+  ip: string;
+  /** Closes the connection when it is still waiting `pair_timeout` seconds after accept. */
+  timer: ReturnType<typeof setTimeout>;
+  pair?: Pair;
+  /**
+   * After CONNECT, the first chunk the client sends, or null when it closes first. While the
+   * stream waits for activation this read notices a close; once active it is the first chunk.
+   */
+  head?: Promise<Uint8Array | null>;
+}
 
 interface Pair {
   hash: string;
-  conns: Deno.TcpConn[];
-  createdAt: number;
+  sides: Side[];
   /** Set at activation: the requester's bare JID, for the per-user limit. */
   owner?: string;
   lastActivity: number;
@@ -27,12 +52,15 @@ interface Pair {
   closed: boolean;
 }
 
-export type Activation = "ok" | "no-pair" | "already-active" | "user-limit";
+export type Activation = "ok" | "no-pair" | "already-active" | "user-limit" | "full";
 
 export class Socks5Relay {
   readonly pairs = new Map<string, Pair>();
+  /** Connections not (yet) part of an active stream, in all and per source address. */
+  readonly waiting = new Set<Side>();
+  #waitingPerIp = new Map<string, number>();
+  #active = 0;
   #listener: Deno.TcpListener | undefined;
-  #pending = new Set<Deno.TcpConn>();
   #sweeper: ReturnType<typeof setInterval>;
 
   constructor(readonly config: Proxy65Config) {
@@ -47,79 +75,139 @@ export class Socks5Relay {
     return Promise.resolve(port);
   }
 
+  /** Accepts until the listener is closed: a failed accept is logged and retried, never final. */
   async #accepting(listener: Deno.TcpListener): Promise<void> {
-    try {
-      for await (const conn of listener) void this.#handshake(conn);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.BadResource)) {
-        log.error("proxy65 accept failed: {error}", { error: String(e) });
+    let backoff = 0;
+    while (true) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch (e) {
+        if (e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) return;
+        backoff = Math.min(ACCEPT_BACKOFF_MS[1], backoff * 2 || ACCEPT_BACKOFF_MS[0]);
+        log.warn("proxy65 accept failed, retrying in {ms} ms: {error}", {
+          ms: backoff,
+          error: String(e),
+        });
+        await new Promise((r) => setTimeout(r, backoff));
+        continue;
       }
+      backoff = 0;
+      this.#admit(conn);
     }
   }
 
   close(): Promise<void> {
     clearInterval(this.#sweeper);
     this.#listener?.close();
-    for (const c of this.#pending) safeClose(c);
     for (const p of this.pairs.values()) this.#drop(p);
+    for (const s of this.waiting) this.#close(s);
     return Promise.resolve();
   }
 
-  async #handshake(conn: Deno.TcpConn): Promise<void> {
+  #admit(conn: Deno.TcpConn): void {
+    const ip = conn.remoteAddr.hostname;
+    const fromIp = this.#waitingPerIp.get(ip) ?? 0;
+    if (fromIp >= this.config.pending_per_ip || this.waiting.size >= 2 * this.config.max_streams) {
+      log.debug("proxy65 refused a connection from {ip}", { ip });
+      return safeClose(conn);
+    }
+    // Said once when a limit is reached, not for every refused connection of a flood.
+    if (fromIp + 1 === this.config.pending_per_ip) {
+      log.info("proxy65: {ip} reached pending_per_ip ({max}); further connections are refused", {
+        ip,
+        max: this.config.pending_per_ip,
+      });
+    }
+    if (this.waiting.size + 1 === 2 * this.config.max_streams) {
+      log.warn("proxy65: {count} connections wait for activation; new ones are refused", {
+        count: this.waiting.size + 1,
+      });
+    }
+    const side: Side = {
+      conn,
+      ip,
+      timer: setTimeout(() => this.#abandon(side), this.config.pair_timeout * 1000),
+    };
+    this.waiting.add(side);
+    this.#waitingPerIp.set(ip, fromIp + 1);
+    void this.#handshake(side);
+  }
+
+  async #handshake(side: Side): Promise<void> {
+    const { conn } = side;
     conn.setNoDelay(true);
-    this.#pending.add(conn);
-    const timer = setTimeout(() => safeClose(conn), this.config.pair_timeout * 1000);
     const hs = new Socks5Handshake();
     const buf = new Uint8Array(512);
     try {
       while (true) {
         const n = await conn.read(buf);
-        if (n === null) return safeClose(conn);
+        if (n === null) return this.#close(side);
         let step = hs.push(buf.subarray(0, n));
         while (step.kind === "reply") {
           if (step.bytes.length) await writeAll(conn, step.bytes);
-          if (step.close) return safeClose(conn);
+          if (step.close) return this.#close(side);
           step = hs.pending();
         }
-        if (step.kind === "connect") return this.#pairUp(conn, step.hash);
+        if (step.kind === "connect") return await this.#connect(side, step.hash, step.rest);
       }
     } catch {
-      safeClose(conn);
-    } finally {
-      clearTimeout(timer);
-      this.#pending.delete(conn);
+      this.#abandon(side);
     }
   }
 
-  async #pairUp(conn: Deno.TcpConn, hash: string): Promise<void> {
+  async #connect(side: Side, hash: string, rest: Uint8Array): Promise<void> {
     let pair = this.pairs.get(hash);
-    if ((pair && pair.conns.length >= 2) || (!pair && this.pairs.size >= this.config.max_streams)) {
-      // A third connection with this hash, or too many streams.
-      await writeAll(conn, connectReply(REPLY.notAllowed, hash)).catch(() => {});
-      return safeClose(conn);
+    if (pair && pair.sides.length >= 2) {
+      // A third connection with this hash.
+      await writeAll(side.conn, connectReply(REPLY.notAllowed, hash)).catch(() => {});
+      return this.#close(side);
     }
     if (!pair) {
-      pair = {
-        hash,
-        conns: [],
-        createdAt: Date.now(),
-        lastActivity: Date.now(),
-        bytes: 0,
-        held: 0,
-        closed: false,
-      };
+      pair = { hash, sides: [], lastActivity: Date.now(), bytes: 0, held: 0, closed: false };
       this.pairs.set(hash, pair);
     }
-    pair.conns.push(conn);
-    await writeAll(conn, connectReply(REPLY.succeeded, hash)).catch(() => this.#drop(pair));
+    pair.sides.push(side);
+    side.pair = pair;
+    side.head = rest.length ? Promise.resolve(rest) : this.#watch(side, pair);
+    await writeAll(side.conn, connectReply(REPLY.succeeded, hash));
+  }
+
+  /** The first read after CONNECT; a close before activation ends the pair and frees its places. */
+  async #watch(side: Side, pair: Pair): Promise<Uint8Array | null> {
+    const buf = new Uint8Array(HEAD_BUFFER);
+    const n = await side.conn.read(buf).catch(() => null);
+    if (n === null && !pair.owner) this.#drop(pair);
+    return n === null ? null : buf.subarray(0, n);
+  }
+
+  /** Closes a connection that is not part of an active stream, and its pair if it has one. */
+  #abandon(side: Side): void {
+    if (side.pair) this.#drop(side.pair);
+    else this.#close(side);
+  }
+
+  #close(side: Side): void {
+    this.#release(side);
+    safeClose(side.conn);
+  }
+
+  /** The connection no longer waits: its stream is active, or it is gone. */
+  #release(side: Side): void {
+    if (!this.waiting.delete(side)) return;
+    clearTimeout(side.timer);
+    const left = this.#waitingPerIp.get(side.ip)! - 1;
+    if (left) this.#waitingPerIp.set(side.ip, left);
+    else this.#waitingPerIp.delete(side.ip);
   }
 
   #drop(pair: Pair): void {
     if (pair.closed) return;
     pair.closed = true;
     if (this.pairs.get(pair.hash) === pair) this.pairs.delete(pair.hash);
-    for (const c of pair.conns) safeClose(c);
+    for (const s of pair.sides) this.#close(s);
     if (pair.owner) {
+      this.#active--;
       log.debug("stream {hash} closed after {bytes} bytes", { hash: pair.hash, bytes: pair.bytes });
     }
   }
@@ -127,14 +215,18 @@ export class Socks5Relay {
   /** Starts relaying the stream `hash` for `owner` (the requester's bare JID). */
   activate(hash: string, owner: string): Activation {
     const pair = this.pairs.get(hash);
-    if (!pair || pair.conns.length < 2) return "no-pair";
+    if (!pair || pair.sides.length < 2) return "no-pair";
     if (pair.owner) return "already-active";
+    if (this.#active >= this.config.max_streams) return "full";
     let mine = 0;
     for (const p of this.pairs.values()) if (p.owner === owner) mine++;
     if (mine >= this.config.max_streams_per_user) return "user-limit";
     pair.owner = owner;
+    this.#active++;
     pair.lastActivity = Date.now();
-    const [a, b] = pair.conns;
+    const [a, b] = pair.sides;
+    this.#release(a);
+    this.#release(b);
     // When either direction ends, the stream ends (XEP-0065: until either side closes).
     Promise.race([this.#copy(pair, a, b), this.#copy(pair, b, a)]).finally(() => this.#drop(pair));
     return "ok";
@@ -145,41 +237,35 @@ export class Socks5Relay {
    * still being written from the other, so the proxy keeps both sockets busy. A read waits for a
    * free buffer, which is the backpressure: at most 2 × `buffer` per direction.
    */
-  async #copy(pair: Pair, from: Deno.TcpConn, to: Deno.TcpConn): Promise<void> {
+  async #copy(pair: Pair, from: Side, to: Side): Promise<void> {
     const cap = this.config.buffer;
     let size = Math.min(INITIAL_BUFFER, cap);
     const bufs = [new Uint8Array(size), new Uint8Array(size)];
     pair.held += 2 * size;
-    const rate = this.config.bandwidth;
-    let tokens = rate;
-    let refilled = Date.now();
+    const bandwidth = this.config.bandwidth;
+    const bucket = bandwidth > 0 ? new TokenBucket(bandwidth, bandwidth) : undefined;
     // Resolves false when the write failed (the other side went away).
     let writing = Promise.resolve(true);
     try {
-      for (let i = 0;; i ^= 1) {
-        // This buffer's last chunk has been written (awaited below), so it may be replaced.
+      let chunk = await from.head!;
+      for (let i = 0; chunk !== null; i ^= 1) {
+        pair.lastActivity = Date.now();
+        pair.bytes += chunk.length;
+        if (!(await writing)) return;
+        writing = writeAll(to.conn, chunk).then(() => true, () => false);
+        const wait = bucket?.spend(chunk.length, pair.lastActivity);
+        if (wait) await new Promise((r) => setTimeout(r, wait));
+        // This buffer's last chunk has been written (awaited above), so it may be replaced.
         if (bufs[i].length < size) {
           pair.held += size - bufs[i].length;
           bufs[i] = new Uint8Array(size);
         }
-        const n = await from.read(bufs[i]);
-        if (n === null) {
-          await writing;
-          return;
-        }
-        pair.lastActivity = Date.now();
-        pair.bytes += n;
+        const n = await from.conn.read(bufs[i]);
         // A read that fills the buffer means the sender is ahead of us: grow, up to the cap.
         if (n === bufs[i].length && size < cap) size = Math.min(cap, size * 2);
-        if (!(await writing)) return;
-        writing = writeAll(to, bufs[i].subarray(0, n)).then(() => true, () => false);
-        if (rate > 0) {
-          const now = Date.now();
-          tokens = Math.min(rate, tokens + (now - refilled) * rate / 1000) - n;
-          refilled = now;
-          if (tokens < 0) await new Promise((r) => setTimeout(r, Math.ceil(-tokens * 1000 / rate)));
-        }
+        chunk = n === null ? null : bufs[i].subarray(0, n);
       }
+      await writing;
     } catch {
       // A side went away: the stream ends.
     }
@@ -187,9 +273,7 @@ export class Socks5Relay {
 
   #sweep(now: number): void {
     for (const p of this.pairs.values()) {
-      const limit = p.owner ? this.config.idle_timeout : this.config.pair_timeout;
-      const since = p.owner ? p.lastActivity : p.createdAt;
-      if (now - since > limit * 1000) {
+      if (p.owner && now - p.lastActivity > this.config.idle_timeout * 1000) {
         log.info("proxy65 stream {hash} timed out", { hash: p.hash });
         this.#drop(p);
       }

@@ -24,6 +24,9 @@ export class Proxy65Service implements DomainHandler {
   #announcedPort = 0;
   /** Offers naming this proxy seen on their way to the target: "sid\ntarget" → requester. */
   #offers = new Map<string, string>();
+  /** `allow`, prepared (RFC 7622): domains, and bare JIDs. */
+  #allowDomains = new Set<string>();
+  #allowBare = new Set<string>();
 
   constructor(
     readonly config: Proxy65Config,
@@ -32,6 +35,12 @@ export class Proxy65Service implements DomainHandler {
     readonly localDomains: Set<string>,
   ) {
     this.relay = new Socks5Relay(config);
+    for (const entry of config.allow) {
+      const j = parseJid(entry);
+      if (!j) log.warn("proxy65 allow: {entry} is not a JID; ignored", { entry });
+      else if (j.isDomain) this.#allowDomains.add(j.domain);
+      else this.#allowBare.add(j.bare);
+    }
     const info = discoInfoPayload(
       [{ category: "proxy", type: "bytestreams", name: "SOCKS5 Bytestreams Service" }],
       [NS.discoInfo, NS_BYTESTREAMS],
@@ -64,7 +73,8 @@ export class Proxy65Service implements DomainHandler {
       if (stanza.name !== "iq" || stanza.attrs.type !== "set") return false;
       const q = stanza.child("query", NS_BYTESTREAMS);
       const sid = q?.attrs.sid;
-      if (!sid || !q.elements("streamhost").some((h) => h.attrs.jid === this.domain)) return false;
+      const named = (h: Element) => parseJid(h.attrs.jid ?? "")?.full === this.domain;
+      if (!sid || !q.elements("streamhost").some(named)) return false;
       if (this.#offers.size >= OFFERS_MAX) this.#offers.delete(this.#offers.keys().next().value!);
       this.#offers.set(`${sid}\n${to.full}`, from.full);
       return false;
@@ -72,9 +82,8 @@ export class Proxy65Service implements DomainHandler {
   }
 
   allowed(from: Jid): boolean {
-    const allow = this.config.allow;
-    if (allow.length === 0) return this.localDomains.has(from.domain);
-    return allow.includes(from.domain) || allow.includes(from.bare);
+    if (this.config.allow.length === 0) return this.localDomains.has(from.domain);
+    return this.#allowDomains.has(from.domain) || this.#allowBare.has(from.bare);
   }
 
   receive(stanza: Element, from: Jid, to: Jid): void {
@@ -119,6 +128,8 @@ export class Proxy65Service implements DomainHandler {
         return iq.error("bad-request", { text: "already activated" });
       case "user-limit":
         return iq.error("resource-constraint", { text: "too many streams" });
+      case "full":
+        return iq.error("resource-constraint", { text: "the proxy is full" });
     }
   }
 }

@@ -17,8 +17,17 @@ export interface LocalSession {
   carbons: boolean;
   /** Entities that got directed presence, to be told when the session goes unavailable. */
   directed: Set<string>;
+  /**
+   * Contacts were told this full JID is available and not told otherwise since (perhaps by the
+   * session this one replaced): its end owes them an unavailable presence.
+   */
+  announced: boolean;
+  /** A newer session bound the same full JID: this one leaves silently (no session/closed). */
+  readonly replaced: boolean;
   deliver(stanza: Element): void;
   close(condition?: string, text?: string): void;
+  /** Marks the session replaced and closes it with a conflict stream error. */
+  replace(): void;
 }
 
 export class SessionRegistry {
@@ -38,7 +47,7 @@ export class SessionRegistry {
     return this.#accounts.get(bare)?.values() ?? [];
   }
 
-  /** Adds a session; returns the one it replaces (same full JID), which the caller closes. */
+  /** Adds a session; returns the one bound to the same full JID before, which the caller replaces. */
   add(session: LocalSession): LocalSession | undefined {
     let account = this.#accounts.get(session.jid.bare);
     if (!account) this.#accounts.set(session.jid.bare, account = new Map());

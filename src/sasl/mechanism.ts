@@ -25,9 +25,15 @@ export interface SaslContext {
   credentials(user: string): Promise<Credentials | null>;
   /** A per-server secret, for answers about unknown users that look like real ones. */
   secret: Uint8Array;
+  /** Iterations of the keys new accounts get: what unknown users are shown. */
+  iterations: number;
+  /** Why attempts on this account are refused for now (too many failures), or undefined. */
+  throttled(user: string): string | undefined;
 }
 
 export interface SaslMechanism {
+  /** The prepared account the client named, once it has named one. */
+  readonly user: string | undefined;
   step(data: Uint8Array): Promise<SaslStep>;
 }
 

@@ -1,10 +1,12 @@
 // SASL PLAIN (RFC 4616). Offered only on encrypted streams unless a listener allows it for tests.
 import { prepLocal } from "../jid/precis.ts";
-import { prepPassword, verifyPassword } from "./scram_keys.ts";
+import { prepPassword, unknownUserCredential, verifyPassword } from "./scram_keys.ts";
 import { fail, type SaslContext, type SaslMechanism, type SaslStep } from "./mechanism.ts";
 
 export class PlainMechanism implements SaslMechanism {
   #ctx: SaslContext;
+  user: string | undefined;
+
   constructor(ctx: SaslContext) {
     this.#ctx = ctx;
   }
@@ -17,8 +19,14 @@ export class PlainMechanism implements SaslMechanism {
     const user = prepped === null ? null : prepLocal(prepped);
     if (user === null) return fail("not-authorized");
     if (authzid !== "" && authzid !== `${user}@${this.#ctx.domain}`) return fail("invalid-authzid");
+    this.user = user;
+    const refused = this.#ctx.throttled(user);
+    if (refused) return fail("temporary-auth-failure", refused);
     const creds = await this.#ctx.credentials(user);
-    if (!creds || !verifyPassword(creds["SHA-256"], password)) return fail("not-authorized");
+    // An unknown user costs the same derivation as a wrong password, so timing tells nothing.
+    const cred = creds?.["SHA-256"] ??
+      unknownUserCredential("SHA-256", this.#ctx.secret, user, this.#ctx.iterations);
+    if (!await verifyPassword(cred, password) || !creds) return fail("not-authorized");
     return { kind: "success", user };
   }
 }

@@ -1,10 +1,11 @@
 // SCRAM-SHA-1 and SCRAM-SHA-256 (RFC 5802, RFC 7677) server side, without channel binding.
-// The server only ever holds StoredKey/ServerKey. Unknown users get a salt derived from a server
-// secret, so the exchange does not reveal which accounts exist.
+// The server only ever holds StoredKey/ServerKey. Unknown users get keys derived from the server's
+// persistent secret and go through the same steps, so the exchange does not reveal which accounts
+// exist.
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { prepLocal } from "../jid/precis.ts";
 import { fail, type SaslContext, type SaslMechanism, type SaslStep } from "./mechanism.ts";
-import { h, hmac, prepPassword, type ScramHash } from "./scram_keys.ts";
+import { h, hmac, prepPassword, type ScramHash, unknownUserCredential } from "./scram_keys.ts";
 import type { ScramCredential } from "../storage/store.ts";
 
 const enc = new TextEncoder();
@@ -33,8 +34,9 @@ export class ScramMechanism implements SaslMechanism {
   #clientFirstBare = "";
   #serverFirst = "";
   #nonce = "";
-  #user = "";
-  #cred: ScramCredential | null = null;
+  user: string | undefined;
+  #cred: ScramCredential | undefined;
+  #known = false;
 
   constructor(
     hash: ScramHash,
@@ -71,13 +73,16 @@ export class ScramMechanism implements SaslMechanism {
       const authzid = unescapeName(m[2].slice(2));
       if (authzid !== `${user}@${this.#ctx.domain}`) return fail("invalid-authzid");
     }
-    this.#user = user;
-    this.#cred = (await this.#ctx.credentials(user))?.[this.#hash] ?? null;
-    const salt = this.#cred?.salt ??
-      hmac(this.#hash, this.#ctx.secret, "salt:" + user).subarray(0, 16).toString("base64");
-    const iterations = this.#cred?.iterations ?? 4096;
+    this.user = user;
+    const refused = this.#ctx.throttled(user);
+    if (refused) return fail("temporary-auth-failure", refused);
+    const real = (await this.#ctx.credentials(user))?.[this.#hash];
+    this.#known = real !== undefined;
+    const cred = real ??
+      unknownUserCredential(this.#hash, this.#ctx.secret, user, this.#ctx.iterations);
+    this.#cred = cred;
     this.#nonce = r + this.serverNonce();
-    this.#serverFirst = `r=${this.#nonce},s=${salt},i=${iterations}`;
+    this.#serverFirst = `r=${this.#nonce},s=${cred.salt},i=${cred.iterations}`;
     this.#state = "final";
     return { kind: "challenge", data: enc.encode(this.#serverFirst) };
   }
@@ -94,19 +99,19 @@ export class ScramMechanism implements SaslMechanism {
     }
     if (c !== btoa(this.#gs2Header)) return fail("malformed-request", "channel binding mismatch");
     if (r !== this.#nonce) return fail("malformed-request", "nonce mismatch");
-    if (!this.#cred) return fail("not-authorized");
+    const cred = this.#cred!;
     const authMessage = `${this.#clientFirstBare},${this.#serverFirst},${withoutProof}`;
-    const storedKey = Buffer.from(this.#cred.storedKey, "base64");
+    const storedKey = Buffer.from(cred.storedKey, "base64");
     const signature = hmac(this.#hash, storedKey, authMessage);
     const proof = Buffer.from(p, "base64");
     if (proof.length !== signature.length) return fail("not-authorized");
     for (let i = 0; i < proof.length; i++) proof[i] ^= signature[i];
     const candidate = h(this.#hash, proof);
-    if (!timingSafeEqual(candidate, storedKey)) return fail("not-authorized");
-    const serverSig = hmac(this.#hash, Buffer.from(this.#cred.serverKey, "base64"), authMessage);
+    if (!timingSafeEqual(candidate, storedKey) || !this.#known) return fail("not-authorized");
+    const serverSig = hmac(this.#hash, Buffer.from(cred.serverKey, "base64"), authMessage);
     return {
       kind: "success",
-      user: this.#user,
+      user: this.user!,
       data: enc.encode("v=" + serverSig.toString("base64")),
     };
   }

@@ -1,11 +1,12 @@
 // SCRAM key derivation (RFC 5802 §3). Only these derived keys are ever stored.
-import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { saslprep } from "@mongodb-js/saslprep";
 import type { Credentials, ScramCredential } from "../storage/store.ts";
+import { pbkdf2, type ScramHash } from "./pbkdf2.ts";
 
-export type ScramHash = "SHA-1" | "SHA-256";
+export type { ScramHash };
 const NODE_HASH: Record<ScramHash, string> = { "SHA-1": "sha1", "SHA-256": "sha256" };
-const KEY_LEN: Record<ScramHash, number> = { "SHA-1": 20, "SHA-256": 32 };
+const SALT_BYTES = 16;
 
 export function hmac(hash: ScramHash, key: Uint8Array, data: string | Uint8Array): Buffer {
   return createHmac(NODE_HASH[hash], key).update(data).digest();
@@ -24,22 +25,13 @@ export function prepPassword(password: string): string | null {
   }
 }
 
-export function saltedPassword(
-  hash: ScramHash,
-  preppedPassword: string,
-  salt: Uint8Array,
-  iterations: number,
-): Buffer {
-  return pbkdf2Sync(preppedPassword, salt, iterations, KEY_LEN[hash], NODE_HASH[hash]);
-}
-
-export function deriveScram(
+export async function deriveScram(
   hash: ScramHash,
   preppedPassword: string,
   iterations: number,
-  salt: Uint8Array = randomBytes(16),
-): ScramCredential {
-  const salted = saltedPassword(hash, preppedPassword, salt, iterations);
+  salt: Uint8Array = randomBytes(SALT_BYTES),
+): Promise<ScramCredential> {
+  const salted = await pbkdf2.derive(hash, preppedPassword, salt, iterations);
   return {
     salt: Buffer.from(salt).toString("base64"),
     iterations,
@@ -49,20 +41,49 @@ export function deriveScram(
 }
 
 /** Credentials for a new password; null when SASLprep rejects it. */
-export function deriveCredentials(password: string, iterations: number): Credentials | null {
+export async function deriveCredentials(
+  password: string,
+  iterations: number,
+): Promise<Credentials | null> {
   const p = prepPassword(password);
   if (p === null || p.length === 0) return null;
+  const [sha1, sha256] = await Promise.all([
+    deriveScram("SHA-1", p, iterations),
+    deriveScram("SHA-256", p, iterations),
+  ]);
+  return { "SHA-1": sha1, "SHA-256": sha256 };
+}
+
+/**
+ * Keys for an account that does not exist, shaped like a real one's and the same on every ask
+ * and across restarts (they come from the server's persistent secret), with the iteration count
+ * new accounts get: a login attempt cannot tell a missing account from a wrong password.
+ */
+export function unknownUserCredential(
+  hash: ScramHash,
+  secret: Uint8Array,
+  user: string,
+  iterations: number,
+): ScramCredential {
+  const derived = (purpose: string) => hmac(hash, secret, `${purpose}:${user}`);
   return {
-    "SHA-1": deriveScram("SHA-1", p, iterations),
-    "SHA-256": deriveScram("SHA-256", p, iterations),
+    salt: derived("salt").subarray(0, SALT_BYTES).toString("base64"),
+    iterations,
+    storedKey: h(hash, derived("client-key")).toString("base64"),
+    serverKey: derived("server-key").toString("base64"),
   };
 }
 
 /** Checks a plaintext password (SASL PLAIN, XEP-0077 changes) against stored keys. */
-export function verifyPassword(cred: ScramCredential, password: string): boolean {
+export async function verifyPassword(cred: ScramCredential, password: string): Promise<boolean> {
   const p = prepPassword(password);
   if (p === null) return false;
-  const salted = saltedPassword("SHA-256", p, Buffer.from(cred.salt, "base64"), cred.iterations);
+  const salted = await pbkdf2.derive(
+    "SHA-256",
+    p,
+    Buffer.from(cred.salt, "base64"),
+    cred.iterations,
+  );
   const stored = h("SHA-256", hmac("SHA-256", salted, "Client Key"));
   const expected = Buffer.from(cred.storedKey, "base64");
   return stored.length === expected.length && timingSafeEqual(stored, expected);

@@ -3,6 +3,7 @@
 // refused with not-acceptable + <blocked/>. Blocking a contact sends it our unavailable presence.
 import type { Host, Module, OutboundEvent } from "../core/host.ts";
 import { errorReply } from "../router/stanza_error.ts";
+import { answerFailure, logFailure } from "../core/failure.ts";
 import type { IqRequest } from "../core/iq.ts";
 import type { Jid } from "../jid/jid.ts";
 import { parseJid } from "../jid/jid.ts";
@@ -37,9 +38,8 @@ class Blocklists {
         if (this.#cache.size >= CACHE_MAX) this.#cache.delete(this.#cache.keys().next().value!);
         const set = new Set(l);
         this.#cache.set(bare, set);
-        this.#loading.delete(bare);
         return set;
-      });
+      }).finally(() => this.#loading.delete(bare)); // a failed load is tried again next time
       this.#loading.set(bare, p);
     }
     return p;
@@ -108,12 +108,24 @@ export const blockingModule: Module = {
     host.features.add(NS.blocking);
     host.accountFeatures.add(NS.blocking);
     host.onIq("account", NS.blocking, (iq) => handleIq(host, lists, iq));
-    host.events.on("session/bound", (s) => void lists.load(s.jid.toBare()));
+    host.events.on("session/bound", (s) => {
+      lists.load(s.jid.toBare()).catch((e) => logFailure(`blocklist of ${s.jid.bare}`, e));
+    });
     host.events.on("stanza/in", (ev) => {
+      // An account does not block itself: its own stanzas (answers to it among them) pass.
+      if (ev.from.bare === ev.to.bare) return false;
       const list = lists.cached(ev.to.bare);
       if (!list) {
         // Not cached yet: hold the stanza until the list is loaded, then deliver it as usual.
-        lists.load(ev.to.toBare()).then(() => host.receive(ev.stanza, ev.from, ev.to));
+        // Without the list nobody can tell whether the sender is blocked: it is refused.
+        lists.load(ev.to.toBare()).then(
+          () => host.receive(ev.stanza, ev.from, ev.to),
+          answerFailure(
+            ev.stanza,
+            `blocklist of ${ev.to.bare}`,
+            (r) => host.server.router.sendFrom(r),
+          ),
+        );
         return true;
       }
       if (!matches(list, ev.from)) return false;

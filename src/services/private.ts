@@ -1,4 +1,5 @@
-// Private XML storage (XEP-0049): one element per namespace, readable only by its owner.
+// Private XML storage (XEP-0049): one element per namespace, readable only by its owner; at most
+// `limits.max_private_keys` namespaces per account.
 import type { Module } from "../core/host.ts";
 import { x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
@@ -21,7 +22,12 @@ export const privateModule: Module = {
       const key = `${item.attrs.xmlns} ${item.name}`;
       const { local, domain } = iq.from;
       if (iq.type === "set") {
-        await store.setPrivate(local, domain, key, item.toString());
+        const max = host.server.config.limits.max_private_keys;
+        // A new namespace beyond the quota does not meet the server's criteria: not-acceptable
+        // (modify), since retrying as is would not help; replacing a stored one always works.
+        if (!await store.setPrivate(local, domain, key, item.toString(), max)) {
+          return iq.error("not-acceptable", { text: `more than ${max} private namespaces` });
+        }
         return iq.reply();
       }
       const stored = await store.getPrivate(local, domain, key);

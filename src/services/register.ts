@@ -7,6 +7,8 @@ import { NS } from "../xml/ns.ts";
 import { prepLocal } from "../jid/precis.ts";
 import { deriveCredentials } from "../sasl/scram_keys.ts";
 import { errorReply, iqResult } from "../router/stanza_error.ts";
+import { failureOptions, logFailure } from "../core/failure.ts";
+import { goUnavailable } from "../im/presence.ts";
 
 const form = () =>
   x(
@@ -17,17 +19,29 @@ const form = () =>
     x("password"),
   );
 
-async function create(host: Host, { stanza, reply }: PreAuthEvent): Promise<void> {
-  const q = stanza.child("query", NS.register)!;
+/** Account creation before authentication; a failure (the store's) is answered, never dropped. */
+function create(host: Host, { stanza, reply }: PreAuthEvent): void {
   const answer = (el: Element | null): void => {
     if (el) reply(el.setAttr("from", undefined));
   };
+  createAccount(host, stanza, answer).catch((e) => {
+    logFailure("registration", e);
+    answer(errorReply(stanza, "internal-server-error", failureOptions(e)));
+  });
+}
+
+async function createAccount(
+  host: Host,
+  stanza: Element,
+  answer: (el: Element | null) => void,
+): Promise<void> {
+  const q = stanza.child("query", NS.register)!;
   if (stanza.attrs.type === "get") return answer(iqResult(stanza, form()));
   if (stanza.attrs.type !== "set" || q.child("remove")) {
     return answer(errorReply(stanza, "bad-request"));
   }
   const user = prepLocal(q.childText("username") ?? "");
-  const creds = deriveCredentials(
+  const creds = await deriveCredentials(
     q.childText("password") ?? "",
     host.server.config.auth.scram_iterations,
   );
@@ -40,7 +54,7 @@ async function create(host: Host, { stanza, reply }: PreAuthEvent): Promise<void
 
 async function manage(host: Host, iq: IqRequest): Promise<void> {
   if (!iq.self) return iq.error("forbidden");
-  const { store, sessions } = host.server;
+  const { store, sessions, serial } = host.server;
   const { local, domain, bare } = iq.from;
   if (iq.type === "get") {
     return iq.reply(
@@ -48,7 +62,16 @@ async function manage(host: Host, iq: IqRequest): Promise<void> {
     );
   }
   if (iq.payload.child("remove")) {
-    await store.deleteAccount(local, domain);
+    // Contacts are told the user is gone while the roster that names them still exists, on the
+    // account's queue so that nothing reads the roster in between.
+    await serial.call(bare, async () => {
+      for (const s of sessions.resources(bare)) {
+        if (s.announced) {
+          await goUnavailable(host, s, x("presence", { from: s.jid.full, type: "unavailable" }));
+        }
+      }
+      await store.deleteAccount(local, domain);
+    });
     iq.reply();
     host.events.fire("account/deleted", iq.from.toBare());
     for (const s of [...sessions.resources(bare)]) s.close("not-authorized", "account removed");
@@ -56,7 +79,7 @@ async function manage(host: Host, iq: IqRequest): Promise<void> {
   }
   const username = iq.payload.childText("username");
   if (username !== undefined && prepLocal(username) !== local) return iq.error("bad-request");
-  const creds = deriveCredentials(
+  const creds = await deriveCredentials(
     iq.payload.childText("password") ?? "",
     host.server.config.auth.scram_iterations,
   );
@@ -69,7 +92,7 @@ export const registerModule: Module = {
   name: "register",
   install(host) {
     if (host.config.registration) host.features.add(NS.register);
-    host.events.on("c2s/register", (ev) => void create(host, ev));
+    host.events.on("c2s/register", (ev) => create(host, ev));
     host.onIq("account", NS.register, (iq) => manage(host, iq));
   },
 };

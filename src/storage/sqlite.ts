@@ -1,21 +1,31 @@
 // The embedded store on node:sqlite. WAL journal with synchronous=FULL: a committed transaction
 // survives a crash of the process or the machine, and readers (the `parley user` CLI) never block
-// the server.
+// the server. node:sqlite is synchronous: every method turns a failure into a rejection, never a
+// throw, so callers handle store errors in one way.
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { dirname } from "node:path";
 import { mkdirSync } from "node:fs";
 import { MIGRATIONS } from "./sqlite_migrations.ts";
-import type {
-  Credentials,
-  PendingSubscription,
-  Roster,
-  RosterItem,
-  Store,
-  StoredRoom,
-  Subscription,
+import {
+  type Credentials,
+  type PendingSubscription,
+  type Roster,
+  type RosterItem,
+  type Store,
+  StoreBusyError,
+  type StoredRoom,
+  type Subscription,
 } from "./store.ts";
 
 type Row = Record<string, SQLInputValue>;
+
+/**
+ * How long a write waits for another connection's lock (the CLI's, whose transactions take
+ * milliseconds). The wait blocks the event loop, so it stays short: past it the request gets a
+ * retry-later error instead of stalling every user.
+ */
+const BUSY_TIMEOUT_MS = 250;
+const BUSY = /database is (locked|busy)|SQLITE_(BUSY|LOCKED)/;
 
 export class SqliteStore implements Store {
   #db: DatabaseSync;
@@ -24,7 +34,9 @@ export class SqliteStore implements Store {
   constructor(path: string) {
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
     this.#db = new DatabaseSync(path);
-    this.#db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;");
+    this.#db.exec(
+      `PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=${BUSY_TIMEOUT_MS};`,
+    );
     this.#migrate();
   }
 
@@ -35,6 +47,16 @@ export class SqliteStore implements Store {
         this.#db.exec(MIGRATIONS[v]);
         this.#db.exec(`PRAGMA user_version = ${v + 1}`);
       });
+    }
+  }
+
+  /** Runs a synchronous database call as a promise: what it throws rejects. */
+  #do<T>(fn: () => T): Promise<T> {
+    try {
+      return Promise.resolve(fn());
+    } catch (e) {
+      const message = String((e as Error)?.message ?? e);
+      return Promise.reject(BUSY.test(message) ? new StoreBusyError(message, { cause: e }) : e);
     }
   }
 
@@ -51,59 +73,69 @@ export class SqliteStore implements Store {
       this.#db.exec("COMMIT");
       return r;
     } catch (e) {
-      this.#db.exec("ROLLBACK");
+      // A failed COMMIT may already have ended the transaction; the first error is the one to report.
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       throw e;
     }
   }
 
   createAccount(user: string, host: string, creds: Credentials): Promise<boolean> {
-    const r = this.#q(
-      "INSERT OR IGNORE INTO accounts (host, user, credentials, created_at) VALUES (?, ?, ?, ?)",
-    ).run(host, user, JSON.stringify(creds), Date.now());
-    return Promise.resolve(r.changes === 1);
+    return this.#do(() =>
+      this.#q(
+        "INSERT OR IGNORE INTO accounts (host, user, credentials, created_at) VALUES (?, ?, ?, ?)",
+      ).run(host, user, JSON.stringify(creds), Date.now()).changes === 1
+    );
   }
 
   getCredentials(user: string, host: string): Promise<Credentials | null> {
-    const row = this.#q("SELECT credentials FROM accounts WHERE host = ? AND user = ?")
-      .get(host, user) as Row | undefined;
-    return Promise.resolve(row ? JSON.parse(row.credentials as string) : null);
+    return this.#do(() => {
+      const row = this.#q("SELECT credentials FROM accounts WHERE host = ? AND user = ?")
+        .get(host, user) as Row | undefined;
+      return row ? JSON.parse(row.credentials as string) : null;
+    });
   }
 
   setCredentials(user: string, host: string, creds: Credentials): Promise<boolean> {
-    const r = this.#q("UPDATE accounts SET credentials = ? WHERE host = ? AND user = ?")
-      .run(JSON.stringify(creds), host, user);
-    return Promise.resolve(r.changes === 1);
+    return this.#do(() =>
+      this.#q("UPDATE accounts SET credentials = ? WHERE host = ? AND user = ?")
+        .run(JSON.stringify(creds), host, user).changes === 1
+    );
   }
 
   deleteAccount(user: string, host: string): Promise<boolean> {
-    return Promise.resolve(this.#tx(() => {
-      const r = this.#q("DELETE FROM accounts WHERE host = ? AND user = ?").run(host, user);
-      for (
-        const t of [
-          "roster_items",
-          "roster_versions",
-          "pending_in",
-          "offline",
-          "vcards",
-          "private_storage",
-          "blocklist",
-        ]
-      ) this.#q(`DELETE FROM ${t} WHERE host = ? AND user = ?`).run(host, user);
-      return r.changes === 1;
-    }));
+    return this.#do(() =>
+      this.#tx(() => {
+        const r = this.#q("DELETE FROM accounts WHERE host = ? AND user = ?").run(host, user);
+        for (
+          const t of [
+            "roster_items",
+            "roster_versions",
+            "pending_in",
+            "offline",
+            "vcards",
+            "private_storage",
+            "blocklist",
+          ]
+        ) this.#q(`DELETE FROM ${t} WHERE host = ? AND user = ?`).run(host, user);
+        return r.changes === 1;
+      })
+    );
   }
 
   listAccounts(host: string): Promise<string[]> {
-    const rows = this.#q("SELECT user FROM accounts WHERE host = ? ORDER BY user").all(
-      host,
-    ) as Row[];
-    return Promise.resolve(rows.map((r) => r.user as string));
+    return this.#do(() =>
+      (this.#q("SELECT user FROM accounts WHERE host = ? ORDER BY user").all(host) as Row[])
+        .map((r) => r.user as string)
+    );
   }
 
   getRoster(user: string, host: string): Promise<Roster> {
-    const rows = this.#q("SELECT * FROM roster_items WHERE host = ? AND user = ? ORDER BY contact")
-      .all(host, user) as Row[];
-    return Promise.resolve({ version: this.#version(user, host), items: rows.map(toItem) });
+    return this.#do(() => {
+      const rows = this.#q(
+        "SELECT * FROM roster_items WHERE host = ? AND user = ? ORDER BY contact",
+      ).all(host, user) as Row[];
+      return { version: this.#version(user, host), items: rows.map(toItem) };
+    });
   }
 
   #version(user: string, host: string): number {
@@ -121,154 +153,190 @@ export class SqliteStore implements Store {
   }
 
   getRosterItem(user: string, host: string, contact: string): Promise<RosterItem | null> {
-    const row = this.#q("SELECT * FROM roster_items WHERE host = ? AND user = ? AND contact = ?")
-      .get(host, user, contact) as Row | undefined;
-    return Promise.resolve(row ? toItem(row) : null);
+    return this.#do(() => {
+      const row = this.#q("SELECT * FROM roster_items WHERE host = ? AND user = ? AND contact = ?")
+        .get(host, user, contact) as Row | undefined;
+      return row ? toItem(row) : null;
+    });
   }
 
   putRosterItem(user: string, host: string, item: RosterItem): Promise<number> {
-    return Promise.resolve(this.#tx(() => {
-      this.#q(
-        `INSERT OR REPLACE INTO roster_items (host, user, contact, name, subscription, ask, groups)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      ).run(
-        host,
-        user,
-        item.jid,
-        item.name ?? null,
-        item.subscription,
-        item.ask ? 1 : 0,
-        JSON.stringify(item.groups),
-      );
-      return this.#bump(user, host);
-    }));
+    return this.#do(() =>
+      this.#tx(() => {
+        this.#q(
+          `INSERT OR REPLACE INTO roster_items (host, user, contact, name, subscription, ask, groups)
+           VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        ).run(
+          host,
+          user,
+          item.jid,
+          item.name ?? null,
+          item.subscription,
+          item.ask ? 1 : 0,
+          JSON.stringify(item.groups),
+        );
+        return this.#bump(user, host);
+      })
+    );
   }
 
   deleteRosterItem(user: string, host: string, contact: string): Promise<number | null> {
-    return Promise.resolve(this.#tx(() => {
-      const r = this.#q("DELETE FROM roster_items WHERE host = ? AND user = ? AND contact = ?")
-        .run(host, user, contact);
-      return r.changes === 1 ? this.#bump(user, host) : null;
-    }));
+    return this.#do(() =>
+      this.#tx(() => {
+        const r = this.#q("DELETE FROM roster_items WHERE host = ? AND user = ? AND contact = ?")
+          .run(host, user, contact);
+        return r.changes === 1 ? this.#bump(user, host) : null;
+      })
+    );
   }
 
   addPendingIn(user: string, host: string, contact: string, stanza: string): Promise<void> {
-    this.#q("INSERT OR REPLACE INTO pending_in (host, user, contact, stanza) VALUES (?, ?, ?, ?)")
-      .run(host, user, contact, stanza);
-    return Promise.resolve();
+    return this.#do(() => {
+      this.#q(
+        "INSERT OR REPLACE INTO pending_in (host, user, contact, stanza) VALUES (?, ?, ?, ?)",
+      ).run(host, user, contact, stanza);
+    });
   }
 
   removePendingIn(user: string, host: string, contact: string): Promise<boolean> {
-    const r = this.#q("DELETE FROM pending_in WHERE host = ? AND user = ? AND contact = ?")
-      .run(host, user, contact);
-    return Promise.resolve(r.changes === 1);
+    return this.#do(() =>
+      this.#q("DELETE FROM pending_in WHERE host = ? AND user = ? AND contact = ?")
+        .run(host, user, contact).changes === 1
+    );
   }
 
   getPendingIn(user: string, host: string): Promise<PendingSubscription[]> {
-    const rows = this.#q("SELECT contact, stanza FROM pending_in WHERE host = ? AND user = ?")
-      .all(host, user) as Row[];
-    return Promise.resolve(
-      rows.map((r) => ({ contact: r.contact as string, stanza: r.stanza as string })),
+    return this.#do(() =>
+      (this.#q("SELECT contact, stanza FROM pending_in WHERE host = ? AND user = ?")
+        .all(host, user) as Row[]).map((r) => ({
+          contact: r.contact as string,
+          stanza: r.stanza as string,
+        }))
     );
   }
 
   pushOffline(user: string, host: string, stanza: string, max: number): Promise<boolean> {
-    return Promise.resolve(this.#tx(() => {
-      const row = this.#q("SELECT count(*) AS n FROM offline WHERE host = ? AND user = ?")
-        .get(host, user) as Row;
-      if ((row.n as number) >= max) return false;
-      this.#q("INSERT INTO offline (host, user, stanza, stored_at) VALUES (?, ?, ?, ?)")
-        .run(host, user, stanza, Date.now());
-      return true;
-    }));
+    return this.#do(() =>
+      this.#tx(() => {
+        const row = this.#q("SELECT count(*) AS n FROM offline WHERE host = ? AND user = ?")
+          .get(host, user) as Row;
+        if ((row.n as number) >= max) return false;
+        this.#q("INSERT INTO offline (host, user, stanza, stored_at) VALUES (?, ?, ?, ?)")
+          .run(host, user, stanza, Date.now());
+        return true;
+      })
+    );
   }
 
   takeOffline(user: string, host: string): Promise<string[]> {
-    return Promise.resolve(this.#tx(() => {
-      const rows = this.#q("SELECT stanza FROM offline WHERE host = ? AND user = ? ORDER BY id")
-        .all(host, user) as Row[];
-      if (rows.length) this.#q("DELETE FROM offline WHERE host = ? AND user = ?").run(host, user);
-      return rows.map((r) => r.stanza as string);
-    }));
+    return this.#do(() =>
+      this.#tx(() => {
+        const rows = this.#q("SELECT stanza FROM offline WHERE host = ? AND user = ? ORDER BY id")
+          .all(host, user) as Row[];
+        if (rows.length) this.#q("DELETE FROM offline WHERE host = ? AND user = ?").run(host, user);
+        return rows.map((r) => r.stanza as string);
+      })
+    );
   }
 
   getVcard(user: string, host: string): Promise<string | null> {
-    const row = this.#q("SELECT vcard FROM vcards WHERE host = ? AND user = ?").get(host, user) as
-      | Row
-      | undefined;
-    return Promise.resolve(row ? row.vcard as string : null);
+    return this.#do(() => {
+      const row = this.#q("SELECT vcard FROM vcards WHERE host = ? AND user = ?")
+        .get(host, user) as Row | undefined;
+      return row ? row.vcard as string : null;
+    });
   }
 
   setVcard(user: string, host: string, vcard: string): Promise<void> {
-    this.#q("INSERT OR REPLACE INTO vcards (host, user, vcard) VALUES (?, ?, ?)").run(
-      host,
-      user,
-      vcard,
-    );
-    return Promise.resolve();
+    return this.#do(() => {
+      this.#q("INSERT OR REPLACE INTO vcards (host, user, vcard) VALUES (?, ?, ?)")
+        .run(host, user, vcard);
+    });
   }
 
   getPrivate(user: string, host: string, key: string): Promise<string | null> {
-    const row = this.#q("SELECT xml FROM private_storage WHERE host = ? AND user = ? AND key = ?")
-      .get(host, user, key) as Row | undefined;
-    return Promise.resolve(row ? row.xml as string : null);
+    return this.#do(() => {
+      const row = this.#q("SELECT xml FROM private_storage WHERE host = ? AND user = ? AND key = ?")
+        .get(host, user, key) as Row | undefined;
+      return row ? row.xml as string : null;
+    });
   }
 
-  setPrivate(user: string, host: string, key: string, xml: string): Promise<void> {
-    this.#q("INSERT OR REPLACE INTO private_storage (host, user, key, xml) VALUES (?, ?, ?, ?)")
-      .run(host, user, key, xml);
-    return Promise.resolve();
+  setPrivate(user: string, host: string, key: string, xml: string, max: number): Promise<boolean> {
+    return this.#do(() =>
+      this.#tx(() => {
+        const replaced = this.#q(
+          "UPDATE private_storage SET xml = ? WHERE host = ? AND user = ? AND key = ?",
+        ).run(xml, host, user, key).changes === 1;
+        if (replaced) return true;
+        const row = this.#q("SELECT count(*) AS n FROM private_storage WHERE host = ? AND user = ?")
+          .get(host, user) as Row;
+        if ((row.n as number) >= max) return false;
+        this.#q("INSERT INTO private_storage (host, user, key, xml) VALUES (?, ?, ?, ?)")
+          .run(host, user, key, xml);
+        return true;
+      })
+    );
   }
 
   getBlocklist(user: string, host: string): Promise<string[]> {
-    const rows = this.#q("SELECT jid FROM blocklist WHERE host = ? AND user = ? ORDER BY jid")
-      .all(host, user) as Row[];
-    return Promise.resolve(rows.map((r) => r.jid as string));
+    return this.#do(() =>
+      (this.#q("SELECT jid FROM blocklist WHERE host = ? AND user = ? ORDER BY jid")
+        .all(host, user) as Row[]).map((r) => r.jid as string)
+    );
   }
 
   block(user: string, host: string, jids: string[]): Promise<void> {
-    this.#tx(() => {
-      const s = this.#q("INSERT OR IGNORE INTO blocklist (host, user, jid) VALUES (?, ?, ?)");
-      for (const j of jids) s.run(host, user, j);
-    });
-    return Promise.resolve();
+    return this.#do(() =>
+      this.#tx(() => {
+        const s = this.#q("INSERT OR IGNORE INTO blocklist (host, user, jid) VALUES (?, ?, ?)");
+        for (const j of jids) s.run(host, user, j);
+      })
+    );
   }
 
   unblock(user: string, host: string, jids: string[] | null): Promise<void> {
-    this.#tx(() => {
-      if (jids === null) {
-        this.#q("DELETE FROM blocklist WHERE host = ? AND user = ?").run(host, user);
-        return;
-      }
-      const s = this.#q("DELETE FROM blocklist WHERE host = ? AND user = ? AND jid = ?");
-      for (const j of jids) s.run(host, user, j);
-    });
-    return Promise.resolve();
+    return this.#do(() =>
+      this.#tx(() => {
+        if (jids === null) {
+          this.#q("DELETE FROM blocklist WHERE host = ? AND user = ?").run(host, user);
+          return;
+        }
+        const s = this.#q("DELETE FROM blocklist WHERE host = ? AND user = ? AND jid = ?");
+        for (const j of jids) s.run(host, user, j);
+      })
+    );
   }
 
   loadRooms(service: string): Promise<StoredRoom[]> {
-    const rows = this.#q("SELECT room, state FROM muc_rooms WHERE service = ? ORDER BY room")
-      .all(service) as Row[];
-    return Promise.resolve(rows.map((r) => ({ room: r.room as string, state: r.state as string })));
+    return this.#do(() =>
+      (this.#q("SELECT room, state FROM muc_rooms WHERE service = ? ORDER BY room")
+        .all(service) as Row[]).map((r) => ({ room: r.room as string, state: r.state as string }))
+    );
   }
 
   saveRoom(service: string, room: string, state: string): Promise<void> {
-    this.#q("INSERT OR REPLACE INTO muc_rooms (service, room, state) VALUES (?, ?, ?)")
-      .run(service, room, state);
-    return Promise.resolve();
+    return this.#do(() => {
+      this.#q("INSERT OR REPLACE INTO muc_rooms (service, room, state) VALUES (?, ?, ?)")
+        .run(service, room, state);
+    });
   }
 
   deleteRoom(service: string, room: string): Promise<void> {
-    this.#q("DELETE FROM muc_rooms WHERE service = ? AND room = ?").run(service, room);
-    return Promise.resolve();
+    return this.#do(() => {
+      this.#q("DELETE FROM muc_rooms WHERE service = ? AND room = ?").run(service, room);
+    });
   }
 
   close(): Promise<void> {
-    if (this.#db.isOpen) {
-      this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
-      this.#db.close();
-    }
-    return Promise.resolve();
+    return this.#do(() => {
+      if (!this.#db.isOpen) return;
+      try {
+        this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      } finally {
+        this.#db.close();
+      }
+    });
   }
 }
 

@@ -1,5 +1,6 @@
 // The storage interface. Every backend (the embedded SQLite one now, PostgreSQL for clusters)
-// implements it and passes tests/unit/storage_test.ts. Stanzas are stored as serialized XML.
+// implements it and passes tests/unit/storage_suite.ts. Stanzas are stored as serialized XML.
+// Every method reports a failure by rejecting, never by throwing.
 
 /** SCRAM keys for one hash (RFC 5802 §3); the password itself is never stored. */
 export interface ScramCredential {
@@ -64,7 +65,8 @@ export interface Store {
   setVcard(user: string, host: string, vcard: string): Promise<void>;
 
   getPrivate(user: string, host: string, key: string): Promise<string | null>;
-  setPrivate(user: string, host: string, key: string, xml: string): Promise<void>;
+  /** Stores `xml` under `key`; false when the key is new and `max` keys are already stored. */
+  setPrivate(user: string, host: string, key: string, xml: string, max: number): Promise<boolean>;
 
   getBlocklist(user: string, host: string): Promise<string[]>;
   block(user: string, host: string, jids: string[]): Promise<void>;
@@ -83,3 +85,6 @@ export interface StoredRoom {
   room: string;
   state: string;
 }
+
+/** The store cannot be used for now (the database is locked or busy): worth retrying later. */
+export class StoreBusyError extends Error {}

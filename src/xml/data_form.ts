@@ -25,8 +25,9 @@ export function dataForm(
       x(
         "field",
         { var: f.var, type: f.type, label: f.label },
-        ...(f.options ?? []).map((o) => x("option", {}, x("value", {}, o))),
+        // XEP-0004's schema orders a field's values before its options.
         ...(f.values ?? []).map((v) => x("value", {}, v)),
+        ...(f.options ?? []).map((o) => x("option", {}, x("value", {}, o))),
       )
     ),
   );

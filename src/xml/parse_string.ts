@@ -1,36 +1,22 @@
-// Parses one stored, trusted stanza string back into an Element (offline messages, vCards).
-import { SaxesParser } from "saxes";
-import { type Attrs, Element } from "./element.ts";
+// Parses one stored, trusted stanza string back into an Element (offline messages, vCards,
+// private XML). It goes through the stream parser, so a stored stanza comes back exactly as the
+// live one was built: same namespace normalization, same prefix declarations.
+import type { Element } from "./element.ts";
+import { NS_STREAM, StreamParser } from "./parser.ts";
+
+// Stored top-level stanzas carry no xmlns: bind jabber:client so children resolve as before.
+const HEADER = `<stream:stream xmlns="jabber:client" xmlns:stream="${NS_STREAM}">`;
+const UNLIMITED = { maxStanzaSize: Infinity, maxDepth: Infinity };
 
 export function parseStanza(xml: string): Element | null {
-  const sax = new SaxesParser({ xmlns: true });
-  const stack: Element[] = [];
-  const uris: string[] = ["jabber:client"];
-  let root: Element | null = null;
-  sax.on("opentag", (tag) => {
-    const attrs: Attrs = {};
-    if (tag.uri !== uris[uris.length - 1]) attrs.xmlns = tag.uri;
-    for (const k in tag.attributes) {
-      const a = tag.attributes[k];
-      if (a.prefix !== "xmlns" && a.name !== "xmlns") attrs[a.name] = a.value;
-    }
-    const el = new Element(tag.local, attrs);
-    if (stack.length) stack[stack.length - 1].children.push(el);
-    else root = el;
-    stack.push(el);
-    uris.push(tag.uri);
-  });
-  sax.on("closetag", () => {
-    stack.pop();
-    uris.pop();
-  });
-  sax.on("text", (t) => stack.length && stack[stack.length - 1].children.push(t));
-  try {
-    // Stored top-level stanzas carry no xmlns: bind jabber:client so children resolve as before.
-    sax.write(`<wrap xmlns="jabber:client">${xml}</wrap>`).close();
-  } catch {
-    return null;
-  }
-  return (root as Element | null)?.children.find((c): c is Element => typeof c !== "string") ??
-    null;
+  let first: Element | null = null;
+  let error = false;
+  const parser = new StreamParser({
+    streamStart() {},
+    stanza: (el) => first ??= el,
+    streamEnd() {},
+    streamError: () => error = true,
+  }, UNLIMITED);
+  parser.writeText(HEADER + xml + "</stream:stream>");
+  return error ? null : first;
 }

@@ -1,6 +1,7 @@
 // Incremental XMPP stream parser on saxes: bytes in (any chunking), stanzas out.
 // Enforces RFC 6120 §11 restricted XML and the configured size/depth limits while parsing, so an
-// oversized or hostile stanza is refused before it is buffered whole.
+// oversized or hostile stanza is refused before it is buffered whole. The first error stops the
+// parser at once: nothing after it, not even the rest of the chunk, is parsed.
 import { SaxesParser, type SaxesTagNS } from "saxes";
 import { type Attrs, Element } from "./element.ts";
 
@@ -14,9 +15,11 @@ export interface ParserLimits {
 }
 
 /** Parts of a SaxesParser that are private in saxes' types: handler slots sax.on() would fill,
- * and its table of state methods. */
+ * its table of state methods, and what namespace resolution reads (see `reset`). */
 interface SaxInternals {
   stateTable: unknown[];
+  topNS: Record<string, string | undefined>;
+  resolve(prefix: string): string | undefined;
   openTagHandler(tag: SaxesTagNS): void;
   closeTagHandler(): void;
   textHandler(text: string): void;
@@ -29,6 +32,27 @@ interface SaxInternals {
 
 let sharedStateTable: unknown[] | undefined;
 const NO_ATTRIBUTES = Object.freeze({}) as SaxesTagNS["attributes"];
+/** Prefixes bound in every document (Namespaces in XML §3). */
+const PREDEFINED = new Map([
+  ["xml", "http://www.w3.org/XML/1998/namespace"],
+  ["xmlns", "http://www.w3.org/2000/xmlns/"],
+]);
+/** Thrown through saxes to abandon the chunk it is parsing (saxes has no way to stop). */
+const STOP = Symbol("stop parsing");
+
+/**
+ * saxes' error messages (6.0.0) that RFC 6120 §11.1 classes as restricted XML rather than
+ * not-well-formed, or that need a clearer text.
+ */
+const SAX_ERRORS: [suffix: string, condition: string, text: string][] = [
+  ["undefined entity.", "restricted-xml", "entity references are not allowed"],
+  ["inappropriately located doctype declaration.", "restricted-xml", "DTDs are not allowed"],
+  [
+    "malformed character entity.",
+    "not-well-formed",
+    "character reference to a forbidden character",
+  ],
+];
 
 export interface StreamHandler {
   /** The stream header; `defaultNs` is the content namespace declared on it. */
@@ -46,11 +70,17 @@ export class StreamParser {
   #decoder!: TextDecoder;
   #stack: Element[] = [];
   #uris: string[] = [];
+  /** Namespace bindings of the open elements, innermost wins. */
+  #scope!: Map<string, string>;
+  /** (depth, prefix, binding it hid) for each binding in #scope, undone when its element closes. */
+  #undo!: (number | string | undefined)[];
   #contentNs = "";
   #failed = false;
-  #started = false;
-  /** Position (chars) where the current stanza, or the gap before it, began. */
-  #boundary = 0;
+  /** Characters handed to saxes in this stream. (After write() returns, saxes' `position` counts
+   * the last chunk twice; it is right only inside a handler.) */
+  #read = 0;
+  /** Where the current stanza began (its "<"), or where the gap before the next one began. */
+  #start = 0;
 
   constructor(handler: StreamHandler, limits: ParserLimits) {
     this.#handler = handler;
@@ -60,36 +90,42 @@ export class StreamParser {
 
   /** Starts a fresh stream (after STARTTLS or SASL success, RFC 6120 §4.3.3). */
   reset(): void {
-    this.#sax = new SaxesParser({ xmlns: true, position: true });
+    const sax = this.#sax = new SaxesParser({ xmlns: true, position: true });
     this.#decoder = new TextDecoder("utf-8", { fatal: true });
     this.#stack = [];
     this.#uris = [];
+    const scope = this.#scope = new Map();
+    this.#undo = [];
     this.#failed = false;
-    this.#started = false;
-    this.#boundary = 0;
-    const sax = this.#sax;
+    this.#read = 0;
+    this.#start = 0;
     // A reset from inside a handler (STARTTLS, SASL success) discards the rest of the old stream's
     // chunk: the peer must wait for our answer before sending more (RFC 6120 §5.4.3.3, §6.4.6).
-    const live = () => this.#sax === sax;
+    const stale = (): never => {
+      throw STOP;
+    };
     // Handlers are set by name rather than with sax.on(): on() stores them under a computed key,
     // which makes V8 turn the parser into a dictionary-mode object (about 3 KiB more per session).
     const h = sax as unknown as SaxInternals;
     // Each parser builds its own table of the same prototype methods: share the first one.
     if (Array.isArray(h.stateTable)) h.stateTable = sharedStateTable ??= h.stateTable;
-    h.openTagHandler = (tag) => live() && this.#open(tag);
-    h.closeTagHandler = () => live() && this.#close();
-    h.textHandler = (t) => live() && this.#text(t);
-    h.cdataHandler = (t) => live() && this.#text(t);
-    h.doctypeHandler = () => live() && this.#fail("restricted-xml", "DTDs are not allowed");
-    h.piHandler = () =>
-      live() && this.#fail("restricted-xml", "processing instructions are not allowed");
-    h.commentHandler = () => live() && this.#fail("restricted-xml", "comments are not allowed");
+    // saxes resolves a prefix by walking its whole stack of open tags, for every element: deep
+    // nesting made that quadratic. Our scope answers in one lookup; `topNS` holds the
+    // declarations of the tag being opened, the only ones not yet in the scope.
+    h.resolve = (prefix) => h.topNS[prefix] ?? scope.get(prefix) ?? PREDEFINED.get(prefix);
+    h.openTagHandler = (tag) => this.#sax === sax ? this.#open(tag) : stale();
+    h.closeTagHandler = () => this.#sax === sax ? this.#close() : stale();
+    h.textHandler = (t) => this.#sax === sax ? this.#text(t) : stale();
+    h.cdataHandler = (t) => this.#sax === sax ? this.#cdata(t) : stale();
+    const refuse = (condition: string, text: string) =>
+      this.#sax === sax ? this.#stop(condition, text) : stale();
+    h.doctypeHandler = () => refuse("restricted-xml", "DTDs are not allowed");
+    h.piHandler = () => refuse("restricted-xml", "processing instructions are not allowed");
+    h.commentHandler = () => refuse("restricted-xml", "comments are not allowed");
     h.errorHandler = (e) => {
-      if (!live()) return;
       const msg = e.message;
-      // References to entities other than the five predefined ones are restricted XML (§11.1).
-      if (/entity/i.test(msg)) this.#fail("restricted-xml", "entity references are not allowed");
-      else this.#fail("not-well-formed", msg.split("\n")[0]);
+      const known = SAX_ERRORS.find(([suffix]) => msg.endsWith(suffix));
+      refuse(known?.[1] ?? "not-well-formed", known?.[2] ?? msg.split("\n")[0]);
     };
   }
 
@@ -105,14 +141,23 @@ export class StreamParser {
     } catch {
       return this.#fail("not-well-formed", "invalid UTF-8");
     }
+    this.writeText(text);
+  }
+
+  /** Parses already decoded text (stored stanzas). */
+  writeText(text: string): void {
+    if (this.#failed) return;
     const sax = this.#sax;
+    this.#read += text.length;
     try {
       sax.write(text);
     } catch (e) {
-      if (this.#sax !== sax) return;
-      if (!this.#failed) this.#fail("not-well-formed", String(e));
+      if (e === STOP) return;
+      this.#failed = true; // a handler's bug: its caller reports it
+      throw e;
     }
-    if (!this.#failed && this.#sax.position - this.#boundary > this.#limits.maxStanzaSize) {
+    // What has arrived of the current stanza (or of the gap before the next) is already too much.
+    if (!this.#failed && this.#read - this.#start > this.#limits.maxStanzaSize) {
       this.#fail("policy-violation", `stanza exceeds ${this.#limits.maxStanzaSize} characters`);
     }
   }
@@ -123,39 +168,40 @@ export class StreamParser {
     this.#handler.streamError(condition, text);
   }
 
+  /** Reports the error and abandons the chunk saxes is parsing (called only from its handlers). */
+  #stop(condition: string, text: string): never {
+    this.#fail(condition, text);
+    throw STOP;
+  }
+
+  /** Enters a namespace binding declared by the element opening at `depth`. */
+  #bind(depth: number, prefix: string, uri: string): void {
+    this.#undo.push(depth, prefix, this.#scope.get(prefix));
+    this.#scope.set(prefix, uri);
+  }
+
   #open(tag: SaxesTagNS): void {
-    if (this.#failed) return;
     const depth = this.#stack.length;
-    if (!this.#started) {
-      this.#started = true;
-      if (tag.local !== "stream" || tag.uri !== NS_STREAM) {
-        return this.#fail("invalid-namespace", "the root element must be stream:stream");
-      }
-      this.#contentNs = tag.ns[""] ?? "";
-      this.#boundary = this.#sax.position;
-      const attrs: Attrs = {};
-      for (const k in tag.attributes) {
-        const a = tag.attributes[k];
-        if (a.prefix !== "xmlns" && a.name !== "xmlns") attrs[a.name] = a.value;
-      }
-      // saxes keeps the root tag open for the whole session: drop what is no longer needed.
-      tag.attributes = NO_ATTRIBUTES;
-      this.#uris.push(this.#contentNs);
-      this.#stack.push(new Element("stream"));
-      return this.#handler.streamStart(attrs, tag.ns[""]);
-    }
+    if (depth === 0) return this.#openStream(tag);
     if (depth > this.#limits.maxDepth) {
-      return this.#fail("policy-violation", `elements nested deeper than ${this.#limits.maxDepth}`);
+      this.#stop("policy-violation", `elements nested deeper than ${this.#limits.maxDepth}`);
     }
     const attrs: Attrs = {};
     const parentUri = this.#uris[depth - 1];
     if (tag.uri !== parentUri) attrs.xmlns = tag.uri;
     for (const k in tag.attributes) {
       const a = tag.attributes[k];
-      if (a.prefix === "xmlns" || a.name === "xmlns") continue;
+      if (a.name === "xmlns") {
+        this.#bind(depth, "", tag.ns[""]);
+        continue;
+      }
       attrs[a.name] = a.value;
-      // A namespace-qualified attribute keeps its prefix, so its declaration must travel with it.
-      if (a.prefix !== "" && a.prefix !== "xml") attrs["xmlns:" + a.prefix] = a.uri;
+      const prefix = a.prefix;
+      if (prefix === "" || prefix === "xml") continue;
+      // Prefix declarations stay where they were made (a prefix may be used in content too), and
+      // a namespace-qualified attribute keeps its prefix, so its declaration travels with it.
+      if (prefix === "xmlns") this.#bind(depth, a.local, tag.ns[a.local]);
+      else attrs["xmlns:" + prefix] = a.uri;
     }
     const el = new Element(tag.local, attrs);
     if (depth > 1) this.#stack[depth - 1].children.push(el);
@@ -163,27 +209,64 @@ export class StreamParser {
     this.#uris.push(tag.uri);
   }
 
+  #openStream(tag: SaxesTagNS): void {
+    if (tag.local !== "stream" || tag.uri !== NS_STREAM) {
+      this.#stop("invalid-namespace", "the root element must be stream:stream");
+    }
+    this.#contentNs = tag.ns[""] ?? "";
+    for (const prefix in tag.ns) this.#bind(0, prefix, tag.ns[prefix]);
+    this.#start = this.#sax.position;
+    const attrs: Attrs = {};
+    for (const k in tag.attributes) {
+      const a = tag.attributes[k];
+      if (a.prefix !== "xmlns" && a.name !== "xmlns") attrs[a.name] = a.value;
+    }
+    // saxes keeps the root tag open for the whole session: drop what is no longer needed.
+    tag.attributes = NO_ATTRIBUTES;
+    this.#uris.push(this.#contentNs);
+    this.#stack.push(new Element("stream"));
+    this.#handler.streamStart(attrs, tag.ns[""]);
+  }
+
   #close(): void {
-    if (this.#failed) return;
     const el = this.#stack.pop()!;
     this.#uris.pop();
     const depth = this.#stack.length;
-    if (depth === 0) {
-      this.#failed = true; // nothing may follow the closing stream tag
-      return this.#handler.streamEnd();
+    const undo = this.#undo;
+    while (undo.length !== 0 && undo[undo.length - 3] === depth) {
+      const hidden = undo.pop() as string | undefined;
+      const prefix = undo.pop() as string;
+      undo.length--;
+      if (hidden === undefined) this.#scope.delete(prefix);
+      else this.#scope.set(prefix, hidden);
     }
     if (depth === 1) {
-      this.#boundary = this.#sax.position;
+      const end = this.#sax.position;
+      if (end - this.#start > this.#limits.maxStanzaSize) {
+        this.#stop("policy-violation", `stanza exceeds ${this.#limits.maxStanzaSize} characters`);
+      }
+      this.#start = end;
       this.#handler.stanza(el);
+    } else if (depth === 0) {
+      this.#failed = true; // nothing may follow the closing stream tag
+      this.#handler.streamEnd();
+      throw STOP;
     }
   }
 
   #text(t: string): void {
-    if (this.#failed) return;
     const depth = this.#stack.length;
     if (depth > 1) this.#stack[depth - 1].children.push(t);
-    else if (depth === 1 && t.trim() !== "") {
-      this.#fail("bad-format", "text is not allowed between stanzas");
+    else if (depth === 1) {
+      if (t.trim() !== "") this.#stop("bad-format", "text is not allowed between stanzas");
+      // Text is reported at the "<" that ends it: the next stanza starts there.
+      this.#start = this.#sax.position - 1;
     }
+  }
+
+  #cdata(t: string): void {
+    const depth = this.#stack.length;
+    if (depth > 1) this.#stack[depth - 1].children.push(t);
+    else if (depth === 1) this.#stop("bad-format", "character data is not allowed between stanzas");
   }
 }

@@ -42,7 +42,7 @@ export async function abuseServer(
   const store = new SqliteStore(join(dir, "parley.db"));
   const iterations = (config.auth as { scram_iterations: number }).scram_iterations;
   for (const u of users) {
-    await store.createAccount(u, "localhost", deriveCredentials("secret", iterations)!);
+    await store.createAccount(u, "localhost", (await deriveCredentials("secret", iterations))!);
   }
   await store.close();
   const file = join(dir, "parley.yaml");

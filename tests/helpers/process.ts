@@ -3,13 +3,17 @@ import type { TestServer } from "./server.ts";
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
 
+function parleyCommandLine(args: string[]): string[] {
+  return [Deno.execPath(), "run", "-A", "--config", CONFIG, MAIN, ...args];
+}
+
 /** `parley ARGS` as a command; `prefix` runs it through another program (e.g. taskset). */
 export function parleyCommand(
   args: string[],
   stdin: "piped" | "null" = "null",
   prefix: string[] = [],
 ): Deno.Command {
-  const argv = [Deno.execPath(), "run", "-A", "--config", CONFIG, MAIN, ...args];
+  const argv = parleyCommandLine(args);
   return new Deno.Command(prefix.length ? prefix[0] : argv[0], {
     args: [...prefix.slice(1), ...(prefix.length ? argv : argv.slice(1))],
     stdin,
@@ -81,6 +85,21 @@ export async function serveProcess(
   return { child, ports, logs, exited, logsDone };
 }
 
+/** Waits until the server has logged a message matching `pattern`; that log record. */
+export async function logged(
+  srv: RunningServer,
+  pattern: RegExp,
+  ms = 10_000,
+): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + ms;
+  while (true) {
+    const found = srv.logs.find((l) => pattern.test(String(l.message)));
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error(`no log message matches ${pattern} in ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** Runs a slixmpp script from tests/interop with Debian's Python; returns its last JSON line. */
 export async function interop(script: string, args: string[]): Promise<Record<string, unknown>> {
   const out = await new Deno.Command("/usr/bin/python3", {
@@ -107,4 +126,44 @@ export async function interopPair(
 ): Promise<Record<string, unknown>> {
   for (const jid of [a, b]) await t.addUser(jid.split("@")[0]);
   return await interop(script, [String(t.port), a, b, "secret", ...extra]);
+}
+
+export interface TerminalSession {
+  /** Waits until the terminal has shown `text` (fails if the process ends first). */
+  expect(text: string): Promise<void>;
+  type(text: string): Promise<void>;
+  /** Waits for the end; everything the terminal showed, and the exit code. */
+  finish(): Promise<{ code: number; output: string }>;
+}
+
+/** `parley ARGS` on a pseudo-terminal (through script(1)), for what only terminals do. */
+export function parleyOnTerminal(args: string[]): TerminalSession {
+  const argv = parleyCommandLine(args).map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
+  const child = new Deno.Command("script", {
+    args: ["--quiet", "--return", "--command", argv, "/dev/null"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let output = "";
+  const more = async () => {
+    const { value, done } = await reader.read();
+    output += value ?? "";
+    return !done;
+  };
+  return {
+    async expect(text) {
+      while (!output.includes(text)) {
+        if (!await more()) throw new Error(`ended before "${text}": ${JSON.stringify(output)}`);
+      }
+    },
+    type: (text) => writer.write(new TextEncoder().encode(text)),
+    async finish() {
+      while (await more());
+      await writer.close().catch(() => {});
+      return { code: (await child.status).code, output };
+    },
+  };
 }

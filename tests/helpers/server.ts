@@ -57,7 +57,7 @@ export async function startServer(overrides: Tree = {}, dataDir?: string): Promi
     dataDir: dir,
     domain: "localhost",
     async addUser(user, password = "secret") {
-      await server.store.createAccount(user, "localhost", deriveCredentials(password, 64)!);
+      await server.store.createAccount(user, "localhost", (await deriveCredentials(password, 64))!);
     },
     async restart() {
       await server.stop();

@@ -12,9 +12,16 @@ const CASES: [string, string, string][] = [
     "<?xml version='1.0'?><!DOCTYPE foo [<!ENTITY x 'y'>]><stream:stream/>",
     "restricted-xml",
   ],
+  [
+    "a DTD after the stream header",
+    HEADER() + "<!DOCTYPE foo [<!ENTITY x 'y'>]>",
+    "restricted-xml",
+  ],
   ["a processing instruction", HEADER() + "<?evil stuff?>", "restricted-xml"],
   ["a comment", HEADER() + "<!-- hi -->", "restricted-xml"],
   ["an undefined entity", HEADER() + "<message><body>&xxe;</body></message>", "restricted-xml"],
+  // A character reference, not an entity reference, but to a character XML forbids.
+  ["a reference to U+0000", HEADER() + "<message><body>&#0;</body></message>", "not-well-formed"],
   [
     "a wrong stream namespace",
     "<stream:stream xmlns:stream='urn:wrong' to='localhost' version='1.0'>",

@@ -4,6 +4,7 @@ import { RawClient } from "../helpers/raw_client.ts";
 import { serverTest, startServer, withServer } from "../helpers/server.ts";
 import { NS } from "../../src/xml/ns.ts";
 import type { Element } from "../../src/xml/element.ts";
+import { createRoom, isMessage, isPresence, join, MUC, mucServer } from "../helpers/muc.ts";
 
 const isPush = (e: Element) =>
   e.name === "iq" && e.attrs.type === "set" && !!e.child("query", NS.roster);
@@ -279,5 +280,130 @@ withServer(
     w.drop();
     await x.waitFor(presence("unavailable", "wes@localhost/w"));
     x.close();
+  },
+);
+
+/** Sends a ping to the server and waits for the answer: everything sent before has been handled. */
+async function sync(c: RawClient): Promise<void> {
+  await c.iq("get", `<ping xmlns='${NS.ping}'/>`, "localhost");
+}
+
+withServer(
+  "reconnecting with the same resource is no logout: contacts and rooms keep the session",
+  mucServer(),
+  async (t) => {
+    await t.addUser("amy");
+    await t.addUser("bob");
+    const a = await RawClient.login(t.port, "amy", "secret", { resource: "desk" });
+    const b = await RawClient.login(t.port, "bob", "secret", { resource: "phone" });
+    for (const c of [a, b]) await c.iq("get", `<query xmlns='${NS.roster}'/>`);
+    a.send("<presence/>");
+    b.send("<presence/>");
+    await subscribe(a, b, "amy@localhost", "bob@localhost", ["none", "to", "from"]);
+    await a.waitFor(presence(undefined, "bob@localhost/phone"));
+    await createRoom(a, "den", "amy");
+    await join(b, "den", "bob");
+    await a.waitFor(isPresence(`den@${MUC}/bob`));
+    // Bob's phone reconnects with the same resource: the old stream gets conflict.
+    const b2 = await RawClient.login(t.port, "bob", "secret", { resource: "phone" });
+    assert.ok((await b.streamError()).child("conflict"));
+    b2.send("<presence><status>back</status></presence>");
+    const back = await a.waitFor((e) =>
+      presence(undefined, "bob@localhost/phone")(e) && e.childText("status") === "back"
+    );
+    assert.equal(back.attrs.to, "amy@localhost");
+    // Anything the replaced session sent on leaving would have arrived before that presence.
+    const unavailable = (e: Element) =>
+      e.name === "presence" && e.attrs.type === "unavailable" &&
+      (e.attrs.from === "bob@localhost/phone" || e.attrs.from === `den@${MUC}/bob`);
+    assert.deepEqual(a.received.filter(unavailable), []);
+    // The room still has Bob: the new session speaks in it.
+    b2.send(`<message to='den@${MUC}' type='groupchat' id='g1'><body>still here</body></message>`);
+    const said = await a.waitFor(isMessage(`den@${MUC}/bob`));
+    assert.equal(said.childText("body"), "still here");
+    // The new session inherited what the old one owed: its end is seen by the contact and room.
+    b2.drop();
+    await a.waitFor(presence("unavailable", "bob@localhost/phone"));
+    await a.waitFor(isPresence(`den@${MUC}/bob`, "unavailable"));
+    a.close();
+  },
+);
+
+withServer(
+  "a session replaced before it sent presence leaves the contacts' view to the new one",
+  {},
+  async (t) => {
+    await t.addUser("cal");
+    await t.addUser("dee");
+    const c = await RawClient.login(t.port, "cal", "secret", { resource: "r" });
+    const d = await RawClient.login(t.port, "dee", "secret", { resource: "r" });
+    for (const s of [c, d]) await s.iq("get", `<query xmlns='${NS.roster}'/>`);
+    c.send("<presence/>");
+    d.send("<presence/>");
+    await subscribe(c, d, "cal@localhost", "dee@localhost", ["none", "to", "from"]);
+    await c.waitFor(presence(undefined, "dee@localhost/r"));
+    // Dee reconnects and leaves again without sending presence: Cal must still learn she left.
+    const d2 = await RawClient.login(t.port, "dee", "secret", { resource: "r" });
+    await d.waitClosed();
+    d2.close();
+    await c.waitFor(presence("unavailable", "dee@localhost/r"));
+    c.close();
+  },
+);
+
+withServer(
+  "roster items are prepared bare JIDs: another case is the same contact, a resource is refused",
+  {},
+  async (t) => {
+    await t.addUser("eve");
+    const e = await RawClient.login(t.port, "eve", "secret");
+    await e.iq("get", `<query xmlns='${NS.roster}'/>`);
+    const set = await e.iq(
+      "set",
+      `<query xmlns='${NS.roster}'><item jid='Zed@Example.NET'/></query>`,
+    );
+    assert.equal(set.attrs.type, "result");
+    assert.equal(
+      (await e.waitFor(isPush)).child("query")!.child("item")!.attrs.jid,
+      "zed@example.net",
+    );
+    const full = await e.iq(
+      "set",
+      `<query xmlns='${NS.roster}'><item jid='zed@example.net/phone' name='Phone'/></query>`,
+    );
+    assert.ok(full.child("error")!.child("bad-request"));
+    // A subscription request to the same contact in yet another case updates that one item.
+    e.send("<presence to='ZED@example.net' type='subscribe'/>");
+    const ask = await e.waitFor(isPush);
+    assert.equal(ask.child("query")!.child("item")!.attrs.jid, "zed@example.net");
+    assert.equal(ask.child("query")!.child("item")!.attrs.ask, "subscribe");
+    const roster = await e.iq("get", `<query xmlns='${NS.roster}'/>`);
+    const items = roster.child("query")!.elements("item");
+    assert.deepEqual(items.map((i) => i.attrs.jid), ["zed@example.net"]);
+    e.close();
+  },
+);
+
+withServer(
+  "directed presence beyond the limit is not sent: the sender gets policy-violation",
+  { limits: { max_directed_presences: 2 } },
+  async (t) => {
+    await t.addUser("fin");
+    await t.addUser("gil");
+    const f = await RawClient.login(t.port, "fin", "secret", { resource: "f" });
+    const g = await RawClient.login(t.port, "gil", "secret", { resource: "g" });
+    f.send("<presence to='one@localhost'/><presence to='two@localhost'/>");
+    f.send("<presence to='gil@localhost/g'/>");
+    const err = await f.waitFor(presence("error", "gil@localhost/g"));
+    assert.ok(err.child("error")!.child("policy-violation", NS.stanzaErrors));
+    assert.equal(err.child("error")!.attrs.type, "modify");
+    // Presence to an entity already counted still goes out; unavailable frees a place.
+    f.send("<presence to='one@localhost'><status>again</status></presence>");
+    f.send("<presence to='one@localhost' type='unavailable'/><presence to='gil@localhost/g'/>");
+    await g.waitFor(presence(undefined, "fin@localhost/f"));
+    await sync(f);
+    assert.deepEqual(f.received.filter(presence("error")), []);
+    f.close();
+    g.close();
   },
 );

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { RawClient } from "../helpers/raw_client.ts";
-import { withServer } from "../helpers/server.ts";
+import { serverTest, startServer, withServer } from "../helpers/server.ts";
 import { NS } from "../../src/xml/ns.ts";
 
 withServer(
@@ -138,5 +138,137 @@ withServer(
     assert.ok(failure.child("encryption-required"));
     assert.ok(await c.scram("eve", "secret"), "SCRAM stays available without TLS");
     c.close();
+  },
+);
+
+const plainAuth = (user: string, password: string) =>
+  `<auth xmlns='${NS.sasl}' mechanism='PLAIN'>${btoa(`\0${user}\0${password}`)}</auth>`;
+
+withServer(
+  "pipelined <auth/> elements are each answered, or the stream is closed",
+  {},
+  async (t) => {
+    await t.addUser("frank", "right");
+    const c = await RawClient.connect(t.port);
+    await c.open();
+    c.send(plainAuth("frank", "wrong").repeat(3));
+    for (let i = 0; i < 3; i++) {
+      assert.ok((await c.waitFor((e) => e.name === "failure")).child("not-authorized"));
+    }
+    assert.ok(await c.plain("frank", "right"), "the stream is still usable");
+    c.close();
+    // Fifty at once: more than a client may have waiting; the stream is closed, not left hanging.
+    const d = await RawClient.connect(t.port);
+    await d.open();
+    d.send(plainAuth("frank", "wrong").repeat(50));
+    assert.ok((await d.streamError()).child("policy-violation"));
+    await d.waitClosed();
+  },
+);
+
+withServer("a store failure during login is a temporary-auth-failure; the server serves on", {
+  timeouts: { auth_failure_delay_ms: 0 },
+}, async (t) => {
+  await t.addUser("gina");
+  await t.addUser("hugo");
+  const other = await RawClient.login(t.port, "hugo");
+  const store = t.server.store;
+  const getCredentials = store.getCredentials;
+  store.getCredentials = () => Promise.reject(new Error("database is locked"));
+  try {
+    const c = await RawClient.connect(t.port);
+    await c.open();
+    for (const mech of ["PLAIN", "SCRAM-SHA-256"]) {
+      const first = mech === "PLAIN" ? btoa("\0gina\0secret") : btoa("n,,n=gina,r=abc");
+      c.send(`<auth xmlns='${NS.sasl}' mechanism='${mech}'>${first}</auth>`);
+      const f = await c.waitFor((e) => e.name === "failure");
+      assert.ok(f.child("temporary-auth-failure"), String(f));
+    }
+    const pong = await other.iq("get", `<ping xmlns='${NS.ping}'/>`, "localhost");
+    assert.equal(pong.attrs.type, "result");
+    store.getCredentials = getCredentials;
+    assert.ok(await c.plain("gina", "secret"), "the same stream logs in once the store is back");
+    c.close();
+  } finally {
+    store.getCredentials = getCredentials;
+    other.close();
+  }
+});
+
+/** Opens a stream and tries PLAIN once; the <success/> or <failure/> element. */
+async function plainOnce(port: number, user: string, password: string) {
+  const c = await RawClient.connect(port);
+  await c.open();
+  c.send(plainAuth(user, password));
+  const r = await c.waitFor((e) => e.attrs.xmlns === NS.sasl);
+  c.close();
+  return r;
+}
+
+withServer("failed logins from one address are limited: then temporary-auth-failure", {
+  auth: { failures_per_address: 3, failures_per_account: 1000 },
+  timeouts: { auth_failure_delay_ms: 0 },
+}, async (t) => {
+  await t.addUser("ivy");
+  // Successful logins, even many at once, are not failures.
+  const logins = await Promise.all(
+    Array.from({ length: 10 }, () => plainOnce(t.port, "ivy", "secret")),
+  );
+  assert.deepEqual(new Set(logins.map((r) => r.name)), new Set(["success"]));
+  for (let i = 0; i < 3; i++) {
+    assert.ok((await plainOnce(t.port, `guess${i}`, "x")).child("not-authorized"));
+  }
+  // Over the limit even the right password is refused, before any work, with a reason.
+  const r = await plainOnce(t.port, "ivy", "secret");
+  assert.ok(r.child("temporary-auth-failure"), String(r));
+  assert.match(r.childText("text") ?? "", /address/);
+});
+
+withServer("failed logins on one account are limited whatever the address", {
+  auth: { failures_per_address: 0, failures_per_account: 2 },
+  timeouts: { auth_failure_delay_ms: 0 },
+}, async (t) => {
+  await t.addUser("jack");
+  await t.addUser("kate");
+  for (let i = 0; i < 2; i++) {
+    assert.ok((await plainOnce(t.port, "jack", "wrong")).child("not-authorized"));
+  }
+  const r = await plainOnce(t.port, "jack", "secret");
+  assert.ok(r.child("temporary-auth-failure"));
+  assert.match(r.childText("text") ?? "", /account/);
+  const c = await RawClient.connect(t.port);
+  await c.open();
+  assert.equal(await c.scram("jack", "secret"), false, "SCRAM is refused too");
+  c.close();
+  assert.equal((await plainOnce(t.port, "kate", "secret")).name, "success");
+});
+
+/** The salt and iteration count SCRAM-SHA-256 offers for `user`. */
+async function scramOffer(port: number, user: string): Promise<{ s: string; i: string }> {
+  const c = await RawClient.connect(port);
+  await c.open();
+  c.send(`<auth xmlns='${NS.sasl}' mechanism='SCRAM-SHA-256'>${btoa(`n,,n=${user},r=abc`)}</auth>`);
+  const ch = await c.waitFor((e) => e.name === "challenge");
+  c.close();
+  const a = Object.fromEntries(atob(ch.text()).split(",").map((p) => [p[0], p.slice(2)]));
+  return { s: a.s, i: a.i };
+}
+
+serverTest(
+  "an unknown user's SCRAM salt and iterations look real and survive a restart",
+  async () => {
+    let t = await startServer();
+    try {
+      await t.addUser("liam");
+      const real = await scramOffer(t.port, "liam");
+      const unknown = await scramOffer(t.port, "nobody");
+      assert.equal(unknown.i, real.i);
+      assert.equal(atob(unknown.s).length, atob(real.s).length);
+      assert.deepEqual(await scramOffer(t.port, "nobody"), unknown);
+      t = await t.restart();
+      assert.deepEqual(await scramOffer(t.port, "nobody"), unknown);
+    } finally {
+      await t.stop();
+    }
   },
 );

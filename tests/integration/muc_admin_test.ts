@@ -237,3 +237,63 @@ withServer("parley rooms lists the running server's rooms", mucServer(), async (
     /kept@conference\.localhost {2}occupants=1 {2}persistent,public,open {2}"Kept"/,
   );
 });
+
+withServer(
+  "MUC: rooms owned per account and affiliations per room are capped",
+  mucServer({ max_rooms_per_user: 2, max_affiliations: 3, admins: ["root@localhost"] }),
+  async (t) => {
+    const [ann, bob, root] = await accounts(t, "ann", "bob", "root");
+    await createRoom(ann, "one", "Ann");
+    await createRoom(ann, "two", "Ann");
+    const third = await join(ann, "three", "Ann");
+    assert.equal(errorCondition(third), "not-allowed");
+    assert.equal(t.server.mucs.get(MUC)!.rooms.has("three"), false);
+    // Rooms owned by having been made owner count too; service admins are not held to it.
+    await createRoom(bob, "bobs", "Bob");
+    await admin(bob, "bobs", "<item jid='ann@localhost' affiliation='owner'/>");
+    const stillFull = await join(ann, "three", "Ann");
+    assert.equal(errorCondition(stillFull), "not-allowed");
+    for (const r of ["r1", "r2", "r3"]) await createRoom(root, r, "Root");
+    // A room that is gone no longer counts: destroyed, or temporary and left by its last occupant.
+    await ann.iq("set", `<query xmlns='${NS.mucOwner}'><destroy/></query>`, `one@${MUC}`);
+    ann.send(`<presence to='bobs@${MUC}/Ann' type='unavailable'/>`);
+    bob.send(`<presence to='bobs@${MUC}/Bob' type='unavailable'/>`);
+    await bob.waitFor(isPresence(`bobs@${MUC}/Bob`, "unavailable"));
+    await createRoom(ann, "three", "Ann");
+
+    // Affiliations: Ann (owner) plus two make three; a fourth is refused and nothing changes.
+    const members = await admin(
+      ann,
+      "two",
+      "<item jid='bob@localhost' affiliation='member'/><item jid='cat@localhost' affiliation='outcast'/>",
+    );
+    assert.equal(members.attrs.type, "result");
+    const over = await admin(
+      ann,
+      "two",
+      "<item jid='bob@localhost' affiliation='admin'/><item jid='dan@localhost' affiliation='member'/>",
+    );
+    assert.equal(errorCondition(over), "not-allowed");
+    const list = await admin(ann, "two", "<item affiliation='admin'/>", "get");
+    assert.equal(
+      list.child("query")!.elements("item").length,
+      0,
+      "a refused request changed nothing",
+    );
+    // Changing or removing an existing affiliation is always allowed, and frees room.
+    assert.equal(
+      (await admin(ann, "two", "<item jid='bob@localhost' affiliation='admin'/>")).attrs.type,
+      "result",
+    );
+    await admin(ann, "two", "<item jid='cat@localhost' affiliation='none'/>");
+    const dan = await admin(ann, "two", "<item jid='dan@localhost' affiliation='member'/>");
+    assert.equal(dan.attrs.type, "result");
+    // An invitation into a full members-only room cannot make the invitee a member.
+    await ownerSubmit(ann, "two", field("muc#roomconfig_membersonly", "1"));
+    ann.send(
+      `<message to='two@${MUC}'><x xmlns='${NS.mucUser}'><invite to='eve@localhost'/></x></message>`,
+    );
+    const invite = await ann.waitFor((e) => e.name === "message" && e.attrs.type === "error");
+    assert.equal(errorCondition(invite), "not-allowed");
+  },
+);

@@ -307,3 +307,73 @@ withServer(
     assert.equal(r.destroy_reason, "done");
   },
 );
+
+withServer(
+  "MUC: maxusers is a list-single of steps up to the cap; any number up to it is accepted",
+  mucServer({ max_occupants: 50 }),
+  async (t) => {
+    const [ann] = await accounts(t, "ann");
+    await join(ann, "sized", "Ann");
+    const maxUsersField = async () => {
+      const form = await ann.iq("get", `<query xmlns='${NS.mucOwner}'/>`, `sized@${MUC}`);
+      const fields = form.child("query")!.child("x", NS.dataForms)!.elements("field");
+      const f = fields.find((f) => f.attrs.var === CFG + "maxusers")!;
+      return {
+        type: f.attrs.type,
+        value: f.childText("value"),
+        options: f.elements("option").map((o) => o.childText("value")),
+      };
+    };
+    // Registered as list-single (XEP-0045 §15.5.3): aioxmpp refuses a form that types it otherwise.
+    assert.deepEqual(await maxUsersField(), {
+      type: "list-single",
+      value: "50",
+      options: ["5", "10", "20", "50"],
+    });
+    // A number that is not among the options, under the cap, is taken and offered from then on.
+    const custom = await ownerSubmit(ann, "sized", field(CFG + "maxusers", "37"));
+    assert.equal(custom.attrs.type, "result");
+    assert.deepEqual(await maxUsersField(), {
+      type: "list-single",
+      value: "37",
+      options: ["5", "10", "20", "37", "50"],
+    });
+    const over = await ownerSubmit(ann, "sized", field(CFG + "maxusers", "51"));
+    assert.equal(errorCondition(over), "not-acceptable");
+    assert.equal((await maxUsersField()).value, "37");
+  },
+);
+
+withServer(
+  "MUC: blocking one occupant (XEP-0191) does not evict the blocker; a proven departure does",
+  mucServer(),
+  async (t) => {
+    const [ann, bob, cat] = await accounts(t, "ann", "bob", "cat");
+    await createRoom(ann, "r", "Ann");
+    await join(bob, "r", "Bob");
+    await join(cat, "r", "Cat");
+    const blocked = await ann.iq(
+      "set",
+      `<block xmlns='${NS.blocking}'><item jid='r@${MUC}/Bob'/></block>`,
+    );
+    assert.equal(blocked.attrs.type, "result");
+    // Ann's server refuses Bob's groupchat and private message with service-unavailable, as it
+    // would for a missing session: the room must not take that for Ann's departure.
+    bob.send(`<message to='r@${MUC}' type='groupchat'><body>from bob</body></message>`);
+    bob.send(`<message to='r@${MUC}/Ann' type='chat'><body>psst</body></message>`);
+    await cat.waitFor((e) => e.childText("body") === "from bob");
+    cat.send(`<message to='r@${MUC}' type='groupchat'><body>from cat</body></message>`);
+    await ann.waitFor((e) => e.childText("body") === "from cat");
+    assert.ok(!ann.received.some((e) => e.childText("body") === "from bob"));
+    const annLeft = isPresence(`r@${MUC}/Ann`, "unavailable");
+    assert.ok(!cat.received.some(annLeft), "Ann was evicted by her own blocklist");
+    assert.ok(!ann.received.some(annLeft));
+
+    // An error that proves a session gone still removes it (status 333).
+    cat.send(
+      `<message to='r@${MUC}/Ann' type='error'><error type='cancel'><gone xmlns='${NS.stanzaErrors}'/></error></message>`,
+    );
+    const catLeft = await ann.waitFor(isPresence(`r@${MUC}/Cat`, "unavailable"));
+    assert.deepEqual(statusCodes(catLeft), [333]);
+  },
+);

@@ -1,70 +1,25 @@
 // The SOCKS5 Bytestreams proxy (XEP-0065) with real sockets: discovery, pairing, activation,
 // relaying checked by SHA-256, backpressure, and every error path.
 import assert from "node:assert/strict";
-import net from "node:net";
-import { createHash } from "node:crypto";
 import { RawClient } from "../helpers/raw_client.ts";
 import { SLIXMPP_LISTENERS, type TestServer, withServer } from "../helpers/server.ts";
+import {
+  NS_BYTESTREAMS as NS_BS,
+  openStream,
+  Peer,
+  randomBytes,
+  sha1,
+  sha256,
+  socks,
+} from "../helpers/socks5_client.ts";
 import { NS } from "../../src/xml/ns.ts";
 import { interopPair } from "../helpers/process.ts";
+import { until } from "../helpers/until.ts";
 
-const NS_BS = "http://jabber.org/protocol/bytestreams";
 const PROXY = { domain: "proxy.localhost", bind: "127.0.0.1", port: 0, pair_timeout: 2 };
 const CONFIG = { hosts: [{ domain: "localhost", proxy65: PROXY }] };
 
 let streamhostPort = 0;
-
-/** A raw socket with everything it has received so far. */
-class Peer {
-  got: Uint8Array[] = [];
-  size = 0;
-  closed = false;
-  constructor(readonly socket: net.Socket) {
-    socket.on("data", (d: Uint8Array) => {
-      this.got.push(d);
-      this.size += d.length;
-    });
-    socket.on("close", () => this.closed = true);
-    socket.on("error", () => {});
-  }
-  static open(port: number): Promise<Peer> {
-    return new Promise((resolve, reject) => {
-      const s = net.connect(port, "127.0.0.1", () => resolve(new Peer(s)));
-      s.once("error", reject);
-    });
-  }
-  bytes(): Uint8Array {
-    return Buffer.concat(this.got);
-  }
-  take(n: number): Uint8Array {
-    const all = this.bytes();
-    const rest = all.subarray(n);
-    this.got = rest.length ? [rest] : [];
-    this.size = rest.length;
-    return all.subarray(0, n);
-  }
-  async until(pred: () => boolean, what: string, ms = 5000): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!pred()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  }
-}
-
-/** SOCKS5 no-auth greeting and CONNECT to `hash`; resolves with the reply code. */
-async function socks(port: number, hash: string): Promise<{ peer: Peer; code: number }> {
-  const p = await Peer.open(port);
-  p.socket.write(Uint8Array.of(5, 1, 0));
-  await p.until(() => p.size >= 2, "method selection");
-  assert.deepEqual([...p.take(2)], [5, 0]);
-  p.socket.write(Uint8Array.of(5, 1, 0, 3, hash.length, ...new TextEncoder().encode(hash), 0, 0));
-  await p.until(() => p.size >= 2 || p.closed, "connect reply");
-  const reply = p.take(Math.min(p.size, 7 + hash.length));
-  return { peer: p, code: reply[1] };
-}
-
-const sha1 = (s: string) => createHash("sha1").update(s).digest("hex");
 
 async function setup(t: TestServer) {
   await t.addUser("req");
@@ -114,53 +69,41 @@ withServer(
   CONFIG,
   async (t) => {
     const { requester } = await setup(t);
-    const sid = "s1";
-    const hash = sha1(sid + "req@localhost/r" + "tgt@localhost/t");
-    const target = await socks(streamhostPort, hash);
-    assert.equal(target.code, 0);
-    const req = await socks(streamhostPort, hash);
-    assert.equal(req.code, 0);
-    const act = await requester.iq(
-      "set",
-      `<query xmlns='${NS_BS}' sid='${sid}'><activate>tgt@localhost/t</activate></query>`,
-      "proxy.localhost",
+    const { target, requester: req } = await openStream(
+      requester,
+      streamhostPort,
+      "s1",
+      "tgt@localhost/t",
     );
-    assert.equal(act.attrs.type, "result");
-    const data = new Uint8Array(4 << 20);
-    for (let i = 0; i < data.length; i += 65536) {
-      crypto.getRandomValues(data.subarray(i, i + 65536));
-    }
-    req.peer.socket.write(data);
-    target.peer.socket.write("pong");
-    await target.peer.until(() => target.peer.size >= data.length, "4 MiB", 20_000);
-    await req.peer.until(() => req.peer.size >= 4, "reply bytes");
-    const digest = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
-    assert.equal(digest(target.peer.bytes()), digest(data));
-    assert.equal(new TextDecoder().decode(req.peer.bytes()), "pong");
+    const data = randomBytes(4 << 20);
+    req.socket.write(data);
+    target.socket.write("pong");
+    await target.until(() => target.size >= data.length, "4 MiB", 20_000);
+    await req.until(() => req.size >= 4, "reply bytes");
+    assert.equal(sha256(target.bytes()), sha256(data));
+    assert.equal(new TextDecoder().decode(req.bytes()), "pong");
     // Either side closing ends the stream.
-    req.peer.socket.end();
-    await target.peer.until(() => target.peer.closed, "close propagated");
+    req.socket.end();
+    await target.until(() => target.closed, "close propagated");
   },
 );
 
 withServer("a slow reader: the proxy stops reading instead of buffering", CONFIG, async (t) => {
   const { requester } = await setup(t);
-  const hash = sha1("s2" + "req@localhost/r" + "tgt@localhost/t");
-  const target = await socks(streamhostPort, hash);
-  const req = await socks(streamhostPort, hash);
-  await requester.iq(
-    "set",
-    `<query xmlns='${NS_BS}' sid='s2'><activate>tgt@localhost/t</activate></query>`,
-    "proxy.localhost",
+  const { target, requester: req, hash } = await openStream(
+    requester,
+    streamhostPort,
+    "s2",
+    "tgt@localhost/t",
   );
-  target.peer.socket.pause(); // the target reads nothing for now
+  target.socket.pause(); // the target reads nothing for now
   const chunk = new Uint8Array(1 << 20);
   const total = 64 << 20;
   let written = 0;
   const pump = () => {
     while (written < total) {
       written += chunk.length;
-      if (!req.peer.socket.write(chunk)) return req.peer.socket.once("drain", pump);
+      if (!req.socket.write(chunk)) return req.socket.once("drain", pump);
     }
   };
   pump();
@@ -186,8 +129,8 @@ withServer("a slow reader: the proxy stops reading instead of buffering", CONFIG
   );
   assert.equal(written, before, "the sender stays blocked while the reader does not read");
   assert.ok(written < total);
-  target.peer.socket.resume();
-  await target.peer.until(() => target.peer.size >= total, "everything delivered", 30_000);
+  target.socket.resume();
+  await target.until(() => target.size >= total, "everything delivered", 30_000);
 });
 
 withServer("activation errors: no pair, twice, not allowed; a third connection is refused", {
@@ -264,17 +207,18 @@ withServer("interop: two slixmpp clients transfer a file through the proxy (SHA-
 });
 
 withServer(
-  "activation by anyone but the requester who offered the stream is not-allowed",
+  "activation by anyone but the requester who offered the stream is not-allowed (JIDs prepared)",
   CONFIG,
   async (t) => {
     const { requester } = await setup(t);
     const target = await RawClient.login(t.port, "tgt", "secret", { resource: "t" });
     await t.addUser("mallory");
     const mallory = await RawClient.login(t.port, "mallory");
-    // The requester offers the proxy to the target through the server (XEP-0065 §6.3.1).
+    // The requester offers the proxy to the target through the server (XEP-0065 §6.3.1), naming
+    // it in another case: JIDs compare prepared.
     requester.send(
       `<iq type='set' id='offer' to='tgt@localhost/t'><query xmlns='${NS_BS}' sid='s9'>` +
-        `<streamhost jid='proxy.localhost' host='127.0.0.1' port='${streamhostPort}'/></query></iq>`,
+        `<streamhost jid='Proxy.LocalHost' host='127.0.0.1' port='${streamhostPort}'/></query></iq>`,
     );
     await target.waitFor((e) => e.attrs.id === "offer");
     const hash = sha1("s9" + "req@localhost/r" + "tgt@localhost/t");
@@ -287,3 +231,58 @@ withServer(
     assert.equal((await requester.iq("set", activate, "proxy.localhost")).attrs.type, "result");
   },
 );
+
+withServer("the allow list matches JIDs in any case (prepared)", {
+  hosts: [{ domain: "localhost", proxy65: { ...PROXY, allow: ["REQ@LocalHost"] } }],
+}, async (t) => {
+  const { streamhost } = await setup(t);
+  assert.equal(streamhost.attrs.jid, "proxy.localhost", "req@localhost is allowed");
+  const other = await RawClient.login(t.port, "tgt");
+  const refused = await other.iq("get", `<query xmlns='${NS_BS}'/>`, "proxy.localhost");
+  assert.ok(refused.child("error")!.child("not-allowed"));
+});
+
+withServer("unpaired connections: a few per address, each freed the moment it closes", {
+  hosts: [{ domain: "localhost", proxy65: { ...PROXY, pair_timeout: 60, pending_per_ip: 3 } }],
+}, async (t) => {
+  const { requester } = await setup(t);
+  const relay = t.server.proxies.get("proxy.localhost")!.relay;
+  const lonely = [];
+  for (let i = 0; i < 3; i++) {
+    const c = await socks(streamhostPort, sha1(`flood${i}`));
+    assert.equal(c.code, 0);
+    lonely.push(c.peer);
+  }
+  assert.equal((await socks(streamhostPort, sha1("flood3"))).code, null, "refused past the cap");
+  // One side of a pair waiting for activation goes away: the pair ends, its partner is closed.
+  const hash = sha1("s10" + "req@localhost/r" + "tgt@localhost/t");
+  for (const p of lonely.splice(1)) p.socket.destroy();
+  await until(() => relay.waiting.size === 1, "two places freed", 3000);
+  const target = await socks(streamhostPort, hash);
+  const req = await socks(streamhostPort, hash);
+  assert.equal(req.code, 0);
+  req.peer.socket.destroy();
+  await target.peer.until(() => target.peer.closed, "the partner closed");
+  lonely[0].socket.destroy();
+  // Long before pair_timeout (60 s), nothing is held any more.
+  await until(() => relay.waiting.size === 0 && relay.pairs.size === 0, "places freed", 3000);
+  await openStream(requester, streamhostPort, "s11", "tgt@localhost/t");
+});
+
+withServer("unpaired connections do not use up max_streams; past it activation is refused", {
+  hosts: [{ domain: "localhost", proxy65: { ...PROXY, max_streams: 2 } }],
+}, async (t) => {
+  const { requester } = await setup(t);
+  for (const h of ["u1", "u2"]) assert.equal((await socks(streamhostPort, sha1(h))).code, 0);
+  await openStream(requester, streamhostPort, "a", "tgt@localhost/t");
+  await openStream(requester, streamhostPort, "b", "tgt@localhost/t");
+  const hash = sha1("c" + "req@localhost/r" + "tgt@localhost/t");
+  assert.equal((await socks(streamhostPort, hash)).code, 0);
+  assert.equal((await socks(streamhostPort, hash)).code, 0);
+  const full = await requester.iq(
+    "set",
+    `<query xmlns='${NS_BS}' sid='c'><activate>tgt@localhost/t</activate></query>`,
+    "proxy.localhost",
+  );
+  assert.ok(full.child("error")!.child("resource-constraint"), String(full));
+});

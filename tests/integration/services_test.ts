@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { RawClient } from "../helpers/raw_client.ts";
 import { serverTest, startServer, withServer } from "../helpers/server.ts";
+import { createRoom, isPresence, join, MUC, mucServer } from "../helpers/muc.ts";
 import { NS } from "../../src/xml/ns.ts";
 
 withServer(
@@ -237,5 +238,56 @@ serverTest(
     } finally {
       await t.stop();
     }
+  },
+);
+
+withServer(
+  "account removal (XEP-0077): contacts and rooms see the user go offline",
+  mucServer(),
+  async (t) => {
+    await t.addUser("hal");
+    await t.addUser("ida");
+    const h = await RawClient.login(t.port, "hal", "secret", { resource: "h" });
+    const i = await RawClient.login(t.port, "ida", "secret", { resource: "i" });
+    for (const c of [h, i]) await c.iq("get", `<query xmlns='${NS.roster}'/>`);
+    h.send("<presence/>");
+    i.send("<presence/>");
+    // Ida subscribes to Hal's presence and Hal approves.
+    i.send("<presence to='hal@localhost' type='subscribe'/>");
+    await h.waitFor((e) => e.name === "presence" && e.attrs.type === "subscribe");
+    h.send("<presence to='ida@localhost' type='subscribed'/>");
+    await i.waitFor((e) => e.name === "presence" && e.attrs.from === "hal@localhost/h");
+    await createRoom(i, "hall", "ida");
+    await join(h, "hall", "hal");
+    const rm = await h.iq("set", `<query xmlns='${NS.register}'><remove/></query>`);
+    assert.equal(rm.attrs.type, "result");
+    await i.waitFor((e) =>
+      e.name === "presence" && e.attrs.type === "unavailable" && e.attrs.from === "hal@localhost/h"
+    );
+    await i.waitFor(isPresence(`hall@${MUC}/hal`, "unavailable"));
+    await h.waitClosed();
+    i.close();
+  },
+);
+
+withServer(
+  "private XML storage: at most limits.max_private_keys namespaces per account",
+  { limits: { max_private_keys: 2 } },
+  async (t) => {
+    await t.addUser("jon");
+    const j = await RawClient.login(t.port, "jon", "secret");
+    const put = (ns: string, v: string) =>
+      j.iq("set", `<query xmlns='${NS.private}'><data xmlns='${ns}'>${v}</data></query>`);
+    assert.equal((await put("urn:a", "1")).attrs.type, "result");
+    assert.equal((await put("urn:b", "1")).attrs.type, "result");
+    const over = await put("urn:c", "1");
+    assert.ok(over.child("error")!.child("not-acceptable", NS.stanzaErrors));
+    // Replacing a stored namespace is not a new one.
+    assert.equal((await put("urn:a", "2")).attrs.type, "result");
+    const back = await j.iq("get", `<query xmlns='${NS.private}'><data xmlns='urn:a'/></query>`);
+    assert.equal(back.child("query")!.childText("data"), "2");
+    const none = await j.iq("get", `<query xmlns='${NS.private}'><data xmlns='urn:c'/></query>`);
+    assert.equal(none.child("query")!.childText("data"), "");
+    j.close();
   },
 );

@@ -27,6 +27,8 @@ Deno.test("defaults: localhost on 127.0.0.1, STARTTLS required, registration off
     undefined,
     undefined,
   ]);
+  // Connections not yet activated are anonymous: they wait seconds, a few per address.
+  assert.deepEqual([p.pair_timeout, p.pending_per_ip], [15, 20]);
   assert.deepEqual(c.listeners.map((l) => [l.type, l.bind, l.port, l.starttls]), [
     ["c2s", "127.0.0.1", 5222, "required"],
     ["c2s_tls", "127.0.0.1", 5223, "required"],
@@ -53,6 +55,14 @@ log: { level: loud }
     `parley.yaml:8:20: limits.max_stanza_size: must be between 1024 and 67108864`,
     `parley.yaml:9:15: log.level: must be one of debug, info, warning, error (got "loud")`,
   ]);
+});
+
+Deno.test("auth: the SCRAM iteration count is bounded (each PLAIN login derives a key)", () => {
+  assert.deepEqual(problems("auth:\n  scram_iterations: 10000000\n"), [
+    "parley.yaml:2:21: auth.scram_iterations: must be between 1 and 1000000",
+  ]);
+  assert.deepEqual(problems("auth:\n  scram_iterations: 1000000\n"), []);
+  assert.equal(defaultConfig().auth.scram_iterations, 4096);
 });
 
 Deno.test("YAML syntax errors and duplicate hosts are reported with positions", () => {
@@ -86,6 +96,9 @@ Deno.test("config.example.yaml is valid and documents every key", async () => {
       "plain_without_tls",
       "storage",
       "scram_iterations",
+      "failures_per_address",
+      "failures_per_account",
+      "failure_period",
       "max_stanza_size",
       "max_depth",
       "connections_per_ip",
@@ -105,6 +118,7 @@ Deno.test("config.example.yaml is valid and documents every key", async () => {
       "allow",
       "max_streams_per_user",
       "max_streams",
+      "pending_per_ip",
       "bandwidth",
       "buffer",
       "pair_timeout",
@@ -180,4 +194,18 @@ Deno.test("proxy65: a wildcard bind needs an announced host", () => {
     ),
     [],
   );
+});
+
+Deno.test("YAML syntax errors read as one sentence; an empty listeners list is refused", () => {
+  assert.deepEqual(problems("hosts:\n  - domain: a.org\n - x\n"), [
+    "parley.yaml:3:1: invalid YAML: A block sequence may not be used as an implicit map key",
+    "parley.yaml:3:2: invalid YAML: Implicit keys need to be on a single line",
+    "parley.yaml:3:2: invalid YAML: Implicit map keys need to be followed by map values",
+  ]);
+  assert.deepEqual(problems('log:\n  level: "info\n'), [
+    `parley.yaml:3:1: invalid YAML: Missing closing "quote`,
+  ]);
+  assert.deepEqual(problems("listeners: []\n"), [
+    "parley.yaml:1:12: listeners: needs at least 1 entry",
+  ]);
 });

@@ -1,11 +1,25 @@
 // SCRAM server against the exchanges published in RFC 5802 §5 (SHA-1) and RFC 7677 §3 (SHA-256).
 import assert from "node:assert/strict";
 import { ScramMechanism } from "../../src/sasl/scram.ts";
-import { deriveScram, verifyPassword } from "../../src/sasl/scram_keys.ts";
+import { PlainMechanism } from "../../src/sasl/plain.ts";
+import { deriveCredentials, deriveScram, verifyPassword } from "../../src/sasl/scram_keys.ts";
+import { pbkdf2 } from "../../src/sasl/pbkdf2.ts";
+import type { SaslContext } from "../../src/sasl/mechanism.ts";
 import type { Credentials } from "../../src/storage/store.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+
+/** A SASL context over `creds` (for every user named "user"), with nothing throttled. */
+function context(creds: Credentials | null, secret = new Uint8Array(32)): SaslContext {
+  return {
+    domain: "example.org",
+    credentials: (u) => Promise.resolve(u === "user" ? creds : null),
+    secret,
+    iterations: 4096,
+    throttled: () => undefined,
+  };
+}
 
 const VECTORS = [
   {
@@ -30,14 +44,14 @@ const VECTORS = [
 
 for (const v of VECTORS) {
   Deno.test(`SCRAM-${v.hash} reproduces the RFC test vector`, async () => {
-    const cred = deriveScram(v.hash, "pencil", 4096, Buffer.from(v.salt, "base64"));
+    const cred = await deriveScram(v.hash, "pencil", 4096, Buffer.from(v.salt, "base64"));
     const creds = { [v.hash]: cred } as unknown as Credentials;
     const clientNonce = v.clientFirst.split("r=")[1];
-    const mech = new ScramMechanism(v.hash, {
-      domain: "example.org",
-      credentials: (u) => Promise.resolve(u === "user" ? creds : null),
-      secret: new Uint8Array(32),
-    }, () => v.serverNonce.slice(clientNonce.length));
+    const mech = new ScramMechanism(
+      v.hash,
+      context(creds),
+      () => v.serverNonce.slice(clientNonce.length),
+    );
     const first = await mech.step(enc.encode(v.clientFirst));
     assert.equal(first.kind, "challenge");
     const serverFirst = dec.decode((first as { data: Uint8Array }).data);
@@ -49,12 +63,10 @@ for (const v of VECTORS) {
 }
 
 Deno.test("SCRAM rejects a wrong proof and a tampered nonce", async () => {
-  const creds = { "SHA-256": deriveScram("SHA-256", "pencil", 64) } as unknown as Credentials;
-  const ctx = {
-    domain: "d",
-    credentials: () => Promise.resolve(creds),
-    secret: new Uint8Array(32),
-  };
+  const creds = {
+    "SHA-256": await deriveScram("SHA-256", "pencil", 64),
+  } as unknown as Credentials;
+  const ctx = context(creds);
   const mech = new ScramMechanism("SHA-256", ctx);
   const first = await mech.step(enc.encode("n,,n=user,r=abc"));
   const nonce = /r=([^,]+)/.exec(dec.decode((first as { data: Uint8Array }).data))![1];
@@ -66,11 +78,93 @@ Deno.test("SCRAM rejects a wrong proof and a tampered nonce", async () => {
   assert.equal(r.kind, "failure");
 });
 
-Deno.test("stored keys verify the password (PLAIN) and never contain it", () => {
-  const cred = deriveScram("SHA-256", "s3cret", 64);
-  assert.ok(verifyPassword(cred, "s3cret"));
-  assert.ok(!verifyPassword(cred, "S3cret"));
+Deno.test("stored keys verify the password (PLAIN) and never contain it", async () => {
+  const cred = await deriveScram("SHA-256", "s3cret", 64);
+  assert.ok(await verifyPassword(cred, "s3cret"));
+  assert.ok(!await verifyPassword(cred, "S3cret"));
   assert.ok(!JSON.stringify(cred).includes("s3cret"));
   // SASLprep: a soft hyphen maps to nothing.
-  assert.ok(verifyPassword(cred, "s3\u00ADcret"));
+  assert.ok(await verifyPassword(cred, "s3\u00ADcret"));
+});
+
+/** The server-first message SCRAM-SHA-256 answers `name` with, as attributes. */
+async function serverFirst(ctx: SaslContext, name: string): Promise<Record<string, string>> {
+  const step = await new ScramMechanism("SHA-256", ctx).step(enc.encode(`n,,n=${name},r=abc`));
+  assert.equal(step.kind, "challenge");
+  const text = dec.decode((step as { data: Uint8Array }).data);
+  return Object.fromEntries(text.split(",").map((p) => [p[0], p.slice(2)]));
+}
+
+Deno.test("SCRAM: an unknown user gets a salt and iteration count like a real one's, stable per secret", async () => {
+  const creds = {
+    "SHA-256": await deriveScram("SHA-256", "pencil", 4096),
+  } as unknown as Credentials;
+  const secret = crypto.getRandomValues(new Uint8Array(32));
+  const real = await serverFirst(context(creds, secret), "user");
+  const unknown = await serverFirst(context(creds, secret), "nobody");
+  assert.equal(unknown.i, real.i);
+  assert.equal(Buffer.from(unknown.s, "base64").length, Buffer.from(real.s, "base64").length);
+  assert.notEqual(unknown.s, real.s);
+  // The same secret (a restart) gives the same answer; another user or secret another one.
+  assert.equal((await serverFirst(context(creds, secret), "nobody")).s, unknown.s);
+  assert.notEqual((await serverFirst(context(creds, secret), "other")).s, unknown.s);
+  assert.notEqual((await serverFirst(context(creds), "nobody")).s, unknown.s);
+  // The new-account iteration count is what unknown users are shown.
+  assert.equal(
+    (await serverFirst({ ...context(creds, secret), iterations: 10_000 }, "x")).i,
+    "10000",
+  );
+});
+
+Deno.test("PLAIN derives a key for an unknown user as for a wrong password", async () => {
+  const creds = { "SHA-256": await deriveScram("SHA-256", "pencil", 64) } as unknown as Credentials;
+  const derive = pbkdf2.derive;
+  let derivations = 0;
+  pbkdf2.derive = (...args) => {
+    derivations++;
+    return derive(...args);
+  };
+  try {
+    const attempt = (user: string) =>
+      new PlainMechanism(context(creds)).step(enc.encode(`\0${user}\0wrong`));
+    assert.equal((await attempt("user")).kind, "failure");
+    assert.equal(derivations, 1);
+    assert.equal((await attempt("nobody")).kind, "failure");
+    assert.equal(derivations, 2, "no key was derived for the unknown user");
+  } finally {
+    pbkdf2.derive = derive;
+  }
+});
+
+Deno.test("a throttled account is refused before any work", async () => {
+  let looked = false;
+  const ctx: SaslContext = {
+    ...context(null),
+    credentials: () => {
+      looked = true;
+      return Promise.resolve(null);
+    },
+    throttled: (u) => u === "user" ? "too many" : undefined,
+  };
+  const plain = await new PlainMechanism(ctx).step(enc.encode("\0user\0pw"));
+  assert.deepEqual(plain, {
+    kind: "failure",
+    condition: "temporary-auth-failure",
+    text: "too many",
+  });
+  const scram = await new ScramMechanism("SHA-256", ctx).step(enc.encode("n,,n=user,r=abc"));
+  assert.equal(scram.kind === "failure" && scram.condition, "temporary-auth-failure");
+  assert.equal(looked, false);
+});
+
+Deno.test("key derivation leaves the event loop free", async () => {
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  try {
+    // Some 50 ms of PBKDF2: a derivation on the event loop would let no timer run meanwhile.
+    await deriveCredentials("pencil", 200_000);
+  } finally {
+    clearInterval(timer);
+  }
+  assert.ok(ticks > 0, "timers waited for the whole derivation");
 });

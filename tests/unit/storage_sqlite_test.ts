@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { SqliteStore } from "../../src/storage/sqlite.ts";
+import { StoreBusyError } from "../../src/storage/store.ts";
 import { storageSuite } from "./storage_suite.ts";
 
 storageSuite({
@@ -48,4 +50,30 @@ Deno.test("sqlite: migrations are recorded and not run twice", async () => {
   const again = new SqliteStore(path);
   assert.equal(await again.createAccount("a", "h", JSON.parse('{"SHA-1":{},"SHA-256":{}}')), true);
   await again.close();
+});
+
+Deno.test("sqlite: a database locked by another connection rejects writes as busy, soon", async () => {
+  const path = join(await Deno.makeTempDir(), "locked.db");
+  const s = new SqliteStore(path);
+  await s.setVcard("u", "h", "<vCard/>");
+  const other = new DatabaseSync(path);
+  other.exec("BEGIN EXCLUSIVE");
+  try {
+    const started = performance.now();
+    await assert.rejects(s.setVcard("u", "h", "<vCard>2</vCard>"), StoreBusyError);
+    await assert.rejects(
+      s.putRosterItem("u", "h", { jid: "a@b", subscription: "none", ask: false, groups: [] }),
+      StoreBusyError,
+    );
+    // The wait for the lock blocks the event loop, so it is short.
+    assert.ok(performance.now() - started < 2000);
+    // Reads still work (WAL), and writes again once the lock is gone.
+    assert.equal(await s.getVcard("u", "h"), "<vCard/>");
+  } finally {
+    other.exec("ROLLBACK");
+    other.close();
+  }
+  await s.setVcard("u", "h", "<vCard>3</vCard>");
+  assert.equal(await s.getVcard("u", "h"), "<vCard>3</vCard>");
+  await s.close();
 });

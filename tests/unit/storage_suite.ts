@@ -10,7 +10,7 @@ export interface Backend {
   open(): Promise<{ store: Store; reopen(): Promise<Store> }>;
 }
 
-const creds = (): Credentials => deriveCredentials("pw", 16)!;
+const creds = async (): Promise<Credentials> => (await deriveCredentials("pw", 16))!;
 
 export function storageSuite(b: Backend): void {
   const t = (name: string, fn: (s: Store, reopen: () => Promise<Store>) => Promise<void>) =>
@@ -25,12 +25,12 @@ export function storageSuite(b: Backend): void {
     });
 
   t("accounts: create once, read, change, list, delete with all their data", async (s) => {
-    const c = creds();
+    const c = await creds();
     assert.equal(await s.createAccount("a", "h", c), true);
-    assert.equal(await s.createAccount("a", "h", creds()), false);
+    assert.equal(await s.createAccount("a", "h", await creds()), false);
     assert.deepEqual(await s.getCredentials("a", "h"), c);
     assert.equal(await s.getCredentials("a", "other"), null);
-    const c2 = creds();
+    const c2 = await creds();
     assert.equal(await s.setCredentials("a", "h", c2), true);
     assert.equal(await s.setCredentials("zz", "h", c2), false);
     assert.deepEqual(await s.getCredentials("a", "h"), c2);
@@ -97,9 +97,15 @@ export function storageSuite(b: Backend): void {
       await s.setVcard("u", "h", "<vCard>1</vCard>");
       await s.setVcard("u", "h", "<vCard>2</vCard>");
       assert.equal(await s.getVcard("u", "h"), "<vCard>2</vCard>");
-      await s.setPrivate("u", "h", "k", "<x/>");
+      assert.equal(await s.setPrivate("u", "h", "k", "<x/>", 2), true);
       assert.equal(await s.getPrivate("u", "h", "k"), "<x/>");
       assert.equal(await s.getPrivate("u", "h", "other"), null);
+      // At most `max` keys; replacing a stored key is always allowed.
+      assert.equal(await s.setPrivate("u", "h", "k2", "<y/>", 2), true);
+      assert.equal(await s.setPrivate("u", "h", "k3", "<z/>", 2), false);
+      assert.equal(await s.getPrivate("u", "h", "k3"), null);
+      assert.equal(await s.setPrivate("u", "h", "k", "<x2/>", 2), true);
+      assert.equal(await s.getPrivate("u", "h", "k"), "<x2/>");
       await s.block("u", "h", ["a@b", "c"]);
       await s.block("u", "h", ["a@b"]);
       assert.deepEqual(await s.getBlocklist("u", "h"), ["a@b", "c"]);
@@ -111,7 +117,7 @@ export function storageSuite(b: Backend): void {
   );
 
   t("everything survives closing and reopening", async (s, reopen) => {
-    await s.createAccount("p", "h", creds());
+    await s.createAccount("p", "h", await creds());
     await s.putRosterItem("p", "h", {
       jid: "q@r",
       subscription: "from",
@@ -124,6 +130,21 @@ export function storageSuite(b: Backend): void {
     assert.ok(await s2.getCredentials("p", "h"));
     assert.equal((await s2.getRoster("p", "h")).items[0].subscription, "from");
     assert.deepEqual(await s2.takeOffline("p", "h"), ["<kept/>"]);
+  });
+
+  t("a failing store rejects, never throws: every method on a closed store", async (s) => {
+    await s.close();
+    const methods = Object.getOwnPropertyNames(Object.getPrototypeOf(s)).filter((m) =>
+      m !== "constructor" && m !== "close" &&
+      typeof (s as unknown as Record<string, unknown>)[m] === "function"
+    ) as (keyof Store)[];
+    assert.ok(methods.length >= 20, `only ${methods.length} methods found`);
+    for (const m of methods) {
+      const call = () => (s[m] as (...a: unknown[]) => Promise<unknown>)("u", "h", "c", "x", 1);
+      let result: Promise<unknown>;
+      assert.doesNotThrow(() => result = call(), `${m} threw instead of rejecting`);
+      await assert.rejects(result!, `${m} did not reject`);
+    }
   });
 
   t("MUC rooms: saved per service, replaced, deleted, kept across a reopen", async (s, reopen) => {
