@@ -4,8 +4,11 @@ import { join } from "node:path";
 import { serveProcess } from "../tests/helpers/process.ts";
 import { VERSION } from "../src/version.ts";
 
-const SERVER_CPU = "0";
+/** The server's core; BENCH_SERVER_CPU="" leaves it unpinned (key derivation may use both). */
+const SERVER_CPU = Deno.env.get("BENCH_SERVER_CPU") ?? "0";
 const LOAD_CPU = "1";
+/** PBKDF2 iterations of the benchmark accounts (the default configuration has 4,096). */
+const ITERATIONS = Number(Deno.env.get("BENCH_ITERATIONS") ?? 16);
 const USERS = 200;
 const IDLE_SESSIONS = Number(Deno.env.get("BENCH_IDLE_SESSIONS") ?? 10_000);
 const SECONDS = Number(Deno.env.get("BENCH_SECONDS") ?? 8);
@@ -25,9 +28,10 @@ hosts:
     components: [{ domain: gw.localhost, secret: benchsecret }]
     proxy65: { domain: proxy.localhost, port: 0, max_streams_per_user: 100 }
     muc: { domain: conference.localhost, max_occupants: 1000, message_rate: 0, room_delivery_rate: 0 }
-# Benchmark users get a low iteration count so the generator, which derives the SCRAM keys of
-# every login, is not the bottleneck. The server does the same work per login whatever the count.
-auth: { scram_iterations: 16 }
+# Benchmark users get a low iteration count by default so the generator, which derives the SCRAM
+# keys of every user once, is not the bottleneck. SCRAM costs the server the same work whatever the
+# count; PLAIN derives a key on the server at every login.
+auth: { scram_iterations: ${ITERATIONS} }
 listeners:
   - { type: c2s, bind: 127.0.0.1, port: 0, starttls: optional, plain_without_tls: true }
   - { type: component, bind: 127.0.0.1, port: 0 }
@@ -42,13 +46,14 @@ timeouts: { ping_interval: 0, handshake: 600, auth_failure_delay_ms: 0 }
 const ulimit = ["bash", "-c", 'ulimit -n 20000 2>/dev/null; exec "$@"', "bash"];
 // Each group of measurements gets a fresh server process on the same data directory, so no
 // scenario pays for the garbage or caches another left behind.
-let server = await serveProcess(configFile, [...ulimit, "taskset", "-c", SERVER_CPU]);
+const pin = SERVER_CPU ? ["taskset", "-c", SERVER_CPU] : [];
+let server = await serveProcess(configFile, [...ulimit, ...pin]);
 let [port, componentPort] = server.ports;
 
 async function freshServer(): Promise<void> {
   server.child.kill("SIGTERM");
   await server.exited;
-  server = await serveProcess(configFile, [...ulimit, "taskset", "-c", SERVER_CPU]);
+  server = await serveProcess(configFile, [...ulimit, ...pin]);
   [port, componentPort] = server.ports;
 }
 const loadScript = new URL("./load.ts", import.meta.url).pathname;
@@ -173,6 +178,8 @@ async function logins(): Promise<void> {
   );
   const plain = await load({ ...common, starttls: false, mech: "PLAIN" });
   row("logins/s, SASL PLAIN, no TLS" + pct(plain), plain.rate.toFixed(0), "(reported separately)");
+  const tlsPlain = await load({ ...common, starttls: true, mech: "PLAIN" });
+  row("logins/s, STARTTLS + SASL PLAIN" + pct(tlsPlain), tlsPlain.rate.toFixed(0), "");
 }
 
 try {
@@ -267,9 +274,11 @@ const table = [
 ].join("\n");
 const section = `## ${date} — Parley ${VERSION}, Deno ${Deno.version.deno}
 
-Machine: ${cpu}, ${navigator.hardwareConcurrency} cores; server pinned to core ${SERVER_CPU}, load generator to core ${LOAD_CPU}.
-${SECONDS} s per measurement; ${USERS} users registered in-band; idle sessions without TLS; a fresh
-server process for each group of measurements.
+Machine: ${cpu}, ${navigator.hardwareConcurrency} cores; ${
+  SERVER_CPU ? `server pinned to core ${SERVER_CPU}` : "server unpinned"
+}, load generator on core ${LOAD_CPU}.
+${SECONDS} s per measurement; ${USERS} users registered in-band (${ITERATIONS} PBKDF2 iterations);
+idle sessions without TLS; a fresh server process for each group of measurements.
 
 ${table}
 `;

@@ -59,9 +59,8 @@ async function cancelFrom(
   item: RosterItem | null,
 ): Promise<boolean> {
   const hadPending = await host.server.store.removePendingIn(user.local, user.domain, contact);
-  if (item && hasFrom(item.subscription)) {
-    await save(host, user, { ...item, subscription: make(hasTo(item.subscription), false) });
-  } else if (!hadPending) return false;
+  if (!item || !hasFrom(item.subscription)) return hadPending;
+  await save(host, user, { ...item, subscription: make(hasTo(item.subscription), false) });
   return true;
 }
 
