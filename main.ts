@@ -9,6 +9,7 @@ import { PidFile } from "./src/server/pid_file.ts";
 import { userCommand } from "./src/cli/accounts.ts";
 import { componentsCommand } from "./src/cli/components.ts";
 import { roomsCommand } from "./src/cli/rooms.ts";
+import { clusterCommand } from "./src/cli/cluster.ts";
 import { VERSION } from "./src/version.ts";
 
 const log = logger("server");
@@ -16,21 +17,24 @@ const log = logger("server");
 const USAGE = `Parley ${VERSION} — a clustered XMPP server
 
 Usage:
-  parley serve [--config FILE]                 run the server (defaults: localhost on 127.0.0.1)
+  parley serve [--config FILE] [--node NAME]   run the server (defaults: localhost on 127.0.0.1)
   parley user add JID [--password P] [--config FILE]
   parley user passwd JID [--password P] [--config FILE]
   parley user del JID [--config FILE]
   parley user list [DOMAIN] [--config FILE]
   parley components [--json] [--config FILE]   instances of each external component, with traffic
   parley rooms [--json] [--config FILE]        chat rooms held by the running server
-  parley config check FILE                     validate a configuration file
+  parley config check FILE [--node NAME]       validate a configuration file
+  parley cluster ca init --out DIR             a new cluster CA (cluster-ca.pem, cluster-ca.key)
+  parley cluster cert issue NODE --ca DIR --out DIR
+                                               a node certificate (NODE.pem, NODE.key)
   parley version
 
 Without --password the password is asked twice on a terminal, without echo, or read from the
 first line of standard input. The server's process id is in <data_dir>/parley.pid while it runs.`;
 
-async function config(file: string | undefined): Promise<Config> {
-  return file ? await loadConfigFile(file) : defaultConfig();
+async function config(file: string | undefined, node?: string): Promise<Config> {
+  return file ? await loadConfigFile(file, node) : defaultConfig();
 }
 
 async function serve(cfg: Config): Promise<number> {
@@ -51,6 +55,8 @@ async function serve(cfg: Config): Promise<number> {
 }
 
 async function main(args: string[]): Promise<number> {
+  // Its own options (--out, --ca): parsed by the cluster command, not by the strict parser below.
+  if (args[0] === "cluster") return await clusterCommand(args.slice(1));
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -59,6 +65,7 @@ async function main(args: string[]): Promise<number> {
       password: { type: "string" },
       help: { type: "boolean", short: "h" },
       json: { type: "boolean" },
+      node: { type: "string" },
     },
   });
   const [cmd, sub, arg] = positionals;
@@ -68,13 +75,13 @@ async function main(args: string[]): Promise<number> {
   }
   switch (cmd) {
     case "serve":
-      return await serve(await config(values.config));
+      return await serve(await config(values.config, values.node));
     case "version":
       console.log(`parley ${VERSION}`);
       return 0;
     case "config":
       if (sub !== "check" || !(arg ?? values.config)) break;
-      await loadConfigFile((arg ?? values.config)!);
+      await loadConfigFile((arg ?? values.config)!, values.node);
       console.log(`${arg ?? values.config}: ok`);
       return 0;
     case "components":

@@ -1,21 +1,17 @@
 // The admin channel: a Unix socket in the data directory (owner-only), one JSON request line in,
 // one JSON answer out. `parley components` and `parley rooms` (and later cluster status) read the
-// running server here.
+// running server here; the answers come from the services' plug-ins (src/server/services.ts).
 import { join } from "node:path";
-import type { ComponentPool } from "../component/pool.ts";
-import type { MucService } from "../muc/service.ts";
 import { logger } from "../log/logger.ts";
 import { writeAll } from "../stream/write_all.ts";
+import { acceptLoop } from "../stream/accept_loop.ts";
 
 const log = logger("admin");
 
 export type AdminCommand = { cmd: "components" } | { cmd: "rooms" };
 
-/** What the admin socket reports on. */
-export interface AdminSources {
-  components: Map<string, ComponentPool>;
-  mucs: Map<string, MucService>;
-}
+/** The answer to each command, by command name. */
+export type AdminHandlers = Record<string, () => unknown>;
 
 export interface ComponentStatus {
   domain: string;
@@ -44,81 +40,40 @@ export class AdminSocket {
     this.#listener = listener;
   }
 
-  static async start(dataDir: string, sources: AdminSources): Promise<AdminSocket> {
+  static async start(dataDir: string, handlers: AdminHandlers): Promise<AdminSocket> {
     const path = adminSocketPath(dataDir);
     await Deno.mkdir(dataDir, { recursive: true });
     await Deno.remove(path).catch(() => {}); // left over by a crash
     const listener = Deno.listen({ transport: "unix", path });
     await Deno.chmod(path, 0o600);
     const admin = new AdminSocket(listener, path);
-    admin.#serve((cmd) => answer(cmd, sources));
+    admin.#serve((cmd) =>
+      Object.hasOwn(handlers, cmd.cmd)
+        ? handlers[cmd.cmd]()
+        : { error: `unknown command ${cmd.cmd}` }
+    );
     return admin;
   }
 
-  async #serve(handle: (cmd: AdminCommand) => unknown): Promise<void> {
-    for await (const conn of this.#listener) {
-      (async () => {
-        try {
-          const buf = new Uint8Array(4096);
-          const n = await conn.read(buf);
-          const cmd = JSON.parse(new TextDecoder().decode(buf.subarray(0, n ?? 0)));
-          await writeAll(conn, new TextEncoder().encode(JSON.stringify(handle(cmd)) + "\n"));
-        } catch (e) {
-          log.debug("admin request failed: {error}", { error: String(e) });
-        } finally {
-          conn.close();
-        }
-      })();
-    }
+  #serve(handle: (cmd: AdminCommand) => unknown): void {
+    void acceptLoop(this.#listener, log, async (conn) => {
+      try {
+        const buf = new Uint8Array(4096);
+        const n = await conn.read(buf);
+        const cmd = JSON.parse(new TextDecoder().decode(buf.subarray(0, n ?? 0)));
+        await writeAll(conn, new TextEncoder().encode(JSON.stringify(handle(cmd)) + "\n"));
+      } catch (e) {
+        log.debug("admin request failed: {error}", { error: String(e) });
+      } finally {
+        conn.close();
+      }
+    });
   }
 
   async close(): Promise<void> {
     this.#listener.close();
     await Deno.remove(this.path).catch(() => {});
   }
-}
-
-function answer(cmd: AdminCommand, sources: AdminSources): unknown {
-  switch (cmd.cmd) {
-    case "components":
-      return components(sources.components);
-    case "rooms":
-      return rooms(sources.mucs);
-    default:
-      return { error: `unknown command ${(cmd as { cmd: string }).cmd}` };
-  }
-}
-
-function rooms(mucs: Map<string, MucService>): RoomStatus[] {
-  const out: RoomStatus[] = [];
-  for (const muc of mucs.values()) {
-    for (const room of muc.rooms.values()) {
-      out.push({
-        jid: room.jid.bare,
-        name: room.config.name,
-        occupants: room.occupantCount,
-        persistent: room.config.persistent,
-        public: room.config.public,
-        membersOnly: room.config.membersOnly,
-        locked: room.locked,
-      });
-    }
-  }
-  return out.sort((a, b) => a.jid < b.jid ? -1 : 1);
-}
-
-function components(pools: Map<string, ComponentPool>): ComponentStatus[] {
-  return [...pools.values()].map((pool): ComponentStatus => ({
-    domain: pool.domain,
-    balance: pool.config.balance,
-    instances: [...pool.instances.values()].map((i) => ({
-      id: i.id,
-      remote: i.remote,
-      connectedAt: new Date(i.connectedAt).toISOString(),
-      received: i.stats.received,
-      sent: i.stats.sent,
-    })),
-  }));
 }
 
 /** Sends one command to a running server. */

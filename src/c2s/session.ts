@@ -61,6 +61,7 @@ export class C2SSession extends XmlStream implements LocalSession {
         rateBytesPerSecond: l.rate_bytes_per_second,
         rateBurstBytes: l.rate_burst_bytes,
         maxOutboundBuffer: l.max_outbound_buffer,
+        tlsHandshakeMs: deps.ctx.config.timeouts.tls_handshake * 1000,
       },
       log,
       NS.client,

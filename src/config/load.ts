@@ -4,6 +4,7 @@ import { Document, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument
 import { type Config, CONFIG_SPEC, type Spec } from "./schema.ts";
 import { prepDomain } from "../jid/precis.ts";
 import { parseJid } from "../jid/jid.ts";
+import { checkCluster } from "../cluster/config.ts";
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -115,8 +116,11 @@ class Validator {
 
 const emptyMap = (): Node => parseDocument("{}").contents as Node;
 
-/** Parses and validates configuration text; `file` names it in error messages. */
-export function parseConfig(text: string, file: string): Config {
+/**
+ * Parses and validates configuration text; `file` names it in error messages. `node` (from
+ * `parley serve --node`) names this cluster node when the file serves several.
+ */
+export function parseConfig(text: string, file: string, node?: string): Config {
   const lines = new LineCounter();
   // prettyErrors off: messages without the library's own "at line …, column …:" and excerpt.
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
@@ -127,6 +131,8 @@ export function parseConfig(text: string, file: string): Config {
     ? doc.contents as Node
     : emptyMap();
   const cfg = v.value(CONFIG_SPEC, root, "") as Config;
+  // The cluster section first: it fills {node} and {node_host} in, which the cross-checks read.
+  if (v.found.length === 0) checkCluster(cfg, root, (n, p, m) => v.at(n, p, m), node);
   if (v.found.length === 0) crossCheck(cfg, root, v);
   if (v.found.length) throw new ConfigError(v.problems);
   return cfg;
@@ -188,14 +194,14 @@ function crossCheck(cfg: Config, root: Node, v: Validator): void {
   });
 }
 
-export async function loadConfigFile(path: string): Promise<Config> {
+export async function loadConfigFile(path: string, node?: string): Promise<Config> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
   } catch (e) {
     throw new ConfigError([`${path}: cannot read the configuration: ${readError(e as Error)}`]);
   }
-  return parseConfig(text, path);
+  return parseConfig(text, path, node);
 }
 
 /** An OS error in words, without Deno's "(os error 2): readfile '…'" suffix. */

@@ -39,6 +39,9 @@ export const BALANCE_MODES = [
 /** Who may create MUC rooms: users of this server's hosts, anyone, or the service admins. */
 export const ROOM_CREATORS = ["local", "anyone", "admins"] as const;
 
+/** Durations in the configuration: "500ms", "1s", "2m". */
+export const DURATION = /^\d+(?:ms|s|m)$/;
+
 export const CONFIG_SPEC: Spec = obj({
   data_dir: str("./data"),
   log: obj({ level: str("info", { enum: ["debug", "info", "warning", "error"] }) }),
@@ -135,10 +138,24 @@ export const CONFIG_SPEC: Spec = obj({
   }),
   timeouts: obj({
     handshake: int(60, 1, 3600),
+    tls_handshake: int(10, 1, 600),
     ping_interval: int(120, 0, 86_400),
     ping_timeout: int(30, 1, 3600),
     auth_failure_delay_ms: int(250, 0, 60_000),
   }),
+  // Absent: a single node. Checked further by checkCluster (src/cluster/config.ts).
+  cluster: obj({
+    node: { kind: "string", optional: true },
+    listen: { kind: "string", optional: true },
+    peers: {
+      kind: "list",
+      minItems: 1,
+      of: obj({ node: str(undefined), address: str(undefined) }),
+    },
+    tls: obj({ ca: str(undefined), cert: str(undefined), key: str(undefined) }),
+    heartbeat: { kind: "string", default: "1s", pattern: DURATION },
+    dead_after: { kind: "string", default: "5s", pattern: DURATION },
+  }, true),
 });
 
 export interface ComponentConfig {
@@ -238,8 +255,25 @@ export interface Config {
   };
   timeouts: {
     handshake: number;
+    /** Seconds a connection has to complete its TLS handshake (direct TLS or after STARTTLS). */
+    tls_handshake: number;
     ping_interval: number;
     ping_timeout: number;
     auth_failure_delay_ms: number;
   };
+  cluster?: ClusterConfig;
+}
+
+export interface ClusterConfig {
+  /** This node's name; `parley serve --node` overrides it. Required one way or the other. */
+  node?: string;
+  /** Where peers connect to this node; defaults to the address of its own `peers` entry. */
+  listen?: string;
+  /** Every node of the cluster, this one included ("host:port" addresses). */
+  peers: { node: string; address: string }[];
+  /** PEM files: the cluster CA, and this node's certificate and key. */
+  tls: { ca: string; cert: string; key: string };
+  heartbeat: string;
+  /** A peer silent this long is declared dead. */
+  dead_after: string;
 }

@@ -5,6 +5,7 @@ import type { SessionRegistry } from "../router/sessions.ts";
 import type { Store } from "../storage/store.ts";
 import type { SerialQueues } from "./serial.ts";
 import type { AuthThrottle } from "../sasl/throttle.ts";
+import type { DescriptorBudget } from "../stream/descriptor_budget.ts";
 
 export interface ServerContext {
   readonly config: Config;
@@ -17,4 +18,6 @@ export interface ServerContext {
   readonly secret: Uint8Array;
   /** Failed-authentication limits per address and account, shared by every listener. */
   readonly authThrottle: AuthThrottle;
+  /** Connections on every listener (XMPP and the proxy) against the descriptor limit. */
+  readonly descriptors: DescriptorBudget;
 }

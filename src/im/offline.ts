@@ -1,9 +1,20 @@
 // Offline messages (XEP-0160): chat and normal messages for an account with no available
 // resource are stored with a delay stamp (XEP-0203) and delivered on its next initial presence.
+// Over the limit the sender gets service-unavailable. Once the store has refused a message, the
+// account is remembered as full, so a flood at it is refused at once, without the store or the
+// account's queue, until its messages are taken (or, for changes made elsewhere, such as the CLI
+// or another node, until the memory expires).
 import type { Module } from "../core/host.ts";
 import { type Element, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
 import { parseStanza } from "../xml/parse_string.ts";
+import { logger } from "../log/logger.ts";
+
+const log = logger("offline");
+/** How long a refusal is trusted without asking the store again. */
+const FULL_FOR_MS = 10_000;
+/** Accounts remembered as full at once; beyond it the oldest are asked about again. */
+const MAX_FULL = 10_000;
 
 /** Messages worth storing: not chat-state notifications alone, not marked no-store (XEP-0334). */
 function storable(msg: Element): boolean {
@@ -16,15 +27,75 @@ function storable(msg: Element): boolean {
   return content;
 }
 
+/**
+ * Accounts whose offline store is full, by bare JID. A refusal marks the account unless a take
+ * was queued after the refused push (the take runs after it and empties the store), so a mark
+ * is never older than the last take queued: a message refused on the mark would also have been
+ * refused by the store.
+ */
+export class FullStores {
+  #until = new Map<string, number>();
+  /** Takes queued and not yet finished, per account. */
+  #taking = new Map<string, number>();
+
+  constructor(readonly ttlMs = FULL_FOR_MS, readonly max = MAX_FULL) {}
+
+  has(bare: string, now = Date.now()): boolean {
+    const until = this.#until.get(bare);
+    if (until === undefined) return false;
+    if (until > now) return true;
+    this.#until.delete(bare);
+    return false;
+  }
+
+  /** The store refused a message for `bare`. */
+  refused(bare: string, now = Date.now()): void {
+    if (this.#taking.has(bare)) return;
+    this.#until.delete(bare); // re-inserted last: the map's order is the expiry order
+    this.#until.set(bare, now + this.ttlMs);
+    if (this.#until.size > this.max) this.#until.delete(this.#until.keys().next().value!);
+  }
+
+  /** The store has room again (the account was removed). */
+  forget(bare: string): void {
+    this.#until.delete(bare);
+  }
+
+  /** A take is queued: the store will have room. */
+  taking(bare: string): void {
+    this.forget(bare);
+    this.#taking.set(bare, (this.#taking.get(bare) ?? 0) + 1);
+  }
+
+  taken(bare: string): void {
+    const n = this.#taking.get(bare)! - 1;
+    if (n > 0) this.#taking.set(bare, n);
+    else this.#taking.delete(bare);
+  }
+
+  /** Accounts remembered (bounded by `max`). */
+  get size(): number {
+    return this.#until.size;
+  }
+}
+
 export const offlineModule: Module = {
   name: "offline",
   install(host) {
     const { store, serial, router, config } = host.server;
+    const full = new FullStores();
+    const refuse = (stanza: Element) =>
+      router.bounce(stanza, "service-unavailable", { text: "offline storage is full" });
     host.features.add(NS.offline);
     host.events.on("message/offline", ({ stanza, to }) => {
       const type = stanza.attrs.type ?? "normal";
       if ((type !== "normal" && type !== "chat") || !storable(stanza)) return true;
-      serial.run(to.bare, async () => {
+      const bare = to.bare;
+      if (full.has(bare)) {
+        refuse(stanza);
+        return true;
+      }
+      serial.call(bare, async () => {
         if (!await store.getCredentials(to.local, to.domain)) {
           return router.bounce(stanza, "service-unavailable");
         }
@@ -34,20 +105,34 @@ export const offlineModule: Module = {
         );
         const max = config.limits.max_offline_messages;
         if (!await store.pushOffline(to.local, to.domain, copy.toString(), max)) {
-          router.bounce(stanza, "service-unavailable", { text: "offline storage is full" });
+          full.refused(bare);
+          refuse(stanza);
         }
+      }).catch((e) => {
+        log.error("storing an offline message for {bare} failed: {error}", {
+          bare,
+          error: String(e?.stack ?? e),
+        });
+        router.bounce(stanza, "internal-server-error");
       });
       return true;
     });
     host.events.on("session/available", (session) => {
       if (session.priority < 0) return;
       const { local, domain, bare } = session.jid;
+      full.taking(bare);
       serial.run(bare, async () => {
-        for (const xml of await store.takeOffline(local, domain)) {
-          const el = parseStanza(xml);
-          if (el) session.deliver(el);
+        try {
+          for (const xml of await store.takeOffline(local, domain)) {
+            const el = parseStanza(xml);
+            if (el) session.deliver(el);
+          }
+        } finally {
+          full.taken(bare);
         }
       });
     });
+    // Deletion empties the store: a re-created account starts with room.
+    host.events.on("account/deleted", (jid) => full.forget(jid.bare));
   },
 };

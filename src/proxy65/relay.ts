@@ -18,13 +18,13 @@ import type { Proxy65Config } from "../config/schema.ts";
 import { logger } from "../log/logger.ts";
 import { writeAll } from "../stream/write_all.ts";
 import { TokenBucket } from "../core/token_bucket.ts";
+import { acceptLoop } from "../stream/accept_loop.ts";
+import type { DescriptorBudget } from "../stream/descriptor_budget.ts";
 
 const log = logger("proxy65");
 const INITIAL_BUFFER = 64 * 1024;
 /** The read that watches a waiting connection: small, as most waiting connections send nothing. */
 const HEAD_BUFFER = 4096;
-/** Pauses after a failed accept (e.g. out of descriptors): doubling from the first to the last. */
-const ACCEPT_BACKOFF_MS = [10, 1000];
 
 /** One connection to the proxy. */
 interface Side {
@@ -33,6 +33,7 @@ interface Side {
   /** Closes the connection when it is still waiting `pair_timeout` seconds after accept. */
   timer: ReturnType<typeof setTimeout>;
   pair?: Pair;
+  closed?: boolean;
   /**
    * After CONNECT, the first chunk the client sends, or null when it closes first. While the
    * stream waits for activation this read notices a close; once active it is the first chunk.
@@ -63,7 +64,11 @@ export class Socks5Relay {
   #listener: Deno.TcpListener | undefined;
   #sweeper: ReturnType<typeof setInterval>;
 
-  constructor(readonly config: Proxy65Config) {
+  constructor(
+    readonly config: Proxy65Config,
+    /** Shared with the XMPP listeners: the proxy's connections hold descriptors too. */
+    readonly descriptors: DescriptorBudget,
+  ) {
     this.#sweeper = setInterval(() => this.#sweep(Date.now()), 1000);
   }
 
@@ -71,30 +76,8 @@ export class Socks5Relay {
     this.#listener = Deno.listen({ hostname: this.config.bind, port: this.config.port });
     const port = this.#listener.addr.port;
     log.info("proxy65 listening on {bind}:{port}", { bind: this.config.bind, port });
-    this.#accepting(this.#listener);
+    void acceptLoop(this.#listener, log, (conn) => this.#admit(conn));
     return Promise.resolve(port);
-  }
-
-  /** Accepts until the listener is closed: a failed accept is logged and retried, never final. */
-  async #accepting(listener: Deno.TcpListener): Promise<void> {
-    let backoff = 0;
-    while (true) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await listener.accept();
-      } catch (e) {
-        if (e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) return;
-        backoff = Math.min(ACCEPT_BACKOFF_MS[1], backoff * 2 || ACCEPT_BACKOFF_MS[0]);
-        log.warn("proxy65 accept failed, retrying in {ms} ms: {error}", {
-          ms: backoff,
-          error: String(e),
-        });
-        await new Promise((r) => setTimeout(r, backoff));
-        continue;
-      }
-      backoff = 0;
-      this.#admit(conn);
-    }
   }
 
   close(): Promise<void> {
@@ -106,10 +89,12 @@ export class Socks5Relay {
   }
 
   #admit(conn: Deno.TcpConn): void {
+    if (!this.descriptors.admit()) return safeClose(conn);
     const ip = conn.remoteAddr.hostname;
     const fromIp = this.#waitingPerIp.get(ip) ?? 0;
     if (fromIp >= this.config.pending_per_ip || this.waiting.size >= 2 * this.config.max_streams) {
       log.debug("proxy65 refused a connection from {ip}", { ip });
+      this.descriptors.release();
       return safeClose(conn);
     }
     // Said once when a limit is reached, not for every refused connection of a flood.
@@ -189,6 +174,9 @@ export class Socks5Relay {
 
   #close(side: Side): void {
     this.#release(side);
+    if (side.closed) return;
+    side.closed = true;
+    this.descriptors.release();
     safeClose(side.conn);
   }
 

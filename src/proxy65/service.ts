@@ -10,6 +10,7 @@ import type { DomainHandler, Router } from "../router/router.ts";
 import { discoInfoPayload, IqHandlers, type IqRequest } from "../core/iq.ts";
 import { logger } from "../log/logger.ts";
 import type { Proxy65Config } from "../config/schema.ts";
+import type { DescriptorBudget } from "../stream/descriptor_budget.ts";
 import { Socks5Relay } from "./relay.ts";
 import type { Host } from "../core/host.ts";
 
@@ -33,8 +34,9 @@ export class Proxy65Service implements DomainHandler {
     readonly router: Router,
     /** Domains whose users may use the proxy when `allow` is empty. */
     readonly localDomains: Set<string>,
+    descriptors: DescriptorBudget,
   ) {
-    this.relay = new Socks5Relay(config);
+    this.relay = new Socks5Relay(config, descriptors);
     for (const entry of config.allow) {
       const j = parseJid(entry);
       if (!j) log.warn("proxy65 allow: {entry} is not a JID; ignored", { entry });

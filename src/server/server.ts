@@ -1,5 +1,6 @@
-// The server: wires configuration, storage, the router, virtual hosts with their modules, and
-// listeners; runs the idle sweeper; shuts down in order.
+// The server: wires configuration, storage, the router, virtual hosts with their modules, the
+// services beside them (plug-ins, src/server/services.ts) and listeners; runs the idle sweeper;
+// shuts down in order.
 import type { Config } from "../config/schema.ts";
 import { Router } from "../router/router.ts";
 import { SessionRegistry } from "../router/sessions.ts";
@@ -9,11 +10,11 @@ import { TlsContexts } from "../tls/certificates.ts";
 import { StreamListener } from "../stream/listener.ts";
 import type { XmlStream } from "../stream/xml_stream.ts";
 import { C2SSession } from "../c2s/session.ts";
-import { ComponentPool } from "../component/pool.ts";
+import type { ComponentPool } from "../component/pool.ts";
 import { ComponentStream } from "../component/stream.ts";
 import type { ListenerConfig } from "../config/schema.ts";
-import { Proxy65Service } from "../proxy65/service.ts";
-import { MucService } from "../muc/service.ts";
+import type { Proxy65Service } from "../proxy65/service.ts";
+import type { MucService } from "../muc/service.ts";
 import { MODULES } from "../modules.ts";
 import { Host } from "../core/host.ts";
 import { SerialQueues } from "../core/serial.ts";
@@ -23,6 +24,10 @@ import { VERSION } from "../version.ts";
 import { AdminSocket } from "../admin/socket.ts";
 import { AuthThrottle } from "../sasl/throttle.ts";
 import { loadSecret } from "./secret.ts";
+import { Services } from "./service.ts";
+import { componentPlugin, mucPlugin, proxy65Plugin, SERVICES } from "./services.ts";
+import { DescriptorBudget } from "../stream/descriptor_budget.ts";
+import { descriptorLimit } from "./fd_limit.ts";
 
 const log = logger("server");
 const SWEEP_MS = 1000;
@@ -39,18 +44,31 @@ export class Server implements ServerContext {
   readonly serial = new SerialQueues();
   readonly hosts = new Map<string, Host>();
   readonly listeners: StreamListener<XmlStream>[] = [];
-  /** SOCKS5 bytestream proxies by proxy domain. */
-  readonly proxies = new Map<string, Proxy65Service>();
-  /** Multi-User Chat services by domain. */
-  readonly mucs = new Map<string, MucService>();
-  /** External component pools by component domain. */
-  readonly components = new Map<string, ComponentPool>();
+  /** Services beside the hosts (MUC, proxies, components), by kind and domain. */
+  readonly services = new Services();
+  /** Client and component connections against the descriptor limit, on every listener. */
+  readonly descriptors = new DescriptorBudget(descriptorLimit());
   readonly addresses: BoundAddress[] = [];
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #admin: AdminSocket | undefined;
   #stopping: Promise<void> | undefined;
 
   readonly authThrottle: AuthThrottle;
+
+  /** SOCKS5 bytestream proxies by proxy domain. */
+  get proxies(): Map<string, Proxy65Service> {
+    return this.services.of(proxy65Plugin);
+  }
+
+  /** Multi-User Chat services by domain. */
+  get mucs(): Map<string, MucService> {
+    return this.services.of(mucPlugin);
+  }
+
+  /** External component pools by component domain. */
+  get components(): Map<string, ComponentPool> {
+    return this.services.of(componentPlugin);
+  }
 
   private constructor(
     readonly config: Config,
@@ -81,29 +99,14 @@ export class Server implements ServerContext {
       this.router.addDomain(host.domain, host);
     }
     const local = new Set(this.hosts.keys());
-    for (const host of this.hosts.values()) {
-      const pc = host.config.proxy65;
-      if (pc) {
-        const proxy = new Proxy65Service(pc, this.router, local);
-        await proxy.start();
-        proxy.watch(host);
-        this.proxies.set(pc.domain, proxy);
-        this.router.addDomain(pc.domain, proxy);
-        host.items.push({ jid: pc.domain, name: "SOCKS5 Bytestreams Service" });
-      }
-      const mc = host.config.muc;
-      if (mc) {
-        const muc = new MucService(mc, this.router, this.store, this.serial, local);
-        await muc.start();
-        this.mucs.set(mc.domain, muc);
-        this.router.addDomain(mc.domain, muc);
-        host.items.push({ jid: mc.domain, name: mc.name });
-      }
-      for (const cc of host.config.components) {
-        const pool = new ComponentPool(cc, host.domain, this.router);
-        this.components.set(cc.domain, pool);
-        this.router.addDomain(cc.domain, pool);
-        host.items.push({ jid: cc.domain });
+    for (const plugin of SERVICES) {
+      for (const host of this.hosts.values()) {
+        for (const service of plugin.create(host, local)) {
+          await plugin.start?.(service, host);
+          this.services.of(plugin).set(service.domain, service);
+          this.router.addDomain(service.domain, service);
+          host.items.push(plugin.item(service));
+        }
       }
     }
     const tls = await TlsContexts.load(this.config);
@@ -118,13 +121,11 @@ export class Server implements ServerContext {
       this.listeners.push(l);
       this.addresses.push({ type: lc.type, ...await l.listen() });
     }
-    this.#admin = await AdminSocket.start(this.config.data_dir, {
-      components: this.components,
-      mucs: this.mucs,
-    });
+    const admin = SERVICES.map((plugin) => plugin.admin?.(this.services.of(plugin)));
+    this.#admin = await AdminSocket.start(this.config.data_dir, Object.assign({}, ...admin));
     this.#sweeper = setInterval(() => {
       const now = Date.now();
-      for (const l of this.listeners) for (const s of l.streams) s.checkIdle(now);
+      for (const l of this.listeners) l.sweep(now);
     }, SWEEP_MS);
     log.info("Parley {version} started: hosts {hosts}", {
       version: VERSION,
@@ -139,17 +140,15 @@ export class Server implements ServerContext {
       bind: lc.bind,
       port: lc.port,
       connectionsPerIp: this.config.limits.connections_per_ip,
+      tlsHandshakeMs: this.config.timeouts.tls_handshake * 1000,
+      descriptors: this.descriptors,
     };
     if (lc.type === "component") {
       const deps = { ctx: this, pools: this.components };
       return new StreamListener(base, (socket) => new ComponentStream(socket, deps));
     }
     const deps = { ctx: this, hosts: this.hosts, tls, listener: lc };
-    const direct = lc.type === "c2s_tls"
-      ? {
-        tls: { SNICallback: tls.sni, secureContext: tls.default, minVersion: "TLSv1.2" as const },
-      }
-      : {};
+    const direct = lc.type === "c2s_tls" ? { tls: (name?: string) => tls.select(name) } : {};
     return new StreamListener(
       { ...base, ...direct },
       (socket, secure) => new C2SSession(socket, secure, deps),
@@ -164,8 +163,10 @@ export class Server implements ServerContext {
   async #stop(): Promise<void> {
     clearInterval(this.#sweeper);
     await this.#admin?.close();
-    await Promise.all([...this.proxies.values()].map((p) => p.stop()));
-    for (const muc of this.mucs.values()) muc.stop();
+    const stopping = SERVICES.flatMap((plugin) =>
+      [...this.services.of(plugin).values()].map((s) => plugin.stop?.(s))
+    );
+    await Promise.all(stopping);
     // server.close() resolves only once every connection is gone, so streams are closed meanwhile.
     const closing: Promise<void>[] = this.listeners.map((l) => l.close());
     for (const l of this.listeners) {

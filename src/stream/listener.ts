@@ -1,23 +1,36 @@
-// A TCP or TLS listener for XML streams (clients now, components too). It caps connections per
-// IP address and keeps every live stream for idle checks and shutdown.
+// A TCP listener for XML streams (clients, components), with direct TLS where configured. Every
+// connection is admitted at accept time, before any TLS work: refused near the descriptor limit
+// or beyond the cap per IP address, and given a deadline for its TLS handshake. Live streams are
+// kept for idle checks and shutdown.
 import net from "node:net";
 import tls from "node:tls";
+import { Buffer } from "node:buffer";
 import type { XmlStream } from "./xml_stream.ts";
+import type { DescriptorBudget } from "./descriptor_budget.ts";
+import { tlsDeadline } from "./tls_deadline.ts";
+import { helloServerName, MAX_HELLO_BYTES } from "../tls/client_hello.ts";
 import { logger } from "../log/logger.ts";
 
 const log = logger("listener");
+/** Pending connections the kernel queues for us (Node's default). */
+const BACKLOG = 511;
 
 export interface ListenerOptions {
   name: string;
   bind: string;
   port: number;
-  /** Direct TLS: the handshake happens before the XML stream starts. */
-  tls?: tls.TlsOptions;
+  /** Direct TLS: the handshake, with the certificate for the name the client asks for, comes first. */
+  tls?: (serverName: string | undefined) => tls.SecureContext;
   connectionsPerIp: number;
+  /** Milliseconds a direct-TLS connection has to complete its handshake. */
+  tlsHandshakeMs: number;
+  descriptors: DescriptorBudget;
 }
 
 export class StreamListener<S extends XmlStream> {
   readonly streams = new Set<S>();
+  /** Direct-TLS connections still waiting for their ClientHello. */
+  #hello = new Set<net.Socket>();
   #perIp = new Map<string, number>();
   #server: net.Server;
 
@@ -25,20 +38,17 @@ export class StreamListener<S extends XmlStream> {
     readonly options: ListenerOptions,
     readonly open: (socket: net.Socket, secure: boolean) => S,
   ) {
-    const onSocket = (socket: net.Socket) => this.#accept(socket);
-    this.#server = options.tls
-      ? tls.createServer(options.tls, onSocket)
-      : net.createServer(onSocket);
+    // Direct TLS wraps the accepted socket here rather than using tls.Server, so that admission
+    // comes before any TLS work.
+    this.#server = net.createServer((socket) => this.#accept(socket));
     this.#server.on("error", (e) => log.error("listener error: {error}", { error: e.message }));
-    this.#server.on("tlsClientError", (e: Error) => {
-      log.debug("TLS handshake failed: {error}", { error: e.message });
-    });
   }
 
   listen(): Promise<{ address: string; port: number }> {
     return new Promise((resolve, reject) => {
       this.#server.once("error", reject);
-      this.#server.listen(this.options.port, this.options.bind, () => {
+      const { port, bind: host } = this.options;
+      this.#server.listen({ port, host, backlog: BACKLOG }, () => {
         this.#server.off("error", reject);
         const a = this.#server.address() as net.AddressInfo;
         log.info("listening for {type} on {address}:{port}", {
@@ -52,25 +62,106 @@ export class StreamListener<S extends XmlStream> {
   }
 
   #accept(socket: net.Socket): void {
-    socket.setNoDelay(true);
+    const { descriptors, connectionsPerIp } = this.options;
+    if (!descriptors.admit()) {
+      socket.destroy();
+      return;
+    }
     const ip = socket.remoteAddress ?? "?";
     const n = (this.#perIp.get(ip) ?? 0) + 1;
+    // A direct-TLS peer cannot be told why before a handshake, which is the work to spare.
+    if (n > connectionsPerIp && this.options.tls) {
+      descriptors.release();
+      log.debug("refused a connection from {ip}: over {max} from that address", {
+        ip,
+        max: connectionsPerIp,
+      });
+      socket.destroy();
+      return;
+    }
     this.#perIp.set(ip, n);
-    const stream = this.open(socket, this.options.tls !== undefined);
-    this.streams.add(stream);
-    stream.whenClosed.then(() => {
-      this.streams.delete(stream);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      descriptors.release();
       const left = (this.#perIp.get(ip) ?? 1) - 1;
       if (left) this.#perIp.set(ip, left);
       else this.#perIp.delete(ip);
-    });
-    if (n > this.options.connectionsPerIp) {
-      stream.error("policy-violation", "too many connections from your address");
+    };
+    socket.setNoDelay(true);
+    if (!this.options.tls) {
+      const stream = this.#open(socket, false, release);
+      if (n > connectionsPerIp) {
+        stream.error("policy-violation", "too many connections from your address");
+      }
+      return;
     }
+    socket.once("close", release);
+    this.#startTls(socket, this.options.tls, release);
+  }
+
+  #open(socket: net.Socket, secure: boolean, release: () => void): S {
+    const stream = this.open(socket, secure);
+    this.streams.add(stream);
+    stream.whenClosed.then(() => {
+      this.streams.delete(stream);
+      release();
+    });
+    return stream;
+  }
+
+  /**
+   * Direct TLS: reads the ClientHello for the name it asks for, then hands the connection to TLS
+   * with that host's certificate (Deno's TLSSocket with an SNICallback kept ~6 KiB for every
+   * connection that closed before finishing its handshake). The deadline covers both.
+   */
+  #startTls(
+    socket: net.Socket,
+    context: (serverName: string | undefined) => tls.SecureContext,
+    release: () => void,
+  ): void {
+    const secured = tlsDeadline(socket, this.options.tlsHandshakeMs);
+    this.#hello.add(socket);
+    socket.once("close", () => this.#hello.delete(socket));
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    const onData = (chunk: Uint8Array) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      const hello = chunks.length === 1 ? chunk : Buffer.concat(chunks);
+      const name = helloServerName(hello);
+      if (name === null && size < MAX_HELLO_BYTES) return;
+      socket.off("data", onData);
+      this.#hello.delete(socket);
+      socket.pause();
+      socket.unshift(hello);
+      const secure = new tls.TLSSocket(socket, {
+        isServer: true,
+        secureContext: context(name ?? undefined),
+      });
+      secured(secure);
+      this.#open(secure, true, release);
+    };
+    socket.on("data", onData);
+    socket.on("error", (e) => log.debug("socket error before TLS: {error}", { error: e.message }));
+  }
+
+  /**
+   * Called every second. Deno's node:net stops accepting for good after a failed accept (EMFILE)
+   * and reports nothing, so each listener's accept is re-armed here (listen() again on the same
+   * handle: a no-op while it accepts); a failed accept thus costs at most a second of accepting.
+   */
+  sweep(now: number): void {
+    (this.#server as unknown as { _handle?: { listen(backlog: number): number } })._handle
+      ?.listen(BACKLOG);
+    for (const s of this.streams) s.checkIdle(now);
   }
 
   /** Stops accepting; resolves once every stream of this listener is gone. */
   close(): Promise<void> {
-    return new Promise((resolve) => this.#server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    for (const socket of this.#hello) socket.destroy();
+    return closed;
   }
 }

@@ -9,7 +9,9 @@ import { type StreamHandler, StreamParser } from "../xml/parser.ts";
 import type { Attrs, Element } from "../xml/element.ts";
 import { escapeAttr } from "../xml/escape.ts";
 import { NS } from "../xml/ns.ts";
+import { TokenBucket } from "../core/token_bucket.ts";
 import { type StreamErrorCondition, streamErrorXml } from "./stream_error.ts";
+import { tlsDeadline } from "./tls_deadline.ts";
 
 export interface StreamLimits {
   maxStanzaSize: number;
@@ -18,6 +20,8 @@ export interface StreamLimits {
   rateBurstBytes: number;
   /** Bytes queued towards a peer that does not read before the stream is dropped. */
   maxOutboundBuffer: number;
+  /** Milliseconds the TLS handshake after STARTTLS may take (unbounded when absent). */
+  tlsHandshakeMs?: number;
 }
 
 const CLOSE_GRACE_MS = 2000;
@@ -34,8 +38,7 @@ export abstract class XmlStream implements StreamHandler {
   protected headerSent = false;
   #out: string[] = [];
   #flushQueued = false;
-  #tokens: number;
-  #refilledAt = Date.now();
+  #input: TokenBucket;
   #rateWait: ReturnType<typeof setTimeout> | undefined;
   #waitingDrain = false;
   #held: Uint8Array[] = [];
@@ -63,7 +66,7 @@ export abstract class XmlStream implements StreamHandler {
     this.socket = socket;
     this.secure = secure;
     this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
-    this.#tokens = limits.rateBurstBytes;
+    this.#input = new TokenBucket(limits.rateBytesPerSecond, limits.rateBurstBytes);
     this.parser = new StreamParser(this, limits);
     this.#attach(socket);
   }
@@ -118,26 +121,20 @@ export abstract class XmlStream implements StreamHandler {
   /** Parses as much of `chunk` as the token bucket allows now; holds the rest for later. */
   #consume(chunk: Uint8Array): void {
     const now = Date.now();
-    const rate = this.limits.rateBytesPerSecond;
-    const burst = this.limits.rateBurstBytes;
-    this.#tokens = Math.min(burst, this.#tokens + (now - this.#refilledAt) * rate / 1000);
-    this.#refilledAt = now;
-    const allowed = Math.max(0, Math.floor(Math.min(this.#tokens, chunk.length)));
-    this.#tokens -= allowed;
+    const allowed = this.#input.takeUpTo(chunk.length, now);
     if (allowed > 0) this.#parse(allowed === chunk.length ? chunk : chunk.subarray(0, allowed));
     if (allowed === chunk.length || this.closed) return;
     // Over the rate: stop reading until the bucket refills (TCP pushes back on the sender).
     const rest = chunk.subarray(allowed);
     this.#held.unshift(rest);
     this.socket.pause();
-    const needed = Math.min(rest.length, burst) - this.#tokens;
     this.#rateWait = setTimeout(() => {
       this.#rateWait = undefined;
       while (this.#held.length && this.#rateWait === undefined && !this.closed) {
         this.#consume(this.#held.shift()!);
       }
       this.#resumeIfFree();
-    }, Math.ceil(needed * 1000 / rate));
+    }, this.#input.msUntil(rest.length, now));
   }
 
   #resumeIfFree(): void {
@@ -226,7 +223,9 @@ export abstract class XmlStream implements StreamHandler {
     raw.off("data", this.#onData);
     raw.off("close", this.#onClose);
     raw.off("drain", this.#onDrain);
+    const deadline = this.limits.tlsHandshakeMs && tlsDeadline(raw, this.limits.tlsHandshakeMs);
     const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context });
+    if (deadline) deadline(secure);
     this.socket = secure;
     this.secure = true;
     this.#attach(secure);

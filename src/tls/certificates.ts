@@ -16,14 +16,10 @@ export class TlsContexts {
     return this.#byDomain.get(domain);
   }
 
-  get default(): tls.SecureContext {
-    return this.#default!;
+  /** The context for a requested server name (SNI on direct TLS, XEP-0368), or the default. */
+  select(name?: string): tls.SecureContext {
+    return (name && this.#byDomain.get(name.toLowerCase())) || this.#default!;
   }
-
-  /** Picks the certificate by SNI on direct-TLS listeners (XEP-0368). */
-  sni = (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void => {
-    cb(null, this.#byDomain.get(servername.toLowerCase()) ?? this.#default);
-  };
 
   static async load(config: Config): Promise<TlsContexts> {
     const out = new TlsContexts();

@@ -39,6 +39,10 @@ const PREDEFINED = new Map([
 ]);
 /** Thrown through saxes to abandon the chunk it is parsing (saxes has no way to stop). */
 const STOP = Symbol("stop parsing");
+/** A handler of a parser replaced by reset(): nothing more of the old stream is parsed. */
+function stale(): never {
+  throw STOP;
+}
 
 /**
  * saxes' error messages (6.0.0) that RFC 6120 §11.1 classes as restricted XML rather than
@@ -69,12 +73,16 @@ export class StreamParser {
   #sax!: SaxesParser<{ xmlns: true; position: true }>;
   #decoder!: TextDecoder;
   #stack: Element[] = [];
-  #uris: string[] = [];
-  /** Namespace bindings of the open elements, innermost wins. */
-  #scope!: Map<string, string>;
-  /** (depth, prefix, binding it hid) for each binding in #scope, undone when its element closes. */
-  #undo!: (number | string | undefined)[];
-  #contentNs = "";
+  /** Two slots per open element: its namespace, then the default namespace in its scope. */
+  #ns: string[] = [];
+  /** The stream header's declarations (saxes keeps the root tag for the session anyway). */
+  #rootNs: Record<string, string> | undefined;
+  /** Each prefix bound inside the current stanza, to its innermost binding. Made on first use:
+   * most clients declare only default namespaces. */
+  #prefixes: Map<string, string> | undefined;
+  /** (depth, prefix, binding it hid) for each binding in #prefixes, undone when its element
+   * closes. */
+  #undo: (number | string | undefined)[] | undefined;
   #failed = false;
   /** Characters handed to saxes in this stream. (After write() returns, saxes' `position` counts
    * the last chunk twice; it is right only inside a handler.) */
@@ -93,39 +101,35 @@ export class StreamParser {
     const sax = this.#sax = new SaxesParser({ xmlns: true, position: true });
     this.#decoder = new TextDecoder("utf-8", { fatal: true });
     this.#stack = [];
-    this.#uris = [];
-    const scope = this.#scope = new Map();
-    this.#undo = [];
+    const ns: string[] = this.#ns = [];
+    this.#rootNs = this.#prefixes = this.#undo = undefined;
     this.#failed = false;
     this.#read = 0;
     this.#start = 0;
-    // A reset from inside a handler (STARTTLS, SASL success) discards the rest of the old stream's
-    // chunk: the peer must wait for our answer before sending more (RFC 6120 §5.4.3.3, §6.4.6).
-    const stale = (): never => {
-      throw STOP;
-    };
     // Handlers are set by name rather than with sax.on(): on() stores them under a computed key,
     // which makes V8 turn the parser into a dictionary-mode object (about 3 KiB more per session).
     const h = sax as unknown as SaxInternals;
     // Each parser builds its own table of the same prototype methods: share the first one.
     if (Array.isArray(h.stateTable)) h.stateTable = sharedStateTable ??= h.stateTable;
     // saxes resolves a prefix by walking its whole stack of open tags, for every element: deep
-    // nesting made that quadratic. Our scope answers in one lookup; `topNS` holds the
-    // declarations of the tag being opened, the only ones not yet in the scope.
-    h.resolve = (prefix) => h.topNS[prefix] ?? scope.get(prefix) ?? PREDEFINED.get(prefix);
+    // nesting made that quadratic. Ours is one lookup. `topNS` holds the declarations of the tag
+    // being opened, the only ones not yet in our scope.
+    h.resolve = (prefix) =>
+      h.topNS[prefix] ?? (prefix === "" ? ns[ns.length - 1] : this.#resolvePrefix(prefix));
+    // A reset from inside a handler (STARTTLS, SASL success) discards the rest of the old stream's
+    // chunk: the peer must wait for our answer before sending more (RFC 6120 §5.4.3.3, §6.4.6).
     h.openTagHandler = (tag) => this.#sax === sax ? this.#open(tag) : stale();
     h.closeTagHandler = () => this.#sax === sax ? this.#close() : stale();
     h.textHandler = (t) => this.#sax === sax ? this.#text(t) : stale();
     h.cdataHandler = (t) => this.#sax === sax ? this.#cdata(t) : stale();
-    const refuse = (condition: string, text: string) =>
-      this.#sax === sax ? this.#stop(condition, text) : stale();
-    h.doctypeHandler = () => refuse("restricted-xml", "DTDs are not allowed");
-    h.piHandler = () => refuse("restricted-xml", "processing instructions are not allowed");
-    h.commentHandler = () => refuse("restricted-xml", "comments are not allowed");
+    h.doctypeHandler = () => this.#refuse(sax, "restricted-xml", "DTDs are not allowed");
+    h.piHandler = () =>
+      this.#refuse(sax, "restricted-xml", "processing instructions are not allowed");
+    h.commentHandler = () => this.#refuse(sax, "restricted-xml", "comments are not allowed");
     h.errorHandler = (e) => {
       const msg = e.message;
       const known = SAX_ERRORS.find(([suffix]) => msg.endsWith(suffix));
-      refuse(known?.[1] ?? "not-well-formed", known?.[2] ?? msg.split("\n")[0]);
+      this.#refuse(sax, known?.[1] ?? "not-well-formed", known?.[2] ?? msg.split("\n")[0]);
     };
   }
 
@@ -174,10 +178,31 @@ export class StreamParser {
     throw STOP;
   }
 
-  /** Enters a namespace binding declared by the element opening at `depth`. */
+  #refuse(sax: SaxesParser, condition: string, text: string): never {
+    return this.#sax === sax ? this.#stop(condition, text) : stale();
+  }
+
+  #resolvePrefix(prefix: string): string | undefined {
+    return this.#prefixes?.get(prefix) ?? this.#rootNs?.[prefix] ?? PREDEFINED.get(prefix);
+  }
+
+  /** Enters a prefix binding declared by the element opening at `depth`. */
   #bind(depth: number, prefix: string, uri: string): void {
-    this.#undo.push(depth, prefix, this.#scope.get(prefix));
-    this.#scope.set(prefix, uri);
+    const prefixes = this.#prefixes ??= new Map();
+    (this.#undo ??= []).push(depth, prefix, prefixes.get(prefix));
+    prefixes.set(prefix, uri);
+  }
+
+  /** Leaves the prefix bindings of the element closing at `depth`. */
+  #unbind(depth: number, undo: (number | string | undefined)[]): void {
+    const prefixes = this.#prefixes!;
+    while (undo.length !== 0 && undo[undo.length - 3] === depth) {
+      const hidden = undo.pop() as string | undefined;
+      const prefix = undo.pop() as string;
+      undo.length--;
+      if (hidden === undefined) prefixes.delete(prefix);
+      else prefixes.set(prefix, hidden);
+    }
   }
 
   #open(tag: SaxesTagNS): void {
@@ -186,13 +211,14 @@ export class StreamParser {
     if (depth > this.#limits.maxDepth) {
       this.#stop("policy-violation", `elements nested deeper than ${this.#limits.maxDepth}`);
     }
+    const ns = this.#ns;
     const attrs: Attrs = {};
-    const parentUri = this.#uris[depth - 1];
-    if (tag.uri !== parentUri) attrs.xmlns = tag.uri;
+    if (tag.uri !== ns[2 * depth - 2]) attrs.xmlns = tag.uri;
+    let defaultNs = ns[2 * depth - 1];
     for (const k in tag.attributes) {
       const a = tag.attributes[k];
       if (a.name === "xmlns") {
-        this.#bind(depth, "", tag.ns[""]);
+        defaultNs = tag.ns[""];
         continue;
       }
       attrs[a.name] = a.value;
@@ -206,15 +232,15 @@ export class StreamParser {
     const el = new Element(tag.local, attrs);
     if (depth > 1) this.#stack[depth - 1].children.push(el);
     this.#stack.push(el);
-    this.#uris.push(tag.uri);
+    ns.push(tag.uri, defaultNs);
   }
 
   #openStream(tag: SaxesTagNS): void {
     if (tag.local !== "stream" || tag.uri !== NS_STREAM) {
       this.#stop("invalid-namespace", "the root element must be stream:stream");
     }
-    this.#contentNs = tag.ns[""] ?? "";
-    for (const prefix in tag.ns) this.#bind(0, prefix, tag.ns[prefix]);
+    const contentNs = tag.ns[""] ?? "";
+    this.#rootNs = tag.ns;
     this.#start = this.#sax.position;
     const attrs: Attrs = {};
     for (const k in tag.attributes) {
@@ -223,23 +249,17 @@ export class StreamParser {
     }
     // saxes keeps the root tag open for the whole session: drop what is no longer needed.
     tag.attributes = NO_ATTRIBUTES;
-    this.#uris.push(this.#contentNs);
     this.#stack.push(new Element("stream"));
+    this.#ns.push(contentNs, contentNs);
     this.#handler.streamStart(attrs, tag.ns[""]);
   }
 
   #close(): void {
     const el = this.#stack.pop()!;
-    this.#uris.pop();
+    this.#ns.length -= 2;
     const depth = this.#stack.length;
     const undo = this.#undo;
-    while (undo.length !== 0 && undo[undo.length - 3] === depth) {
-      const hidden = undo.pop() as string | undefined;
-      const prefix = undo.pop() as string;
-      undo.length--;
-      if (hidden === undefined) this.#scope.delete(prefix);
-      else this.#scope.set(prefix, hidden);
-    }
+    if (undo !== undefined) this.#unbind(depth, undo);
     if (depth === 1) {
       const end = this.#sax.position;
       if (end - this.#start > this.#limits.maxStanzaSize) {

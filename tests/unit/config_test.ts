@@ -133,6 +133,15 @@ Deno.test("config.example.yaml is valid and documents every key", async () => {
       "message_rate",
       "message_burst",
       "room_delivery_rate",
+      "cluster",
+      "node",
+      "listen",
+      "peers",
+      "address",
+      "tls",
+      "ca",
+      "heartbeat",
+      "dead_after",
     ]
   ) assert.match(text, new RegExp(`^\\s*#?\\s*-?\\s*${key}:`, "m"), `${key} is not documented`);
 });

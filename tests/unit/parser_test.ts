@@ -88,6 +88,12 @@ Deno.test("serializer escapes text and attributes and round-trips through the pa
   ));
   assert.equal(out.stanzas[0].attrs.to, `a"b'<&>`);
   assert.equal(out.stanzas[0].childText("body"), `<&>"'`);
+  // Characters a parser would normalize (XML §2.11, §3.3.3) are written as references.
+  const ws = x("message", { a: "x\ny\tz\r" }, x("body", {}, "l1\rl2\n"));
+  assert.equal(String(ws), `<message a="x&#10;y&#9;z&#13;"><body>l1&#13;l2\n</body></message>`);
+  const back = parseStanza(String(ws))!;
+  assert.equal(back.attrs.a, "x\ny\tz\r");
+  assert.equal(back.childText("body"), "l1\rl2\n");
 });
 
 Deno.test("parser: restricted XML and limits", () => {
@@ -262,7 +268,8 @@ Deno.test("stored stanzas parse back exactly, prefix declarations included", () 
   new StreamParser(h, LIMITS).write(new TextEncoder().encode(
     STREAM + `<message to='b@example.org'><x:foo xmlns:x='urn:a'><x:bar x:attr='1'/></x:foo>` +
       `<baz xmlns='urn:b' xmlns:y='urn:y' y:at='v'><q:n xmlns:q='urn:q'>q:content</q:n></baz>` +
-      `</message>`,
+      // An inner declaration hides an outer one only until its element closes.
+      `<s xmlns='urn:s' xmlns:p='urn:1'><t xmlns:p='urn:2' p:x='1'/><u p:y='2'/></s></message>`,
   ));
   const live = out.stanzas[0];
   const stored = String(live);
@@ -276,7 +283,7 @@ Deno.test("stored stanzas parse back exactly, prefix declarations included", () 
     }
   });
   sax.write(`<w xmlns='jabber:client'>${stored}</w>`).close();
-  assert.deepEqual(attrs.sort(), [" to", "urn:a attr", "urn:y at"]);
+  assert.deepEqual(attrs.sort(), [" to", "urn:1 y", "urn:2 x", "urn:a attr", "urn:y at"]);
   // A declaration stays where it was made: a prefix may be used in content (here "q:content").
   assert.ok(stored.includes(`xmlns:q="urn:q"`));
 });

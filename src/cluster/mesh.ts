@@ -1,0 +1,349 @@
+// The full mesh: this node listens for its peers and dials each of them, keeps exactly one link
+// per pair, reconnects with jittered exponential backoff and declares a peer dead after
+// `deadAfterMs` of silence. The layers above see only up / down / message events.
+//
+// One link per pair: both nodes dial (so a node that comes up joins at once, in any start
+// order), and of the pair the node with the lower name decides which connection becomes the
+// link: it sends ACCEPT on the first connection whose hello it accepts and closes the others.
+// The higher node waits for that ACCEPT. A connection from a peer that is already linked with the
+// same incarnation is refused (it is a late duplicate; a link that is really gone is noticed by
+// its close or by the heartbeat); one from a new incarnation replaces the link (down, then up).
+import tls from "node:tls";
+import type net from "node:net";
+import { ACCEPT, HELLO, MAX_FRAME_BYTES } from "./frames.ts";
+import { type Hello, Link, type LinkLimits, type LinkOwner } from "./link.ts";
+import {
+  certNodeName,
+  clientOptions,
+  type ClusterTls,
+  handshakeFailure,
+  serverOptions,
+} from "./tls.ts";
+import { logger } from "../log/logger.ts";
+
+const log = logger("cluster");
+
+/** The protocol version this build speaks; it also talks to one version below and above. */
+export const PROTOCOL_VERSION = 1;
+
+export interface PeerAddress {
+  node: string;
+  host: string;
+  port: number;
+}
+
+export interface MeshOptions {
+  node: string;
+  listen: { host: string; port: number };
+  /** Every node of the cluster; this node's own entry is skipped. */
+  peers: PeerAddress[];
+  tls: ClusterTls;
+  heartbeatMs: number;
+  deadAfterMs: number;
+  /** For tests of version negotiation. */
+  version?: number;
+  maxFrame?: number;
+  maxQueued?: number;
+  backoff?: { minMs: number; maxMs: number };
+}
+
+export interface MeshEvents {
+  up(peer: string, incarnation: number): void;
+  down(peer: string): void;
+  /** `payload` is only valid during the call: copy it to keep it. */
+  message(peer: string, type: number, payload: Uint8Array): void;
+}
+
+export interface PeerStatus {
+  node: string;
+  address: string;
+  state: "up" | "connecting" | "down";
+  /** When the state last changed between up and not up (ms since the epoch). */
+  since: number;
+  rttMs: number | null;
+  queuedBytes: number;
+  incarnation: number | null;
+  version: number | null;
+}
+
+class Peer {
+  link: Link | undefined;
+  readonly candidates = new Set<Link>();
+  since = Date.now();
+  failures = 0;
+  lastFailure = "";
+  retry: ReturnType<typeof setTimeout> | undefined;
+  constructor(readonly node: string, readonly host: string, readonly port: number) {}
+
+  get address(): string {
+    return this.host.includes(":") ? `[${this.host}]:${this.port}` : `${this.host}:${this.port}`;
+  }
+}
+
+/** Two versions talk when they are at most one apart, in the older one's protocol. */
+export function negotiate(mine: number, theirs: number): number | undefined {
+  return Math.abs(mine - theirs) <= 1 ? Math.min(mine, theirs) : undefined;
+}
+
+/** Start time in ms, then 11 random bits: unique per start and ordered by start time. */
+function newIncarnation(): number {
+  return Date.now() * 2048 + Math.floor(Math.random() * 2048);
+}
+
+export class Mesh implements LinkOwner {
+  readonly incarnation = newIncarnation();
+  readonly version: number;
+  #peers = new Map<string, Peer>();
+  #limits: LinkLimits;
+  #server: tls.Server | undefined;
+  #sockets = new Set<net.Socket>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #stopped = false;
+  #helloJson: string;
+
+  constructor(readonly options: MeshOptions, readonly events: MeshEvents) {
+    this.version = options.version ?? PROTOCOL_VERSION;
+    for (const p of options.peers) {
+      if (p.node !== options.node) this.#peers.set(p.node, new Peer(p.node, p.host, p.port));
+    }
+    this.#limits = {
+      maxFrame: options.maxFrame ?? MAX_FRAME_BYTES,
+      maxQueued: options.maxQueued ?? 64 << 20,
+    };
+    this.#helloJson = JSON.stringify(
+      {
+        version: this.version,
+        node: options.node,
+        incarnation: this.incarnation,
+      } satisfies Hello,
+    );
+  }
+
+  /** Listens, then dials every peer. Resolves with the address listened on. */
+  async start(): Promise<{ host: string; port: number }> {
+    const server = tls.createServer({
+      ...serverOptions(this.options.tls),
+      handshakeTimeout: this.options.deadAfterMs,
+    }, (socket) => this.#accept(socket));
+    this.#server = server;
+    server.on("connection", (s: net.Socket) => {
+      this.#sockets.add(s);
+      s.on("close", () => this.#sockets.delete(s));
+    });
+    server.on("tlsClientError", (e: Error, socket: tls.TLSSocket) => {
+      // Deno's TLSSocket forgets the address when the handshake fails; the TCP socket knows it.
+      const tcp = (socket as { _parent?: net.Socket })._parent ?? socket;
+      log.warn("refused a connection from {address}: {reason}", {
+        address: `${tcp.remoteAddress}:${tcp.remotePort}`,
+        reason: handshakeFailure(e, socket),
+      });
+    });
+    const { host, port } = this.options.listen;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    server.on("error", (e) => log.error("cluster listener error: {error}", { error: e.message }));
+    const bound = server.address() as net.AddressInfo;
+    log.info("node {node} (incarnation {incarnation}) listening for peers on {host}:{port}", {
+      node: this.options.node,
+      incarnation: this.incarnation,
+      host: bound.address,
+      port: bound.port,
+    });
+    const tick = Math.max(10, Math.min(this.options.heartbeatMs, this.options.deadAfterMs) / 4);
+    this.#timer = setInterval(this.#tick, tick);
+    for (const peer of this.#peers.values()) this.#dial(peer);
+    return { host: bound.address, port: bound.port };
+  }
+
+  /** Queues a frame (type ≥ FIRST_APP_TYPE) for `peer`; false when there is no link to it. */
+  send(peer: string, type: number, payload: Uint8Array | string): boolean {
+    const link = this.#peers.get(peer)?.link;
+    return link !== undefined && link.send(type, payload);
+  }
+
+  status(): PeerStatus[] {
+    return [...this.#peers.values()].map((p) => ({
+      node: p.node,
+      address: p.address,
+      state: p.link ? "up" : p.candidates.size ? "connecting" : "down",
+      since: p.since,
+      rttMs: p.link && !Number.isNaN(p.link.rtt) ? p.link.rtt : null,
+      queuedBytes: p.link?.queuedBytes ?? 0,
+      incarnation: p.link?.incarnation ?? null,
+      version: p.link?.version ?? null,
+    }));
+  }
+
+  /** Closes every link and the listener; no events are reported from here on. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    for (const peer of this.#peers.values()) {
+      clearTimeout(peer.retry);
+      peer.link?.close("this node stops");
+      for (const c of peer.candidates) c.close("this node stops");
+    }
+    for (const s of this.#sockets) s.destroy();
+    if (this.#server) await new Promise((resolve) => this.#server!.close(resolve));
+  }
+
+  #accept(socket: tls.TLSSocket): void {
+    const address = `${socket.remoteAddress}:${socket.remotePort}`;
+    const name = certNodeName(socket.getPeerCertificate());
+    const peer = name === undefined ? undefined : this.#peers.get(name);
+    if (this.#stopped || !peer) {
+      if (!this.#stopped) {
+        log.warn("refused a connection from {address}: its certificate names {name}, {why}", {
+          address,
+          name: name ?? "no node",
+          why: "which is not a peer of this node",
+        });
+      }
+      socket.destroy();
+      return;
+    }
+    const link = new Link(socket, peer.node, false, this, this.#limits);
+    peer.candidates.add(link);
+    link.send(HELLO, this.#helloJson);
+  }
+
+  #dial(peer: Peer): void {
+    clearTimeout(peer.retry);
+    peer.retry = undefined;
+    if (this.#stopped || peer.link || [...peer.candidates].some((c) => c.dialed)) return;
+    const socket = tls.connect({
+      host: peer.host,
+      port: peer.port,
+      ...clientOptions(this.options.tls, peer.node, peer.address),
+    });
+    const link = new Link(socket, peer.node, true, this, this.#limits);
+    peer.candidates.add(link);
+    socket.once("secureConnect", () => link.send(HELLO, this.#helloJson));
+  }
+
+  #retry(peer: Peer): void {
+    if (this.#stopped || peer.link || peer.retry !== undefined) return;
+    const { minMs, maxMs } = this.options.backoff ?? { minMs: 100, maxMs: 2000 };
+    const ceiling = Math.min(maxMs, minMs * 2 ** Math.min(peer.failures++, 20));
+    peer.retry = setTimeout(() => this.#dial(peer), ceiling / 2 + Math.random() * ceiling / 2);
+  }
+
+  hello(link: Link, hello: Hello): void {
+    const version = negotiate(this.version, hello.version);
+    if (version === undefined) {
+      log.warn("refused {peer}: it speaks protocol version {theirs}, this node {mine} ({range})", {
+        peer: link.peer,
+        theirs: hello.version,
+        mine: this.version,
+        range: `it talks to versions ${this.version - 1} to ${this.version + 1}`,
+      });
+      return link.close("incompatible protocol version");
+    }
+    if (hello.node !== link.peer) {
+      log.warn("refused a connection: its certificate names {peer} but its hello claims {claim}", {
+        peer: link.peer,
+        claim: hello.node,
+      });
+      return link.close("the hello names another node");
+    }
+    link.version = version;
+    link.incarnation = hello.incarnation;
+    if (this.options.node > link.peer) return; // the peer decides; wait for its ACCEPT
+    const current = this.#peers.get(link.peer)!.link;
+    if (current && current.incarnation === hello.incarnation) {
+      return link.close("a duplicate of the current link");
+    }
+    link.send(ACCEPT, "");
+    this.#up(link);
+  }
+
+  accepted(link: Link): void {
+    if (this.options.node < link.peer) return link.close("malformed input: ACCEPT from the peer");
+    this.#up(link);
+  }
+
+  message(link: Link, type: number, payload: Uint8Array): void {
+    this.events.message(link.peer, type, payload);
+  }
+
+  #up(link: Link): void {
+    const peer = this.#peers.get(link.peer)!;
+    const old = peer.link;
+    peer.candidates.delete(link);
+    const others = [...peer.candidates];
+    peer.candidates.clear();
+    link.state = "up";
+    link.lastHeard = performance.now();
+    peer.link = link;
+    peer.failures = 0;
+    peer.lastFailure = "";
+    clearTimeout(peer.retry);
+    peer.retry = undefined;
+    for (const c of others) c.close("another connection became the link");
+    if (old) {
+      old.close("replaced by a new link");
+      this.#down(peer, "replaced by a new link");
+    }
+    peer.since = Date.now();
+    log.info("link to {peer} up ({direction}, protocol {version}, incarnation {incarnation})", {
+      peer: peer.node,
+      direction: link.dialed ? "dialled" : "accepted",
+      version: link.version,
+      incarnation: link.incarnation,
+    });
+    this.events.up(peer.node, link.incarnation);
+  }
+
+  #down(peer: Peer, reason: string): void {
+    peer.since = Date.now();
+    log.info("link to {peer} down: {reason}", { peer: peer.node, reason });
+    this.events.down(peer.node);
+  }
+
+  closed(link: Link, reason: string): void {
+    if (this.#stopped) return;
+    const peer = this.#peers.get(link.peer)!;
+    if (peer.link === link) {
+      peer.link = undefined;
+      this.#down(peer, reason);
+    } else if (!peer.candidates.delete(link)) {
+      return; // superseded or replaced by the link in place
+    } else if (link.dialed) {
+      // Failing again the same way (a node that stays down) is routine: said once, then at debug.
+      const level = reason === peer.lastFailure ? "debug" : "info";
+      peer.lastFailure = reason;
+      log[level]("no link to {peer} at {address}: {reason}", {
+        peer: peer.node,
+        address: peer.address,
+        reason,
+      });
+    }
+    this.#retry(peer);
+  }
+
+  #tick = (): void => {
+    const now = performance.now();
+    const { heartbeatMs, deadAfterMs } = this.options;
+    for (const peer of this.#peers.values()) {
+      for (const c of peer.candidates) {
+        if (now - c.opened > deadAfterMs) c.close("the handshake timed out");
+      }
+      const link = peer.link;
+      if (!link) continue;
+      if (link.heard) {
+        link.heard = false;
+        link.lastHeard = now;
+      } else if (now - link.lastHeard > deadAfterMs) {
+        link.close(`silent for ${Math.round(now - link.lastHeard)} ms: declared dead`);
+        continue;
+      }
+      if (now - link.lastPing >= heartbeatMs) link.ping(now);
+    }
+  };
+}
