@@ -90,7 +90,7 @@ async function main(args: string[]): Promise<number> {
       return await roomsCommand(await config(values.config), values.json ?? false);
     case "user":
       if (!["add", "passwd", "del", "list"].includes(sub ?? "")) break;
-      return await userCommand(await config(values.config), sub, arg, values.password);
+      return await userCommand(await config(values.config, values.node), sub, arg, values.password);
   }
   console.error(USAGE);
   return 2;

@@ -10,7 +10,7 @@ import { XmlStream } from "../stream/xml_stream.ts";
 import type { Host } from "../core/host.ts";
 import type { ServerContext } from "../core/context.ts";
 import type { ListenerConfig } from "../config/schema.ts";
-import type { LocalSession } from "../router/sessions.ts";
+import { isLocal, type LocalSession } from "../router/sessions.ts";
 import type { TlsContexts } from "../tls/certificates.ts";
 import { errorReply, iqResult } from "../router/stanza_error.ts";
 import { offeredMechanisms } from "../sasl/mechanisms.ts";
@@ -32,6 +32,8 @@ export interface C2SDeps {
 export class C2SSession extends XmlStream implements LocalSession {
   host: Host | undefined;
   jid!: Jid;
+  readonly node = null;
+  boundAt = 0;
   user: string | undefined;
   available = false;
   priority = 0;
@@ -258,11 +260,13 @@ export class C2SSession extends XmlStream implements LocalSession {
     }
     const host = this.host!;
     this.jid = new Jid(this.user!, host.domain, resource);
+    this.boundAt = Date.now();
     this.#state = "bound";
     const old = this.deps.ctx.sessions.add(this);
     if (old) {
       host.events.fire("session/replaced", { old, by: this });
-      old.replace();
+      // One on another node is closed there, when its node hears of this bind.
+      if (isLocal(old)) old.replace();
     }
     this.send(
       iqResult(iq, x("bind", { xmlns: NS.bind }, x("jid", {}, this.jid.full))).setAttr(

@@ -1,5 +1,6 @@
-// `parley user add|passwd|del|list`: account administration straight on the store. SQLite in WAL
-// mode lets this run while the server is up; the server reads credentials at each login.
+// `parley user add|passwd|del|list`: account administration straight on the store, whether or not
+// the server (or any node of a cluster sharing a PostgreSQL store) runs: SQLite in WAL mode lets
+// this run while the server is up, and the server reads credentials at each login.
 import type { Config } from "../config/schema.ts";
 import { parseJid } from "../jid/jid.ts";
 import { openStore } from "../storage/open.ts";
@@ -12,7 +13,7 @@ export async function userCommand(
   target: string | undefined,
   password: string | undefined,
 ): Promise<number> {
-  const store = openStore(config);
+  const store = await openStore(config);
   try {
     if (action === "list") {
       const domains = target ? [target] : config.hosts.map((h) => h.domain);

@@ -47,7 +47,7 @@ function nodeAt(root: Node | undefined, path: (string | number)[]): Node | undef
  * `nodeOverride` (`parley serve --node`), defaults `listen` to the node's own peer address,
  * replaces `{node}` and `{node_host}` in every string of the configuration, and reports a
  * missing or unknown node name, a peer list without this node, duplicate names or addresses,
- * bad durations and certificate files that do not exist.
+ * bad durations, certificate files that do not exist and a store local to one node.
  */
 export function checkCluster(
   cfg: Config,
@@ -61,6 +61,15 @@ export function checkCluster(
   if (!cluster) {
     substitute(cfg, [], (path) => at(path, "{node} needs a cluster section"));
     return;
+  }
+  // Every node must read what the others wrote: a node-local store cannot serve a cluster.
+  if (cfg.storage.type !== "postgres") {
+    const type = nodeAt(root, ["storage", "type"]);
+    report(
+      type === root ? nodeAt(root, ["cluster"]) : type,
+      "storage.type",
+      `${cfg.storage.type} is local to one node: a cluster needs a shared store (type: postgres)`,
+    );
   }
   const node = nodeOverride ?? cluster.node;
   if (node === undefined) return at(["cluster", "node"], "is required (or give --node)");

@@ -7,6 +7,7 @@ import type { Jid } from "../jid/jid.ts";
 import type { DomainHandler, Router } from "../router/router.ts";
 import type { ComponentConfig } from "../config/schema.ts";
 import { balanceKey, pick } from "./balance.ts";
+import { HandshakeDelays } from "./handshake_delay.ts";
 
 export interface ComponentInstance {
   /** Stable, cluster-wide unique id (node name and connection id). */
@@ -21,6 +22,8 @@ export interface ComponentInstance {
 
 export class ComponentPool implements DomainHandler {
   readonly instances = new Map<string, ComponentInstance>();
+  /** Wrong secrets for this domain, per source address. */
+  readonly handshakeDelays = new HandshakeDelays();
 
   constructor(
     readonly config: ComponentConfig,

@@ -34,6 +34,8 @@ export class ComponentStream extends XmlStream implements ComponentInstance {
   pool: ComponentPool | undefined;
   #streamId = "";
   #authenticated = false;
+  /** A wrong secret waiting out its delay before not-authorized. */
+  #refusal: ReturnType<typeof setTimeout> | undefined;
   #pending: Pending[] = [];
   #flushQueued = false;
 
@@ -45,9 +47,10 @@ export class ComponentStream extends XmlStream implements ComponentInstance {
       {
         maxStanzaSize: l.max_stanza_size,
         maxDepth: l.max_depth,
-        // Components carry many users' traffic: no per-connection rate limit.
-        rateBytesPerSecond: Number.MAX_SAFE_INTEGER,
-        rateBurstBytes: Number.MAX_SAFE_INTEGER,
+        // Components carry many users' traffic: a higher rate than a client's, and a small
+        // burst, so that a flood is parsed in slices between which other connections run.
+        rateBytesPerSecond: l.component_rate_bytes_per_second,
+        rateBurstBytes: l.component_rate_burst_bytes,
         maxOutboundBuffer: l.max_outbound_buffer,
       },
       log,
@@ -71,6 +74,7 @@ export class ComponentStream extends XmlStream implements ComponentInstance {
   }
 
   stanza(el: Element): void {
+    if (this.#refusal !== undefined) return; // closing: the answer is not-authorized
     if (!this.#authenticated) return this.#handshake(el);
     if (!STANZAS.has(el.name)) return this.error("unsupported-stanza-type", `<${el.name}/>`);
     // Some components label stanzas jabber:client; that is the same thing here.
@@ -99,11 +103,15 @@ export class ComponentStream extends XmlStream implements ComponentInstance {
     );
     const given = Buffer.from(el.text().trim().toLowerCase());
     if (given.length !== expected.length || !timingSafeEqual(given, Buffer.from(expected))) {
-      log.info("component handshake failed for {domain} from {remote}", {
+      const base = this.deps.ctx.config.timeouts.auth_failure_delay_ms;
+      const delay = this.pool.handshakeDelays.failed(this.remote, base);
+      log.info("component handshake failed for {domain} from {remote}: answered in {delay} ms", {
         domain: this.pool.domain,
         remote: this.remote,
+        delay,
       });
-      return this.error("not-authorized", "wrong secret");
+      this.#refusal = setTimeout(() => this.error("not-authorized", "wrong secret"), delay);
+      return;
     }
     this.#authenticated = true;
     this.send("<handshake/>");
@@ -144,6 +152,7 @@ export class ComponentStream extends XmlStream implements ComponentInstance {
 
   protected closedHook(): void {
     log.info("component connection {id} closed", { id: this.id });
+    clearTimeout(this.#refusal);
     this.pool?.remove(this);
     const left = this.#pending;
     this.#pending = [];

@@ -154,6 +154,12 @@ function crossCheck(cfg: Config, root: Node, v: Validator): void {
     seen.add(prepped);
     return prepped;
   };
+  const storage = child(root, "storage");
+  if (cfg.storage.type === "postgres" && cfg.storage.url === undefined) {
+    v.at(storage, "storage.url", "is required when type is postgres");
+  } else if (cfg.storage.url !== undefined && !/^postgres(?:ql)?:\/\//.test(cfg.storage.url)) {
+    v.at(child(storage, "url"), "storage.url", "expected postgres://user@host/database");
+  }
   const hostsNode = child(root, "hosts");
   cfg.hosts.forEach((host, i) => {
     host.domain = claim(host.domain, item(hostsNode, i), `hosts[${i}].domain`, "is listed twice");

@@ -36,6 +36,9 @@ export const BALANCE_MODES = [
   "random",
 ] as const;
 
+/** Storage backends: node-local (sqlite) or shared by a cluster (postgres). */
+export const STORAGE_TYPES = ["sqlite", "postgres"] as const;
+
 /** Who may create MUC rooms: users of this server's hosts, anyone, or the service admins. */
 export const ROOM_CREATORS = ["local", "anyone", "admins"] as const;
 
@@ -113,8 +116,10 @@ export const CONFIG_SPEC: Spec = obj({
     }),
   },
   storage: obj({
-    type: str("sqlite", { enum: ["sqlite"] }),
+    type: str("sqlite", { enum: STORAGE_TYPES }),
     path: { kind: "string", optional: true },
+    url: { kind: "string", optional: true },
+    pool: int(10, 1, 1000),
   }),
   auth: obj({
     // At most 1,000,000: above OWASP's 600,000 for PBKDF2-HMAC-SHA-256, while one PLAIN login or
@@ -131,6 +136,8 @@ export const CONFIG_SPEC: Spec = obj({
     connections_per_ip: int(100, 1, 1_000_000),
     rate_bytes_per_second: int(262_144, 1024, 1 << 30),
     rate_burst_bytes: int(1_048_576, 1024, 1 << 30),
+    component_rate_bytes_per_second: int(4_194_304, 65_536, 1 << 30),
+    component_rate_burst_bytes: int(65_536, 4096, 1 << 30),
     max_offline_messages: int(1000, 0, 1_000_000),
     max_outbound_buffer: int(4_194_304, 65_536, 1 << 30),
     max_directed_presences: int(1000, 1, 1_000_000),
@@ -232,7 +239,16 @@ export interface Config {
   log: { level: "debug" | "info" | "warning" | "error" };
   hosts: HostConfig[];
   listeners: ListenerConfig[];
-  storage: { type: "sqlite"; path?: string };
+  storage: {
+    /** sqlite: one node's own file; postgres: a database shared by every node of a cluster. */
+    type: (typeof STORAGE_TYPES)[number];
+    /** SQLite file; defaults to <data_dir>/parley.db. */
+    path?: string;
+    /** PostgreSQL connection URL (required for postgres). */
+    url?: string;
+    /** Most PostgreSQL connections this node opens. */
+    pool: number;
+  };
   auth: {
     scram_iterations: number;
     /** Failed authentications per address (IPv6: /64) and per account per failure_period (s). */
@@ -246,6 +262,9 @@ export interface Config {
     connections_per_ip: number;
     rate_bytes_per_second: number;
     rate_burst_bytes: number;
+    /** Input rate of one external component connection (many users' traffic), and its burst. */
+    component_rate_bytes_per_second: number;
+    component_rate_burst_bytes: number;
     max_offline_messages: number;
     max_outbound_buffer: number;
     /** Entities one session may send directed presence to (MUC rooms included). */

@@ -6,6 +6,7 @@ import type { Store } from "../storage/store.ts";
 import type { SerialQueues } from "./serial.ts";
 import type { AuthThrottle } from "../sasl/throttle.ts";
 import type { DescriptorBudget } from "../stream/descriptor_budget.ts";
+import type { SharedCaches } from "./caches.ts";
 
 export interface ServerContext {
   readonly config: Config;
@@ -20,4 +21,6 @@ export interface ServerContext {
   readonly authThrottle: AuthThrottle;
   /** Connections on every listener (XMPP and the proxy) against the descriptor limit. */
   readonly descriptors: DescriptorBudget;
+  /** Per-node caches of stored data, invalidated on every node before a write is answered. */
+  readonly caches: SharedCaches;
 }

@@ -12,8 +12,13 @@ export function failureOptions(e: unknown): ErrorOptions {
   return e instanceof StoreBusyError ? { type: "wait", text: "storage is busy, retry later" } : {};
 }
 
+/**
+ * A busy or unreachable store is an expected condition during an outage, when every request hits
+ * it: a warning with its message. Anything else is a bug or a broken store: an error with its stack.
+ */
 export function logFailure(what: string, e: unknown): void {
-  log.error("{what} failed: {error}", { what, error: String((e as Error)?.stack ?? e) });
+  if (e instanceof StoreBusyError) log.warn("{what} failed: {error}", { what, error: e.message });
+  else log.error("{what} failed: {error}", { what, error: String((e as Error)?.stack ?? e) });
 }
 
 /**

@@ -5,7 +5,7 @@ import type { Element } from "../xml/element.ts";
 import { Jid } from "../jid/jid.ts";
 import type { HostConfig } from "../config/schema.ts";
 import type { DomainHandler } from "../router/router.ts";
-import type { LocalSession } from "../router/sessions.ts";
+import type { LocalSession, Session } from "../router/sessions.ts";
 import { Hooks } from "./hooks.ts";
 import { type DiscoIdentity, type IqHandler, IqHandlers } from "./iq.ts";
 import type { ServerContext } from "./context.ts";
@@ -48,10 +48,11 @@ export type HostEvents = {
   "stanza/out": OutboundEvent;
   "session/bound": LocalSession;
   /**
-   * A session bound the full JID of an older one (a client reconnecting): `old` leaves silently,
-   * so what its contacts and rooms know of that address carries over to `by`.
+   * A session bound the full JID of an older one (a client reconnecting), perhaps on another
+   * node: `old` leaves silently, so what its contacts and rooms know of that address carries over
+   * to `by`.
    */
-  "session/replaced": { old: LocalSession; by: LocalSession };
+  "session/replaced": { old: Session; by: LocalSession };
   /** Initial presence sent (the session became an available resource). */
   "session/available": LocalSession;
   /** A bound session ended (never fired for a replaced one). */

@@ -1,6 +1,8 @@
 // Runs async tasks one after another per key (an account), so storage-backed handling of one
 // account's stanzas (roster changes, subscriptions, offline storage) keeps their order. A failed
-// task never stops the queue: the tasks after it still run.
+// task never stops the queue: the tasks after it still run. The order holds on this node only:
+// nodes sharing a store run their tasks for one account at the same time, so correctness never
+// rests on these queues: every read-modify-write is one atomic store operation (store.ts).
 import { logger } from "../log/logger.ts";
 
 const log = logger("core");

@@ -1,7 +1,8 @@
 // Delivery to local accounts by stanza kind and address (RFC 6121 §8.5): full JIDs to their
-// session, bare JIDs to the highest-priority available resources, with offline storage behind.
+// session, bare JIDs to the highest-priority available resources (on any node of a cluster),
+// with offline storage behind.
 import type { Host, Module, StanzaEvent } from "../core/host.ts";
-import type { LocalSession, SessionRegistry } from "../router/sessions.ts";
+import type { Session, SessionRegistry } from "../router/sessions.ts";
 import { Element } from "../xml/element.ts";
 
 const SUBSCRIPTION_TYPES = new Set(["subscribe", "subscribed", "unsubscribe", "unsubscribed"]);
@@ -11,16 +12,16 @@ export function isSubscription(presence: Element): boolean {
 }
 
 /** Available resources of an account with non-negative priority. */
-export function availableResources(sessions: SessionRegistry, bare: string): LocalSession[] {
-  const out: LocalSession[] = [];
+export function availableResources(sessions: SessionRegistry, bare: string): Session[] {
+  const out: Session[] = [];
   for (const s of sessions.resources(bare)) if (s.available && s.priority >= 0) out.push(s);
   return out;
 }
 
 /** The resources a chat/normal message to a bare JID goes to: those of highest priority. */
-export function messageTargets(sessions: SessionRegistry, bare: string): LocalSession[] {
+export function messageTargets(sessions: SessionRegistry, bare: string): Session[] {
   let best = -1;
-  let out: LocalSession[] = [];
+  let out: Session[] = [];
   for (const s of sessions.resources(bare)) {
     if (!s.available || s.priority < 0 || s.priority < best) continue;
     if (s.priority > best) {
@@ -47,7 +48,7 @@ export function deliverToBare(host: Host, ev: StanzaEvent): void {
     ? availableResources(sessions, to.bare)
     : messageTargets(sessions, to.bare);
   if (targets.length) {
-    for (const s of targets) s.deliver(stanza);
+    for (const s of targets) sessions.deliver(s, stanza);
     return;
   }
   if (type === "headline") return;
@@ -67,7 +68,7 @@ export const deliveryModule: Module = {
     host.events.on("message/full", (ev) => {
       const session = sessions.get(ev.to);
       if (session) {
-        session.deliver(ev.stanza);
+        sessions.deliver(session, ev.stanza);
         return true;
       }
       const type = ev.stanza.attrs.type ?? "normal";
@@ -79,12 +80,13 @@ export const deliveryModule: Module = {
       if (isSubscription(ev.stanza)) {
         return host.events.fire("presence/bare", { ...ev, to: ev.to.toBare() });
       }
-      sessions.get(ev.to)?.deliver(ev.stanza);
+      const session = sessions.get(ev.to);
+      if (session) sessions.deliver(session, ev.stanza);
       return true;
     });
     host.events.on("iq/full", (ev) => {
       const session = sessions.get(ev.to);
-      if (session) session.deliver(ev.stanza);
+      if (session) sessions.deliver(session, ev.stanza);
       else router.bounce(ev.stanza, "service-unavailable");
       return true;
     });

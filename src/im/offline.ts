@@ -8,9 +8,9 @@ import type { Module } from "../core/host.ts";
 import { type Element, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
 import { parseStanza } from "../xml/parse_string.ts";
-import { logger } from "../log/logger.ts";
+import { LRUCache } from "lru-cache";
+import { answerFailure } from "../core/failure.ts";
 
-const log = logger("offline");
 /** How long a refusal is trusted without asking the store again. */
 const FULL_FOR_MS = 10_000;
 /** Accounts remembered as full at once; beyond it the oldest are asked about again. */
@@ -34,31 +34,27 @@ function storable(msg: Element): boolean {
  * refused by the store.
  */
 export class FullStores {
-  #until = new Map<string, number>();
+  #marks: LRUCache<string, true>;
   /** Takes queued and not yet finished, per account. */
   #taking = new Map<string, number>();
 
-  constructor(readonly ttlMs = FULL_FOR_MS, readonly max = MAX_FULL) {}
+  constructor(ttlMs = FULL_FOR_MS, max = MAX_FULL, now = () => performance.now()) {
+    // No timers: an expired mark goes when looked up or evicted.
+    this.#marks = new LRUCache({ max, ttl: ttlMs, ttlResolution: 0, perf: { now } });
+  }
 
-  has(bare: string, now = Date.now()): boolean {
-    const until = this.#until.get(bare);
-    if (until === undefined) return false;
-    if (until > now) return true;
-    this.#until.delete(bare);
-    return false;
+  has(bare: string): boolean {
+    return this.#marks.has(bare);
   }
 
   /** The store refused a message for `bare`. */
-  refused(bare: string, now = Date.now()): void {
-    if (this.#taking.has(bare)) return;
-    this.#until.delete(bare); // re-inserted last: the map's order is the expiry order
-    this.#until.set(bare, now + this.ttlMs);
-    if (this.#until.size > this.max) this.#until.delete(this.#until.keys().next().value!);
+  refused(bare: string): void {
+    if (!this.#taking.has(bare)) this.#marks.set(bare, true);
   }
 
   /** The store has room again (the account was removed). */
   forget(bare: string): void {
-    this.#until.delete(bare);
+    this.#marks.delete(bare);
   }
 
   /** A take is queued: the store will have room. */
@@ -71,11 +67,6 @@ export class FullStores {
     const n = this.#taking.get(bare)! - 1;
     if (n > 0) this.#taking.set(bare, n);
     else this.#taking.delete(bare);
-  }
-
-  /** Accounts remembered (bounded by `max`). */
-  get size(): number {
-    return this.#until.size;
   }
 }
 
@@ -108,13 +99,13 @@ export const offlineModule: Module = {
           full.refused(bare);
           refuse(stanza);
         }
-      }).catch((e) => {
-        log.error("storing an offline message for {bare} failed: {error}", {
-          bare,
-          error: String(e?.stack ?? e),
-        });
-        router.bounce(stanza, "internal-server-error");
-      });
+      }).catch(
+        answerFailure(
+          stanza,
+          `storing an offline message for ${bare}`,
+          (reply) => router.sendFrom(reply),
+        ),
+      );
       return true;
     });
     host.events.on("session/available", (session) => {

@@ -2,7 +2,7 @@
 // unavailable broadcast on logout or a dropped connection, and answers to probes. A session that
 // replaces another with the same full JID takes over what contacts and rooms were told.
 import type { Host, Module, OutboundEvent, StanzaEvent } from "../core/host.ts";
-import type { LocalSession } from "../router/sessions.ts";
+import { isLocal, type LocalSession, type Session } from "../router/sessions.ts";
 import { errorReply } from "../router/stanza_error.ts";
 import { answerFailure } from "../core/failure.ts";
 import { type Element, x } from "../xml/element.ts";
@@ -18,7 +18,7 @@ function priorityOf(p: Element): number {
 }
 
 /** Sends `presence` to every contact subscribed to the user and to the user's other resources. */
-async function broadcast(host: Host, session: LocalSession, presence: Element, probe: boolean) {
+async function broadcast(host: Host, session: Session, presence: Element, probe: boolean) {
   const { store, router, sessions } = host.server;
   const { local, domain, bare } = session.jid;
   const roster = await store.getRoster(local, domain);
@@ -30,20 +30,25 @@ async function broadcast(host: Host, session: LocalSession, presence: Element, p
   }
   for (const other of sessions.resources(bare)) {
     if (other === session || !other.available) continue;
-    other.deliver(readdressed(presence, other.jid.full));
+    sessions.deliver(other, readdressed(presence, other.jid.full));
     // A newly available resource learns about the account's other resources (§4.2.2).
-    if (probe && other.presence) session.deliver(readdressed(other.presence, session.jid.full));
+    if (probe && other.presence) {
+      sessions.deliver(session, readdressed(other.presence, session.jid.full));
+    }
   }
 }
 
 /**
  * Tells contacts, the account's other resources and every entity that got directed presence that
- * the session is gone. Runs on the account's serial queue (it reads the roster).
+ * the session is gone. Runs on the account's serial queue (it reads the roster). For a session on
+ * another node, only contacts and resources are told: the rest is known to its own node.
  */
-export function goUnavailable(host: Host, session: LocalSession, presence: Element): Promise<void> {
+export function goUnavailable(host: Host, session: Session, presence: Element): Promise<void> {
+  if (!isLocal(session)) return broadcast(host, session, presence, false);
   session.available = false;
   session.announced = false;
   session.presence = null;
+  host.server.sessions.changed(session);
   const directed = [...session.directed];
   session.directed.clear();
   return broadcast(host, session, presence, false).then(() => {
@@ -59,7 +64,7 @@ function outbound(host: Host, session: LocalSession, stanza: Element): void {
   const failed = answerFailure(
     stanza,
     `presence of ${session.jid.full}`,
-    (r) => session.deliver(r),
+    (r) => host.server.sessions.deliver(session, r),
   );
   if (type === undefined) {
     const initial = !session.available;
@@ -67,6 +72,7 @@ function outbound(host: Host, session: LocalSession, stanza: Element): void {
     session.presence = stanza;
     session.available = true;
     session.announced = true;
+    host.server.sessions.changed(session);
     serial.call(bare, () => broadcast(host, session, stanza, initial)).catch(failed);
     if (initial) host.events.fire("session/available", session);
   } else if (type === "unavailable" && session.announced) {
@@ -94,7 +100,7 @@ function directed(host: Host, ev: OutboundEvent): boolean {
   const reply = errorReply(stanza, "policy-violation", {
     text: `directed presence to more than ${max} entities`,
   });
-  if (reply) session.deliver(reply);
+  if (reply) host.server.sessions.deliver(session, reply);
   return true;
 }
 
@@ -124,17 +130,23 @@ export const presenceModule: Module = {
       if (type === "probe") {
         serial.run(ev.to.bare, () => probe(host, ev));
       } else if (type === undefined || type === "unavailable") {
-        for (const s of sessions.resources(ev.to.bare)) if (s.available) s.deliver(ev.stanza);
+        for (const s of sessions.resources(ev.to.bare)) {
+          if (s.available) sessions.deliver(s, ev.stanza);
+        }
       }
       return true;
     });
     // A client reconnecting with the same resource: to contacts and rooms nothing happened, so
-    // the new session owes them the unavailable presence the old one would have sent.
+    // the new session owes them the unavailable presence the old one would have sent. (What an
+    // old session on another node sent as directed presence stays there.)
     host.events.on("session/replaced", ({ old, by }) => {
-      for (const to of old.directed) by.directed.add(to);
-      by.announced ||= old.announced;
-      old.directed.clear();
-      old.available = old.announced = false;
+      by.announced ||= isLocal(old) ? old.announced : old.available;
+      if (isLocal(old)) {
+        for (const to of old.directed) by.directed.add(to);
+        old.directed.clear();
+        old.announced = false;
+      }
+      old.available = false;
     });
     host.events.on("session/closed", (session) => {
       const gone = x("presence", { from: session.jid.full, type: "unavailable" });

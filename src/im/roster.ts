@@ -30,9 +30,11 @@ export function pushRoster(
   item: RosterItem | { jid: string; remove: true },
   version: number,
 ): void {
-  for (const s of host.server.sessions.resources(bare)) {
+  const sessions = host.server.sessions;
+  for (const s of sessions.resources(bare)) {
     if (!s.rosterRequested) continue;
-    s.deliver(
+    sessions.deliver(
+      s,
       x(
         "iq",
         { to: s.jid.full, type: "set", id: "push" + (++pushCounter).toString(36) },
@@ -45,7 +47,10 @@ let pushCounter = 0;
 
 async function get(host: Host, iq: IqRequest): Promise<void> {
   const session = host.server.sessions.get(iq.from);
-  if (session) session.rosterRequested = true;
+  if (session && !session.rosterRequested) {
+    session.rosterRequested = true;
+    host.server.sessions.changed(session);
+  }
   const roster = await host.server.store.getRoster(iq.from.local, iq.from.domain);
   const ver = String(roster.version);
   if (iq.payload.attrs.ver === ver) return iq.reply(); // unchanged: the client's copy is current
@@ -65,12 +70,13 @@ async function set(host: Host, iq: IqRequest): Promise<void> {
   const { local, domain, bare } = iq.from;
   const jid = contact.bare;
   if (el.attrs.subscription === "remove") {
-    const old = await store.getRosterItem(local, domain, jid);
     const hadPendingIn = await store.removePendingIn(local, domain, jid);
-    if (!old) return hadPendingIn ? iq.reply() : iq.error("item-not-found");
-    const version = await store.deleteRosterItem(local, domain, jid);
+    // The item as it was when removed (another node may change it meanwhile) says what to cancel.
+    const removed = await store.deleteRosterItem(local, domain, jid);
+    if (!removed) return hadPendingIn ? iq.reply() : iq.error("item-not-found");
+    const old = removed.item;
     iq.reply();
-    pushRoster(host, bare, { jid, remove: true }, version!);
+    pushRoster(host, bare, { jid, remove: true }, removed.version);
     const send = (type: string) => router.sendFrom(x("presence", { from: bare, to: jid, type }));
     if (old.subscription === "to" || old.subscription === "both" || old.ask) send("unsubscribe");
     if (old.subscription === "from" || old.subscription === "both" || hadPendingIn) {
@@ -85,15 +91,14 @@ async function set(host: Host, iq: IqRequest): Promise<void> {
   if (groups.some((g) => g === "" || g.length > MAX_TEXT)) return iq.error("not-acceptable");
   const name = el.attrs.name || undefined;
   if (name && name.length > MAX_TEXT) return iq.error("not-acceptable");
-  const old = await store.getRosterItem(local, domain, jid);
-  const item: RosterItem = {
+  // The subscription is kept as stored at the moment of the write (another node may change it).
+  const { item, version } = (await store.updateRosterItem(local, domain, jid, (old) => ({
     jid,
     name,
     groups,
     subscription: old?.subscription ?? "none",
     ask: old?.ask ?? false,
-  };
-  const version = await store.putRosterItem(local, domain, item);
+  })))!;
   iq.reply();
   pushRoster(host, bare, item, version);
 }

@@ -30,38 +30,48 @@ export function sendPresenceOf(host: Host, user: Jid, contact: string, unavailab
   }
 }
 
-/** Stores a changed roster item and pushes it to the user's interested resources. */
-async function save(host: Host, user: Jid, next: RosterItem): Promise<void> {
-  pushRoster(
-    host,
-    user.bare,
-    next,
-    await host.server.store.putRosterItem(user.local, user.domain, next),
-  );
-}
-
-/** Ends the user's subscription to `contact`, or its pending request; false when it had neither. */
-async function cancelTo(host: Host, user: Jid, item: RosterItem | null): Promise<boolean> {
-  if (!item || (!hasTo(item.subscription) && !item.ask)) return false;
-  await save(host, user, {
-    ...item,
-    subscription: make(false, hasFrom(item.subscription)),
-    ask: false,
-  });
-  return true;
-}
-
-/** Ends `contact`'s subscription to the user, or refuses its pending request; false when neither. */
-async function cancelFrom(
+/**
+ * Changes the user's item for `contact` in one atomic store operation (another node may change it
+ * at the same time) and pushes the result to the user's interested resources; false when
+ * `change` left the item as it was (returned null).
+ */
+async function update(
   host: Host,
   user: Jid,
   contact: string,
-  item: RosterItem | null,
+  change: (item: RosterItem | null) => RosterItem | null,
 ): Promise<boolean> {
+  const r = await host.server.store.updateRosterItem(user.local, user.domain, contact, change);
+  if (r) pushRoster(host, user.bare, r.item, r.version);
+  return r !== null;
+}
+
+/** Ends the user's subscription to `contact`, or its pending request; false when it had neither. */
+function cancelTo(host: Host, user: Jid, contact: string): Promise<boolean> {
+  return update(
+    host,
+    user,
+    contact,
+    (item) =>
+      item && (hasTo(item.subscription) || item.ask)
+        ? { ...item, subscription: make(false, hasFrom(item.subscription)), ask: false }
+        : null,
+  );
+}
+
+/** Ends `contact`'s subscription to the user, or refuses its pending request; false when neither. */
+async function cancelFrom(host: Host, user: Jid, contact: string): Promise<boolean> {
   const hadPending = await host.server.store.removePendingIn(user.local, user.domain, contact);
-  if (!item || !hasFrom(item.subscription)) return hadPending;
-  await save(host, user, { ...item, subscription: make(hasTo(item.subscription), false) });
-  return true;
+  const ended = await update(
+    host,
+    user,
+    contact,
+    (item) =>
+      item && hasFrom(item.subscription)
+        ? { ...item, subscription: make(hasTo(item.subscription), false) }
+        : null,
+  );
+  return hadPending || ended;
 }
 
 async function outbound(host: Host, user: Jid, contact: Jid, stanza: Element): Promise<void> {
@@ -69,28 +79,29 @@ async function outbound(host: Host, user: Jid, contact: Jid, stanza: Element): P
   const { store, router } = host.server;
   const { local, domain, bare } = user;
   const cj = contact.bare;
-  const item = await store.getRosterItem(local, domain, cj);
   // Routed from the bare JID (RFC 6121 §3.1.2), keeping what the client put in (a status text).
   const route = () =>
     router.sendFrom(x("presence", { ...stanza.attrs, from: bare, to: cj }, ...stanza.children));
   switch (type) {
-    case "subscribe": {
-      const cur = item ?? blank(cj);
-      if (!hasTo(cur.subscription) && !cur.ask) await save(host, user, { ...cur, ask: true });
+    case "subscribe":
+      await update(host, user, cj, (item) => {
+        const cur = item ?? blank(cj);
+        return !hasTo(cur.subscription) && !cur.ask ? { ...cur, ask: true } : null;
+      });
       return route();
-    }
-    case "subscribed": {
+    case "subscribed":
       if (!await store.removePendingIn(local, domain, cj)) return; // nothing to approve
-      const cur = item ?? blank(cj);
-      await save(host, user, { ...cur, subscription: make(hasTo(cur.subscription), true) });
+      await update(host, user, cj, (item) => {
+        const cur = item ?? blank(cj);
+        return { ...cur, subscription: make(hasTo(cur.subscription), true) };
+      });
       route();
       return sendPresenceOf(host, user, cj, false);
-    }
     case "unsubscribe":
-      await cancelTo(host, user, item);
+      await cancelTo(host, user, cj);
       return route();
     case "unsubscribed":
-      if (!await cancelFrom(host, user, cj, item)) return;
+      if (!await cancelFrom(host, user, cj)) return;
       route();
       return sendPresenceOf(host, user, cj, true);
   }
@@ -104,7 +115,7 @@ async function inbound(host: Host, ev: StanzaEvent): Promise<void> {
   const type = ev.stanza.attrs.type!;
   const stamped = x("presence", { ...ev.stanza.attrs, from, to: bare }, ...ev.stanza.children);
   const toResources = () => {
-    for (const s of sessions.resources(bare)) if (s.available) s.deliver(stamped);
+    for (const s of sessions.resources(bare)) if (s.available) sessions.deliver(s, stamped);
   };
   if (!await store.getCredentials(local, domain)) {
     if (type === "subscribe") {
@@ -112,28 +123,34 @@ async function inbound(host: Host, ev: StanzaEvent): Promise<void> {
     }
     return;
   }
-  const item = await store.getRosterItem(local, domain, from);
   switch (type) {
-    case "subscribe":
+    case "subscribe": {
+      const item = await store.getRosterItem(local, domain, from);
       if (item && hasFrom(item.subscription)) {
         return router.sendFrom(x("presence", { from: bare, to: from, type: "subscribed" }));
       }
       await store.addPendingIn(local, domain, from, stamped.toString());
       return toResources();
-    case "subscribed":
-      if (!item || !item.ask || hasTo(item.subscription)) return;
-      await save(host, user, {
-        ...item,
-        subscription: make(true, hasFrom(item.subscription)),
-        ask: false,
-      });
-      return toResources();
+    }
+    case "subscribed": {
+      const approved = await update(
+        host,
+        user,
+        from,
+        (item) =>
+          item && item.ask && !hasTo(item.subscription)
+            ? { ...item, subscription: make(true, hasFrom(item.subscription)), ask: false }
+            : null,
+      );
+      if (approved) toResources();
+      return;
+    }
     case "unsubscribe":
-      if (!await cancelFrom(host, user, from, item)) return;
+      if (!await cancelFrom(host, user, from)) return;
       toResources();
       return sendPresenceOf(host, user, from, true);
     case "unsubscribed":
-      if (await cancelTo(host, user, item)) toResources();
+      if (await cancelTo(host, user, from)) toResources();
   }
 }
 

@@ -4,7 +4,7 @@
 import type { Config } from "../config/schema.ts";
 import { Router } from "../router/router.ts";
 import { SessionRegistry } from "../router/sessions.ts";
-import type { Store } from "../storage/store.ts";
+import { type Store, StoreBusyError } from "../storage/store.ts";
 import { openStore } from "../storage/open.ts";
 import { TlsContexts } from "../tls/certificates.ts";
 import { StreamListener } from "../stream/listener.ts";
@@ -23,13 +23,14 @@ import { logger } from "../log/logger.ts";
 import { VERSION } from "../version.ts";
 import { AdminSocket } from "../admin/socket.ts";
 import { AuthThrottle } from "../sasl/throttle.ts";
-import { loadSecret } from "./secret.ts";
 import { Services } from "./service.ts";
 import { componentPlugin, mucPlugin, proxy65Plugin, SERVICES } from "./services.ts";
 import { DescriptorBudget } from "../stream/descriptor_budget.ts";
 import { descriptorLimit } from "./fd_limit.ts";
 
 const log = logger("server");
+/** Waits between attempts to reach the store at start: from the first, doubling to the last. */
+const STORE_RETRY_MS = [250, 5000];
 const SWEEP_MS = 1000;
 
 export interface BoundAddress {
@@ -79,8 +80,7 @@ export class Server implements ServerContext {
   }
 
   static async start(config: Config): Promise<Server> {
-    const secret = await loadSecret(config.data_dir);
-    const store = openStore(config);
+    const { store, secret } = await openStoreWhenReady(config);
     const server = new Server(config, store, secret);
     try {
       await server.#start();
@@ -179,5 +179,28 @@ export class Server implements ServerContext {
     await this.serial.idle();
     await this.store.close();
     log.info("stopped");
+  }
+}
+
+/**
+ * Opens the store and reads the cluster secret (the same on every node sharing the store, and
+ * across restarts). A node may start before its database: while the store is unreachable it
+ * waits, saying so, with a pause that doubles up to STORE_RETRY_MS[1].
+ */
+async function openStoreWhenReady(config: Config): Promise<{ store: Store; secret: Uint8Array }> {
+  for (let pause = STORE_RETRY_MS[0];; pause = Math.min(2 * pause, STORE_RETRY_MS[1])) {
+    let store: Store | undefined;
+    try {
+      store = await openStore(config);
+      return { store, secret: await store.clusterSecret() };
+    } catch (e) {
+      await store?.close();
+      if (!(e instanceof StoreBusyError)) throw e;
+      log.warn("storage unavailable ({error}); retrying in {pause} ms", {
+        error: e.message,
+        pause,
+      });
+      await new Promise((r) => setTimeout(r, pause));
+    }
   }
 }

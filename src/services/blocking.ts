@@ -19,10 +19,33 @@ function matches(list: Set<string>, jid: Jid): boolean {
     (jid.resource !== "" && list.has(`${jid.domain}/${jid.resource}`));
 }
 
+/**
+ * Blocklists by account. In a cluster another node may change one: it drops it here before it
+ * answers (SharedCaches), and a load that was under way meanwhile is not kept.
+ */
 class Blocklists {
   #cache = new Map<string, Set<string>>();
   #loading = new Map<string, Promise<Set<string>>>();
-  constructor(readonly host: Host) {}
+  /** Counts invalidations: a load kept only if none happened while it ran. */
+  #epoch = 0;
+
+  constructor(readonly host: Host) {
+    host.server.caches.register(`blocklist ${host.domain}`, (bare) => {
+      this.#epoch++;
+      if (bare === undefined) {
+        this.#cache.clear();
+        this.#loading.clear();
+      } else {
+        this.#cache.delete(bare);
+        this.#loading.delete(bare);
+      }
+    });
+  }
+
+  /** Tells the other nodes that `account`'s list changed; resolves once they dropped it. */
+  changed(account: Jid): Promise<void> {
+    return this.host.server.caches.invalidate(`blocklist ${account.domain}`, account.bare);
+  }
 
   cached(bare: string): Set<string> | undefined {
     return this.#cache.get(bare);
@@ -34,12 +57,16 @@ class Blocklists {
     if (hit) return Promise.resolve(hit);
     let p = this.#loading.get(bare);
     if (!p) {
+      const epoch = this.#epoch;
       p = this.host.server.store.getBlocklist(account.local, account.domain).then((l) => {
-        if (this.#cache.size >= CACHE_MAX) this.#cache.delete(this.#cache.keys().next().value!);
         const set = new Set(l);
+        if (epoch !== this.#epoch) return set; // maybe stale: used once, not kept
+        if (this.#cache.size >= CACHE_MAX) this.#cache.delete(this.#cache.keys().next().value!);
         this.#cache.set(bare, set);
         return set;
-      }).finally(() => this.#loading.delete(bare)); // a failed load is tried again next time
+      }).finally(() => {
+        if (this.#loading.get(bare) === p) this.#loading.delete(bare); // a failure is retried
+      });
       this.#loading.set(bare, p);
     }
     return p;
@@ -62,7 +89,10 @@ async function handleIq(host: Host, lists: Blocklists, iq: IqRequest): Promise<v
   const session = sessions.get(iq.from);
   if (iq.type === "get") {
     if (iq.payload.name !== "blocklist") return iq.error("bad-request");
-    if (session) session.blocklistRequested = true;
+    if (session && !session.blocklistRequested) {
+      session.blocklistRequested = true;
+      sessions.changed(session);
+    }
     return iq.reply(
       x("blocklist", { xmlns: NS.blocking }, ...[...list].map((j) => x("item", { jid: j }))),
     );
@@ -92,11 +122,12 @@ async function handleIq(host: Host, lists: Blocklists, iq: IqRequest): Promise<v
     if (jids.length) { for (const j of jids) list.delete(j); }
     else list.clear();
   }
+  await lists.changed(iq.from);
   iq.reply();
   const push = x(name, { xmlns: NS.blocking }, ...jids.map((j) => x("item", { jid: j })));
   for (const s of sessions.resources(bare)) {
     if (s.blocklistRequested) {
-      s.deliver(x("iq", { to: s.jid.full, type: "set", id: "block" + Date.now() }, push));
+      sessions.deliver(s, x("iq", { to: s.jid.full, type: "set", id: "block" + Date.now() }, push));
     }
   }
 }

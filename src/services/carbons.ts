@@ -1,7 +1,7 @@
 // Message carbons (XEP-0280): resources that enable carbons get copies of the chat messages their
 // account sends and receives on other resources.
 import type { Host, Module } from "../core/host.ts";
-import type { LocalSession } from "../router/sessions.ts";
+import type { Session } from "../router/sessions.ts";
 import { type Element, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
 import { messageTargets } from "../im/delivery.ts";
@@ -18,17 +18,19 @@ function copyTo(
   bare: string,
   msg: Element,
   kind: "sent" | "received",
-  skip: LocalSession[],
+  skip: Session[],
 ) {
+  const sessions = host.server.sessions;
   let wrapped: Element | undefined;
-  for (const s of host.server.sessions.resources(bare)) {
+  for (const s of sessions.resources(bare)) {
     if (!s.carbons || skip.includes(s)) continue;
     wrapped ??= x(
       "forwarded",
       { xmlns: NS.forward },
       x("message", { ...msg.attrs, xmlns: NS.client }, ...msg.children),
     );
-    s.deliver(
+    sessions.deliver(
+      s,
       x(
         "message",
         { from: bare, to: s.jid.full, type: msg.attrs.type },
@@ -50,9 +52,10 @@ export const carbonsModule: Module = {
       if (iq.payload.name === "enable") session.carbons = true;
       else if (iq.payload.name === "disable") session.carbons = false;
       else return iq.error("bad-request");
+      sessions.changed(session);
       iq.reply();
     });
-    const inbound = (msg: Element, bare: string, full?: LocalSession) => {
+    const inbound = (msg: Element, bare: string, full?: Session) => {
       if (!eligible(msg)) return false;
       copyTo(host, bare, msg, "received", full ? [full] : messageTargets(sessions, bare));
       return false;

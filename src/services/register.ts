@@ -9,6 +9,7 @@ import { deriveCredentials } from "../sasl/scram_keys.ts";
 import { errorReply, iqResult } from "../router/stanza_error.ts";
 import { failureOptions, logFailure } from "../core/failure.ts";
 import { goUnavailable } from "../im/presence.ts";
+import { isLocal } from "../router/sessions.ts";
 
 const form = () =>
   x(
@@ -66,7 +67,7 @@ async function manage(host: Host, iq: IqRequest): Promise<void> {
     // account's queue so that nothing reads the roster in between.
     await serial.call(bare, async () => {
       for (const s of sessions.resources(bare)) {
-        if (s.announced) {
+        if (isLocal(s) ? s.announced : s.available) {
           await goUnavailable(host, s, x("presence", { from: s.jid.full, type: "unavailable" }));
         }
       }
@@ -74,7 +75,9 @@ async function manage(host: Host, iq: IqRequest): Promise<void> {
     });
     iq.reply();
     host.events.fire("account/deleted", iq.from.toBare());
-    for (const s of [...sessions.resources(bare)]) s.close("not-authorized", "account removed");
+    for (const s of [...sessions.resources(bare)]) {
+      sessions.close(s, "not-authorized", "account removed");
+    }
     return;
   }
   const username = iq.payload.childText("username");

@@ -5,12 +5,16 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { dirname } from "node:path";
 import { mkdirSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { MIGRATIONS } from "./sqlite_migrations.ts";
 import {
+  ACCOUNT_TABLES,
   type Credentials,
   type PendingSubscription,
   type Roster,
+  type RosterChange,
   type RosterItem,
+  SECRET_BYTES,
   type Store,
   StoreBusyError,
   type StoredRoom,
@@ -106,17 +110,9 @@ export class SqliteStore implements Store {
     return this.#do(() =>
       this.#tx(() => {
         const r = this.#q("DELETE FROM accounts WHERE host = ? AND user = ?").run(host, user);
-        for (
-          const t of [
-            "roster_items",
-            "roster_versions",
-            "pending_in",
-            "offline",
-            "vcards",
-            "private_storage",
-            "blocklist",
-          ]
-        ) this.#q(`DELETE FROM ${t} WHERE host = ? AND user = ?`).run(host, user);
+        for (const t of ACCOUNT_TABLES) {
+          this.#q(`DELETE FROM ${t} WHERE host = ? AND user = ?`).run(host, user);
+        }
         return r.changes === 1;
       })
     );
@@ -160,32 +156,44 @@ export class SqliteStore implements Store {
     });
   }
 
-  putRosterItem(user: string, host: string, item: RosterItem): Promise<number> {
+  updateRosterItem(
+    user: string,
+    host: string,
+    contact: string,
+    change: (current: RosterItem | null) => RosterItem | null,
+  ): Promise<RosterChange | null> {
     return this.#do(() =>
       this.#tx(() => {
+        const row = this.#q(
+          "SELECT * FROM roster_items WHERE host = ? AND user = ? AND contact = ?",
+        )
+          .get(host, user, contact) as Row | undefined;
+        const item = change(row ? toItem(row) : null);
+        if (!item) return null;
         this.#q(
           `INSERT OR REPLACE INTO roster_items (host, user, contact, name, subscription, ask, groups)
            VALUES (?, ?, ?, ?, ?, ?, ?)`,
         ).run(
           host,
           user,
-          item.jid,
+          contact,
           item.name ?? null,
           item.subscription,
           item.ask ? 1 : 0,
           JSON.stringify(item.groups),
         );
-        return this.#bump(user, host);
+        return { item: { ...item, jid: contact }, version: this.#bump(user, host) };
       })
     );
   }
 
-  deleteRosterItem(user: string, host: string, contact: string): Promise<number | null> {
+  deleteRosterItem(user: string, host: string, contact: string): Promise<RosterChange | null> {
     return this.#do(() =>
       this.#tx(() => {
-        const r = this.#q("DELETE FROM roster_items WHERE host = ? AND user = ? AND contact = ?")
-          .run(host, user, contact);
-        return r.changes === 1 ? this.#bump(user, host) : null;
+        const row = this.#q(
+          "DELETE FROM roster_items WHERE host = ? AND user = ? AND contact = ? RETURNING *",
+        ).get(host, user, contact) as Row | undefined;
+        return row ? { item: toItem(row), version: this.#bump(user, host) } : null;
       })
     );
   }
@@ -325,6 +333,15 @@ export class SqliteStore implements Store {
   deleteRoom(service: string, room: string): Promise<void> {
     return this.#do(() => {
       this.#q("DELETE FROM muc_rooms WHERE service = ? AND room = ?").run(service, room);
+    });
+  }
+
+  clusterSecret(): Promise<Uint8Array> {
+    return this.#do(() => {
+      this.#q("INSERT OR IGNORE INTO secrets (name, value) VALUES ('cluster', ?)")
+        .run(new Uint8Array(randomBytes(SECRET_BYTES)));
+      const row = this.#q("SELECT value FROM secrets WHERE name = 'cluster'").get() as Row;
+      return new Uint8Array(row.value as Uint8Array);
     });
   }
 

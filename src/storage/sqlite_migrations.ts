@@ -26,4 +26,5 @@ export const MIGRATIONS: string[] = [
      host TEXT NOT NULL, user TEXT NOT NULL, jid TEXT NOT NULL, PRIMARY KEY (host, user, jid));`,
   `CREATE TABLE muc_rooms (
      service TEXT NOT NULL, room TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (service, room));`,
+  `CREATE TABLE secrets (name TEXT NOT NULL PRIMARY KEY, value BLOB NOT NULL);`,
 ];

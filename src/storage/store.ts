@@ -1,6 +1,11 @@
-// The storage interface. Every backend (the embedded SQLite one now, PostgreSQL for clusters)
+// The storage interface. Every backend (the embedded SQLite one, PostgreSQL shared by a cluster)
 // implements it and passes tests/unit/storage_suite.ts. Stanzas are stored as serialized XML.
 // Every method reports a failure by rejecting, never by throwing.
+//
+// Several nodes may write the same account at once (a shared PostgreSQL): every read-modify-write
+// is one atomic store operation (updateRosterItem, pushOffline's limit, setPrivate's cap), never a
+// read followed by a write in the caller. No backend caches what it stores: a write that has
+// resolved is seen by the next read from any node.
 
 /** SCRAM keys for one hash (RFC 5802 §3); the password itself is never stored. */
 export interface ScramCredential {
@@ -31,6 +36,12 @@ export interface Roster {
   items: RosterItem[];
 }
 
+/** A roster item as written, and the roster version the write made. */
+export interface RosterChange {
+  item: RosterItem;
+  version: number;
+}
+
 export interface PendingSubscription {
   contact: string;
   stanza: string;
@@ -46,10 +57,19 @@ export interface Store {
 
   getRoster(user: string, host: string): Promise<Roster>;
   getRosterItem(user: string, host: string, contact: string): Promise<RosterItem | null>;
-  /** Inserts or replaces an item; returns the new roster version. */
-  putRosterItem(user: string, host: string, item: RosterItem): Promise<number>;
-  /** Returns the new roster version, or null when there was no such item. */
-  deleteRosterItem(user: string, host: string, contact: string): Promise<number | null>;
+  /**
+   * Atomically replaces the item for `contact` (null when there is none) by what `change` returns
+   * for it, and bumps the roster version; null when `change` returned null (nothing written).
+   * `change` is synchronous and has no side effects.
+   */
+  updateRosterItem(
+    user: string,
+    host: string,
+    contact: string,
+    change: (current: RosterItem | null) => RosterItem | null,
+  ): Promise<RosterChange | null>;
+  /** Removes an item: the item as it was and the new roster version, or null when there was none. */
+  deleteRosterItem(user: string, host: string, contact: string): Promise<RosterChange | null>;
 
   /** Inbound subscription requests not yet answered (RFC 6121 §3.1.3), kept across logins. */
   addPendingIn(user: string, host: string, contact: string, stanza: string): Promise<void>;
@@ -78,8 +98,29 @@ export interface Store {
   saveRoom(service: string, room: string, state: string): Promise<void>;
   deleteRoom(service: string, room: string): Promise<void>;
 
+  /**
+   * The secret behind answers about unknown accounts (fake SCRAM salts): 32 random bytes made at
+   * first use, then the same for every node and every restart, so that comparing answers across
+   * nodes or over time tells nothing.
+   */
+  clusterSecret(): Promise<Uint8Array>;
+
   close(): Promise<void>;
 }
+
+/** The tables holding an account's data besides its credentials, named alike in every backend. */
+export const ACCOUNT_TABLES = [
+  "roster_items",
+  "roster_versions",
+  "pending_in",
+  "offline",
+  "vcards",
+  "private_storage",
+  "blocklist",
+] as const;
+
+/** Size of the cluster secret, in bytes. */
+export const SECRET_BYTES = 32;
 
 export interface StoredRoom {
   room: string;

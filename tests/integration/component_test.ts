@@ -4,6 +4,7 @@ import { component, xml } from "@xmpp/component";
 import { componentLogin, HEADER, RawClient } from "../helpers/raw_client.ts";
 import { type TestServer, withServer } from "../helpers/server.ts";
 import { parley } from "../helpers/process.ts";
+import { until } from "../helpers/until.ts";
 import { NS } from "../../src/xml/ns.ts";
 import type { Element } from "../../src/xml/element.ts";
 
@@ -53,14 +54,6 @@ function collect(instances: RawClient[]): Map<string, number> {
     for (const el of c.received.splice(0)) if (el.name === "message") seen.set(el.attrs.id!, i);
   });
   return seen;
-}
-
-async function until(pred: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** Sends one message per user to the component; returns user index → instance index. */
@@ -145,6 +138,35 @@ withServer(
     const f = await componentLogin(port, "gw.localhost", "s3cret");
     f.send("<message from='someone@localhost' to='x@localhost'><body>spoof</body></message>");
     assert.ok((await f.streamError()).child("invalid-from"));
+  },
+);
+
+withServer(
+  "wrong secrets from one address are answered later and later; a right one is not delayed",
+  { ...CONFIG, timeouts: { auth_failure_delay_ms: 100 } },
+  async (t) => {
+    const port = componentPort(t);
+    const waits: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const c = await RawClient.connect(port);
+      c.send(
+        `<stream:stream xmlns='jabber:component:accept' xmlns:stream='${NS.streams}' to='gw.localhost'>`,
+      );
+      const sent = performance.now();
+      c.send("<handshake>0000</handshake>");
+      if (i === 3) {
+        // While that guess waits, the right secret from another connection gets straight in.
+        const before = performance.now();
+        const good = await componentLogin(port, "gw.localhost", "s3cret");
+        assert.ok(performance.now() - before < 400, "the right secret is not delayed");
+        good.close();
+      }
+      assert.ok((await c.streamError(5000)).child("not-authorized"));
+      waits.push(performance.now() - sent);
+    }
+    // 100, 200, 400, 800 ms: each at least its due and later than the one before.
+    waits.forEach((w, i) => assert.ok(w >= 100 * 2 ** i - 20, `waits ${waits.map(Math.round)}`));
+    for (let i = 1; i < waits.length; i++) assert.ok(waits[i] > waits[i - 1]);
   },
 );
 

@@ -1,26 +1,24 @@
 import assert from "node:assert/strict";
-import { LineCounter, type Node, parseDocument } from "yaml";
-import { parseConfig } from "../../src/config/load.ts";
-import {
-  checkCluster,
-  meshOptions,
-  parseAddress,
-  parseDuration,
-} from "../../src/cluster/config.ts";
+import { ConfigError, parseConfig } from "../../src/config/load.ts";
+import { meshOptions, parseAddress, parseDuration } from "../../src/cluster/config.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { testPki } from "../helpers/cluster_pki.ts";
 
-/** Parses `text` and runs checkCluster as load.ts would: problems as line:column: path: text. */
-function check(text: string, node?: string): { cfg: Config; problems: string[] } {
-  const cfg = parseConfig(text, "parley.yaml");
-  const lines = new LineCounter();
-  const root = parseDocument(text, { lineCounter: lines }).contents as Node;
-  const problems: string[] = [];
-  checkCluster(cfg, root, (n, path, message) => {
-    const { line, col } = lines.linePos(n?.range?.[0] ?? 0);
-    problems.push(`${line}:${col}: ${path}: ${message}`);
-  }, node);
-  return { cfg, problems };
+/** A cluster's shared store, appended to every configuration below unless `local` is set. */
+const SHARED_STORE =
+  `storage: { type: postgres, url: "postgres://parley@db.example.org/parley" }\n`;
+
+/** Parses `text` as `parley serve` would: the configuration, or problems as line:column: path: text. */
+function check(text: string, node?: string, local = false): { cfg: Config; problems: string[] } {
+  try {
+    return {
+      cfg: parseConfig(local ? text : text + SHARED_STORE, "parley.yaml", node),
+      problems: [],
+    };
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    return { cfg: undefined!, problems: e.problems.map((p) => p.replace(/^parley\.yaml:/, "")) };
+  }
 }
 
 const pki = await testPki(["n1", "n2", "n3"]);
@@ -88,6 +86,18 @@ Deno.test("the cluster section's mistakes are reported where they are", () => {
   assert.deepEqual(check(`data_dir: data/{node}\n`).problems, [
     "1:11: data_dir: {node} needs a cluster section",
   ]);
+});
+
+Deno.test("a store local to one node in a cluster is an error where it is said", () => {
+  const section = `cluster:\n  node: n1\n${PEERS}${TLS}`;
+  assert.deepEqual(check(`${section}storage:\n  type: sqlite\n`, undefined, true).problems, [
+    "9:9: storage.type: sqlite is local to one node: a cluster needs a shared store (type: postgres)",
+  ]);
+  // Left to its default, the error points at the cluster section.
+  assert.deepEqual(check(section, undefined, true).problems, [
+    "2:3: storage.type: sqlite is local to one node: a cluster needs a shared store (type: postgres)",
+  ]);
+  assert.deepEqual(check(section).problems, []);
 });
 
 Deno.test("durations and addresses", () => {

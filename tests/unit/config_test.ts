@@ -95,6 +95,8 @@ Deno.test("config.example.yaml is valid and documents every key", async () => {
       "starttls",
       "plain_without_tls",
       "storage",
+      "url",
+      "pool",
       "scram_iterations",
       "failures_per_address",
       "failures_per_account",
@@ -144,6 +146,20 @@ Deno.test("config.example.yaml is valid and documents every key", async () => {
       "dead_after",
     ]
   ) assert.match(text, new RegExp(`^\\s*#?\\s*-?\\s*${key}:`, "m"), `${key} is not documented`);
+});
+
+Deno.test("storage: postgres needs a postgres:// url", () => {
+  assert.deepEqual(problems(`storage:\n  type: postgres\n`), [
+    "parley.yaml:2:3: storage.url: is required when type is postgres",
+  ]);
+  assert.deepEqual(problems(`storage: { type: postgres, url: "mysql://db/x", pool: 0 }\n`), [
+    "parley.yaml:1:55: storage.pool: must be between 1 and 1000",
+  ]);
+  assert.deepEqual(problems(`storage: { type: postgres, url: "mysql://db/x" }\n`), [
+    "parley.yaml:1:33: storage.url: expected postgres://user@host/database",
+  ]);
+  const cfg = parseConfig(`storage: { type: postgres, url: "postgres://p@db/x" }\n`, "p.yaml");
+  assert.deepEqual(cfg.storage, { type: "postgres", url: "postgres://p@db/x", pool: 10 });
 });
 
 Deno.test("muc: the domain is claimed once, admins are bare JIDs, create is checked", () => {

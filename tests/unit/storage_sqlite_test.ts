@@ -62,7 +62,12 @@ Deno.test("sqlite: a database locked by another connection rejects writes as bus
     const started = performance.now();
     await assert.rejects(s.setVcard("u", "h", "<vCard>2</vCard>"), StoreBusyError);
     await assert.rejects(
-      s.putRosterItem("u", "h", { jid: "a@b", subscription: "none", ask: false, groups: [] }),
+      s.updateRosterItem("u", "h", "a@b", () => ({
+        jid: "a@b",
+        subscription: "none",
+        ask: false,
+        groups: [],
+      })),
       StoreBusyError,
     );
     // The wait for the lock blocks the event loop, so it is short.

@@ -1,0 +1,151 @@
+// The replicated half of the session directory: records of sessions held by other nodes, kept in
+// the SessionRegistry beside the local ones. Each node owns its own records and sends them (a
+// snapshot on link up, deltas after); a full JID bound on two nodes ends with the newer bind, by
+// (bind time, node name), on every node alike. When a node's records go (it is declared dead, or a
+// snapshot no longer lists them) the local sessions that were shown one of them available are
+// told it is unavailable: only this node knows which of its sessions saw what, so each node tells
+// its own and nobody is told twice.
+import type { Element } from "../xml/element.ts";
+import { x } from "../xml/element.ts";
+import { type Jid, parseJid } from "../jid/jid.ts";
+import { parseStanza } from "../xml/parse_string.ts";
+import {
+  isLocal,
+  type LocalSession,
+  type Session,
+  type SessionRegistry,
+} from "../router/sessions.ts";
+import type { WireRecord } from "./wire.ts";
+
+export class RemoteSession implements Session {
+  available = false;
+  priority = 0;
+  presence: Element | null = null;
+  rosterRequested = false;
+  blocklistRequested = false;
+  carbons = false;
+
+  constructor(readonly jid: Jid, readonly node: string, readonly boundAt: number) {}
+
+  update(r: WireRecord): void {
+    this.available = r.available;
+    this.priority = r.priority;
+    if (r.presence !== this.presence?.toString()) {
+      this.presence = r.presence === null ? null : parseStanza(r.presence);
+    }
+    this.rosterRequested = r.roster;
+    this.blocklistRequested = r.blocklist;
+    this.carbons = r.carbons;
+  }
+}
+
+export function toWire(s: Session): WireRecord {
+  return {
+    jid: s.jid.full,
+    boundAt: s.boundAt,
+    available: s.available,
+    priority: s.priority,
+    presence: s.presence?.toString() ?? null,
+    roster: s.rosterRequested,
+    blocklist: s.blocklistRequested,
+    carbons: s.carbons,
+  };
+}
+
+export class Directory {
+  /** Records of other nodes by full JID. */
+  #remote = new Map<string, RemoteSession>();
+  /** Local sessions shown each full JID available (and not unavailable since). */
+  #watchers = new Map<string, Set<LocalSession>>();
+
+  constructor(readonly self: string, readonly sessions: SessionRegistry) {}
+
+  /** Records held for `node`. */
+  count(node: string): number {
+    let n = 0;
+    for (const r of this.#remote.values()) if (r.node === node) n++;
+    return n;
+  }
+
+  /** Whether `a`, bound on `aNode`, wins over `b`: the newer bind; the larger name on a tie. */
+  #newer(a: { boundAt: number }, aNode: string, b: Session): boolean {
+    return a.boundAt > b.boundAt ||
+      (a.boundAt === b.boundAt && aNode > (b.node ?? this.self));
+  }
+
+  /** A record from `node`, new or changed. */
+  record(node: string, r: WireRecord): void {
+    const jid = parseJid(r.jid);
+    if (!jid) return;
+    const current = this.sessions.get(jid);
+    if (current instanceof RemoteSession && current.node === node && current.boundAt === r.boundAt) {
+      return current.update(r);
+    }
+    // Another session with this full JID: the newer stays (its node replaces the older).
+    if (current && !this.#newer(r, node, current)) return;
+    const session = new RemoteSession(jid, node, r.boundAt);
+    session.update(r);
+    this.sessions.put(session);
+    this.#remote.set(r.jid, session);
+    if (current && isLocal(current)) current.replace();
+  }
+
+  /** Every record `node` holds: those it no longer lists are gone. */
+  snapshot(node: string, records: WireRecord[]): void {
+    const listed = new Set(records.map((r) => r.jid));
+    for (const r of [...this.#remote.values()]) {
+      if (r.node === node && !listed.has(r.jid.full)) this.#gone(r, true);
+    }
+    for (const r of records) this.record(node, r);
+  }
+
+  /** `node` ended a session: it tells its contacts itself. */
+  unbound(node: string, full: string): void {
+    const r = this.#remote.get(full);
+    if (r?.node === node) this.#gone(r, false);
+  }
+
+  /** `node` is declared dead: its sessions are gone, as on a logout. */
+  dropNode(node: string): void {
+    for (const r of [...this.#remote.values()]) if (r.node === node) this.#gone(r, true);
+  }
+
+  /** A local bind replaced `old`: a remote record is forgotten (its node closes the session). */
+  replaced(old: Session): void {
+    if (old instanceof RemoteSession && this.#remote.get(old.jid.full) === old) {
+      this.#remote.delete(old.jid.full);
+    }
+  }
+
+  /** Notes which local sessions are shown which full JIDs available. */
+  watch(session: LocalSession, stanza: Element): void {
+    if (stanza.name !== "presence") return;
+    const from = stanza.attrs.from;
+    if (from === undefined || !from.includes("/")) return;
+    const type = stanza.attrs.type;
+    if (type === undefined) {
+      let set = this.#watchers.get(from);
+      if (!set) this.#watchers.set(from, set = new Set());
+      set.add(session);
+    } else if (type === "unavailable") {
+      const set = this.#watchers.get(from);
+      set?.delete(session);
+      if (set?.size === 0) this.#watchers.delete(from);
+    }
+  }
+
+  #gone(r: RemoteSession, tell: boolean): void {
+    this.#remote.delete(r.jid.full);
+    this.sessions.drop(r);
+    const watchers = this.#watchers.get(r.jid.full);
+    this.#watchers.delete(r.jid.full);
+    if (!tell || !watchers) return;
+    for (const w of watchers) {
+      if (this.sessions.get(w.jid) !== w) continue; // ended meanwhile
+      this.sessions.deliver(
+        w,
+        x("presence", { from: r.jid.full, to: w.jid.full, type: "unavailable" }),
+      );
+    }
+  }
+}

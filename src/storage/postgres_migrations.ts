@@ -1,0 +1,34 @@
+// Schema migrations for the PostgreSQL store, applied in order at start; the schema_version table
+// records how many have run. Never edit a released migration: append a new one. Names are sorted
+// byte-wise (COLLATE "C") where order is returned, as SQLite does, whatever the database's locale.
+export const MIGRATIONS: string[] = [
+  `CREATE TABLE accounts (
+     host text NOT NULL, username text NOT NULL, credentials text NOT NULL,
+     created_at bigint NOT NULL, PRIMARY KEY (host, username));
+   CREATE TABLE roster_items (
+     host text NOT NULL, username text NOT NULL, contact text NOT NULL, name text,
+     subscription text NOT NULL, ask boolean NOT NULL, groups text NOT NULL,
+     PRIMARY KEY (host, username, contact));
+   CREATE TABLE roster_versions (
+     host text NOT NULL, username text NOT NULL, version integer NOT NULL,
+     PRIMARY KEY (host, username));
+   CREATE TABLE pending_in (
+     host text NOT NULL, username text NOT NULL, contact text NOT NULL, stanza text NOT NULL,
+     PRIMARY KEY (host, username, contact));
+   CREATE TABLE offline (
+     id bigserial PRIMARY KEY, host text NOT NULL, username text NOT NULL,
+     stanza text NOT NULL, stored_at bigint NOT NULL);
+   CREATE INDEX offline_owner ON offline (host, username, id);
+   CREATE TABLE vcards (
+     host text NOT NULL, username text NOT NULL, vcard text NOT NULL,
+     PRIMARY KEY (host, username));
+   CREATE TABLE private_storage (
+     host text NOT NULL, username text NOT NULL, key text NOT NULL, xml text NOT NULL,
+     PRIMARY KEY (host, username, key));
+   CREATE TABLE blocklist (
+     host text NOT NULL, username text NOT NULL, jid text NOT NULL,
+     PRIMARY KEY (host, username, jid));
+   CREATE TABLE muc_rooms (
+     service text NOT NULL, room text NOT NULL, state text NOT NULL, PRIMARY KEY (service, room));
+   CREATE TABLE secrets (name text PRIMARY KEY, value bytea NOT NULL);`,
+];
