@@ -22,12 +22,16 @@ Usage:
   parley user passwd JID [--password P] [--config FILE]
   parley user del JID [--config FILE]
   parley user list [DOMAIN] [--config FILE]
-  parley components [--json] [--config FILE]   instances of each external component, with traffic
-  parley rooms [--json] [--config FILE]        chat rooms held by the running server
+  parley components [--json] [--config FILE] [--node NAME]
+                                               instances of each external component, with traffic
+  parley rooms [--json] [--config FILE] [--node NAME]
+                                               chat rooms held by the running server
   parley config check FILE [--node NAME]       validate a configuration file
   parley cluster ca init --out DIR             a new cluster CA (cluster-ca.pem, cluster-ca.key)
   parley cluster cert issue NODE --ca DIR --out DIR
                                                a node certificate (NODE.pem, NODE.key)
+  parley cluster status [--json] [--config FILE] [--node NAME]
+                                               each member: link state, RTT, queue, sessions
   parley version
 
 Without --password the password is asked twice on a terminal, without echo, or read from the
@@ -85,9 +89,12 @@ async function main(args: string[]): Promise<number> {
       console.log(`${arg ?? values.config}: ok`);
       return 0;
     case "components":
-      return await componentsCommand(await config(values.config), values.json ?? false);
+      return await componentsCommand(
+        await config(values.config, values.node),
+        values.json ?? false,
+      );
     case "rooms":
-      return await roomsCommand(await config(values.config), values.json ?? false);
+      return await roomsCommand(await config(values.config, values.node), values.json ?? false);
     case "user":
       if (!["add", "passwd", "del", "list"].includes(sub ?? "")) break;
       return await userCommand(await config(values.config, values.node), sub, arg, values.password);

@@ -1,6 +1,7 @@
 // The admin channel: a Unix socket in the data directory (owner-only), one JSON request line in,
-// one JSON answer out. `parley components` and `parley rooms` (and later cluster status) read the
-// running server here; the answers come from the services' plug-ins (src/server/services.ts).
+// one JSON answer out. `parley components`, `parley rooms` and `parley cluster status` read the
+// running server here; the answers come from the services' plug-ins (src/server/services.ts) and
+// the cluster node.
 import { join } from "node:path";
 import { logger } from "../log/logger.ts";
 import { writeAll } from "../stream/write_all.ts";
@@ -8,7 +9,7 @@ import { acceptLoop } from "../stream/accept_loop.ts";
 
 const log = logger("admin");
 
-export type AdminCommand = { cmd: "components" } | { cmd: "rooms" };
+export type AdminCommand = { cmd: "components" } | { cmd: "rooms" } | { cmd: "cluster" };
 
 /** The answer to each command, by command name. */
 export type AdminHandlers = Record<string, () => unknown>;

@@ -1,11 +1,17 @@
-// `parley cluster ca init --out DIR` and `parley cluster cert issue NODE --ca DIR --out DIR`.
+// `parley cluster ca init --out DIR`, `parley cluster cert issue NODE --ca DIR --out DIR` and
+// `parley cluster status [--json] [--node NAME]` (read from the running node's admin socket).
 import { parseArgs } from "node:util";
 import { caInit, certIssue } from "../cluster/pki.ts";
+import type { MemberStatus } from "../cluster/node.ts";
+import { defaultConfig, loadConfigFile } from "../config/load.ts";
+import { adminCommand } from "./admin_query.ts";
 
 export const CLUSTER_USAGE = `Usage:
   parley cluster ca init --out DIR             a new cluster CA: DIR/cluster-ca.pem and .key
   parley cluster cert issue NODE --ca DIR --out DIR
-                                               the certificate of node NODE: DIR/NODE.pem and .key`;
+                                               the certificate of node NODE: DIR/NODE.pem and .key
+  parley cluster status [--json] [--node NAME] [--config FILE]
+                                               each member as the running node NAME sees it`;
 
 /** Runs a `parley cluster …` command (`args` after "cluster"); returns the exit code. */
 export async function clusterCommand(args: string[]): Promise<number> {
@@ -14,7 +20,13 @@ export async function clusterCommand(args: string[]): Promise<number> {
     parsed = parseArgs({
       args,
       allowPositionals: true,
-      options: { out: { type: "string" }, ca: { type: "string" } },
+      options: {
+        out: { type: "string" },
+        ca: { type: "string" },
+        config: { type: "string", short: "c" },
+        node: { type: "string" },
+        json: { type: "boolean" },
+      },
     });
   } catch (e) {
     console.error(`${(e as Error).message}\n${CLUSTER_USAGE}`);
@@ -31,6 +43,12 @@ export async function clusterCommand(args: string[]): Promise<number> {
       );
       return 0;
     }
+    if (command === "status" && positionals.length === 1) {
+      const config = values.config
+        ? await loadConfigFile(values.config, values.node)
+        : defaultConfig();
+      return await adminCommand(config, { cmd: "cluster" }, values.json ?? false, showStatus);
+    }
     if (command === "cert issue" && positionals.length === 3 && values.ca && values.out) {
       const files = await certIssue(positionals[2], values.ca, values.out);
       console.log(`certificate of node ${positionals[2]} written: ${files.cert} and ${files.key}`);
@@ -42,4 +60,23 @@ export async function clusterCommand(args: string[]): Promise<number> {
   }
   console.error(CLUSTER_USAGE);
   return 2;
+}
+
+function showStatus(answer: MemberStatus[] | { error: string }): void {
+  if (!Array.isArray(answer)) {
+    console.log("this server is not part of a cluster (no cluster: section)");
+    return;
+  }
+  const rows = answer.map((m) => [
+    m.node,
+    m.state,
+    m.address,
+    m.rttMs === null ? "-" : `${m.rttMs.toFixed(1)} ms`,
+    String(m.queuedBytes),
+    String(m.sessions),
+    new Date(m.since).toISOString(),
+  ]);
+  const head = ["NODE", "STATE", "ADDRESS", "RTT", "QUEUED", "SESSIONS", "SINCE"];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  for (const r of [head, ...rows]) console.log(r.map((c, i) => c.padEnd(widths[i])).join("  "));
 }

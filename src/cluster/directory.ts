@@ -1,10 +1,11 @@
 // The replicated half of the session directory: records of sessions held by other nodes, kept in
 // the SessionRegistry beside the local ones. Each node owns its own records and sends them (a
 // snapshot on link up, deltas after); a full JID bound on two nodes ends with the newer bind, by
-// (bind time, node name), on every node alike. When a node's records go (it is declared dead, or a
-// snapshot no longer lists them) the local sessions that were shown one of them available are
-// told it is unavailable: only this node knows which of its sessions saw what, so each node tells
-// its own and nobody is told twice.
+// (bind time, node name), on every node alike. A node's records go with its link (it is declared
+// dead or partitioned away), and come back with its next snapshot, so no ghost outlives a
+// partition. When they go, the local sessions that were shown one of them available are told it
+// is unavailable: only this node knows which of its sessions saw what, so each node tells its own
+// and nobody is told twice.
 import type { Element } from "../xml/element.ts";
 import { x } from "../xml/element.ts";
 import { type Jid, parseJid } from "../jid/jid.ts";
@@ -57,6 +58,8 @@ export class Directory {
   #remote = new Map<string, RemoteSession>();
   /** Local sessions shown each full JID available (and not unavailable since). */
   #watchers = new Map<string, Set<LocalSession>>();
+  /** The full JIDs each local session watches, to forget it when it ends. */
+  #watching = new WeakMap<LocalSession, Set<string>>();
 
   constructor(readonly self: string, readonly sessions: SessionRegistry) {}
 
@@ -78,7 +81,9 @@ export class Directory {
     const jid = parseJid(r.jid);
     if (!jid) return;
     const current = this.sessions.get(jid);
-    if (current instanceof RemoteSession && current.node === node && current.boundAt === r.boundAt) {
+    if (
+      current instanceof RemoteSession && current.node === node && current.boundAt === r.boundAt
+    ) {
       return current.update(r);
     }
     // Another session with this full JID: the newer stays (its node replaces the older).
@@ -88,15 +93,6 @@ export class Directory {
     this.sessions.put(session);
     this.#remote.set(r.jid, session);
     if (current && isLocal(current)) current.replace();
-  }
-
-  /** Every record `node` holds: those it no longer lists are gone. */
-  snapshot(node: string, records: WireRecord[]): void {
-    const listed = new Set(records.map((r) => r.jid));
-    for (const r of [...this.#remote.values()]) {
-      if (r.node === node && !listed.has(r.jid.full)) this.#gone(r, true);
-    }
-    for (const r of records) this.record(node, r);
   }
 
   /** `node` ended a session: it tells its contacts itself. */
@@ -127,11 +123,25 @@ export class Directory {
       let set = this.#watchers.get(from);
       if (!set) this.#watchers.set(from, set = new Set());
       set.add(session);
+      let watched = this.#watching.get(session);
+      if (!watched) this.#watching.set(session, watched = new Set());
+      watched.add(from);
     } else if (type === "unavailable") {
-      const set = this.#watchers.get(from);
-      set?.delete(session);
-      if (set?.size === 0) this.#watchers.delete(from);
+      this.#unwatch(session, from);
+      this.#watching.get(session)?.delete(from);
     }
+  }
+
+  /** A local session ended (or was replaced): it watches nothing any more. */
+  forget(session: LocalSession): void {
+    for (const from of this.#watching.get(session) ?? []) this.#unwatch(session, from);
+    this.#watching.delete(session);
+  }
+
+  #unwatch(session: LocalSession, from: string): void {
+    const set = this.#watchers.get(from);
+    set?.delete(session);
+    if (set?.size === 0) this.#watchers.delete(from);
   }
 
   #gone(r: RemoteSession, tell: boolean): void {

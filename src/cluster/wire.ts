@@ -6,7 +6,7 @@ import type { Element } from "../xml/element.ts";
 import { NS_STREAM, StreamParser } from "../xml/parser.ts";
 import { FIRST_APP_TYPE } from "./frames.ts";
 
-/** Every session the sender holds (replaces all it said before). */
+/** Sessions the sender holds, sent on link up in parts (SnapshotPart); `last` ends it. */
 export const SNAPSHOT = FIRST_APP_TYPE;
 /** One session bound or changed. */
 export const RECORD = FIRST_APP_TYPE + 1;
@@ -32,6 +32,11 @@ export interface WireRecord {
   roster: boolean;
   blocklist: boolean;
   carbons: boolean;
+}
+
+export interface SnapshotPart {
+  records: WireRecord[];
+  last: boolean;
 }
 
 /** The DELIVER flag of a stanza already rerouted once by a node that found its target gone. */

@@ -22,7 +22,7 @@ export class SharedCaches {
 
   /** Drops a key another node invalidated, or with no name everything. */
   clear(name?: string, key?: string): void {
-    if (name === undefined) for (const clear of this.#caches.values()) clear();
+    if (name === undefined) { for (const clear of this.#caches.values()) clear(); }
     else this.#caches.get(name)?.(key);
   }
 }

@@ -59,6 +59,11 @@ export type HostEvents = {
   "session/closed": LocalSession;
   /** An account was deleted (XEP-0077 cancel or the CLI). */
   "account/deleted": Jid;
+  /**
+   * Another node of the cluster (named) sent its sessions, after a start or a healed partition:
+   * its sessions may not know the presence of this node's.
+   */
+  "node/up": string;
 };
 
 // Event names by stanza kind, looked up rather than built: this runs for every delivery.

@@ -6,6 +6,7 @@ import { isLocal, type LocalSession, type Session } from "../router/sessions.ts"
 import { errorReply } from "../router/stanza_error.ts";
 import { answerFailure } from "../core/failure.ts";
 import { type Element, x } from "../xml/element.ts";
+import { parseJid } from "../jid/jid.ts";
 import { readdressed } from "./delivery.ts";
 import { sendPresenceOf } from "./subscriptions.ts";
 
@@ -115,6 +116,31 @@ async function probe(host: Host, { from, to }: StanzaEvent): Promise<void> {
     );}
 }
 
+/**
+ * Sends the current presence of a local session again to whoever on `node` should have it
+ * (contacts, the account's resources, entities that got directed presence): that node's sessions
+ * were told it was gone when the link to it was lost, or never heard of it.
+ */
+async function presentAgain(host: Host, session: LocalSession, node: string): Promise<void> {
+  const { store, router, sessions } = host.server;
+  const presence = session.presence;
+  if (!session.available || !presence) return;
+  const targets = new Set<string>(session.directed);
+  const roster = await store.getRoster(session.jid.local, session.jid.domain);
+  for (const item of roster.items) if (hasFrom(item.subscription)) targets.add(item.jid);
+  targets.add(session.jid.bare);
+  for (const to of targets) {
+    const jid = parseJid(to);
+    if (!jid) continue;
+    const there = jid.isBare ? [...sessions.resources(jid.bare)] : [sessions.get(jid)];
+    for (const s of there) {
+      if (s?.node === node && s.available) {
+        router.sendFrom(readdressed(presence, s.jid.full));
+      }
+    }
+  }
+}
+
 export const presenceModule: Module = {
   name: "presence",
   install(host) {
@@ -147,6 +173,13 @@ export const presenceModule: Module = {
         old.announced = false;
       }
       old.available = false;
+    });
+    host.events.on("node/up", (node) => {
+      for (const s of sessions.local()) {
+        if (s.jid.domain === host.domain && s.announced) {
+          serial.run(s.jid.bare, () => presentAgain(host, s, node));
+        }
+      }
     });
     host.events.on("session/closed", (session) => {
       const gone = x("presence", { from: session.jid.full, type: "unavailable" });

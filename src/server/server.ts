@@ -27,6 +27,8 @@ import { Services } from "./service.ts";
 import { componentPlugin, mucPlugin, proxy65Plugin, SERVICES } from "./services.ts";
 import { DescriptorBudget } from "../stream/descriptor_budget.ts";
 import { descriptorLimit } from "./fd_limit.ts";
+import { SharedCaches } from "../core/caches.ts";
+import { ClusterNode } from "../cluster/node.ts";
 
 const log = logger("server");
 /** Waits between attempts to reach the store at start: from the first, doubling to the last. */
@@ -50,6 +52,9 @@ export class Server implements ServerContext {
   /** Client and component connections against the descriptor limit, on every listener. */
   readonly descriptors = new DescriptorBudget(descriptorLimit());
   readonly addresses: BoundAddress[] = [];
+  readonly caches = new SharedCaches();
+  /** This node's part in the cluster, when the configuration has a `cluster:` section. */
+  cluster: ClusterNode | undefined;
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #admin: AdminSocket | undefined;
   #stopping: Promise<void> | undefined;
@@ -109,6 +114,7 @@ export class Server implements ServerContext {
         }
       }
     }
+    if (this.config.cluster) this.cluster = await ClusterNode.start(this, this.hosts);
     const tls = await TlsContexts.load(this.config);
     for (const lc of this.config.listeners) {
       if (lc.plain_without_tls) {
@@ -122,7 +128,9 @@ export class Server implements ServerContext {
       this.addresses.push({ type: lc.type, ...await l.listen() });
     }
     const admin = SERVICES.map((plugin) => plugin.admin?.(this.services.of(plugin)));
-    this.#admin = await AdminSocket.start(this.config.data_dir, Object.assign({}, ...admin));
+    const cluster = this.cluster && { cluster: () => this.cluster!.status() };
+    const handlers = Object.assign({}, ...admin, cluster);
+    this.#admin = await AdminSocket.start(this.config.data_dir, handlers);
     this.#sweeper = setInterval(() => {
       const now = Date.now();
       for (const l of this.listeners) l.sweep(now);
@@ -177,6 +185,7 @@ export class Server implements ServerContext {
     }
     await Promise.all(closing);
     await this.serial.idle();
+    await this.cluster?.stop();
     await this.store.close();
     log.info("stopped");
   }
