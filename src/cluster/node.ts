@@ -40,6 +40,8 @@ import {
   type WireRecord,
 } from "./wire.ts";
 import { logger } from "../log/logger.ts";
+import type { Services } from "../server/service.ts";
+import { CLUSTER_EXTENSIONS } from "./extensions.ts";
 
 const log = logger("cluster");
 /** Records per SNAPSHOT frame (a few hundred bytes each). */
@@ -76,12 +78,24 @@ class PeerLink {
   }
 }
 
+/**
+ * A service's traffic between nodes (MUC rooms, component pools, the proxy): frames of the types
+ * it registered, and the comings and goings of peers, after the session directory has handled
+ * them (on `down`, the peer's sessions are already gone).
+ */
+export interface ClusterChannel {
+  message(peer: string, type: number, payload: Uint8Array): void;
+  up?(peer: string, incarnation: number): void;
+  down?(peer: string): void;
+}
+
 export class ClusterNode implements SessionObserver {
   readonly name: string;
   #mesh: Mesh;
   #directory: Directory;
   #links = new Map<string, PeerLink>();
   #invalidations = new Map<number, { waiting: Set<string>; done: () => void }>();
+  #channels = new Map<number, ClusterChannel>();
   #nextId = 0;
   /** Stanzas this node already rerouted once, after their target was gone. */
   #rerouted = new WeakSet<Element>();
@@ -97,17 +111,23 @@ export class ClusterNode implements SessionObserver {
     this.#mesh = mesh(this);
   }
 
-  static async start(ctx: ServerContext, hosts: Map<string, Host>): Promise<ClusterNode> {
+  static async start(
+    ctx: ServerContext,
+    hosts: Map<string, Host>,
+    services: Services,
+  ): Promise<ClusterNode> {
     const cluster = ctx.config.cluster!;
     const options = meshOptions(cluster, await readClusterTls(cluster.tls));
     const node = new ClusterNode(ctx, hosts, (self) =>
       new Mesh(options, {
-        up: (peer) => self.#up(peer),
+        up: (peer, incarnation) => self.#up(peer, incarnation),
         down: (peer) => self.#down(peer),
         message: (peer, type, payload) => self.#message(peer, type, payload),
       }));
     ctx.sessions.observe(node);
     ctx.caches.broadcast = (cache, key) => node.#invalidate(cache, key);
+    // Before the mesh: extensions see every peer come up.
+    for (const ext of CLUSTER_EXTENSIONS) await ext.start(node, services);
     await node.#mesh.start();
     return node;
   }
@@ -132,6 +152,26 @@ export class ClusterNode implements SessionObserver {
       },
       ...this.#mesh.status().map((p) => ({ ...p, sessions: this.#directory.count(p.node) })),
     ];
+  }
+
+  // --- For services (src/cluster/extensions.ts).
+
+  /** Routes frames of `types` (from the ranges in wire.ts) to `channel`. */
+  register(types: number[], channel: ClusterChannel): void {
+    for (const t of types) {
+      if (this.#channels.has(t)) throw new Error(`cluster frame type ${t} is taken`);
+      this.#channels.set(t, channel);
+    }
+  }
+
+  /** Queues a frame to a linked peer; false when there is no link to it. */
+  send(peer: string, type: number, payload: string | Uint8Array): boolean {
+    return this.#links.has(peer) && this.#mesh.send(peer, type, payload);
+  }
+
+  /** The peers linked now (their sessions are in the directory). */
+  peers(): Iterable<string> {
+    return this.#links.keys();
   }
 
   // --- SessionObserver: local changes go to every peer, stanzas to the node holding the session.
@@ -176,7 +216,7 @@ export class ClusterNode implements SessionObserver {
 
   // --- Mesh events.
 
-  #up(peer: string): void {
+  #up(peer: string, incarnation: number): void {
     this.#links.set(peer, new PeerLink());
     // Invalidations may have been missed while the link was down.
     this.ctx.caches.clear();
@@ -189,6 +229,7 @@ export class ClusterNode implements SessionObserver {
       records = [];
     }
     this.#mesh.send(peer, SNAPSHOT, JSON.stringify({ records, last: true }));
+    for (const ch of new Set(this.#channels.values())) ch.up?.(peer, incarnation);
   }
 
   #down(peer: string): void {
@@ -206,6 +247,7 @@ export class ClusterNode implements SessionObserver {
     if (!link) return;
     // What the peer may not have handled is handled here, its sessions being gone now.
     for (const s of link.unacked.slice(link.head)) this.#vanished(s.to, s.stanza, s.flag);
+    for (const ch of new Set(this.#channels.values())) ch.down?.(peer);
   }
 
   #message(peer: string, type: number, payload: Uint8Array): void {
@@ -251,8 +293,11 @@ export class ClusterNode implements SessionObserver {
         }
         return;
       }
-      default:
+      default: {
+        const channel = this.#channels.get(type);
+        if (channel) return channel.message(peer, type, payload);
         log.warn("ignored a frame of unknown type {type} from {peer}", { type, peer });
+      }
     }
   }
 

@@ -22,6 +22,11 @@ export const CLOSE = FIRST_APP_TYPE + 5;
 export const INVALIDATE = FIRST_APP_TYPE + 6;
 export const CLEARED = FIRST_APP_TYPE + 7;
 
+/** Frame types of the services' cluster sides (src/cluster/extensions.ts): 16 each. */
+export const MUC_TYPES = FIRST_APP_TYPE + 16;
+export const COMPONENT_TYPES = FIRST_APP_TYPE + 32;
+export const PROXY65_TYPES = FIRST_APP_TYPE + 48;
+
 /** A session record as it travels. */
 export interface WireRecord {
   jid: string;

@@ -114,7 +114,9 @@ export class Server implements ServerContext {
         }
       }
     }
-    if (this.config.cluster) this.cluster = await ClusterNode.start(this, this.hosts);
+    if (this.config.cluster) {
+      this.cluster = await ClusterNode.start(this, this.hosts, this.services);
+    }
     const tls = await TlsContexts.load(this.config);
     for (const lc of this.config.listeners) {
       if (lc.plain_without_tls) {

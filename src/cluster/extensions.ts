@@ -1,0 +1,12 @@
+// The services' cluster sides, in start order: each takes this node's ClusterNode and the running
+// services, registers its frame types (ranges in wire.ts) and follows peers coming and going.
+// Adding one is one entry here; the services themselves know nothing of the cluster.
+import type { Services } from "../server/service.ts";
+import type { ClusterNode } from "./node.ts";
+
+export interface ClusterExtension {
+  readonly name: string;
+  start(node: ClusterNode, services: Services): void | Promise<void>;
+}
+
+export const CLUSTER_EXTENSIONS: ClusterExtension[] = [];
