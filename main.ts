@@ -24,8 +24,9 @@ Usage:
   parley user list [DOMAIN] [--config FILE]
   parley components [--json] [--config FILE] [--node NAME]
                                                instances of each external component, with traffic
-  parley rooms [--json] [--config FILE] [--node NAME]
-                                               chat rooms held by the running server
+  parley rooms [--json] [--room JID] [--config FILE] [--node NAME]
+                                               chat rooms held by the running server (in a
+                                               cluster: every node's, and which node runs JID)
   parley config check FILE [--node NAME]       validate a configuration file
   parley cluster ca init --out DIR             a new cluster CA (cluster-ca.pem, cluster-ca.key)
   parley cluster cert issue NODE --ca DIR --out DIR
@@ -70,6 +71,7 @@ async function main(args: string[]): Promise<number> {
       help: { type: "boolean", short: "h" },
       json: { type: "boolean" },
       node: { type: "string" },
+      room: { type: "string" },
     },
   });
   const [cmd, sub, arg] = positionals;
@@ -94,7 +96,11 @@ async function main(args: string[]): Promise<number> {
         values.json ?? false,
       );
     case "rooms":
-      return await roomsCommand(await config(values.config, values.node), values.json ?? false);
+      return await roomsCommand(
+        await config(values.config, values.node),
+        values.json ?? false,
+        values.room,
+      );
     case "user":
       if (!["add", "passwd", "del", "list"].includes(sub ?? "")) break;
       return await userCommand(await config(values.config, values.node), sub, arg, values.password);

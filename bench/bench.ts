@@ -3,16 +3,26 @@
 import { join } from "node:path";
 import { serveProcess } from "../tests/helpers/process.ts";
 import { VERSION } from "../src/version.ts";
+import {
+  generatorCommand,
+  LOAD_CPU,
+  rssKiB as rssOf,
+  runGenerator,
+  SECONDS,
+  ulimit,
+  USERS,
+} from "./generator.ts";
+import { clusterBench } from "./cluster.ts";
 
 /** The server's core; BENCH_SERVER_CPU="" leaves it unpinned (key derivation may use both). */
 const SERVER_CPU = Deno.env.get("BENCH_SERVER_CPU") ?? "0";
-const LOAD_CPU = "1";
 /** PBKDF2 iterations of the benchmark accounts (the default configuration has 4,096). */
 const ITERATIONS = Number(Deno.env.get("BENCH_ITERATIONS") ?? 16);
-const USERS = 200;
 const IDLE_SESSIONS = Number(Deno.env.get("BENCH_IDLE_SESSIONS") ?? 10_000);
-const SECONDS = Number(Deno.env.get("BENCH_SECONDS") ?? 8);
-/** Comma-separated subset (memory, logins, throughput, latency, proxy65, components); default all. */
+/**
+ * Comma-separated subset (memory, logins, throughput, latency, muc, proxy65, components,
+ * cluster); default all.
+ */
 const ONLY = Deno.env.get("BENCH_ONLY")?.split(",");
 const wanted = (part: string) => !ONLY || ONLY.includes(part);
 
@@ -43,7 +53,6 @@ timeouts: { ping_interval: 0, handshake: 600, auth_failure_delay_ms: 0 }
 `,
 );
 
-const ulimit = ["bash", "-c", 'ulimit -n 20000 2>/dev/null; exec "$@"', "bash"];
 // Each group of measurements gets a fresh server process on the same data directory, so no
 // scenario pays for the garbage or caches another left behind.
 const pin = SERVER_CPU ? ["taskset", "-c", SERVER_CPU] : [];
@@ -56,78 +65,19 @@ async function freshServer(): Promise<void> {
   server = await serveProcess(configFile, [...ulimit, ...pin]);
   [port, componentPort] = server.ports;
 }
-const loadScript = new URL("./load.ts", import.meta.url).pathname;
-const denoConfig = new URL("../deno.json", import.meta.url).pathname;
-
-function loadCommand(args: Record<string, unknown>): Deno.Command {
-  return new Deno.Command("bash", {
-    args: [
-      ...ulimit.slice(1),
-      "taskset",
-      "-c",
-      LOAD_CPU,
-      Deno.execPath(),
-      "run",
-      "-A",
-      "--config",
-      denoConfig,
-      loadScript,
-      JSON.stringify({
-        port,
-        componentPort,
-        users: USERS,
-        seconds: SECONDS,
-        concurrency: 32,
-        ...args,
-      }),
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  });
-}
-
-/** CPU seconds the server process has used so far (user + system). */
-function serverCpuSeconds(): number {
-  const fields = Deno.readTextFileSync(`/proc/${server.child.pid}/stat`).split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks
-}
+const loadCommand = (args: Record<string, unknown>) =>
+  generatorCommand({ port, componentPort, ...args });
 
 /**
  * Runs a scenario; `busy` is the share of its core the server used between the generator's
  * {"phase":"start"} line and its result (1 = saturated).
  */
-async function load(args: Record<string, unknown>): Promise<Record<string, number>> {
-  const child = loadCommand(args).spawn();
-  let cpu0 = serverCpuSeconds();
-  let t0 = performance.now();
-  let result: Record<string, number> = {};
-  let busy = 0;
-  let buf = "";
-  for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
-    buf += text;
-    let nl;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      const line = JSON.parse(buf.slice(0, nl));
-      buf = buf.slice(nl + 1);
-      if (line.phase === "start") {
-        cpu0 = serverCpuSeconds();
-        t0 = performance.now();
-      } else {
-        busy = (serverCpuSeconds() - cpu0) / ((performance.now() - t0) / 1000);
-        result = line;
-      }
-    }
-  }
-  await child.status;
-  return { ...result, busy };
-}
+const load = (args: Record<string, unknown>) =>
+  runGenerator({ port, componentPort, ...args }, () => [server.child.pid]);
 
 const pct = (r: Record<string, number>) => ` (server core ${(r.busy * 100).toFixed(0)}% busy)`;
 
-function rssKiB(): number {
-  const status = Deno.readTextFileSync(`/proc/${server.child.pid}/status`);
-  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]);
-}
+const rssKiB = () => rssOf(server.child.pid);
 
 const rows: [string, string, string][] = [];
 const row = (what: string, value: string, yardstick: string) => {
@@ -259,6 +209,7 @@ try {
       );
     }
   }
+  if (wanted("cluster")) await clusterBench(row, ITERATIONS, SERVER_CPU);
 } finally {
   server.child.kill("SIGTERM");
   await server.exited;

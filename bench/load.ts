@@ -31,6 +31,12 @@ interface Args {
   bytes?: number;
   instances?: number;
   occupants?: number;
+  /** Receivers log in here (another node of a cluster); senders on `port`. */
+  peerPort?: number;
+  /** Idle sessions send initial presence (their records carry it). */
+  presence?: boolean;
+  /** Message body of the throughput scenario. */
+  body?: string;
 }
 
 const args: Args = JSON.parse(Deno.args[0]);
@@ -190,12 +196,12 @@ async function idle(): Promise<void> {
   const worker = async () => {
     while (next < n) {
       const i = next++;
-      clients.push(
-        await RawClient.login(args.port, user(i % args.users), PASSWORD, {
-          starttls: false,
-          resource: "idle" + i,
-        }),
-      );
+      const c = await RawClient.login(args.port, user(i % args.users), PASSWORD, {
+        starttls: false,
+        resource: "idle" + i,
+      });
+      if (args.presence) c.send("<presence/>");
+      clients.push(c);
     }
   };
   await Promise.all(Array.from({ length: args.concurrency }, worker));
@@ -228,7 +234,7 @@ async function pairs(n: number, onMessage: (pair: number, chunk: string) => void
       starttls: false,
       resource: "s",
     });
-    const r = await RawClient.login(args.port, user(2 * i + 1), PASSWORD, {
+    const r = await RawClient.login(args.peerPort ?? args.port, user(2 * i + 1), PASSWORD, {
       starttls: false,
       resource: "r",
     });
@@ -253,7 +259,9 @@ async function throughput(): Promise<void> {
   const msg = (i: number) =>
     `<message to='${
       user(2 * i + 1)
-    }@localhost/r' type='chat'><body>benchmark message of a typical size</body></message>`;
+    }@localhost/r' type='chat'><body>${
+      args.body ?? "benchmark message of a typical size"
+    }</body></message>`;
   const list = await pairs(n, (i, chunk) => {
     const k = count(chunk);
     if (counting) received += k;

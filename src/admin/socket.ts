@@ -9,15 +9,28 @@ import { acceptLoop } from "../stream/accept_loop.ts";
 
 const log = logger("admin");
 
-export type AdminCommand = { cmd: "components" } | { cmd: "rooms" } | { cmd: "cluster" };
+export type AdminCommand =
+  | { cmd: "components" }
+  | { cmd: "rooms"; room?: string }
+  | { cmd: "cluster" };
 
 /** The answer to each command, by command name. */
-export type AdminHandlers = Record<string, () => unknown>;
+export type AdminHandlers = Record<string, (cmd: AdminCommand) => unknown>;
 
 export interface ComponentStatus {
   domain: string;
   balance: string;
-  instances: { id: string; remote: string; connectedAt: string; received: number; sent: number }[];
+  instances: {
+    id: string;
+    /** The node the instance is connected to. */
+    node: string;
+    remote: string;
+    connectedAt: string;
+    received: number;
+    sent: number;
+    /** Its share of the keys, 0–1. */
+    share: number;
+  }[];
 }
 
 export interface RoomStatus {
@@ -28,7 +41,12 @@ export interface RoomStatus {
   public: boolean;
   membersOnly: boolean;
   locked: boolean;
+  /** In a cluster: the node that runs the room. */
+  node?: string;
 }
+
+/** `parley rooms --room JID`: a room, or where it would run when it is not running. */
+export type RoomLookup = RoomStatus | { jid: string; node: string | null; running: false };
 
 export function adminSocketPath(dataDir: string): string {
   return join(dataDir, "admin.sock");
@@ -50,7 +68,7 @@ export class AdminSocket {
     const admin = new AdminSocket(listener, path);
     admin.#serve((cmd) =>
       Object.hasOwn(handlers, cmd.cmd)
-        ? handlers[cmd.cmd]()
+        ? handlers[cmd.cmd](cmd)
         : { error: `unknown command ${cmd.cmd}` }
     );
     return admin;
@@ -62,7 +80,9 @@ export class AdminSocket {
         const buf = new Uint8Array(4096);
         const n = await conn.read(buf);
         const cmd = JSON.parse(new TextDecoder().decode(buf.subarray(0, n ?? 0)));
-        await writeAll(conn, new TextEncoder().encode(JSON.stringify(handle(cmd)) + "\n"));
+        // An answer may take a round trip to the cluster's other nodes.
+        const answer = await handle(cmd);
+        await writeAll(conn, new TextEncoder().encode(JSON.stringify(answer) + "\n"));
       } catch (e) {
         log.debug("admin request failed: {error}", { error: String(e) });
       } finally {

@@ -2,13 +2,16 @@
 // <abort>, and <success> or <failure>. Elements are handled one at a time in arrival order, so
 // pipelined ones each get their answer; more than MAX_PENDING waiting close the stream. Failures
 // are answered after a delay that doubles with each failure on the connection; after MAX_FAILURES
-// the stream is closed. Wrong passwords count against the client's address and the account
-// (AuthThrottle); a store error is a <temporary-auth-failure/>, never a crash.
+// the stream is closed. Each step is an attempt held against the client's address and the account
+// until its outcome is known (AuthThrottle): wrong passwords count against both, malformed or
+// abandoned exchanges against the address. A store error is a <temporary-auth-failure/>, never a
+// crash.
+import { Buffer } from "node:buffer";
 import { type Element, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
 import { MECHANISMS } from "../sasl/mechanisms.ts";
 import type { SaslContext, SaslFailure, SaslMechanism, SaslStep } from "../sasl/mechanism.ts";
-import type { AuthThrottle } from "../sasl/throttle.ts";
+import type { AttemptOutcome, AuthAttempt, AuthThrottle } from "../sasl/throttle.ts";
 import { logger } from "../log/logger.ts";
 
 const log = logger("sasl");
@@ -16,7 +19,13 @@ const MAX_FAILURES = 5;
 /** A client waits for each answer (RFC 6120 §6.4.2); a few pipelined elements are tolerated. */
 const MAX_PENDING = MAX_FAILURES;
 const MAX_DELAY_MS = 10_000;
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+/**
+ * Longest base64 payload of an <auth> or <response>, refused before it is even validated: the
+ * messages of SCRAM and PLAIN take a few hundred bytes, and a JID with the longest parts fits.
+ */
+export const MAX_PAYLOAD_CHARS = 8192;
+/** Base64 (RFC 4648 §4), checked together with a length that is a multiple of 4. */
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 export interface SaslPeer {
   send(el: Element | string): void;
@@ -33,7 +42,8 @@ export interface SaslPeer {
 
 export class SaslNegotiation {
   #mech: SaslMechanism | null = null;
-  #domain = "";
+  /** The step being handled, held against the limits until its outcome. */
+  #attempt: AuthAttempt | undefined;
   #failures = 0;
   #pending = 0;
   #queue: Promise<void> = Promise.resolve();
@@ -68,8 +78,12 @@ export class SaslNegotiation {
 
   async #handle(el: Element): Promise<void> {
     if (el.name === "abort") {
+      // Abandoning an exchange that has begun is a failure: otherwise a client could send
+      // first messages and abort them forever, never failing.
+      const begun = this.#mech !== null;
       this.#mech = null;
-      return this.#fail("aborted", false);
+      if (begun) this.peer.throttle.failed(this.peer.remote);
+      return this.#fail("aborted", begun);
     }
     if (el.name === "auth") {
       const name = el.attrs.mechanism ?? "";
@@ -77,27 +91,45 @@ export class SaslNegotiation {
         // A mechanism we have but do not offer here is PLAIN on an unencrypted stream.
         return this.#fail(name in MECHANISMS ? "encryption-required" : "invalid-mechanism", false);
       }
-      const refused = this.peer.throttle.refusal(this.peer.remote);
-      if (refused) return this.#fail("temporary-auth-failure", true, refused);
       const ctx = this.peer.context();
-      this.#domain = ctx.domain;
       this.#mech = MECHANISMS[name]({
         ...ctx,
-        throttled: (user) => this.peer.throttle.accountRefusal(`${user}@${ctx.domain}`),
+        throttled: (user) => this.#attempt?.name(`${user}@${ctx.domain}`),
       });
     } else if (el.name !== "response" || !this.#mech) {
-      return this.#fail("malformed-request", false);
+      this.peer.throttle.failed(this.peer.remote);
+      return this.#fail("malformed-request", true);
     }
-    const text = el.text().trim();
-    if (text !== "=" && !BASE64.test(text)) {
+    const attempt = this.peer.throttle.begin(this.peer.remote);
+    if (typeof attempt === "string") {
       this.#mech = null;
-      return this.#fail("incorrect-encoding", true);
+      return this.#fail("temporary-auth-failure", true, attempt);
     }
-    const data = text === "="
-      ? new Uint8Array()
-      : Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-    const step = await this.#mech.step(data);
-    await this.#answer(step);
+    this.#attempt = attempt;
+    let outcome: AttemptOutcome = "none";
+    try {
+      const step = await this.#step(this.#mech, el.text().trim());
+      outcome = step.kind !== "failure" || step.condition === "temporary-auth-failure"
+        ? "none"
+        : step.condition === "not-authorized"
+        ? "guess"
+        : "malformed";
+      await this.#answer(step);
+    } finally {
+      this.#attempt = undefined;
+      attempt.end(outcome);
+    }
+  }
+
+  /** Decodes the payload, bounded and checked before any work, and runs the mechanism's step. */
+  #step(mech: SaslMechanism, text: string): Promise<SaslStep> | SaslStep {
+    if (text.length > MAX_PAYLOAD_CHARS) {
+      return { kind: "failure", condition: "malformed-request", text: "payload too long" };
+    }
+    if (text !== "=" && (text.length % 4 !== 0 || !BASE64.test(text))) {
+      return { kind: "failure", condition: "incorrect-encoding" };
+    }
+    return mech.step(text === "=" ? new Uint8Array() : Buffer.from(text, "base64"));
   }
 
   #answer(step: SaslStep): Promise<void> | void {
@@ -108,11 +140,6 @@ export class SaslNegotiation {
       this.peer.send(x("success", { xmlns: NS.sasl }, step.data ? b64(step.data) : undefined));
       this.peer.succeeded(step.user);
     } else {
-      // Only a wrong password (or unknown user) is a guess.
-      if (step.condition === "not-authorized") {
-        const user = this.#mech?.user;
-        this.peer.throttle.failed(this.peer.remote, user && `${user}@${this.#domain}`);
-      }
       this.#mech = null;
       return this.#fail(step.condition, true, step.text);
     }

@@ -83,7 +83,7 @@ export class C2SSession extends XmlStream implements LocalSession {
     return this.#state === "replaced";
   }
 
-  deliver(stanza: Element): void {
+  deliver(stanza: Element | string): void {
     this.send(stanza);
   }
 

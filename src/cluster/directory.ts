@@ -76,15 +76,16 @@ export class Directory {
       (a.boundAt === b.boundAt && aNode > (b.node ?? this.self));
   }
 
-  /** A record from `node`, new or changed. */
-  record(node: string, r: WireRecord): void {
+  /** A record from `node`, new or changed; returns the local session it replaced, if any. */
+  record(node: string, r: WireRecord): LocalSession | undefined {
     const jid = parseJid(r.jid);
     if (!jid) return;
     const current = this.sessions.get(jid);
     if (
       current instanceof RemoteSession && current.node === node && current.boundAt === r.boundAt
     ) {
-      return current.update(r);
+      current.update(r);
+      return;
     }
     // Another session with this full JID: the newer stays (its node replaces the older).
     if (current && !this.#newer(r, node, current)) return;
@@ -92,7 +93,9 @@ export class Directory {
     session.update(r);
     this.sessions.put(session);
     this.#remote.set(r.jid, session);
-    if (current && isLocal(current)) current.replace();
+    if (!current || !isLocal(current)) return;
+    current.replace();
+    return current;
   }
 
   /** `node` ended a session: it tells its contacts itself. */

@@ -3,10 +3,12 @@
 // Adding one is one entry here; the services themselves know nothing of the cluster.
 import type { Services } from "../server/service.ts";
 import type { ClusterNode } from "./node.ts";
+import { componentCluster } from "./component_pools.ts";
+import { mucCluster } from "./muc_rooms.ts";
 
 export interface ClusterExtension {
   readonly name: string;
   start(node: ClusterNode, services: Services): void | Promise<void>;
 }
 
-export const CLUSTER_EXTENSIONS: ClusterExtension[] = [];
+export const CLUSTER_EXTENSIONS: ClusterExtension[] = [componentCluster, mucCluster];

@@ -50,6 +50,9 @@ export class Link {
   heard = true;
   lastHeard = performance.now();
   lastPing = 0;
+  /** Bytes written to and read from the connection (after framing, before TLS). */
+  bytesOut = 0;
+  bytesIn = 0;
   #closeReason = "";
   #writer: FrameWriter;
   #reader: FrameReader;
@@ -70,6 +73,7 @@ export class Link {
     socket.setNoDelay(true);
     socket.on("data", (chunk: Uint8Array) => {
       this.heard = true;
+      this.bytesIn += chunk.length;
       const malformed = this.#reader.push(chunk);
       if (malformed) this.close(`malformed input: ${malformed}`);
     });
@@ -121,7 +125,9 @@ export class Link {
   #flush = (): void => {
     this.#flushQueued = false;
     if (this.state === "closed" || this.#writer.length === 0) return;
-    this.socket.write(this.#writer.take());
+    const out = this.#writer.take();
+    this.bytesOut += out.length;
+    this.socket.write(out);
     const queued = this.socket.writableLength;
     if (queued > this.limits.maxQueued) {
       this.close(

@@ -62,6 +62,9 @@ export interface PeerStatus {
   since: number;
   rttMs: number | null;
   queuedBytes: number;
+  /** Bytes sent and received over the current link. */
+  sentBytes: number;
+  receivedBytes: number;
   incarnation: number | null;
   version: number | null;
 }
@@ -174,6 +177,8 @@ export class Mesh implements LinkOwner {
       since: p.since,
       rttMs: p.link && !Number.isNaN(p.link.rtt) ? p.link.rtt : null,
       queuedBytes: p.link?.queuedBytes ?? 0,
+      sentBytes: p.link?.bytesOut ?? 0,
+      receivedBytes: p.link?.bytesIn ?? 0,
       incarnation: p.link?.incarnation ?? null,
       version: p.link?.version ?? null,
     }));

@@ -7,7 +7,7 @@
 // frames per link): if the link dies first, the stanza is handled here as one for a session that
 // is gone (a message to the account's other resources or offline storage, an iq answered with an
 // error), never silently dropped.
-import type { Element } from "../xml/element.ts";
+import { type Element, x } from "../xml/element.ts";
 import { type Jid, parseJid } from "../jid/jid.ts";
 import type { ServerContext } from "../core/context.ts";
 import type { Host } from "../core/host.ts";
@@ -18,6 +18,7 @@ import {
   type SessionObserver,
 } from "../router/sessions.ts";
 import { deliverToBare } from "../im/delivery.ts";
+import { parseStanza } from "../xml/parse_string.ts";
 import { Mesh, type PeerStatus } from "./mesh.ts";
 import { meshOptions } from "./config.ts";
 import { readClusterTls } from "./tls.ts";
@@ -29,6 +30,7 @@ import {
   DELIVERED,
   deliverPayload,
   FIRST_HOP,
+  HANDOVER,
   INVALIDATE,
   RECORD,
   REROUTED,
@@ -51,30 +53,46 @@ const SNAPSHOT_PART = 2000;
 export interface MemberStatus extends Omit<PeerStatus, "state"> {
   state: PeerStatus["state"] | "self";
   sessions: number;
-}
-
-interface Sent {
-  seq: number;
-  to: Jid;
-  stanza: Element;
-  flag: string;
+  /** What services add (ClusterNode.addStatus), e.g. the rooms and occupants a node runs. */
+  [service: string]: unknown;
 }
 
 /** Per link to a peer: frames counted both ways, and stanzas not yet acknowledged. */
 class PeerLink {
-  sent = 0;
   received = 0;
   ackQueued = false;
-  unacked: Sent[] = [];
-  head = 0;
   readonly decoder = new StanzaDecoder();
+  /**
+   * Payloads of the DELIVER frames sent and not acknowledged yet, oldest first ("" for presence,
+   * which is not handled again). Kept as the text sent: one string per stanza, not its tree, so
+   * stanzas in flight cost the collector little.
+   */
+  #unacked: string[] = [];
+  #head = 0;
+  /** DELIVER frames sent over the link. */
+  #sent = 0;
 
+  sent(payload: string): void {
+    this.#sent++;
+    this.#unacked.push(payload);
+  }
+
+  /** The peer has handled the first `n` DELIVER frames. */
   acked(n: number): void {
-    while (this.head < this.unacked.length && this.unacked[this.head].seq <= n) this.head++;
-    if (this.head > 1024 && this.head * 2 > this.unacked.length) {
-      this.unacked = this.unacked.slice(this.head);
-      this.head = 0;
+    const pending = this.#unacked.length - this.#head;
+    this.#head += Math.max(0, Math.min(pending, n - (this.#sent - pending)));
+    if (this.#head === this.#unacked.length) {
+      this.#unacked.length = 0;
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#unacked.length) {
+      this.#unacked = this.#unacked.slice(this.#head);
+      this.#head = 0;
     }
+  }
+
+  /** What the peer may not have handled. */
+  unacked(): string[] {
+    return this.#unacked.slice(this.#head).filter((p) => p !== "");
   }
 }
 
@@ -96,6 +114,7 @@ export class ClusterNode implements SessionObserver {
   #links = new Map<string, PeerLink>();
   #invalidations = new Map<number, { waiting: Set<string>; done: () => void }>();
   #channels = new Map<number, ClusterChannel>();
+  #statusParts: ((member: string) => Record<string, unknown>)[] = [];
   #nextId = 0;
   /** Stanzas this node already rerouted once, after their target was gone. */
   #rerouted = new WeakSet<Element>();
@@ -138,7 +157,7 @@ export class ClusterNode implements SessionObserver {
 
   status(): MemberStatus[] {
     const listen = this.#mesh.options.listen;
-    return [
+    const members: MemberStatus[] = [
       {
         node: this.name,
         address: `${listen.host}:${listen.port}`,
@@ -146,12 +165,15 @@ export class ClusterNode implements SessionObserver {
         since: this.startedAt,
         rttMs: null,
         queuedBytes: 0,
+        sentBytes: 0,
+        receivedBytes: 0,
         incarnation: this.#mesh.incarnation,
         version: this.#mesh.version,
         sessions: this.ctx.sessions.size,
       },
       ...this.#mesh.status().map((p) => ({ ...p, sessions: this.#directory.count(p.node) })),
     ];
+    return members.map((m) => Object.assign(m, ...this.#statusParts.map((part) => part(m.node))));
   }
 
   // --- For services (src/cluster/extensions.ts).
@@ -162,6 +184,11 @@ export class ClusterNode implements SessionObserver {
       if (this.#channels.has(t)) throw new Error(`cluster frame type ${t} is taken`);
       this.#channels.set(t, channel);
     }
+  }
+
+  /** Adds a service's fields to each member of `status()` (`member` is a node name). */
+  addStatus(part: (member: string) => Record<string, unknown>): void {
+    this.#statusParts.push(part);
   }
 
   /** Queues a frame to a linked peer; false when there is no link to it. */
@@ -199,11 +226,11 @@ export class ClusterNode implements SessionObserver {
     const peer = session.node!;
     const link = this.#links.get(peer);
     const flag = this.#rerouted.has(stanza) ? REROUTED : FIRST_HOP;
-    if (!link || !this.#mesh.send(peer, DELIVER, deliverPayload(flag, session.jid.full, stanza))) {
+    const payload = deliverPayload(flag, session.jid.full, stanza);
+    if (!link || !this.#mesh.send(peer, DELIVER, payload)) {
       return this.#vanished(session.jid, stanza, flag);
     }
-    const seq = ++link.sent;
-    if (stanza.name !== "presence") link.unacked.push({ seq, to: session.jid, stanza, flag });
+    link.sent(stanza.name === "presence" ? "" : payload);
   }
 
   close(session: Session, condition: string, text: string): void {
@@ -246,7 +273,12 @@ export class ClusterNode implements SessionObserver {
     }
     if (!link) return;
     // What the peer may not have handled is handled here, its sessions being gone now.
-    for (const s of link.unacked.slice(link.head)) this.#vanished(s.to, s.stanza, s.flag);
+    for (const payload of link.unacked()) {
+      const nl = payload.indexOf("\n");
+      const to = parseJid(payload.slice(1, nl));
+      const stanza = parseStanza(payload.slice(nl + 1));
+      if (to && stanza) this.#vanished(to, stanza, payload[0]);
+    }
     for (const ch of new Set(this.#channels.values())) ch.down?.(peer);
   }
 
@@ -259,15 +291,28 @@ export class ClusterNode implements SessionObserver {
       case DELIVERED:
         return link.acked(Number(text(payload)));
       case RECORD:
-        return this.#directory.record(peer, JSON.parse(text(payload)));
+        return this.#record(peer, JSON.parse(text(payload)));
       case UNBOUND:
         return this.#directory.unbound(peer, text(payload));
       case SNAPSHOT: {
         // The peer's records were dropped when its link went down: these are all it holds.
         const { records, last } = JSON.parse(text(payload)) as SnapshotPart;
-        for (const r of records) this.#directory.record(peer, r);
+        for (const r of records) this.#record(peer, r);
         // Sessions there may have missed what ours said meanwhile (a healed partition).
         if (last) { for (const host of this.hosts.values()) host.events.fire("node/up", peer); }
+        return;
+      }
+      case HANDOVER: {
+        const { jid, directed } = JSON.parse(text(payload)) as { jid: string; directed: string[] };
+        const target = parseJid(jid);
+        const s = target && this.ctx.sessions.get(target);
+        if (s && isLocal(s)) { for (const to of directed) s.directed.add(to); }
+        else if (!s) {
+          // The new session is gone already: what it owed them is said now.
+          for (const to of directed) {
+            this.ctx.router.sendFrom(x("presence", { from: jid, to, type: "unavailable" }));
+          }
+        }
         return;
       }
       case CLOSE: {
@@ -301,22 +346,43 @@ export class ClusterNode implements SessionObserver {
     }
   }
 
+  /**
+   * A peer's session record. When it replaces a session here, the entities that session sent
+   * directed presence to go with it to its new node, which tells them when it goes unavailable.
+   */
+  #record(peer: string, r: WireRecord): void {
+    const replaced = this.#directory.record(peer, r);
+    if (!replaced?.directed.size) return;
+    this.#mesh.send(
+      peer,
+      HANDOVER,
+      JSON.stringify({ jid: r.jid, directed: [...replaced.directed] }),
+    );
+    replaced.directed.clear();
+  }
+
   #deliverHere(link: PeerLink, peer: string, payload: string): void {
     link.received++;
     if (!link.ackQueued) {
       link.ackQueued = true;
       queueMicrotask(() => {
         link.ackQueued = false;
-        this.#mesh.send(peer, DELIVERED, String(link.received));
+        if (Deno.env.get("NOACK")) return; this.#mesh.send(peer, DELIVERED, String(link.received));
       });
     }
     const nl = payload.indexOf("\n");
     const to = parseJid(payload.slice(1, nl));
+    const session = to && this.ctx.sessions.get(to);
+    // Most stanzas are only written to a client's stream: as the text they came as. Presence is
+    // read on the way (the directory watches it), and a stanza for a session that is gone is
+    // handled as such: those are parsed.
+    if (session && isLocal(session) && !payload.startsWith("<presence", nl + 1)) {
+      return this.ctx.sessions.deliverText(session, payload.slice(nl + 1));
+    }
     const stanza = link.decoder.decode(payload.slice(nl + 1));
     if (!to || !stanza) {
       return log.warn("dropped an unreadable stanza from {peer}", { peer });
     }
-    const session = this.ctx.sessions.get(to);
     if (session && isLocal(session)) this.ctx.sessions.deliver(session, stanza);
     else this.#vanished(to, stanza, payload[0]);
   }

@@ -21,6 +21,11 @@ export const CLOSE = FIRST_APP_TYPE + 5;
 /** Drop a cached key: JSON { id, cache, key }; answered by CLEARED with the id. */
 export const INVALIDATE = FIRST_APP_TYPE + 6;
 export const CLEARED = FIRST_APP_TYPE + 7;
+/**
+ * To the node of a bind that replaced a session here: the entities that session sent directed
+ * presence to (JSON { jid, directed }), to be told when the new session goes unavailable.
+ */
+export const HANDOVER = FIRST_APP_TYPE + 8;
 
 /** Frame types of the services' cluster sides (src/cluster/extensions.ts): 16 each. */
 export const MUC_TYPES = FIRST_APP_TYPE + 16;

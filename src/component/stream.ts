@@ -10,7 +10,7 @@ import { prepDomain } from "../jid/precis.ts";
 import { XmlStream } from "../stream/xml_stream.ts";
 import type { ServerContext } from "../core/context.ts";
 import { errorReply } from "../router/stanza_error.ts";
-import type { ComponentInstance, ComponentPool } from "./pool.ts";
+import { type ComponentInstance, type ComponentPool, originalId, requestId } from "./pool.ts";
 import { logger } from "../log/logger.ts";
 
 const log = logger("component");
@@ -31,6 +31,8 @@ interface Pending {
 export class ComponentStream extends XmlStream implements ComponentInstance {
   readonly stats = { received: 0, sent: 0 };
   readonly connectedAt = Date.now();
+  /** Given by the pool at the handshake (a returning instance may get its old one back). */
+  instanceId = "";
   pool: ComponentPool | undefined;
   #streamId = "";
   #authenticated = false;
@@ -91,6 +93,10 @@ export class ComponentStream extends XmlStream implements ComponentInstance {
       return;
     }
     this.stats.sent++;
+    const { type, id } = el.attrs;
+    if (el.name === "iq" && (type === "get" || type === "set") && id !== undefined) {
+      el.setAttr("id", requestId(this.instanceId, id));
+    }
     this.deps.ctx.router.route(el, from, to);
   }
 
@@ -115,12 +121,17 @@ export class ComponentStream extends XmlStream implements ComponentInstance {
     }
     this.#authenticated = true;
     this.send("<handshake/>");
+    this.instanceId = this.pool.claimId(this.remote, this.id);
     this.pool.add(this);
     log.info("component instance {id} of {domain} connected from {remote}", {
-      id: this.id,
+      id: this.instanceId,
       domain: this.pool.domain,
       remote: this.remote,
     });
+  }
+
+  get node(): string {
+    return this.pool!.node;
   }
 
   deliver(stanza: Element, from: Jid, to: Jid): boolean {
@@ -139,7 +150,11 @@ export class ComponentStream extends XmlStream implements ComponentInstance {
     if (batch.length === 0) return;
     this.#pending = [];
     if (this.closed || this.socket.destroyed) return this.#reroute(batch);
-    for (const p of batch) this.send(p.stanza);
+    for (const p of batch) {
+      const id = originalId(p.stanza, this.instanceId);
+      if (id !== p.stanza.attrs.id) p.stanza.setAttr("id", id);
+      this.send(p.stanza);
+    }
     this.stats.received += batch.length;
     this.flush();
   }

@@ -88,6 +88,8 @@ export const CONFIG_SPEC: Spec = obj({
         room_delivery_rate: int(200_000, 0, 100_000_000),
         max_rooms_per_user: int(100, 1, 1_000_000),
         max_affiliations: int(10_000, 1, 1_000_000),
+        hibernate_after: int(0, 0, 31_536_000),
+        host_rooms: bool(true),
       }, true),
       components: {
         kind: "list",
@@ -96,6 +98,7 @@ export const CONFIG_SPEC: Spec = obj({
           domain: str(undefined),
           secret: str(undefined),
           balance: str("bare_source", { enum: BALANCE_MODES }),
+          reconnect_grace_ms: int(0, 0, 3_600_000),
         }),
       },
     }),
@@ -169,6 +172,8 @@ export interface ComponentConfig {
   domain: string;
   secret: string;
   balance: (typeof BALANCE_MODES)[number];
+  /** An instance reconnecting to its node within this time takes back exactly its keys. */
+  reconnect_grace_ms: number;
 }
 
 export interface Proxy65Config {
@@ -215,6 +220,10 @@ export interface MucConfig {
   max_rooms_per_user: number;
   /** Accounts with an affiliation (owner, admin, member, outcast) one room may hold. */
   max_affiliations: number;
+  /** Seconds a persistent room stays in memory with nobody in it (0 = always). */
+  hibernate_after: number;
+  /** In a cluster: whether this node runs rooms (false: it forwards to the nodes that do). */
+  host_rooms: boolean;
 }
 
 export interface HostConfig {

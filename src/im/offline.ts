@@ -2,8 +2,9 @@
 // resource are stored with a delay stamp (XEP-0203) and delivered on its next initial presence.
 // Over the limit the sender gets service-unavailable. Once the store has refused a message, the
 // account is remembered as full, so a flood at it is refused at once, without the store or the
-// account's queue, until its messages are taken (or, for changes made elsewhere, such as the CLI
-// or another node, until the memory expires).
+// account's queue, until its messages are taken: on any node of a cluster (a take drops the mark
+// everywhere, through the shared caches), or, for changes made elsewhere, such as the CLI, until
+// the memory expires.
 import type { Module } from "../core/host.ts";
 import { type Element, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
@@ -37,6 +38,8 @@ export class FullStores {
   #marks: LRUCache<string, true>;
   /** Takes queued and not yet finished, per account. */
   #taking = new Map<string, number>();
+  /** Counts takes on other nodes: a refusal from before one is not kept. */
+  #epoch = 0;
 
   constructor(ttlMs = FULL_FOR_MS, max = MAX_FULL, now = () => performance.now()) {
     // No timers: an expired mark goes when looked up or evicted.
@@ -47,14 +50,26 @@ export class FullStores {
     return this.#marks.has(bare);
   }
 
-  /** The store refused a message for `bare`. */
-  refused(bare: string): void {
-    if (!this.#taking.has(bare)) this.#marks.set(bare, true);
+  /** What `refused` needs to know that no other node took meanwhile: read before the push. */
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  /** The store refused a message for `bare`, pushed at `epoch`. */
+  refused(bare: string, epoch = this.#epoch): void {
+    if (!this.#taking.has(bare) && epoch === this.#epoch) this.#marks.set(bare, true);
   }
 
   /** The store has room again (the account was removed). */
   forget(bare: string): void {
     this.#marks.delete(bare);
+  }
+
+  /** Another node took `bare`'s messages (or, with no key, may have taken anyone's). */
+  takenElsewhere(bare?: string): void {
+    this.#epoch++;
+    if (bare === undefined) this.#marks.clear();
+    else this.forget(bare);
   }
 
   /** A take is queued: the store will have room. */
@@ -75,6 +90,8 @@ export const offlineModule: Module = {
   install(host) {
     const { store, serial, router, config } = host.server;
     const full = new FullStores();
+    const cache = `offline-full ${host.domain}`;
+    host.server.caches.register(cache, (bare) => full.takenElsewhere(bare));
     const refuse = (stanza: Element) =>
       router.bounce(stanza, "service-unavailable", { text: "offline storage is full" });
     host.features.add(NS.offline);
@@ -86,6 +103,7 @@ export const offlineModule: Module = {
         refuse(stanza);
         return true;
       }
+      const epoch = full.epoch;
       serial.call(bare, async () => {
         if (!await store.getCredentials(to.local, to.domain)) {
           return router.bounce(stanza, "service-unavailable");
@@ -96,7 +114,7 @@ export const offlineModule: Module = {
         );
         const max = config.limits.max_offline_messages;
         if (!await store.pushOffline(to.local, to.domain, copy.toString(), max)) {
-          full.refused(bare);
+          full.refused(bare, epoch);
           refuse(stanza);
         }
       }).catch(
@@ -114,7 +132,11 @@ export const offlineModule: Module = {
       full.taking(bare);
       serial.run(bare, async () => {
         try {
-          for (const xml of await store.takeOffline(local, domain)) {
+          const taken = await store.takeOffline(local, domain);
+          // Other nodes may remember the store as full: it has room now. (An empty store had
+          // room before, and every node heard so from the take that emptied it.)
+          if (taken.length) void host.server.caches.invalidate(cache, bare);
+          for (const xml of taken) {
             const el = parseStanza(xml);
             if (el) session.deliver(el);
           }
@@ -124,6 +146,9 @@ export const offlineModule: Module = {
       });
     });
     // Deletion empties the store: a re-created account starts with room.
-    host.events.on("account/deleted", (jid) => full.forget(jid.bare));
+    host.events.on("account/deleted", (jid) => {
+      full.forget(jid.bare);
+      void host.server.caches.invalidate(cache, jid.bare);
+    });
   },
 };

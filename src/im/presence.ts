@@ -163,8 +163,8 @@ export const presenceModule: Module = {
       return true;
     });
     // A client reconnecting with the same resource: to contacts and rooms nothing happened, so
-    // the new session owes them the unavailable presence the old one would have sent. (What an
-    // old session on another node sent as directed presence stays there.)
+    // the new session owes them the unavailable presence the old one would have sent. (The
+    // directed presence of an old session on another node comes from there: src/cluster/node.ts.)
     host.events.on("session/replaced", ({ old, by }) => {
       by.announced ||= isLocal(old) ? old.announced : old.available;
       if (isLocal(old)) {

@@ -3,9 +3,13 @@
 import { Element, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
 
-interface Entry {
+/** One kept message (with its delay stamp) and when it was sent. */
+export interface HistoryEntry {
   stanza: Element;
   at: number;
+}
+
+interface Entry extends HistoryEntry {
   chars: number;
 }
 
@@ -51,6 +55,20 @@ export class RoomHistory {
     if (this.#entries.length > this.length) {
       this.#entries.splice(0, this.#entries.length - this.length);
     }
+  }
+
+  /** The kept messages, oldest first (a room's state handed to another node). */
+  entries(): HistoryEntry[] {
+    return this.#entries.map(({ stanza, at }) => ({ stanza, at }));
+  }
+
+  /** Keeps `entries` as well, in time order, within the length (a takeover, a merge). */
+  restore(entries: HistoryEntry[]): void {
+    const all = [
+      ...this.#entries,
+      ...entries.map((e) => ({ ...e, chars: e.stanza.toString().length })),
+    ];
+    this.#entries = all.sort((a, b) => a.at - b.at).slice(Math.max(0, all.length - this.length));
   }
 
   /** Changes the kept length (room configuration), dropping the oldest beyond it. */

@@ -19,7 +19,7 @@ import {
 } from "./roles.ts";
 import { Occupant } from "./occupant.ts";
 import { TokenBucket } from "../core/token_bucket.ts";
-import { historyRequest, RoomHistory } from "./history.ts";
+import { type HistoryEntry, historyRequest, RoomHistory } from "./history.ts";
 import { itemElement, mucBounce, mucUserX, occupantPresence, STATUS } from "./room_stanzas.ts";
 
 /** What a room needs from its service. */
@@ -32,13 +32,34 @@ export interface RoomServices {
   removed(room: Room): void;
   /** An account's affiliation with the room changed (the service counts the rooms each owns). */
   affiliationChanged(bare: string, before: Affiliation, after: Affiliation): void;
+  /**
+   * Sends one stanza to every session of `occupants` (a cluster groups them by node); unset, the
+   * room routes one copy per session.
+   */
+  readonly fanout?: Fanout;
 }
+
+export type Fanout = (stanza: Element, from: Jid, occupants: Iterable<Occupant>) => void;
 
 /** The state that outlives occupants and restarts. */
 export interface RoomState {
   config: RoomConfig;
   affiliations: Record<string, Affiliation>;
   subject: { text: string; nick: string };
+}
+
+/** Everything a room holds, as data: what another node needs to take it over or merge it. */
+export interface RoomSnapshot extends RoomState {
+  locked: boolean;
+  occupants: OccupantData[];
+  history: HistoryEntry[];
+}
+
+export interface OccupantData {
+  nick: string;
+  bare: string;
+  role: Role;
+  sessions: { jid: Jid; presence: Element }[];
 }
 
 export interface Removal {
@@ -84,6 +105,8 @@ export class Room {
   #deliveries: TokenBucket;
   /** What non-occupants (declining an invitation) may make the room send, all together. */
   #outsiders: TokenBucket;
+  /** When a stanza last reached the room (idle persistent rooms hibernate). */
+  lastActive = Date.now();
 
   constructor(readonly svc: RoomServices, jid: Jid, state?: RoomState) {
     this.jid = jid;
@@ -120,6 +143,90 @@ export class Room {
       affiliations: Object.fromEntries(this.#affiliations),
       subject: this.subject,
     };
+  }
+
+  snapshot(): RoomSnapshot {
+    return {
+      ...this.state(),
+      locked: this.locked,
+      occupants: [...this.#occupants.values()].map((o) => ({
+        nick: o.nick,
+        bare: o.bare,
+        role: o.role,
+        sessions: [...o.sessions.values()],
+      })),
+      history: this.history.entries(),
+    };
+  }
+
+  /** Takes occupants and history over from a snapshot of this room, telling nobody (a takeover). */
+  restore(snap: RoomSnapshot): void {
+    this.locked = snap.locked;
+    for (const o of snap.occupants) this.#admit(o);
+    this.history.restore(snap.history);
+  }
+
+  #admit(o: OccupantData): Occupant {
+    const occ = new Occupant(this.jid.withResource(o.nick), o.bare, o.role, this.#senderBudget());
+    for (const s of o.sessions) {
+      occ.sessions.set(s.jid.full, s);
+      this.#bySession.set(s.jid.full, occ);
+    }
+    this.#occupants.set(nicknameKey(o.nick), occ);
+    return occ;
+  }
+
+  /**
+   * Merges in another copy of this room (two made during a network partition): this copy's
+   * configuration wins; the other's affiliations fill gaps, its history joins in time order, and
+   * its occupants enter, seeing everyone and seen by everyone, unless another account holds
+   * their nick here (then they are told they left).
+   */
+  absorb(other: RoomSnapshot): void {
+    for (const [bare, aff] of Object.entries(other.affiliations)) {
+      if (!this.#affiliations.has(bare) && !this.affiliationsFull()) this.setAffiliation(bare, aff);
+    }
+    for (const o of other.occupants) {
+      const holder = this.occupantByNick(o.nick);
+      const fresh = o.sessions.filter((s) => !this.#bySession.has(s.jid.full));
+      if (fresh.length === 0) continue;
+      if (holder && holder.bare !== o.bare) {
+        const gone = new Occupant(this.jid.withResource(o.nick), o.bare, "none", this.#outsiders);
+        for (const s of fresh) gone.sessions.set(s.jid.full, s);
+        const reason = "another occupant holds this nick in the room after a network partition";
+        const p = this.#presenceOf(gone, null, "unavailable", { reason }, true, true);
+        this.#sendTo(gone, p, gone.jid);
+        continue;
+      }
+      if (holder) {
+        for (const s of fresh) {
+          holder.sessions.set(s.jid.full, s);
+          this.#bySession.set(s.jid.full, holder);
+        }
+        continue;
+      }
+      const occ = this.#admit({ ...o, sessions: fresh });
+      for (const other of this.#occupants.values()) {
+        if (other === occ) continue;
+        const p = this.#presenceOf(
+          other,
+          other.primary.presence,
+          undefined,
+          {},
+          this.seesJids(occ),
+        );
+        this.#sendTo(occ, p, other.jid);
+      }
+      this.#broadcastPresence(occ, occ.primary.presence, undefined, {});
+    }
+    this.history.restore(other.history);
+    this.svc.persist(this);
+  }
+
+  /** A session proved gone (an error from it, its node died): it leaves with status 333. */
+  sessionGone(full: Jid): void {
+    const occ = this.#bySession.get(full.full);
+    if (occ) this.#leave(occ, full, null, [STATUS.ERROR]);
   }
 
   affiliation(bare: string): Affiliation {
@@ -182,6 +289,7 @@ export class Room {
   /** Sends one stanza to every occupant session, serializing its payload once. */
   broadcast(stanza: Element, from: Jid): void {
     for (const c of stanza.children) if (typeof c !== "string") c.toString();
+    if (this.svc.fanout) return this.svc.fanout(stanza, from, this.#occupants.values());
     for (const occ of this.#occupants.values()) this.#sendTo(occ, stanza, from);
   }
 
@@ -568,10 +676,11 @@ export class Room {
 
   /** An error from an occupant's address proving its session gone: it leaves (status 333). */
   #errorFrom(stanza: Element, from: Jid): void {
-    const occ = this.#bySession.get(from.full);
-    if (!occ || stanza.name === "iq") return this.#forwardedReply(stanza, from);
+    if (!this.#bySession.has(from.full) || stanza.name === "iq") {
+      return this.#forwardedReply(stanza, from);
+    }
     const condition = stanza.child("error")?.elements()[0]?.name ?? "";
-    if (GONE.has(condition)) this.#leave(occ, from, null, [STATUS.ERROR]);
+    if (GONE.has(condition)) this.sessionGone(from);
   }
 
   // ---- iq between occupants (§7.9) and self-ping (XEP-0410)

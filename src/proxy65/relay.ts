@@ -9,20 +9,20 @@
 // watches it while it waits). `max_streams` counts active streams only, so a flood of unpaired
 // connections cannot use up the streams of users.
 //
-// Backpressure and memory: each direction copies through two reusable buffers and reads into one
-// only once its previous chunk has been written. Buffers start at 64 KiB and double while reads
-// fill them, up to the configured `buffer`: a stream therefore holds at most 4 × `buffer` (4 MiB by
-// default) in the proxy, however slowly either side reads; a slow stream keeps small buffers.
+// Backpressure and memory (pump.ts): each direction copies through two reusable buffers and reads
+// into one only once its previous chunk has been written. Buffers start at 64 KiB and double while
+// reads fill them, up to the configured `buffer`: a stream therefore holds at most 4 × `buffer`
+// (4 MiB by default) in the proxy, however slowly either side reads; a slow stream keeps small
+// buffers.
 import { connectReply, REPLY, Socks5Handshake } from "./socks5.ts";
 import type { Proxy65Config } from "../config/schema.ts";
 import { logger } from "../log/logger.ts";
 import { writeAll } from "../stream/write_all.ts";
-import { TokenBucket } from "../core/token_bucket.ts";
+import { pump } from "./pump.ts";
 import { acceptLoop } from "../stream/accept_loop.ts";
 import type { DescriptorBudget } from "../stream/descriptor_budget.ts";
 
 const log = logger("proxy65");
-const INITIAL_BUFFER = 64 * 1024;
 /** The read that watches a waiting connection: small, as most waiting connections send nothing. */
 const HEAD_BUFFER = 4096;
 
@@ -220,43 +220,13 @@ export class Socks5Relay {
     return "ok";
   }
 
-  /**
-   * Copies one direction with two buffers: the next read fills one while the previous chunk is
-   * still being written from the other, so the proxy keeps both sockets busy. A read waits for a
-   * free buffer, which is the backpressure: at most 2 × `buffer` per direction.
-   */
-  async #copy(pair: Pair, from: Side, to: Side): Promise<void> {
-    const cap = this.config.buffer;
-    let size = Math.min(INITIAL_BUFFER, cap);
-    const bufs = [new Uint8Array(size), new Uint8Array(size)];
-    pair.held += 2 * size;
-    const bandwidth = this.config.bandwidth;
-    const bucket = bandwidth > 0 ? new TokenBucket(bandwidth, bandwidth) : undefined;
-    // Resolves false when the write failed (the other side went away).
-    let writing = Promise.resolve(true);
-    try {
-      let chunk = await from.head!;
-      for (let i = 0; chunk !== null; i ^= 1) {
-        pair.lastActivity = Date.now();
-        pair.bytes += chunk.length;
-        if (!(await writing)) return;
-        writing = writeAll(to.conn, chunk).then(() => true, () => false);
-        const wait = bucket?.spend(chunk.length, pair.lastActivity);
-        if (wait) await new Promise((r) => setTimeout(r, wait));
-        // This buffer's last chunk has been written (awaited above), so it may be replaced.
-        if (bufs[i].length < size) {
-          pair.held += size - bufs[i].length;
-          bufs[i] = new Uint8Array(size);
-        }
-        const n = await from.conn.read(bufs[i]);
-        // A read that fills the buffer means the sender is ahead of us: grow, up to the cap.
-        if (n === bufs[i].length && size < cap) size = Math.min(cap, size * 2);
-        chunk = n === null ? null : bufs[i].subarray(0, n);
-      }
-      await writing;
-    } catch {
-      // A side went away: the stream ends.
-    }
+  #copy(pair: Pair, from: Side, to: Side): Promise<void> {
+    const { buffer: cap, bandwidth } = this.config;
+    return pump(from.head!, from.conn, (chunk) => writeAll(to.conn, chunk), {
+      cap,
+      bandwidth,
+      stats: pair,
+    });
   }
 
   #sweep(now: number): void {

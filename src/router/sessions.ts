@@ -38,8 +38,11 @@ export interface LocalSession extends Session {
   announced: boolean;
   /** A newer session bound the same full JID: this one leaves silently (no session/closed). */
   readonly replaced: boolean;
-  /** Writes to the stream; everything else goes through SessionRegistry.deliver. */
-  deliver(stanza: Element): void;
+  /**
+   * Writes to the stream (a string is a serialized stanza); everything else goes through
+   * SessionRegistry.deliver.
+   */
+  deliver(stanza: Element | string): void;
   close(condition?: string, text?: string): void;
   /** Marks the session replaced and closes it with a conflict stream error. */
   replace(): void;
@@ -100,6 +103,14 @@ export class SessionRegistry {
     if (session.node !== null) return this.#observer!.forward(session, stanza);
     this.#observer?.delivering(session as LocalSession, stanza);
     (session as LocalSession).deliver(stanza);
+  }
+
+  /**
+   * A stanza another node serialized, for a local session: written as it is. Not for presence,
+   * which the cluster reads on its way (SessionObserver.delivering).
+   */
+  deliverText(session: LocalSession, xml: string): void {
+    session.deliver(xml);
   }
 
   /** A replicable field of a local session changed (no-op without a cluster). */

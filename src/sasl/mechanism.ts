@@ -27,15 +27,25 @@ export interface SaslContext {
   secret: Uint8Array;
   /** Iterations of the keys new accounts get: what unknown users are shown. */
   iterations: number;
-  /** Why attempts on this account are refused for now (too many failures), or undefined. */
+  /**
+   * Called with the prepared localpart before any work on the account, in every step that tests
+   * credentials: why attempts on it are refused for now (too many failures), or undefined.
+   */
   throttled(user: string): string | undefined;
 }
 
 export interface SaslMechanism {
-  /** The prepared account the client named, once it has named one. */
-  readonly user: string | undefined;
   step(data: Uint8Array): Promise<SaslStep>;
 }
+
+/** Longest account name a client may send, in UTF-8 bytes: a JID localpart's (RFC 7622 §3.3.1). */
+export const MAX_NAME_BYTES = 1023;
+/** Longest password or authorization identity a client may send, in UTF-8 bytes. */
+export const MAX_FIELD_BYTES = 3071;
+
+/** Whether `s` is longer than `max` bytes in UTF-8, without encoding it. */
+export const tooLong = (s: string, max: number): boolean =>
+  s.length > max || Buffer.byteLength(s, "utf8") > max;
 
 export const fail = (condition: SaslFailure, text?: string): SaslStep => ({
   kind: "failure",

@@ -1,11 +1,18 @@
 // SASL PLAIN (RFC 4616). Offered only on encrypted streams unless a listener allows it for tests.
 import { prepLocal } from "../jid/precis.ts";
 import { prepPassword, unknownUserCredential, verifyPassword } from "./scram_keys.ts";
-import { fail, type SaslContext, type SaslMechanism, type SaslStep } from "./mechanism.ts";
+import {
+  fail,
+  MAX_FIELD_BYTES,
+  MAX_NAME_BYTES,
+  type SaslContext,
+  type SaslMechanism,
+  type SaslStep,
+  tooLong,
+} from "./mechanism.ts";
 
 export class PlainMechanism implements SaslMechanism {
   #ctx: SaslContext;
-  user: string | undefined;
 
   constructor(ctx: SaslContext) {
     this.#ctx = ctx;
@@ -15,11 +22,15 @@ export class PlainMechanism implements SaslMechanism {
     const parts = new TextDecoder().decode(data).split("\0");
     if (parts.length !== 3) return fail("malformed-request");
     const [authzid, authcid, password] = parts;
+    // Bounded before SASLprep and PRECIS, whose cost grows with the length.
+    if (
+      tooLong(authcid, MAX_NAME_BYTES) || tooLong(authzid, MAX_FIELD_BYTES) ||
+      tooLong(password, MAX_FIELD_BYTES)
+    ) return fail("malformed-request", "identity or password too long");
     const prepped = prepPassword(authcid);
     const user = prepped === null ? null : prepLocal(prepped);
     if (user === null) return fail("not-authorized");
     if (authzid !== "" && authzid !== `${user}@${this.#ctx.domain}`) return fail("invalid-authzid");
-    this.user = user;
     const refused = this.#ctx.throttled(user);
     if (refused) return fail("temporary-auth-failure", refused);
     const creds = await this.#ctx.credentials(user);

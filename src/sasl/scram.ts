@@ -4,7 +4,15 @@
 // exist.
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { prepLocal } from "../jid/precis.ts";
-import { fail, type SaslContext, type SaslMechanism, type SaslStep } from "./mechanism.ts";
+import {
+  fail,
+  MAX_FIELD_BYTES,
+  MAX_NAME_BYTES,
+  type SaslContext,
+  type SaslMechanism,
+  type SaslStep,
+  tooLong,
+} from "./mechanism.ts";
 import { h, hmac, prepPassword, type ScramHash, unknownUserCredential } from "./scram_keys.ts";
 import type { ScramCredential } from "../storage/store.ts";
 
@@ -21,6 +29,9 @@ function attrs(s: string): Map<string, string> | null {
   return m;
 }
 
+/** A client nonce: printable ASCII but "," (RFC 5802 §7), of a sane length (clients send ~24–32). */
+const NONCE = /^[\x21-\x2b\x2d-\x7e]{1,256}$/;
+
 function unescapeName(s: string): string | null {
   if (/=(?!2C|3D)/.test(s)) return null;
   return s.replace(/=2C/g, ",").replace(/=3D/g, "=");
@@ -34,7 +45,7 @@ export class ScramMechanism implements SaslMechanism {
   #clientFirstBare = "";
   #serverFirst = "";
   #nonce = "";
-  user: string | undefined;
+  #user = "";
   #cred: ScramCredential | undefined;
   #known = false;
 
@@ -65,7 +76,16 @@ export class ScramMechanism implements SaslMechanism {
     const a = attrs(m[3]);
     const n = a?.get("n"), r = a?.get("r");
     if (!a || n === undefined || !r || a.has("m")) return fail("malformed-request");
+    if (!NONCE.test(r)) return fail("malformed-request", "invalid nonce");
+    // Bounded before SASLprep and PRECIS, whose cost grows with the length; escaping "," and "="
+    // triples a name at most.
+    if (tooLong(n, 3 * MAX_NAME_BYTES) || tooLong(m[2] ?? "", 3 * MAX_FIELD_BYTES)) {
+      return fail("malformed-request", "identity too long");
+    }
     const name = unescapeName(n);
+    if (name !== null && tooLong(name, MAX_NAME_BYTES)) {
+      return fail("malformed-request", "identity too long");
+    }
     const prepped = name === null ? null : prepPassword(name);
     const user = prepped === null ? null : prepLocal(prepped);
     if (user === null) return fail("not-authorized");
@@ -73,7 +93,7 @@ export class ScramMechanism implements SaslMechanism {
       const authzid = unescapeName(m[2].slice(2));
       if (authzid !== `${user}@${this.#ctx.domain}`) return fail("invalid-authzid");
     }
-    this.user = user;
+    this.#user = user;
     const refused = this.#ctx.throttled(user);
     if (refused) return fail("temporary-auth-failure", refused);
     const real = (await this.#ctx.credentials(user))?.[this.#hash];
@@ -89,6 +109,9 @@ export class ScramMechanism implements SaslMechanism {
 
   #final(msg: string): SaslStep {
     this.#state = "done";
+    // Checked again where the password is tested: the limits may have been reached meanwhile.
+    const refused = this.#ctx.throttled(this.#user);
+    if (refused) return fail("temporary-auth-failure", refused);
     const pIdx = msg.lastIndexOf(",p=");
     if (pIdx < 0) return fail("malformed-request");
     const withoutProof = msg.slice(0, pIdx);
@@ -111,7 +134,7 @@ export class ScramMechanism implements SaslMechanism {
     const serverSig = hmac(this.#hash, Buffer.from(cred.serverKey, "base64"), authMessage);
     return {
       kind: "success",
-      user: this.user!,
+      user: this.#user,
       data: enc.encode("v=" + serverSig.toString("base64")),
     };
   }

@@ -1,10 +1,17 @@
-// Failed-authentication limits per source address and per account, as Prosody's mod_limit_auth
-// (per address) and ejabberd's mod_fail2ban do: once one is reached, an attempt is answered
-// <temporary-auth-failure/> without touching the store or deriving a key. Each key's failures
-// decay by `limit` per period; failures past the limit (concurrent guesses that all passed the
-// check before the first one failed) add to the score, so they lengthen the wait and the long-run
-// rate stays at `limit` per period. Only failures count: concurrent logins from one address (a
-// NAT reconnecting after a restart) are never refused for being many.
+// Failed-authentication limits per source address and per account: once one is reached, an
+// attempt is answered <temporary-auth-failure/> without touching the store or deriving a key.
+// An attempt holds its place from the moment it is checked until its outcome is known (a PLAIN
+// derivation takes milliseconds, queued behind others longer), so a burst of concurrent guesses
+// cannot all pass the check before the first one fails; a success gives the place back. Only
+// failures count: concurrent logins from one address (a NAT reconnecting after a restart) are
+// never refused for being many.
+//
+// ejabberd's mod_fail2ban and Prosody's mod_limit_auth limit per address only and never lock an
+// account. Here the account limit applies only to an address that has failed (or has an attempt
+// in flight) within the period: the owner logging in from an address that did not guess is never
+// refused, while guesses spread over many addresses that keep guessing are still bounded per
+// account. A key's score is capped at twice its limit, so an account or address is free again
+// at most one period after an attack stops, however large the attack was.
 // Per node for now; the scores are plain data so that a cluster can share them later.
 import { LRUCache } from "lru-cache";
 import type { Config } from "../config/schema.ts";
@@ -13,25 +20,33 @@ import { logger } from "../log/logger.ts";
 const log = logger("auth");
 
 /**
- * Addresses and accounts remembered, at most, each: a spray of new ones evicts the least recently
- * failed (a few MiB at most), and a score expires once it has fully decayed.
+ * Keys remembered, at most, per limit: a spray of new ones evicts the least recently used (a few
+ * MiB at most), and a score expires once it has fully decayed.
  */
 export const MAX_TRACKED = 65_536;
 
-/** Failures of one key as of `at`, decaying by `limit` per period. */
+/** Events of one key as of `at`, decaying by `limit` per period; `held`: begun, not yet ended. */
 interface Score {
-  failures: number;
+  events: number;
   at: number;
+  held: number;
+  /** When an event last counted, if ever. */
+  last?: number;
 }
 
-class FailureLimit {
+/**
+ * At most `limit` events per key per period (0: no limit), decaying continuously; an event in
+ * flight holds its place until it is counted or refunded. Used for failed authentications and
+ * for registrations.
+ */
+export class EventLimit {
   #scores: LRUCache<string, Score>;
 
   constructor(
     readonly what: string,
     readonly limit: number,
     readonly periodMs: number,
-    readonly now: () => number,
+    readonly now: () => number = () => performance.now(),
   ) {
     // No timers (no autopurge, no cached clock): stale scores go when looked up or evicted.
     this.#scores = new LRUCache({ max: MAX_TRACKED, ttlResolution: 0, perf: { now } });
@@ -43,40 +58,116 @@ class FailureLimit {
     return this.#scores.size;
   }
 
-  #current(key: string, now: number): number {
+  #score(key: string, now: number): Score {
     const s = this.#scores.get(key);
-    return s ? Math.max(0, s.failures - (now - s.at) * this.limit / this.periodMs) : 0;
+    if (!s) return { events: 0, at: now, held: 0 };
+    return {
+      ...s,
+      events: Math.max(0, s.events - (now - s.at) * this.limit / this.periodMs),
+      at: now,
+    };
   }
 
-  blocked(key: string): boolean {
-    return this.limit > 0 && this.#current(key, this.now()) + 1 > this.limit;
-  }
-
-  failed(key: string): void {
-    if (this.limit === 0) return;
-    const now = this.now();
-    const before = this.#current(key, now);
-    const failures = before + 1;
-    const ttl = Math.ceil(failures * this.periodMs / this.limit);
-    this.#scores.set(key, { failures, at: now }, { ttl });
-    if (before + 1 <= this.limit && failures + 1 > this.limit) {
-      log.warn("{what} {key} reached {limit} failed authentications: attempts refused for now", {
-        what: this.what,
-        key,
-        limit: this.limit,
-      });
+  #store(key: string, s: Score): void {
+    if (s.held === 0 && s.events === 0 && s.last === undefined) {
+      this.#scores.delete(key);
+      return;
     }
+    // Kept while it decays, and a period after the last event (for `recent`).
+    const ttl = Math.max(this.periodMs, Math.ceil(s.events * this.periodMs / this.limit));
+    this.#scores.set(key, s, { ttl });
+  }
+
+  /** Whether one more event now would exceed the limit, counting those in flight. */
+  full(key: string): boolean {
+    if (this.limit === 0) return false;
+    const s = this.#score(key, this.now());
+    return s.events + s.held + 1 > this.limit;
+  }
+
+  /** Whether `key` had an event counted within the last period, or has one in flight. */
+  recent(key: string): boolean {
+    const s = this.#scores.get(key);
+    return s !== undefined &&
+      (s.held > 0 || (s.last !== undefined && this.now() - s.last < this.periodMs));
+  }
+
+  /** Holds a place for an event in flight; the function returned settles it: counted or not. */
+  hold(key: string): (counted: boolean) => void {
+    if (this.limit === 0) return () => {};
+    const s = this.#score(key, this.now());
+    this.#store(key, { ...s, held: s.held + 1 });
+    let settled = false;
+    return (counted) => {
+      if (settled) return;
+      settled = true;
+      const now = this.now();
+      const s = this.#score(key, now);
+      const held = Math.max(0, s.held - 1);
+      if (!counted) return this.#store(key, { ...s, held });
+      const events = Math.min(s.events + 1, 2 * this.limit);
+      this.#store(key, { events, at: now, held, last: now });
+      if (s.events + 1 <= this.limit && events + 1 > this.limit) {
+        log.warn("{what} {key} reached its limit of {limit} per period", {
+          what: this.what,
+          key,
+          limit: this.limit,
+        });
+      }
+    };
+  }
+
+  /** Counts an event that is over as soon as it starts. */
+  add(key: string): void {
+    this.hold(key)(true);
+  }
+}
+
+/** How an authentication step ended, for the limits. */
+export type AttemptOutcome =
+  /** Nothing was tested or the credentials were right: the place is given back. */
+  | "none"
+  /** A wrong password or unknown user: a failure for the address and the account. */
+  | "guess"
+  /** A malformed or abandoned exchange: a failure for the address only. */
+  | "malformed";
+
+/** One step of an authentication in flight, held against its address and, once named, account. */
+export class AuthAttempt {
+  #address: (counted: boolean) => void;
+  #account: ((counted: boolean) => void) | undefined;
+
+  constructor(readonly throttle: AuthThrottle, readonly address: string, readonly clean: boolean) {
+    this.#address = throttle.addresses.hold(address);
+  }
+
+  /**
+   * Why an attempt on `account` (user@domain) is refused for now, or undefined; then the attempt
+   * is held against the account too. An address that has not failed is never refused for the
+   * account's sake.
+   */
+  name(account: string): string | undefined {
+    if (this.#account) return undefined;
+    if (!this.clean && this.throttle.accounts.full(account)) {
+      return "Too many failed authentication attempts for this account; try again later";
+    }
+    this.#account = this.throttle.accounts.hold(account);
+  }
+
+  end(outcome: AttemptOutcome): void {
+    this.#address(outcome !== "none");
+    this.#account?.(outcome === "guess");
   }
 }
 
 export class AuthThrottle {
-  readonly addresses: FailureLimit;
-  readonly accounts: FailureLimit;
+  readonly addresses: EventLimit;
+  readonly accounts: EventLimit;
 
   constructor(config: Config["auth"], now: () => number = () => performance.now()) {
     const period = config.failure_period * 1000;
-    this.addresses = new FailureLimit("address", config.failures_per_address, period, now);
-    this.accounts = new FailureLimit("account", config.failures_per_account, period, now);
+    this.addresses = new EventLimit("address", config.failures_per_address, period, now);
+    this.accounts = new EventLimit("account", config.failures_per_account, period, now);
     log.info(
       "failed authentications limited to {address} per address (IPv6: per /64) and {account} " +
         "per account every {period} s (0 = no limit)",
@@ -88,22 +179,18 @@ export class AuthThrottle {
     );
   }
 
-  /** Why an attempt from `remote` ("ip:port") is refused for now, or undefined. */
-  refusal(remote: string): string | undefined {
-    if (!this.addresses.blocked(addressKey(remote))) return undefined;
-    return "Too many failed authentication attempts from your address; try again later";
+  /** Begins an attempt from `remote` ("ip:port"), or says why it is refused for now. */
+  begin(remote: string): AuthAttempt | string {
+    const key = addressKey(remote);
+    if (this.addresses.full(key)) {
+      return "Too many failed authentication attempts from your address; try again later";
+    }
+    return new AuthAttempt(this, key, !this.addresses.recent(key));
   }
 
-  /** Why an attempt on `account` (user@domain) is refused for now, or undefined. */
-  accountRefusal(account: string): string | undefined {
-    if (!this.accounts.blocked(account)) return undefined;
-    return "Too many failed authentication attempts for this account; try again later";
-  }
-
-  /** Records a wrong password (or unknown user) from `remote`, on `account` if it was named. */
-  failed(remote: string, account: string | undefined): void {
-    this.addresses.failed(addressKey(remote));
-    if (account !== undefined) this.accounts.failed(account);
+  /** Records a malformed or abandoned exchange from `remote`: a failure for its address. */
+  failed(remote: string): void {
+    this.addresses.add(addressKey(remote));
   }
 }
 

@@ -19,6 +19,8 @@ import { deriveCredentials } from "../../src/sasl/scram_keys.ts";
 export interface ClusterOptions {
   /** Merged into the configuration of every node. */
   overrides?: Tree;
+  /** Merged into the configuration of one node, by name (e.g. { n3: { … } }). */
+  nodeOverrides?: Record<string, Tree>;
   /** Which nodes to start, in order (default: all, in order; [] starts none). */
   start?: number[];
   heartbeat?: string;
@@ -64,7 +66,7 @@ export interface TestCluster {
 }
 
 /** A port free on every alias of the cluster (checked by binding it on each). */
-function freePort(hosts: string[]): number {
+export function freePort(hosts: string[]): number {
   for (;;) {
     const l = Deno.listen({ hostname: hosts[0], port: 0 });
     const port = (l.addr as Deno.NetAddr).port;
@@ -115,11 +117,13 @@ export async function startCluster(n: number, opts: ClusterOptions = {}): Promis
   // A node whose peers are reached elsewhere (through a proxy) gets a file of its own.
   const fileOf = async (name: string): Promise<string> => {
     const over = cluster.peerAddresses[name];
-    if (!over) return configFile;
+    const own = opts.nodeOverrides?.[name];
+    if (!over && !own) return configFile;
     const section = base.cluster as { peers: { node: string; address: string }[] };
-    const peers = section.peers.map((p) => ({ ...p, address: over[p.node] ?? p.address }));
+    const peers = section.peers.map((p) => ({ ...p, address: over?.[p.node] ?? p.address }));
     const file = join(dir, `${name}.yaml`);
-    await Deno.writeTextFile(file, stringify(merge(base, { cluster: { ...section, peers } })));
+    const config = merge(merge(base, own ?? {}), { cluster: { ...section, peers } });
+    await Deno.writeTextFile(file, stringify(config));
     return file;
   };
   const nodes: TestNode[] = names.map((name, i) => ({
@@ -142,9 +146,7 @@ export async function startCluster(n: number, opts: ClusterOptions = {}): Promis
     peerAddresses: {},
     async start(i) {
       const node = nodes[i];
-      // `parley serve --config FILE --node NAME`, through sh so that the pid is parley's own.
-      const prefix = ["sh", "-c", `exec "$@" --node ${node.name}`, "sh"];
-      node.process = await serveProcess(await fileOf(node.name), prefix);
+      node.process = await serveProcess(await fileOf(node.name), [], ["--node", node.name]);
       lastLogs.set(i, node.process.logs);
       node.port = node.process.ports[0];
     },

@@ -47,12 +47,16 @@ export interface RunningServer {
   logsDone: Promise<void>;
 }
 
-/** Starts `parley serve --config FILE` and waits for its "started" log line. */
+/**
+ * Starts `parley serve --config FILE ARGS…` (e.g. `--node n2`) and waits for its "started" log
+ * line; `prefix` runs it through another program (taskset, a shell setting ulimit).
+ */
 export async function serveProcess(
   configFile: string,
   prefix: string[] = [],
+  args: string[] = [],
 ): Promise<RunningServer> {
-  const child = parleyCommand(["serve", "--config", configFile], "null", prefix).spawn();
+  const child = parleyCommand(["serve", "--config", configFile, ...args], "null", prefix).spawn();
   const logs: Record<string, unknown>[] = [];
   const exited = child.status;
   void child.stdout.cancel();

@@ -6,6 +6,7 @@ import { type TestServer, withServer } from "../helpers/server.ts";
 import { parley } from "../helpers/process.ts";
 import { until } from "../helpers/until.ts";
 import { NS } from "../../src/xml/ns.ts";
+import { pick } from "../../src/component/balance.ts";
 import type { Element } from "../../src/xml/element.ts";
 
 const MODES = ["bare_source", "source", "bare_destination", "destination", "random"];
@@ -310,5 +311,69 @@ withServer(
     assert.equal(gw.instances[0].sent, 1);
     const text = await parley(["components", "--config", file]);
     assert.match(text.stdout, /gw\.localhost {2}balance=bare_source {2}instances=1/);
+  },
+);
+
+withServer(
+  "a component that stops reading is dropped after a bounded queue; its users move, nothing stalls",
+  {
+    ...CONFIG,
+    limits: {
+      connections_per_ip: 1000,
+      max_outbound_buffer: 1 << 20,
+      // Fast enough to fill the stalled instance's buffers in about a second, slow enough for
+      // the other instance to read what follows.
+      component_rate_bytes_per_second: 8 << 20,
+      component_rate_burst_bytes: 1 << 20,
+    },
+  },
+  async (t) => {
+    const port = componentPort(t);
+    const [probe] = await users(t, 1, "p");
+    const stalled = await componentLogin(port, "gw.localhost", "s3cret");
+    const reader = await componentLogin(port, "gw.localhost", "s3cret");
+    const pool = t.server.components.get("gw.localhost")!;
+    const [stalledId, readerId] = [...pool.instances.keys()];
+    stalled.socket.pause();
+    // Senders (another component's users) whose traffic goes to the stalled instance.
+    const flooder = await componentLogin(port, "bare-source.localhost", "s");
+    const mine = Array.from({ length: 200 }, (_, i) => `k${i}@bare-source.localhost`)
+      .filter((k) => pick([stalledId, readerId], k) === stalledId);
+    const body = "x".repeat(4000);
+    let pings = 0;
+    let worst = 0;
+    let flooding = true;
+    const pinger = (async () => {
+      while (flooding) {
+        const sent = performance.now();
+        await probe.iq("get", "<ping xmlns='urn:xmpp:ping'/>", "localhost");
+        worst = Math.max(worst, performance.now() - sent);
+        pings++;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    let bytes = 0;
+    try {
+      while (pool.instances.has(stalledId) && bytes < 256 << 20) {
+        let chunk = "";
+        for (let i = 0; i < 64; i++) {
+          chunk += `<message from='${
+            mine[i % mine.length]
+          }' to='gw.localhost'><body>${body}</body></message>`;
+        }
+        bytes += chunk.length;
+        flooder.socket.write(chunk);
+        // Paced, so that little is still on its way when the stalled instance is dropped.
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      flooding = false;
+      await pinger;
+    }
+    assert.ok(!pool.instances.has(stalledId), `still connected after ${bytes} bytes`);
+    assert.ok(worst < 1000, `a ping waited ${Math.round(worst)} ms (${pings} pings)`);
+    // Its users are the reader's now.
+    flooder.send(`<message from='${mine[0]}' to='gw.localhost' id='moved'/>`);
+    await reader.waitFor((e) => e.attrs.id === "moved");
   },
 );

@@ -1,0 +1,288 @@
+// The cluster scenario of `deno task bench` (BENCH_ONLY=cluster): three `parley serve` processes
+// on 127.0.0.1–3 (certificates from Parley's own PKI, a throwaway PostgreSQL started here), all
+// pinned to the server core, the load generator on its own. Measures one-to-one messages between
+// users on one node and on two nodes (rate, latency, CPU per message of all nodes together), the
+// link's throughput, the memory a node spends per session record it holds for another node,
+// failure detection (kill -9 and a hung node) and how long ten nodes take to form a mesh.
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { type RunningServer, serveProcess } from "../tests/helpers/process.ts";
+import { sharedPostgres } from "../tests/helpers/postgres.ts";
+import { testPki } from "../tests/helpers/cluster_pki.ts";
+import { freePort } from "../tests/helpers/cluster.ts";
+import { adminRequest } from "../src/admin/socket.ts";
+import type { MemberStatus } from "../src/cluster/node.ts";
+import { generatorCommand, rssKiB, runGenerator, ulimit } from "./generator.ts";
+
+type Row = (what: string, value: string, yardstick: string) => void;
+
+const SESSIONS = Number(Deno.env.get("BENCH_REMOTE_SESSIONS") ?? 10_000);
+const WIDE = 10;
+const name = (i: number) => `n${i + 1}`;
+const host = (i: number) => `127.0.0.${i + 1}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Node {
+  name: string;
+  dataDir: string;
+  process: RunningServer;
+}
+
+/** Nodes of one configuration file, started and stopped together. */
+export class BenchCluster {
+  nodes: (Node | undefined)[] = [];
+
+  constructor(readonly dir: string, readonly file: string, readonly pin: string[]) {}
+
+  async start(i: number): Promise<Node> {
+    const process = await serveProcess(this.file, [...ulimit, ...this.pin], ["--node", name(i)]);
+    return this.nodes[i] = { name: name(i), dataDir: join(this.dir, name(i)), process };
+  }
+
+  node(i: number): Node {
+    return this.nodes[i]!;
+  }
+
+  status(i: number): Promise<MemberStatus[]> {
+    return adminRequest(this.node(i).dataDir, { cmd: "cluster" }) as Promise<MemberStatus[]>;
+  }
+
+  /** Polls node i's view of `peer` every 5 ms until `pred` holds; the ms it took. */
+  async until(i: number, pred: (m: MemberStatus[]) => boolean, ms = 60_000): Promise<number> {
+    const t0 = performance.now();
+    while (!pred(await this.status(i).catch(() => []))) {
+      if (performance.now() - t0 > ms) throw new Error(`${name(i)}: no change in ${ms} ms`);
+      await sleep(5);
+    }
+    return performance.now() - t0;
+  }
+
+  /** Waits until every running node has a link up to every other. */
+  async formed(): Promise<void> {
+    const running = this.nodes.flatMap((n, i) => n ? [i] : []);
+    for (const i of running) {
+      await this.until(i, (ms) => ms.filter((m) => m.state === "up").length >= running.length - 1);
+    }
+  }
+
+  async kill(i: number, signal: Deno.Signal = "SIGTERM"): Promise<void> {
+    const n = this.nodes[i];
+    if (!n) return;
+    this.nodes[i] = undefined;
+    n.process.child.kill(signal);
+    await n.process.exited;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.nodes.map((_, i) => this.kill(i)));
+  }
+}
+
+/** A configuration for `count` nodes on 127.0.0.1…; c2s on 127.0.0.1 on a port of each node's. */
+export async function configure(
+  dir: string,
+  count: number,
+  url: string,
+  pki: string,
+  iterations: number,
+): Promise<string> {
+  const port = freePort(Array.from({ length: count }, (_, i) => host(i)));
+  const file = join(dir, `cluster${count}.yaml`);
+  await Deno.writeTextFile(
+    file,
+    stringify({
+      data_dir: join(dir, "{node}"),
+      log: { level: "info" },
+      hosts: [{ domain: "localhost", registration: true }],
+      auth: { scram_iterations: iterations },
+      storage: { type: "postgres", url, pool: 8 },
+      listeners: [{
+        type: "c2s",
+        bind: "127.0.0.1",
+        port: 0,
+        starttls: "optional",
+        plain_without_tls: true,
+      }],
+      limits: {
+        connections_per_ip: 100000,
+        rate_bytes_per_second: 1073741824,
+        rate_burst_bytes: 1073741824,
+      },
+      timeouts: { ping_interval: 0, handshake: 600, auth_failure_delay_ms: 0 },
+      cluster: {
+        peers: Array.from({ length: count }, (_, i) => ({
+          node: name(i),
+          address: `${host(i)}:${port}`,
+        })),
+        tls: {
+          ca: join(pki, "cluster-ca.pem"),
+          cert: join(pki, "{node}.pem"),
+          key: join(pki, "{node}.key"),
+        },
+        heartbeat: "1s",
+        dead_after: "5s",
+      },
+    }),
+  );
+  return file;
+}
+
+export async function clusterBench(row: Row, iterations: number, serverCpu: string) {
+  const dir = await Deno.makeTempDir({ prefix: "parley-bench-cluster-" });
+  const pki = await testPki(Array.from({ length: WIDE }, (_, i) => name(i)));
+  const url = await (await sharedPostgres()).database();
+  const pin = serverCpu ? ["taskset", "-c", serverCpu] : [];
+  const three = new BenchCluster(dir, await configure(dir, 3, url, pki.dir, iterations), pin);
+  const wide = new BenchCluster(dir, await configure(dir, WIDE, url, pki.dir, iterations), []);
+  try {
+    for (let i = 0; i < 3; i++) await three.start(i);
+    await three.formed();
+    const port = (i: number) => three.node(i).process.ports[0];
+    const pids = () => three.nodes.flatMap((n) => n ? [n.process.child.pid] : []);
+    const load = (args: Record<string, unknown>) =>
+      runGenerator({ port: port(0), ...args }, pids);
+    await load({ scenario: "register" });
+
+    // One-to-one messages: both users on n1, then the sender on n1 and the receiver on n2.
+    const cases = [["on one node", port(0)], ["on two nodes", port(1)]] as const;
+    const perMessage: number[] = [];
+    for (const [where, peerPort] of cases) {
+      const thr = await load({ scenario: "throughput", concurrency: 50, peerPort });
+      const us = thr.cpu / thr.messages * 1e6;
+      perMessage.push(us);
+      row(
+        `cluster: messages/s, sender and receiver ${where} (nodes' core ${
+          (thr.busy * 100).toFixed(0)
+        }% busy)`,
+        thr.rate.toFixed(0),
+        "",
+      );
+      row(`  CPU per message, all nodes (µs)`, us.toFixed(2), "");
+    }
+    row(
+      "cluster: CPU per message across nodes / on one node",
+      `${(perMessage[1] / perMessage[0]).toFixed(2)}×`,
+      "goal ≤ 1.5×",
+    );
+    for (const [where, peerPort] of cases) {
+      const lat = await load({ scenario: "latency", concurrency: 50, rate: 2000, peerPort });
+      row(
+        `cluster: latency p50 / p99 at 2,000 messages/s ${where} (ms)`,
+        `${lat.p50.toFixed(3)} / ${lat.p99.toFixed(3)}`,
+        "",
+      );
+    }
+
+    // The link at saturation with 4 KiB messages: bytes n1 sent n2 per second.
+    const sent = async () => (await three.status(0)).find((m) => m.node === "n2")!.sentBytes;
+    const before = await sent();
+    const t0 = performance.now();
+    const big = await load({
+      scenario: "throughput",
+      concurrency: 50,
+      peerPort: port(1),
+      body: "x".repeat(4096),
+    });
+    const mib = (await sent() - before) / (1 << 20) / ((performance.now() - t0) / 1000);
+    row(
+      `cluster: link throughput, 4 KiB messages n1 → n2 (MiB/s; messages/s)`,
+      `${mib.toFixed(0)}; ${big.rate.toFixed(0)}`,
+      "",
+    );
+
+    await failureDetection(three, row);
+    await remoteMemory(three, row);
+    await three.stop();
+    await convergence(wide, row);
+  } finally {
+    await three.stop();
+    await wide.stop();
+    await pki.remove();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/**
+ * n3 hung (SIGSTOP: its sockets stay open, nothing comes) until n1 declares it dead, then resumed,
+ * then killed with SIGKILL (the kernel closes its sockets) until n1 sees its link down.
+ */
+async function failureDetection(c: BenchCluster, row: Row): Promise<void> {
+  const n3 = (state: string) => (ms: MemberStatus[]) =>
+    ms.find((m) => m.node === "n3")?.state === state;
+  const pid = c.node(2).process.child.pid;
+  Deno.kill(pid, "SIGSTOP");
+  const hung = await c.until(0, (ms) => !n3("up")(ms));
+  Deno.kill(pid, "SIGCONT");
+  await c.formed();
+  await sleep(1000);
+  Deno.kill(pid, "SIGKILL");
+  const killed = await c.until(0, (ms) => !n3("up")(ms));
+  await c.node(2).process.exited;
+  c.nodes[2] = undefined;
+  row("cluster: failure detection, node killed with SIGKILL (ms)", killed.toFixed(0), "");
+  row(
+    "cluster: failure detection, node hung (SIGSTOP), dead_after 5 s (ms)",
+    hung.toFixed(0),
+    "goal ≤ dead_after",
+  );
+}
+
+/**
+ * A fresh n2's RSS, then again once it holds SESSIONS records of sessions on n1 (each with an
+ * initial presence), after the garbage of receiving them has settled.
+ */
+async function remoteMemory(c: BenchCluster, row: Row): Promise<void> {
+  await c.kill(1);
+  await c.start(1);
+  await c.formed();
+  await sleep(3000);
+  const pid = c.node(1).process.child.pid;
+  const rss0 = rssKiB(pid);
+  const idle = generatorCommand({
+    scenario: "idle",
+    port: c.node(0).process.ports[0],
+    sessions: SESSIONS,
+    concurrency: 64,
+    presence: true,
+  }).spawn();
+  try {
+    const reader = idle.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let line = "";
+    while (!line.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("idle generator exited early");
+      line += value;
+    }
+    const ready = JSON.parse(line.split("\n")[0]).ready as number;
+    await c.until(1, (ms) => (ms.find((m) => m.node === "n1")?.sessions ?? 0) >= ready);
+    await sleep(5000);
+    const rssN = rssKiB(pid);
+    row(`cluster: n2's RSS with 0 / ${ready} sessions of n1 (KiB)`, `${rss0} / ${rssN}`, "");
+    row(
+      "cluster: memory per replicated remote session (bytes)",
+      ((rssN - rss0) * 1024 / ready).toFixed(0),
+      "goal ≤ 1,024",
+    );
+  } finally {
+    idle.kill("SIGKILL");
+    await idle.status;
+  }
+}
+
+/** WIDE nodes started at once from one static list; until each has a link to every other. */
+async function convergence(c: BenchCluster, row: Row): Promise<void> {
+  const t0 = performance.now();
+  let lastStarted = 0;
+  await Promise.all(Array.from({ length: WIDE }, async (_, i) => {
+    await c.start(i);
+    lastStarted = Math.max(lastStarted, performance.now());
+  }));
+  await c.formed();
+  const done = performance.now();
+  row(
+    `cluster: ${WIDE} nodes started at once: all linked, from the first start (ms)`,
+    (done - t0).toFixed(0),
+    "goal ≤ 10,000",
+  );
+  row(`  from the last node's "started" (ms)`, (done - lastStarted).toFixed(0), "");
+}

@@ -1,0 +1,80 @@
+// Runs the load generator (bench/load.ts) pinned to its own core, and reads what the measured
+// server processes used meanwhile from /proc (CPU time, resident memory).
+
+export const LOAD_CPU = "1";
+export const USERS = 200;
+export const SECONDS = Number(Deno.env.get("BENCH_SECONDS") ?? 8);
+/** Runs a command with a raised descriptor limit (thousands of sessions). */
+export const ulimit = ["bash", "-c", 'ulimit -n 20000 2>/dev/null; exec "$@"', "bash"];
+
+const loadScript = new URL("./load.ts", import.meta.url).pathname;
+const denoConfig = new URL("../deno.json", import.meta.url).pathname;
+
+/** The generator with `args` (a scenario of load.ts and its parameters). */
+export function generatorCommand(args: Record<string, unknown>): Deno.Command {
+  return new Deno.Command("bash", {
+    args: [
+      ...ulimit.slice(1),
+      "taskset",
+      "-c",
+      LOAD_CPU,
+      Deno.execPath(),
+      "run",
+      "-A",
+      "--config",
+      denoConfig,
+      loadScript,
+      JSON.stringify({ users: USERS, seconds: SECONDS, concurrency: 32, ...args }),
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  });
+}
+
+/** CPU seconds process `pid` has used so far (user + system). */
+export function cpuSeconds(pid: number): number {
+  const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks
+}
+
+export function rssKiB(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]);
+}
+
+/**
+ * Runs a scenario; `cpu` is what the measured processes used between the generator's
+ * {"phase":"start"} line and its result (CPU seconds), `busy` that per second of wall time
+ * (1 = one core saturated).
+ */
+export async function runGenerator(
+  args: Record<string, unknown>,
+  pids: () => number[],
+): Promise<Record<string, number>> {
+  const used = () => pids().reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  const child = generatorCommand(args).spawn();
+  let cpu0 = used();
+  let t0 = performance.now();
+  let result: Record<string, number> = {};
+  let cpu = 0;
+  let busy = 0;
+  let buf = "";
+  for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
+    buf += text;
+    let nl;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const line = JSON.parse(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+      if (line.phase === "start") {
+        cpu0 = used();
+        t0 = performance.now();
+      } else {
+        cpu = used() - cpu0;
+        busy = cpu / ((performance.now() - t0) / 1000);
+        result = line;
+      }
+    }
+  }
+  await child.status;
+  return { ...result, cpu, busy };
+}

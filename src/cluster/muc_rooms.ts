@@ -1,0 +1,481 @@
+// Chat rooms spread over the cluster. Each room runs on one node; every other node forwards the
+// room's stanzas there (M_STANZA), and the room's node sends each message to another node once
+// (M_FANOUT), for that node to hand to its own occupants.
+//
+// Placement: a running room stays where it runs (every node learns of it: M_CLAIM, M_RELEASE, and
+// all of them in M_HELLO on link up); a room not running anywhere goes to the winner of rendezvous
+// hashing of its JID over the live nodes that host rooms (`host_rooms`), so a node joining moves
+// no running room, and users creating one room at once from several nodes all reach one node.
+//
+// Two copies of one room (made on both sides of a partition, or by nodes that briefly disagreed
+// on who is alive) meet when one learns of the other's claim: the copy on the rendezvous winner
+// of the two nodes stays, the other is sent to it (M_MERGE) and dropped (Room.absorb merges).
+//
+// Failover: a room's node sends its state to the next node in rendezvous order (M_REPLICA, at most
+// every REPLICATE_MS; M_HISTORY when only history changed). When the room's node dies, that node
+// brings the room back with its occupants; those whose sessions died too leave with 333.
+import type { Element } from "../xml/element.ts";
+import { type Jid, parseJid } from "../jid/jid.ts";
+import { readdressed } from "../im/delivery.ts";
+import type { MucService } from "../muc/service.ts";
+import type { Occupant } from "../muc/occupant.ts";
+import type { Room } from "../muc/room.ts";
+import type { RoomStatus } from "../admin/socket.ts";
+import { pick } from "../component/balance.ts";
+import { localRoomStatus, mucPlugin } from "../server/services.ts";
+import type { ClusterChannel, ClusterNode } from "./node.ts";
+import type { ClusterExtension } from "./extensions.ts";
+import { StanzaDecoder, text } from "./wire.ts";
+import {
+  type FanoutHeader,
+  type Hello,
+  historyToWire,
+  jids,
+  M_CLAIM,
+  M_FANOUT,
+  M_HELLO,
+  M_HISTORY,
+  M_MERGE,
+  M_RELEASE,
+  M_REPLICA,
+  M_ROOMS,
+  M_STANZA,
+  M_UNREPLICATE,
+  MUC_FRAME_TYPES,
+  type RoomData,
+  type RoomRef,
+  snapshotFromWire,
+  snapshotToWire,
+  splitHeader,
+  type StanzaHeader,
+  type WireSnapshot,
+  withHeader,
+} from "./muc_wire.ts";
+import { logger } from "../log/logger.ts";
+
+const log = logger("cluster");
+
+/** Longest a room's change waits before its replica hears of it (what a takeover may miss). */
+const REPLICATE_MS = 100;
+/** How often each node tells the others what rooms it runs (for `parley rooms`). */
+const ROOMS_MS = 1000;
+/** A stanza forwarded this many times is handled where it is (nodes disagreeing briefly). */
+const MAX_HOPS = 2;
+
+/** Frames and deliveries of room traffic on this node, for `parley cluster status`. */
+export interface MucCounters {
+  /** M_FANOUT frames sent: one per message and other node with occupants. */
+  fanoutFramesSent: number;
+  fanoutFramesReceived: number;
+  /** Stanzas handed to local sessions out of received M_FANOUT frames. */
+  fanoutDelivered: number;
+  /** Stanzas forwarded to the node running their room. */
+  forwarded: number;
+  /** Rooms brought back here after their node died. */
+  takeovers: number;
+  /** M_REPLICA and M_HISTORY frames sent (each brings a replica up to date). */
+  replicated: number;
+  /** Replicas of other nodes' rooms held here now. */
+  replicas: number;
+}
+
+const key = (domain: string, room: string) => `${room}@${domain}`;
+
+export const mucCluster: ClusterExtension = {
+  name: "muc",
+  start(node, services) {
+    const mucs = services.of(mucPlugin);
+    if (mucs.size > 0) new MucRooms(node, mucs);
+  },
+};
+
+export class MucRooms implements ClusterChannel {
+  /** MUC domains each linked peer runs rooms for. */
+  #hosting = new Map<string, Set<string>>();
+  /** Rooms other nodes run: room JID → node. */
+  #owners = new Map<string, string>();
+  /** Replicas held here of other nodes' rooms: room JID → the node and the room's state. */
+  #replicas = new Map<string, { node: string; snapshot: WireSnapshot }>();
+  /** The node holding the replica of each room run here. */
+  #replicaAt = new Map<string, string>();
+  /** Rooms run here whose replica is behind: true when more than history changed. */
+  #dirty = new Map<Room, boolean>();
+  #flush: ReturnType<typeof setTimeout> | undefined;
+  #decoders = new Map<string, StanzaDecoder>();
+  /** What each peer last said it runs. */
+  #peerRooms = new Map<string, RoomStatus[]>();
+  #roomsSaid = "";
+  readonly counters: MucCounters = {
+    fanoutFramesSent: 0,
+    fanoutFramesReceived: 0,
+    fanoutDelivered: 0,
+    forwarded: 0,
+    takeovers: 0,
+    replicated: 0,
+    replicas: 0,
+  };
+
+  constructor(readonly node: ClusterNode, readonly mucs: Map<string, MucService>) {
+    for (const muc of mucs.values()) {
+      muc.intercept = (stanza, from, to) => this.#intercept(muc, stanza, from, to);
+      muc.fanout = (stanza, from, occupants) => this.#fanout(stanza, from, occupants);
+      muc.observer = {
+        added: (room) => this.#added(muc, room),
+        removed: (room) => this.#removed(muc, room),
+      };
+      muc.placement = {
+        node: node.name,
+        nodeOf: (room) => this.#ownerOf(muc, room) ?? null,
+        elsewhere: () =>
+          [...this.#peerRooms.values()].flat().filter((r) => r.jid.endsWith(`@${muc.domain}`)),
+      };
+    }
+    node.register(MUC_FRAME_TYPES, this);
+    node.addStatus((member) => this.#memberStatus(member));
+    Deno.unrefTimer(setInterval(() => this.#sayRooms(false), ROOMS_MS));
+  }
+
+  // --- Placement.
+
+  /** The nodes that may run rooms of `muc` now: this one (unless it opted out) and linked peers. */
+  #candidates(muc: MucService): string[] {
+    const out = muc.config.host_rooms ? [this.node.name] : [];
+    for (const [peer, domains] of this.#hosting) if (domains.has(muc.domain)) out.push(peer);
+    return out;
+  }
+
+  /** The node running a room, or the one that would run it now. */
+  #ownerOf(muc: MucService, room: string): string | undefined {
+    if (muc.rooms.has(room)) return this.node.name;
+    return this.#owners.get(key(muc.domain, room)) ??
+      pick(this.#candidates(muc), key(muc.domain, room));
+  }
+
+  /** The next node in rendezvous order after this one: where a room's replica goes. */
+  #replicaTarget(muc: MucService, room: string): string | undefined {
+    const others = this.#candidates(muc).filter((n) => n !== this.node.name);
+    return pick(others, key(muc.domain, room));
+  }
+
+  #intercept(muc: MucService, stanza: Element, from: Jid, to: Jid): boolean {
+    if (to.isDomain) return false;
+    this.#route(muc, stanza, from, to, 0);
+    return true;
+  }
+
+  /** Handles a room's stanza here or forwards it to the node running the room. */
+  #route(muc: MucService, stanza: Element, from: Jid, to: Jid, hops: number, via?: string): void {
+    const owner = this.#ownerOf(muc, to.local);
+    if (owner === undefined) {
+      return muc.router.bounce(stanza, "service-unavailable", { text: "no node runs rooms now" });
+    }
+    if (owner === this.node.name || owner === via || hops >= MAX_HOPS) {
+      muc.handle(stanza, from, to);
+      return this.#touched(muc, to, stanza);
+    }
+    const header: StanzaHeader = [from.full, to.full, hops];
+    if (!this.node.send(owner, M_STANZA, withHeader(header, stanza))) {
+      return muc.router.bounce(stanza, "service-unavailable", { text: "the room's node is away" });
+    }
+    this.counters.forwarded++;
+  }
+
+  // --- Fan-out: one frame per node for its local occupants.
+
+  #fanout(stanza: Element, from: Jid, occupants: Iterable<Occupant>): void {
+    const router = this.node.ctx.router;
+    const sessions = this.node.ctx.sessions;
+    let remote: Map<string, string[]> | undefined;
+    for (const occ of occupants) {
+      for (const s of occ.sessions.values()) {
+        const at = sessions.get(s.jid)?.node;
+        if (!at) {
+          router.route(readdressed(stanza, s.jid.full), from, s.jid);
+          continue;
+        }
+        remote ??= new Map();
+        const list = remote.get(at);
+        if (list) list.push(s.jid.full);
+        else remote.set(at, [s.jid.full]);
+      }
+    }
+    if (!remote) return;
+    const xml = stanza.toString();
+    for (const [peer, to] of remote) {
+      const header: FanoutHeader = [from.full, to];
+      if (this.node.send(peer, M_FANOUT, withHeader(header, xml))) {
+        this.counters.fanoutFramesSent++;
+      } // else the peer is gone: its sessions leave the room once it is declared dead
+    }
+  }
+
+  #fanoutHere(peer: string, payload: string): void {
+    const { header: [from, to], xml } = splitHeader<FanoutHeader>(payload);
+    const stanza = this.#decoder(peer).decode(xml);
+    const sender = parseJid(from);
+    if (!stanza || !sender) {
+      return log.warn("dropped an unreadable room stanza from {peer}", { peer });
+    }
+    this.counters.fanoutFramesReceived++;
+    for (const c of stanza.children) if (typeof c !== "string") c.toString();
+    for (const full of to) {
+      const target = parseJid(full);
+      if (!target) continue;
+      this.node.ctx.router.route(readdressed(stanza, full), sender, target);
+      this.counters.fanoutDelivered++;
+    }
+  }
+
+  // --- Rooms coming and going here.
+
+  #added(muc: MucService, room: Room): void {
+    const k = room.jid.bare;
+    this.#owners.delete(k);
+    this.#replicas.delete(k);
+    this.#broadcast(M_CLAIM, { domain: muc.domain, room: room.name });
+    this.#mark(room, true);
+  }
+
+  #removed(muc: MucService, room: Room): void {
+    const k = room.jid.bare;
+    this.#dirty.delete(room);
+    const at = this.#replicaAt.get(k);
+    this.#replicaAt.delete(k);
+    const ref: RoomRef = { domain: muc.domain, room: room.name };
+    if (at) this.node.send(at, M_UNREPLICATE, JSON.stringify(ref));
+    this.#broadcast(M_RELEASE, ref);
+  }
+
+  /** A stanza reached a room here: its replica is now behind (by history alone, for messages). */
+  #touched(muc: MucService, to: Jid, stanza: Element): void {
+    const room = muc.rooms.get(to.local);
+    if (!room) return;
+    const full = !(stanza.name === "message" && to.isBare && stanza.attrs.type === "groupchat");
+    this.#mark(room, full);
+  }
+
+  #mark(room: Room, full: boolean): void {
+    if (this.#hosting.size === 0) return; // nobody to replicate to
+    this.#dirty.set(room, full || (this.#dirty.get(room) ?? false));
+    this.#flush ??= setTimeout(() => this.#replicate(), REPLICATE_MS);
+  }
+
+  #replicate(): void {
+    this.#flush = undefined;
+    const dirty = this.#dirty;
+    this.#dirty = new Map();
+    for (const [room, changed] of dirty) {
+      const muc = this.mucs.get(room.jid.domain);
+      if (!muc || muc.rooms.get(room.name) !== room) continue;
+      const k = room.jid.bare;
+      const target = this.#replicaTarget(muc, room.name);
+      const before = this.#replicaAt.get(k);
+      const ref: RoomRef = { domain: muc.domain, room: room.name };
+      if (before && before !== target) this.node.send(before, M_UNREPLICATE, JSON.stringify(ref));
+      if (!target) {
+        this.#replicaAt.delete(k);
+        continue;
+      }
+      this.#replicaAt.set(k, target);
+      const snap = room.snapshot();
+      this.counters.replicated++;
+      if (changed || before !== target) {
+        const data: RoomData = { ...ref, snapshot: snapshotToWire(snap) };
+        this.node.send(target, M_REPLICA, JSON.stringify(data));
+      } else {
+        this.node.send(target, M_HISTORY, JSON.stringify({ ...ref, history: historyToWire(snap) }));
+      }
+    }
+  }
+
+  // --- Peers.
+
+  up(peer: string): void {
+    this.#decoders.set(peer, new StanzaDecoder());
+    const hello: Hello = { hosting: [], rooms: [] };
+    for (const muc of this.mucs.values()) {
+      if (muc.config.host_rooms) hello.hosting.push(muc.domain);
+      for (const name of muc.rooms.keys()) hello.rooms.push({ domain: muc.domain, room: name });
+    }
+    this.node.send(peer, M_HELLO, JSON.stringify(hello));
+    this.#sayRooms(true);
+  }
+
+  down(peer: string): void {
+    this.#hosting.delete(peer);
+    this.#decoders.delete(peer);
+    this.#peerRooms.delete(peer);
+    for (const [k, n] of this.#owners) if (n === peer) this.#owners.delete(k);
+    // The peer's sessions are gone from the directory: their occupants leave, once, with 333.
+    for (const muc of this.mucs.values()) {
+      for (const room of [...muc.rooms.values()]) this.#dropGone(room);
+    }
+    for (const [k, replica] of this.#replicas) {
+      if (replica.node !== peer) continue;
+      this.#replicas.delete(k);
+      const at = k.lastIndexOf("@");
+      const muc = this.mucs.get(k.slice(at + 1));
+      if (muc) this.#takeOver(muc, k.slice(0, at), replica.snapshot);
+    }
+    // Rooms whose replica was there get a new one.
+    for (const muc of this.mucs.values()) {
+      for (const room of muc.rooms.values()) {
+        if (this.#replicaAt.get(room.jid.bare) === peer) this.#mark(room, true);
+      }
+    }
+  }
+
+  /** A dead node's room comes back here, or on the node that runs it now. */
+  #takeOver(muc: MucService, name: string, snapshot: WireSnapshot): void {
+    const owner = this.#ownerOf(muc, name);
+    if (owner !== undefined && owner !== this.node.name) {
+      const data: RoomData = { domain: muc.domain, room: name, snapshot };
+      if (this.node.send(owner, M_MERGE, JSON.stringify(data))) return;
+    }
+    const room = muc.restore(name, snapshotFromWire(snapshot, (xml) => this.#parse(xml)));
+    this.counters.takeovers++;
+    log.info("took over room {room}", { room: room.jid.bare });
+    this.#dropGone(room);
+  }
+
+  /** Occupant sessions of local accounts that no longer exist anywhere leave with 333. */
+  #dropGone(room: Room): void {
+    const { sessions } = this.node.ctx;
+    for (const occ of [...room.occupants()]) {
+      for (const s of [...occ.sessions.values()]) {
+        if (this.node.hosts.has(s.jid.domain) && !sessions.get(s.jid)) room.sessionGone(s.jid);
+      }
+    }
+  }
+
+  message(peer: string, type: number, payload: Uint8Array): void {
+    const body = text(payload);
+    switch (type) {
+      case M_STANZA: {
+        const { header: [from, to, hops], xml } = splitHeader<StanzaHeader>(body);
+        const addr = jids(from, to);
+        const stanza = this.#decoder(peer).decode(xml);
+        const muc = addr && this.mucs.get(addr[1].domain);
+        if (!addr || !stanza || !muc) return;
+        return this.#route(muc, stanza, addr[0], addr[1], hops + 1, peer);
+      }
+      case M_FANOUT:
+        return this.#fanoutHere(peer, body);
+      case M_HELLO: {
+        const hello = JSON.parse(body) as Hello;
+        this.#hosting.set(peer, new Set(hello.hosting));
+        for (const ref of hello.rooms) this.#claimed(peer, ref);
+        // The rendezvous order changed: replicas may belong elsewhere now.
+        for (const muc of this.mucs.values()) {
+          for (const room of muc.rooms.values()) this.#mark(room, false);
+        }
+        return;
+      }
+      case M_CLAIM:
+        return this.#claimed(peer, JSON.parse(body));
+      case M_RELEASE: {
+        const { domain, room } = JSON.parse(body) as RoomRef;
+        const k = key(domain, room);
+        if (this.#owners.get(k) === peer) this.#owners.delete(k);
+        return;
+      }
+      case M_REPLICA: {
+        const data = JSON.parse(body) as RoomData;
+        this.#replicas.set(key(data.domain, data.room), { node: peer, snapshot: data.snapshot });
+        return;
+      }
+      case M_HISTORY: {
+        const { domain, room, history } = JSON.parse(body) as RoomRef & {
+          history: WireSnapshot["history"];
+        };
+        const replica = this.#replicas.get(key(domain, room));
+        if (replica?.node === peer) replica.snapshot.history = history;
+        return;
+      }
+      case M_UNREPLICATE: {
+        const { domain, room } = JSON.parse(body) as RoomRef;
+        const k = key(domain, room);
+        if (this.#replicas.get(k)?.node === peer) this.#replicas.delete(k);
+        return;
+      }
+      case M_MERGE:
+        return this.#merge(JSON.parse(body));
+      case M_ROOMS:
+        this.#peerRooms.set(peer, JSON.parse(body));
+        return;
+    }
+  }
+
+  /**
+   * A peer runs a room. If this node runs it too, the copy on the rendezvous winner of the two
+   * nodes stays: the loser sends its copy there and drops it.
+   */
+  #claimed(peer: string, { domain, room }: RoomRef): void {
+    const muc = this.mucs.get(domain);
+    if (!muc) return;
+    const k = key(domain, room);
+    const mine = muc.rooms.get(room);
+    if (!mine) {
+      this.#owners.set(k, peer);
+      return;
+    }
+    if (pick([this.node.name, peer], k) === this.node.name) return; // the peer merges into ours
+    const data: RoomData = { domain, room, snapshot: snapshotToWire(mine.snapshot()) };
+    this.node.send(peer, M_MERGE, JSON.stringify(data));
+    log.info("room {room} also ran on {peer}: merged into it", { room: k, peer });
+    muc.unload(mine);
+    this.#owners.set(k, peer);
+  }
+
+  #merge({ domain, room, snapshot }: RoomData): void {
+    const muc = this.mucs.get(domain);
+    if (!muc) return;
+    const snap = snapshotFromWire(snapshot, (xml) => this.#parse(xml));
+    const mine = muc.rooms.get(room);
+    if (mine) {
+      mine.absorb(snap);
+      this.#mark(mine, true);
+    } else {
+      const restored = muc.restore(room, snap);
+      this.counters.takeovers++;
+      this.#dropGone(restored);
+    }
+  }
+
+  // --- Status.
+
+  #memberStatus(member: string): Record<string, unknown> {
+    const rooms = member === this.node.name
+      ? [...this.mucs.values()].flatMap(localRoomStatus)
+      : this.#peerRooms.get(member) ?? [];
+    const occupants = rooms.reduce((n, r) => n + r.occupants, 0);
+    this.counters.replicas = this.#replicas.size;
+    const counters = member === this.node.name ? { muc: this.counters } : {};
+    return { rooms: rooms.length, occupants, ...counters };
+  }
+
+  /** Tells every peer the rooms run here, when that changed (or `always`, a peer came up). */
+  #sayRooms(always: boolean): void {
+    const said = JSON.stringify([...this.mucs.values()].flatMap(localRoomStatus));
+    if (said === this.#roomsSaid && !always) return;
+    this.#roomsSaid = said;
+    for (const peer of this.node.peers()) this.node.send(peer, M_ROOMS, said);
+  }
+
+  // --- Helpers.
+
+  #broadcast(type: number, ref: RoomRef): void {
+    const payload = JSON.stringify(ref);
+    for (const peer of this.node.peers()) this.node.send(peer, type, payload);
+  }
+
+  #decoder(peer: string): StanzaDecoder {
+    let d = this.#decoders.get(peer);
+    if (!d) this.#decoders.set(peer, d = new StanzaDecoder());
+    return d;
+  }
+
+  #parse(xml: string): Element | null {
+    return this.#decoder("").decode(xml);
+  }
+}
