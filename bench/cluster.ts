@@ -16,6 +16,7 @@ import { generatorCommand, rssKiB, runGenerator, ulimit } from "./generator.ts";
 
 type Row = (what: string, value: string, yardstick: string) => void;
 
+const recordsScript = new URL("./remote_records.ts", import.meta.url).pathname;
 const SESSIONS = Number(Deno.env.get("BENCH_REMOTE_SESSIONS") ?? 10_000);
 const WIDE = 10;
 const name = (i: number) => `n${i + 1}`;
@@ -93,7 +94,16 @@ export async function configure(
     stringify({
       data_dir: join(dir, "{node}"),
       log: { level: "info" },
-      hosts: [{ domain: "localhost", registration: true }],
+      hosts: [{
+        domain: "localhost",
+        registration: true,
+        muc: {
+          domain: "conference.localhost",
+          max_occupants: 1000,
+          message_rate: 0,
+          room_delivery_rate: 0,
+        },
+      }],
       auth: { scram_iterations: iterations },
       storage: { type: "postgres", url, pool: 8 },
       listeners: [{
@@ -107,6 +117,7 @@ export async function configure(
         connections_per_ip: 100000,
         rate_bytes_per_second: 1073741824,
         rate_burst_bytes: 1073741824,
+        registrations_per_address: 1_000_000,
       },
       timeouts: { ping_interval: 0, handshake: 600, auth_failure_delay_ms: 0 },
       cluster: {
@@ -139,15 +150,28 @@ export async function clusterBench(row: Row, iterations: number, serverCpu: stri
     await three.formed();
     const port = (i: number) => three.node(i).process.ports[0];
     const pids = () => three.nodes.flatMap((n) => n ? [n.process.child.pid] : []);
-    const load = (args: Record<string, unknown>) =>
-      runGenerator({ port: port(0), ...args }, pids);
+    const load = (args: Record<string, unknown>, at?: Parameters<typeof runGenerator>[2]) =>
+      runGenerator({ port: port(0), ...args }, pids, at);
     await load({ scenario: "register" });
 
     // One-to-one messages: both users on n1, then the sender on n1 and the receiver on n2.
     const cases = [["on one node", port(0)], ["on two nodes", port(1)]] as const;
     const perMessage: number[] = [];
+    // What n1 sent n2 over their link per second during the measured phase of `args`.
+    const linkRate = async (args: Record<string, unknown>) => {
+      const sent = async () => (await three.status(0)).find((m) => m.node === "n2")!.sentBytes;
+      let bytes = 0;
+      const result = await load(args, async (phase) => {
+        bytes += phase === "start" ? -await sent() : await sent();
+      });
+      return { result, bytes, mib: bytes / (1 << 20) / (result.seconds ?? 1) };
+    };
     for (const [where, peerPort] of cases) {
-      const thr = await load({ scenario: "throughput", concurrency: 50, peerPort });
+      const { result: thr, bytes, mib } = await linkRate({
+        scenario: "throughput",
+        concurrency: 50,
+        peerPort,
+      });
       const us = thr.cpu / thr.messages * 1e6;
       perMessage.push(us);
       row(
@@ -158,6 +182,13 @@ export async function clusterBench(row: Row, iterations: number, serverCpu: stri
         "",
       );
       row(`  CPU per message, all nodes (µs)`, us.toFixed(2), "");
+      if (peerPort === port(1)) {
+        row(
+          `  link n1 → n2 (MiB/s; bytes per message)`,
+          `${mib.toFixed(1)}; ${(bytes / thr.messages).toFixed(0)}`,
+          "",
+        );
+      }
     }
     row(
       "cluster: CPU per message across nodes / on one node",
@@ -173,22 +204,30 @@ export async function clusterBench(row: Row, iterations: number, serverCpu: stri
       );
     }
 
-    // The link at saturation with 4 KiB messages: bytes n1 sent n2 per second.
-    const sent = async () => (await three.status(0)).find((m) => m.node === "n2")!.sentBytes;
-    const before = await sent();
-    const t0 = performance.now();
-    const big = await load({
+    // The link with 4 KiB messages at saturation.
+    const { result: big, mib } = await linkRate({
       scenario: "throughput",
       concurrency: 50,
       peerPort: port(1),
       body: "x".repeat(4096),
     });
-    const mib = (await sent() - before) / (1 << 20) / ((performance.now() - t0) / 1000);
     row(
-      `cluster: link throughput, 4 KiB messages n1 → n2 (MiB/s; messages/s)`,
+      `cluster: link n1 → n2 with 4 KiB messages at saturation (MiB/s; messages/s)`,
       `${mib.toFixed(0)}; ${big.rate.toFixed(0)}`,
       "",
     );
+
+    // MUC with the occupants spread over the three nodes (one frame per node per message).
+    const ports = [port(0), port(1), port(2)];
+    for (const occupants of [100, 1000]) {
+      const sat = await load({ scenario: "muc", occupants, ports });
+      const lat = await load({ scenario: "muc", occupants, ports, rate: 5000 / occupants });
+      row(
+        `cluster: MUC, ${occupants} occupants on three nodes: stanzas out/s; p50 / p99 at 5,000/s (ms)`,
+        `${sat.stanzasOut.toFixed(0)}; ${lat.p50.toFixed(2)} / ${lat.p99.toFixed(2)}`,
+        "",
+      );
+    }
 
     await failureDetection(three, row);
     await remoteMemory(three, row);
@@ -259,7 +298,7 @@ async function remoteMemory(c: BenchCluster, row: Row): Promise<void> {
     const rssN = rssKiB(pid);
     row(`cluster: n2's RSS with 0 / ${ready} sessions of n1 (KiB)`, `${rss0} / ${rssN}`, "");
     row(
-      "cluster: memory per replicated remote session (bytes)",
+      "cluster: memory per replicated remote session, n2's RSS (bytes)",
       ((rssN - rss0) * 1024 / ready).toFixed(0),
       "goal ≤ 1,024",
     );
@@ -267,6 +306,17 @@ async function remoteMemory(c: BenchCluster, row: Row): Promise<void> {
     idle.kill("SIGKILL");
     await idle.status;
   }
+  // The same in the heap alone, exactly: records with a typical client presence (caps).
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--v8-flags=--expose-gc", recordsScript, String(SESSIONS * 5)],
+    stderr: "inherit",
+  }).output();
+  const heap = JSON.parse(new TextDecoder().decode(out.stdout));
+  row(
+    `  the same, heap after full collections, ${heap.records} records (bytes)`,
+    heap.bytes.toFixed(0),
+    "goal ≤ 1,024",
+  );
 }
 
 /** WIDE nodes started at once from one static list; until each has a link to every other. */

@@ -50,6 +50,8 @@ export function rssKiB(pid: number): number {
 export async function runGenerator(
   args: Record<string, unknown>,
   pids: () => number[],
+  /** Called when the measured phase starts and when it ends (to read other counters). */
+  at?: (phase: "start" | "end") => Promise<void>,
 ): Promise<Record<string, number>> {
   const used = () => pids().reduce((sum, pid) => sum + cpuSeconds(pid), 0);
   const child = generatorCommand(args).spawn();
@@ -66,12 +68,14 @@ export async function runGenerator(
       const line = JSON.parse(buf.slice(0, nl));
       buf = buf.slice(nl + 1);
       if (line.phase === "start") {
+        await at?.("start");
         cpu0 = used();
         t0 = performance.now();
       } else {
         cpu = used() - cpu0;
         busy = cpu / ((performance.now() - t0) / 1000);
         result = line;
+        await at?.("end");
       }
     }
   }

@@ -33,6 +33,8 @@ interface Args {
   occupants?: number;
   /** Receivers log in here (another node of a cluster); senders on `port`. */
   peerPort?: number;
+  /** MUC: occupant i logs in on ports[i % length] (the nodes of a cluster); default `port`. */
+  ports?: number[];
   /** Idle sessions send initial presence (their records carry it). */
   presence?: boolean;
   /** Message body of the throughput scenario. */
@@ -257,9 +259,7 @@ async function throughput(): Promise<void> {
   let received = 0;
   let counting = false;
   const msg = (i: number) =>
-    `<message to='${
-      user(2 * i + 1)
-    }@localhost/r' type='chat'><body>${
+    `<message to='${user(2 * i + 1)}@localhost/r' type='chat'><body>${
       args.body ?? "benchmark message of a typical size"
     }</body></message>`;
   const list = await pairs(n, (i, chunk) => {
@@ -479,7 +479,8 @@ async function mucFanout(): Promise<void> {
   const worker = async () => {
     while (next < n) {
       const i = next++;
-      clients[i] = await NativeClient.login(args.port, user(i % args.users), PASSWORD, "m" + i);
+      const port = args.ports?.[i % args.ports.length] ?? args.port;
+      clients[i] = await NativeClient.login(port, user(i % args.users), PASSWORD, "m" + i);
     }
   };
   await Promise.all(Array.from({ length: 32 }, worker));

@@ -94,31 +94,28 @@ export class SaslNegotiation {
       const ctx = this.peer.context();
       this.#mech = MECHANISMS[name]({
         ...ctx,
-        throttled: (user) => this.#attempt?.name(`${user}@${ctx.domain}`),
+        throttled: (user) =>
+          this.#attempt?.name(`${user}@${ctx.domain}`) ?? Promise.resolve(undefined),
       });
     } else if (el.name !== "response" || !this.#mech) {
       this.peer.throttle.failed(this.peer.remote);
       return this.#fail("malformed-request", true);
     }
-    const attempt = this.peer.throttle.begin(this.peer.remote);
+    const attempt = await this.peer.throttle.begin(this.peer.remote);
     if (typeof attempt === "string") {
       this.#mech = null;
       return this.#fail("temporary-auth-failure", true, attempt);
     }
     this.#attempt = attempt;
-    let outcome: AttemptOutcome = "none";
+    let step: SaslStep | undefined;
     try {
-      const step = await this.#step(this.#mech, el.text().trim());
-      outcome = step.kind !== "failure" || step.condition === "temporary-auth-failure"
-        ? "none"
-        : step.condition === "not-authorized"
-        ? "guess"
-        : "malformed";
-      await this.#answer(step);
+      step = await this.#step(this.#mech, el.text().trim());
     } finally {
+      // Settled before the answer's delay, so that those waiting for a place do not wait on it.
       this.#attempt = undefined;
-      attempt.end(outcome);
+      attempt.end(step ? outcomeOf(step) : "none");
     }
+    await this.#answer(step);
   }
 
   /** Decodes the payload, bounded and checked before any work, and runs the mechanism's step. */
@@ -174,6 +171,12 @@ export class SaslNegotiation {
     this.#closed = true;
     this.peer.tooManyFailures();
   }
+}
+
+/** What a step's result means for the failed-authentication limits. */
+function outcomeOf(step: SaslStep): AttemptOutcome {
+  if (step.kind !== "failure" || step.condition === "temporary-auth-failure") return "none";
+  return step.condition === "not-authorized" ? "guess" : "malformed";
 }
 
 function b64(data: Uint8Array): string {

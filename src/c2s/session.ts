@@ -137,7 +137,11 @@ export class C2SSession extends XmlStream implements LocalSession {
       el.name === "iq" && !ns && el.child("query", NS.register) && this.host!.config.registration
     ) {
       if (tlsRequired) return this.error("policy-violation", "STARTTLS is required first");
-      this.host!.events.fire("c2s/register", { stanza: el, reply: (r) => this.send(r) });
+      this.host!.events.fire("c2s/register", {
+        stanza: el,
+        remote: this.remote,
+        reply: (r) => this.send(r),
+      });
       return;
     }
     this.error("not-authorized", "authenticate first");

@@ -21,23 +21,44 @@ import type { WireRecord } from "./wire.ts";
 export class RemoteSession implements Session {
   available = false;
   priority = 0;
-  presence: Element | null = null;
   rosterRequested = false;
   blocklistRequested = false;
   carbons = false;
+  /**
+   * The last presence as it came, parsed when read (seldom: a probe, a resource coming online).
+   * Parsed and kept, it would cost more memory than all the rest of the record.
+   */
+  #presence: string | null = null;
 
   constructor(readonly jid: Jid, readonly node: string, readonly boundAt: number) {}
+
+  get presence(): Element | null {
+    return this.#presence === null ? null : parseStanza(this.#presence);
+  }
+
+  set presence(p: Element | null) {
+    this.#presence = p?.toString() ?? null;
+  }
 
   update(r: WireRecord): void {
     this.available = r.available;
     this.priority = r.priority;
-    if (r.presence !== this.presence?.toString()) {
-      this.presence = r.presence === null ? null : parseStanza(r.presence);
-    }
+    this.#presence = r.presence === null ? null : own(r.presence);
     this.rosterRequested = r.roster;
     this.blocklistRequested = r.blocklist;
     this.carbons = r.carbons;
   }
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * A copy of a string parsed out of a frame: V8 makes such strings slices of the frame's text,
+ * which would keep the whole frame alive as long as the record.
+ */
+function own(s: string): string {
+  return decoder.decode(encoder.encode(s));
 }
 
 export function toWire(s: Session): WireRecord {
@@ -78,7 +99,7 @@ export class Directory {
 
   /** A record from `node`, new or changed; returns the local session it replaced, if any. */
   record(node: string, r: WireRecord): LocalSession | undefined {
-    const jid = parseJid(r.jid);
+    const jid = parseJid(own(r.jid));
     if (!jid) return;
     const current = this.sessions.get(jid);
     if (
@@ -92,7 +113,7 @@ export class Directory {
     const session = new RemoteSession(jid, node, r.boundAt);
     session.update(r);
     this.sessions.put(session);
-    this.#remote.set(r.jid, session);
+    this.#remote.set(jid.full, session);
     if (!current || !isLocal(current)) return;
     current.replace();
     return current;

@@ -5,10 +5,15 @@ import type { Services } from "../server/service.ts";
 import type { ClusterNode } from "./node.ts";
 import { componentCluster } from "./component_pools.ts";
 import { mucCluster } from "./muc_rooms.ts";
+import { proxy65Cluster } from "./proxy65_relay.ts";
 
 export interface ClusterExtension {
   readonly name: string;
   start(node: ClusterNode, services: Services): void | Promise<void>;
 }
 
-export const CLUSTER_EXTENSIONS: ClusterExtension[] = [componentCluster, mucCluster];
+export const CLUSTER_EXTENSIONS: ClusterExtension[] = [
+  componentCluster,
+  mucCluster,
+  proxy65Cluster,
+];

@@ -9,7 +9,7 @@
 // same incarnation is refused (it is a late duplicate; a link that is really gone is noticed by
 // its close or by the heartbeat); one from a new incarnation replaces the link (down, then up).
 import tls from "node:tls";
-import type net from "node:net";
+import net from "node:net";
 import { ACCEPT, HELLO, MAX_FRAME_BYTES } from "./frames.ts";
 import { type Hello, Link, type LinkLimits, type LinkOwner } from "./link.ts";
 import {
@@ -130,6 +130,7 @@ export class Mesh implements LinkOwner {
     }, (socket) => this.#accept(socket));
     this.#server = server;
     server.on("connection", (s: net.Socket) => {
+      s.setNoDelay(true);
       this.#sockets.add(s);
       s.on("close", () => this.#sockets.delete(s));
     });
@@ -222,11 +223,13 @@ export class Mesh implements LinkOwner {
     clearTimeout(peer.retry);
     peer.retry = undefined;
     if (this.#stopped || peer.link || [...peer.candidates].some((c) => c.dialed)) return;
+    // Frames leave in batches already: no waiting for acknowledgements of the last one (Nagle).
+    const tcp = net.connect({ host: peer.host, port: peer.port, noDelay: true });
     const socket = tls.connect({
-      host: peer.host,
-      port: peer.port,
+      socket: tcp,
       ...clientOptions(this.options.tls, peer.node, peer.address),
     });
+    tcp.on("error", (e) => socket.destroy(e));
     const link = new Link(socket, peer.node, true, this, this.#limits);
     peer.candidates.add(link);
     socket.once("secureConnect", () => link.send(HELLO, this.#helloJson));

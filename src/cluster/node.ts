@@ -48,6 +48,13 @@ import { CLUSTER_EXTENSIONS } from "./extensions.ts";
 const log = logger("cluster");
 /** Records per SNAPSHOT frame (a few hundred bytes each). */
 const SNAPSHOT_PART = 2000;
+/**
+ * How long a node waits to acknowledge stanzas, acknowledging all that came meanwhile at once:
+ * an acknowledgement per batch of frames cost the sender more in reading them (a TLS record and a
+ * buffer each) than the stanzas themselves. Stanzas of this window may be handled twice when a
+ * link dies after they arrived.
+ */
+const ACK_DELAY_MS = 10;
 
 /** A member as `parley cluster status` shows it. */
 export interface MemberStatus extends Omit<PeerStatus, "state"> {
@@ -365,10 +372,10 @@ export class ClusterNode implements SessionObserver {
     link.received++;
     if (!link.ackQueued) {
       link.ackQueued = true;
-      queueMicrotask(() => {
+      setTimeout(() => {
         link.ackQueued = false;
-        if (Deno.env.get("NOACK")) return; this.#mesh.send(peer, DELIVERED, String(link.received));
-      });
+        this.#mesh.send(peer, DELIVERED, String(link.received));
+      }, ACK_DELAY_MS);
     }
     const nl = payload.indexOf("\n");
     const to = parseJid(payload.slice(1, nl));

@@ -72,8 +72,10 @@ export const CONFIG_SPEC: Spec = obj({
         pending_per_ip: int(20, 1, 1_000_000),
         bandwidth: int(0, 0, 1 << 30),
         buffer: int(1 << 20, 16_384, 16 << 20),
+        handshake_timeout: int(5, 1, 3600),
         pair_timeout: int(15, 1, 3600),
         idle_timeout: int(300, 1, 86_400),
+        relay_port: int(0, 0, 65535),
       }, true),
       muc: obj({
         domain: str(undefined),
@@ -145,6 +147,9 @@ export const CONFIG_SPEC: Spec = obj({
     max_outbound_buffer: int(4_194_304, 65_536, 1 << 30),
     max_directed_presences: int(1000, 1, 1_000_000),
     max_private_keys: int(100, 1, 1_000_000),
+    // In-band registration, as ejabberd's registration_timeout: accounts per address per period.
+    registrations_per_address: int(1, 0, 1_000_000),
+    registration_period: int(600, 1, 86_400),
   }),
   timeouts: obj({
     handshake: int(60, 1, 3600),
@@ -194,9 +199,13 @@ export interface Proxy65Config {
   bandwidth: number;
   /** Largest buffer per stream and direction, in bytes (two of them: 4 × this per stream). */
   buffer: number;
-  /** Seconds from accept until activation. */
+  /** Seconds from accept until the SOCKS5 CONNECT is complete. */
+  handshake_timeout: number;
+  /** Seconds from a complete CONNECT until activation. */
   pair_timeout: number;
   idle_timeout: number;
+  /** In a cluster: the port where other nodes connect to relay streams (0 = any, told to them). */
+  relay_port: number;
 }
 
 export interface MucConfig {
@@ -280,6 +289,9 @@ export interface Config {
     max_directed_presences: number;
     /** Private XML (XEP-0049) namespaces stored per account. */
     max_private_keys: number;
+    /** Accounts in-band registration creates per address (IPv6: /64) per registration_period (s). */
+    registrations_per_address: number;
+    registration_period: number;
   };
   timeouts: {
     handshake: number;

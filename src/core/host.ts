@@ -28,6 +28,8 @@ export interface OutboundEvent extends StanzaEvent {
 /** A request on a stream that has not authenticated yet (XEP-0077 registration). */
 export interface PreAuthEvent {
   stanza: Element;
+  /** The client's address, "ip:port". */
+  remote: string;
   reply(stanza: Element): void;
 }
 

@@ -4,10 +4,15 @@
 //
 // Admission: until its stream is activated by a logged-in requester, a connection is anonymous,
 // so what it may hold is bounded apart from the streams of real users: at most `pending_per_ip`
-// such connections per address and 2 × `max_streams` in all (more are closed on accept), each for
-// at most `pair_timeout` seconds from accept, and one that closes frees its place at once (a read
-// watches it while it waits). `max_streams` counts active streams only, so a flood of unpaired
-// connections cannot use up the streams of users.
+// such connections per address and 2 × `max_streams` in all (more are closed on accept), each
+// given `handshake_timeout` seconds from accept to send its greeting and CONNECT and then
+// `pair_timeout` seconds for its partner and the activation, and one that closes frees its place
+// at once (a read watches it while it waits). `max_streams` counts active streams only, so a
+// flood of unpaired connections cannot use up the streams of users.
+//
+// In a cluster (src/cluster/proxy65_relay.ts) the two connections of a stream may be on two
+// nodes: `bridge` relays the one held here to a remote end (a link to the other node) instead of
+// a second local connection; the limits are then checked cluster-wide before `start`/`bridge`.
 //
 // Backpressure and memory (pump.ts): each direction copies through two reusable buffers and reads
 // into one only once its previous chunk has been written. Buffers start at 64 KiB and double while
@@ -30,7 +35,7 @@ const HEAD_BUFFER = 4096;
 interface Side {
   conn: Deno.TcpConn;
   ip: string;
-  /** Closes the connection when it is still waiting `pair_timeout` seconds after accept. */
+  /** Closes the connection when its handshake, then its pairing, takes too long. */
   timer: ReturnType<typeof setTimeout>;
   pair?: Pair;
   closed?: boolean;
@@ -41,9 +46,17 @@ interface Side {
   head?: Promise<Uint8Array | null>;
 }
 
+/** The other end of a stream whose partner connection is on another node. */
+export interface RemoteEnd {
+  read(buf: Uint8Array): Promise<number | null>;
+  write(chunk: Uint8Array): Promise<void>;
+  close(): void;
+}
+
 interface Pair {
   hash: string;
   sides: Side[];
+  remote?: RemoteEnd;
   /** Set at activation: the requester's bare JID, for the per-user limit. */
   owner?: string;
   lastActivity: number;
@@ -54,6 +67,14 @@ interface Pair {
 }
 
 export type Activation = "ok" | "no-pair" | "already-active" | "user-limit" | "full";
+
+/** What this node holds of a stream: its connections here, and whether it is active. */
+export interface Held {
+  count: number;
+  active: boolean;
+}
+
+const NO_DATA = new Uint8Array(0);
 
 export class Socks5Relay {
   readonly pairs = new Map<string, Pair>();
@@ -112,7 +133,7 @@ export class Socks5Relay {
     const side: Side = {
       conn,
       ip,
-      timer: setTimeout(() => this.#abandon(side), this.config.pair_timeout * 1000),
+      timer: setTimeout(() => this.#abandon(side), this.config.handshake_timeout * 1000),
     };
     this.waiting.add(side);
     this.#waitingPerIp.set(ip, fromIp + 1);
@@ -154,6 +175,9 @@ export class Socks5Relay {
     }
     pair.sides.push(side);
     side.pair = pair;
+    // The handshake is done: from now on the connection waits for its partner and activation.
+    clearTimeout(side.timer);
+    side.timer = setTimeout(() => this.#abandon(side), this.config.pair_timeout * 1000);
     side.head = rest.length ? Promise.resolve(rest) : this.#watch(side, pair);
     await writeAll(side.conn, connectReply(REPLY.succeeded, hash));
   }
@@ -194,13 +218,14 @@ export class Socks5Relay {
     pair.closed = true;
     if (this.pairs.get(pair.hash) === pair) this.pairs.delete(pair.hash);
     for (const s of pair.sides) this.#close(s);
+    pair.remote?.close();
     if (pair.owner) {
       this.#active--;
       log.debug("stream {hash} closed after {bytes} bytes", { hash: pair.hash, bytes: pair.bytes });
     }
   }
 
-  /** Starts relaying the stream `hash` for `owner` (the requester's bare JID). */
+  /** Starts relaying the stream `hash` for `owner` (the requester's bare JID), within limits. */
   activate(hash: string, owner: string): Activation {
     const pair = this.pairs.get(hash);
     if (!pair || pair.sides.length < 2) return "no-pair";
@@ -209,24 +234,63 @@ export class Socks5Relay {
     let mine = 0;
     for (const p of this.pairs.values()) if (p.owner === owner) mine++;
     if (mine >= this.config.max_streams_per_user) return "user-limit";
-    pair.owner = owner;
-    this.#active++;
-    pair.lastActivity = Date.now();
-    const [a, b] = pair.sides;
-    this.#release(a);
-    this.#release(b);
-    // When either direction ends, the stream ends (XEP-0065: until either side closes).
-    Promise.race([this.#copy(pair, a, b), this.#copy(pair, b, a)]).finally(() => this.#drop(pair));
+    this.start(hash, owner);
     return "ok";
   }
 
-  #copy(pair: Pair, from: Side, to: Side): Promise<void> {
+  /** The connections held here for `hash`. */
+  held(hash: string): Held {
+    const pair = this.pairs.get(hash);
+    return { count: pair?.sides.length ?? 0, active: !!pair?.owner };
+  }
+
+  /**
+   * Starts the stream of the two connections held here for `hash`, the limits being checked by
+   * the caller; resolves when it ends, or is undefined when there is no such pair.
+   */
+  start(hash: string, owner: string): Promise<void> | undefined {
+    const pair = this.pairs.get(hash);
+    if (!pair || pair.sides.length !== 2 || pair.owner) return undefined;
+    const [a, b] = pair.sides;
+    return this.#run(pair, owner, [
+      this.#copy(pair, a.head!, a.conn, (chunk) => writeAll(b.conn, chunk)),
+      this.#copy(pair, b.head!, b.conn, (chunk) => writeAll(a.conn, chunk)),
+    ]);
+  }
+
+  /**
+   * Starts the stream of the one connection held here for `hash` with `remote`, the end of a
+   * link to the node that holds the other one; resolves when it ends, or is undefined when there
+   * is no such connection (the remote end is then left to the caller).
+   */
+  bridge(hash: string, owner: string, remote: RemoteEnd): Promise<void> | undefined {
+    const pair = this.pairs.get(hash);
+    if (!pair || pair.sides.length !== 1 || pair.owner) return undefined;
+    const [a] = pair.sides;
+    pair.remote = remote;
+    return this.#run(pair, owner, [
+      this.#copy(pair, a.head!, a.conn, (chunk) => remote.write(chunk)),
+      this.#copy(pair, Promise.resolve(NO_DATA), remote, (chunk) => writeAll(a.conn, chunk)),
+    ]);
+  }
+
+  #run(pair: Pair, owner: string, directions: Promise<void>[]): Promise<void> {
+    pair.owner = owner;
+    this.#active++;
+    pair.lastActivity = Date.now();
+    for (const s of pair.sides) this.#release(s);
+    // When either direction ends, the stream ends (XEP-0065: until either side closes).
+    return Promise.race(directions).finally(() => this.#drop(pair));
+  }
+
+  #copy(
+    pair: Pair,
+    first: Promise<Uint8Array | null>,
+    from: { read(buf: Uint8Array): Promise<number | null> },
+    write: (chunk: Uint8Array) => Promise<void>,
+  ): Promise<void> {
     const { buffer: cap, bandwidth } = this.config;
-    return pump(from.head!, from.conn, (chunk) => writeAll(to.conn, chunk), {
-      cap,
-      bandwidth,
-      stats: pair,
-    });
+    return pump(first, from, write, { cap, bandwidth, stats: pair });
   }
 
   #sweep(now: number): void {

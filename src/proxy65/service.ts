@@ -11,7 +11,7 @@ import { discoInfoPayload, IqHandlers, type IqRequest } from "../core/iq.ts";
 import { logger } from "../log/logger.ts";
 import type { Proxy65Config } from "../config/schema.ts";
 import type { DescriptorBudget } from "../stream/descriptor_budget.ts";
-import { Socks5Relay } from "./relay.ts";
+import { type Activation, Socks5Relay } from "./relay.ts";
 import type { Host } from "../core/host.ts";
 
 const OFFERS_MAX = 10_000;
@@ -25,6 +25,12 @@ export class Proxy65Service implements DomainHandler {
   #announcedPort = 0;
   /** Offers naming this proxy seen on their way to the target: "sid\ntarget" → requester. */
   #offers = new Map<string, string>();
+  /**
+   * Activates the stream `hash` for `owner` (a bare JID): here, the local relay; in a cluster,
+   * wherever the stream's connections are, with the limits counted over every node.
+   */
+  activator: (hash: string, owner: string) => Activation | Promise<Activation> = (hash, owner) =>
+    this.relay.activate(hash, owner);
   /** `allow`, prepared (RFC 7622): domains, and bare JIDs. */
   #allowDomains = new Set<string>();
   #allowBare = new Set<string>();
@@ -60,6 +66,17 @@ export class Proxy65Service implements DomainHandler {
   async start(): Promise<void> {
     const port = await this.relay.listen();
     this.#announcedPort = this.config.announce_port ?? port;
+    const { host, port: announced } = this.streamhost;
+    log.info("proxy65 {domain} announces {host}:{announced}", {
+      domain: this.domain,
+      host,
+      announced,
+    });
+  }
+
+  /** What clients are told to connect to (XEP-0065 §6.2): this node's announced address. */
+  get streamhost(): { host: string; port: number } {
+    return { host: this.config.host ?? this.config.bind, port: this.#announcedPort };
   }
 
   stop(): Promise<void> {
@@ -93,18 +110,15 @@ export class Proxy65Service implements DomainHandler {
     else if (stanza.name === "message") this.router.bounce(stanza, "service-unavailable");
   }
 
-  #bytestreams(iq: IqRequest): void {
+  async #bytestreams(iq: IqRequest): Promise<void> {
     const { from, payload: q } = iq;
     if (!this.allowed(from)) return iq.error("not-allowed");
     if (iq.type === "get") {
+      const { host, port } = this.streamhost;
       return iq.reply(x(
         "query",
         { xmlns: NS_BYTESTREAMS },
-        x("streamhost", {
-          jid: this.domain,
-          host: this.config.host ?? this.config.bind,
-          port: String(this.#announcedPort),
-        }),
+        x("streamhost", { jid: this.domain, host, port: String(port) }),
       ));
     }
     const sid = q.attrs.sid;
@@ -115,7 +129,7 @@ export class Proxy65Service implements DomainHandler {
     // DST.ADDR = SHA1(SID + Requester JID + Target JID): only the real requester's hash matches.
     const hash = createHash("sha1").update(sid + from.full + target.full).digest("hex");
     const offer = `${sid}\n${target.full}`;
-    switch (this.relay.activate(hash, from.bare)) {
+    switch (await this.activator(hash, from.bare)) {
       case "ok":
         this.#offers.delete(offer);
         return iq.reply();

@@ -31,7 +31,7 @@ export interface SaslContext {
    * Called with the prepared localpart before any work on the account, in every step that tests
    * credentials: why attempts on it are refused for now (too many failures), or undefined.
    */
-  throttled(user: string): string | undefined;
+  throttled(user: string): Promise<string | undefined>;
 }
 
 export interface SaslMechanism {

@@ -31,7 +31,7 @@ export class PlainMechanism implements SaslMechanism {
     const user = prepped === null ? null : prepLocal(prepped);
     if (user === null) return fail("not-authorized");
     if (authzid !== "" && authzid !== `${user}@${this.#ctx.domain}`) return fail("invalid-authzid");
-    const refused = this.#ctx.throttled(user);
+    const refused = await this.#ctx.throttled(user);
     if (refused) return fail("temporary-auth-failure", refused);
     const creds = await this.#ctx.credentials(user);
     // An unknown user costs the same derivation as a wrong password, so timing tells nothing.

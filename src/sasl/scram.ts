@@ -62,7 +62,7 @@ export class ScramMechanism implements SaslMechanism {
   step(data: Uint8Array): Promise<SaslStep> {
     const msg = dec.decode(data);
     if (this.#state === "first") return this.#first(msg);
-    if (this.#state === "final") return Promise.resolve(this.#final(msg));
+    if (this.#state === "final") return this.#final(msg);
     return Promise.resolve(fail("malformed-request"));
   }
 
@@ -94,7 +94,7 @@ export class ScramMechanism implements SaslMechanism {
       if (authzid !== `${user}@${this.#ctx.domain}`) return fail("invalid-authzid");
     }
     this.#user = user;
-    const refused = this.#ctx.throttled(user);
+    const refused = await this.#ctx.throttled(user);
     if (refused) return fail("temporary-auth-failure", refused);
     const real = (await this.#ctx.credentials(user))?.[this.#hash];
     this.#known = real !== undefined;
@@ -107,10 +107,10 @@ export class ScramMechanism implements SaslMechanism {
     return { kind: "challenge", data: enc.encode(this.#serverFirst) };
   }
 
-  #final(msg: string): SaslStep {
+  async #final(msg: string): Promise<SaslStep> {
     this.#state = "done";
     // Checked again where the password is tested: the limits may have been reached meanwhile.
-    const refused = this.#ctx.throttled(this.#user);
+    const refused = await this.#ctx.throttled(this.#user);
     if (refused) return fail("temporary-auth-failure", refused);
     const pIdx = msg.lastIndexOf(",p=");
     if (pIdx < 0) return fail("malformed-request");

@@ -2,9 +2,10 @@
 // attempt is answered <temporary-auth-failure/> without touching the store or deriving a key.
 // An attempt holds its place from the moment it is checked until its outcome is known (a PLAIN
 // derivation takes milliseconds, queued behind others longer), so a burst of concurrent guesses
-// cannot all pass the check before the first one fails; a success gives the place back. Only
-// failures count: concurrent logins from one address (a NAT reconnecting after a restart) are
-// never refused for being many.
+// cannot all pass the check before the first one fails: attempts beyond the places left wait for
+// those in flight, and are refused once the failures alone fill the limit; a success gives its
+// place back. So only failures refuse: concurrent logins from one address (a NAT reconnecting
+// after a restart) are served, `limit` at a time.
 //
 // ejabberd's mod_fail2ban and Prosody's mod_limit_auth limit per address only and never lock an
 // account. Here the account limit applies only to an address that has failed (or has an attempt
@@ -39,8 +40,13 @@ interface Score {
  * flight holds its place until it is counted or refunded. Used for failed authentications and
  * for registrations.
  */
+/** Settles an event in flight: counted, or its place given back. */
+export type Settle = (counted: boolean) => void;
+
 export class EventLimit {
   #scores: LRUCache<string, Score>;
+  /** Wakers of those waiting for a place held by events in flight, per key. */
+  #waiting = new Map<string, (() => void)[]>();
 
   constructor(
     readonly what: string,
@@ -78,11 +84,9 @@ export class EventLimit {
     this.#scores.set(key, s, { ttl });
   }
 
-  /** Whether one more event now would exceed the limit, counting those in flight. */
+  /** Whether the events counted alone leave no place now (those in flight may still end well). */
   full(key: string): boolean {
-    if (this.limit === 0) return false;
-    const s = this.#score(key, this.now());
-    return s.events + s.held + 1 > this.limit;
+    return this.limit > 0 && this.#score(key, this.now()).events + 1 > this.limit;
   }
 
   /** Whether `key` had an event counted within the last period, or has one in flight. */
@@ -92,8 +96,26 @@ export class EventLimit {
       (s.held > 0 || (s.last !== undefined && this.now() - s.last < this.periodMs));
   }
 
-  /** Holds a place for an event in flight; the function returned settles it: counted or not. */
-  hold(key: string): (counted: boolean) => void {
+  /**
+   * A place for an event in flight, waiting while those in flight fill the limit; undefined when
+   * the events counted alone fill it. The function returned settles it: counted or given back.
+   */
+  async acquire(key: string): Promise<Settle | undefined> {
+    while (this.limit > 0) {
+      const s = this.#score(key, this.now());
+      if (s.events + 1 > this.limit) return undefined;
+      if (s.events + s.held + 1 <= this.limit) break;
+      await new Promise<void>((wake) => {
+        const waiting = this.#waiting.get(key);
+        if (waiting) waiting.push(wake);
+        else this.#waiting.set(key, [wake]);
+      });
+    }
+    return this.hold(key);
+  }
+
+  /** A place for an event in flight, taken whatever the limit. */
+  hold(key: string): Settle {
     if (this.limit === 0) return () => {};
     const s = this.#score(key, this.now());
     this.#store(key, { ...s, held: s.held + 1 });
@@ -104,16 +126,22 @@ export class EventLimit {
       const now = this.now();
       const s = this.#score(key, now);
       const held = Math.max(0, s.held - 1);
-      if (!counted) return this.#store(key, { ...s, held });
-      const events = Math.min(s.events + 1, 2 * this.limit);
-      this.#store(key, { events, at: now, held, last: now });
-      if (s.events + 1 <= this.limit && events + 1 > this.limit) {
-        log.warn("{what} {key} reached its limit of {limit} per period", {
-          what: this.what,
-          key,
-          limit: this.limit,
-        });
+      if (!counted) this.#store(key, { ...s, held });
+      else {
+        const events = Math.min(s.events + 1, 2 * this.limit);
+        this.#store(key, { events, at: now, held, last: now });
+        if (s.events + 1 <= this.limit && events + 1 > this.limit) {
+          log.warn("{what} {key} reached its limit of {limit} per period", {
+            what: this.what,
+            key,
+            limit: this.limit,
+          });
+        }
       }
+      // Those waiting look again, in the order they came.
+      const waiting = this.#waiting.get(key);
+      this.#waiting.delete(key);
+      for (const wake of waiting ?? []) wake();
     };
   }
 
@@ -134,28 +162,30 @@ export type AttemptOutcome =
 
 /** One step of an authentication in flight, held against its address and, once named, account. */
 export class AuthAttempt {
-  #address: (counted: boolean) => void;
-  #account: ((counted: boolean) => void) | undefined;
+  #account: Settle | undefined;
 
-  constructor(readonly throttle: AuthThrottle, readonly address: string, readonly clean: boolean) {
-    this.#address = throttle.addresses.hold(address);
-  }
+  constructor(
+    readonly throttle: AuthThrottle,
+    readonly address: Settle,
+    /** The address had no failure within the period and nothing in flight. */
+    readonly clean: boolean,
+  ) {}
 
   /**
-   * Why an attempt on `account` (user@domain) is refused for now, or undefined; then the attempt
-   * is held against the account too. An address that has not failed is never refused for the
-   * account's sake.
+   * Why an attempt on `account` (user@domain) is refused for now, or undefined once it is held
+   * against the account too. An address that has not failed is never refused or kept waiting
+   * for the account's sake.
    */
-  name(account: string): string | undefined {
+  async name(account: string): Promise<string | undefined> {
     if (this.#account) return undefined;
-    if (!this.clean && this.throttle.accounts.full(account)) {
-      return "Too many failed authentication attempts for this account; try again later";
-    }
-    this.#account = this.throttle.accounts.hold(account);
+    const { accounts } = this.throttle;
+    const held = this.clean ? accounts.hold(account) : await accounts.acquire(account);
+    if (!held) return "Too many failed authentication attempts for this account; try again later";
+    this.#account = held;
   }
 
   end(outcome: AttemptOutcome): void {
-    this.#address(outcome !== "none");
+    this.address(outcome !== "none");
     this.#account?.(outcome === "guess");
   }
 }
@@ -179,13 +209,17 @@ export class AuthThrottle {
     );
   }
 
-  /** Begins an attempt from `remote` ("ip:port"), or says why it is refused for now. */
-  begin(remote: string): AuthAttempt | string {
+  /**
+   * Begins an attempt from `remote` ("ip:port"), once a place is free, or says why it is refused
+   * for now.
+   */
+  async begin(remote: string): Promise<AuthAttempt | string> {
     const key = addressKey(remote);
-    if (this.addresses.full(key)) {
-      return "Too many failed authentication attempts from your address; try again later";
-    }
-    return new AuthAttempt(this, key, !this.addresses.recent(key));
+    // Without an address limit no address is known clean: the account limit applies to all.
+    const clean = this.addresses.limit > 0 && !this.addresses.recent(key);
+    const held = await this.addresses.acquire(key);
+    if (!held) return "Too many failed authentication attempts from your address; try again later";
+    return new AuthAttempt(this, held, clean);
   }
 
   /** Records a malformed or abandoned exchange from `remote`: a failure for its address. */

@@ -1,5 +1,9 @@
 // In-band registration (XEP-0077): account creation before authentication when the host allows
-// it, and password change and account removal for authenticated users.
+// it, and password change and account removal for authenticated users. Accounts created are
+// limited per source address (IPv6: per /64) and period, as ejabberd's `registration_timeout`
+// and Prosody's `min_seconds_between_registrations` do; beyond, a request gets ejabberd's answer,
+// <resource-constraint/> (type wait). A registration in flight holds its place, so a burst
+// cannot pass the check at once; one that fails (a name taken meanwhile) gives its place back.
 import type { Host, Module, PreAuthEvent } from "../core/host.ts";
 import type { IqRequest } from "../core/iq.ts";
 import { type Element, x } from "../xml/element.ts";
@@ -10,6 +14,10 @@ import { errorReply, iqResult } from "../router/stanza_error.ts";
 import { failureOptions, logFailure } from "../core/failure.ts";
 import { goUnavailable } from "../im/presence.ts";
 import { isLocal } from "../router/sessions.ts";
+import { addressKey, EventLimit, type Settle } from "../sasl/throttle.ts";
+import { logger } from "../log/logger.ts";
+
+const log = logger("register");
 
 const form = () =>
   x(
@@ -21,11 +29,11 @@ const form = () =>
   );
 
 /** Account creation before authentication; a failure (the store's) is answered, never dropped. */
-function create(host: Host, { stanza, reply }: PreAuthEvent): void {
+function create(host: Host, limit: EventLimit, { stanza, remote, reply }: PreAuthEvent): void {
   const answer = (el: Element | null): void => {
     if (el) reply(el.setAttr("from", undefined));
   };
-  createAccount(host, stanza, answer).catch((e) => {
+  createAccount(host, stanza, answer, () => limit.acquire(addressKey(remote))).catch((e) => {
     logFailure("registration", e);
     answer(errorReply(stanza, "internal-server-error", failureOptions(e)));
   });
@@ -35,23 +43,39 @@ async function createAccount(
   host: Host,
   stanza: Element,
   answer: (el: Element | null) => void,
+  place: () => Promise<Settle | undefined>,
 ): Promise<void> {
   const q = stanza.child("query", NS.register)!;
   if (stanza.attrs.type === "get") return answer(iqResult(stanza, form()));
   if (stanza.attrs.type !== "set" || q.child("remove")) {
     return answer(errorReply(stanza, "bad-request"));
   }
+  // A name that cannot be had is answered before the limit is consulted: only accounts created
+  // use up an address's allowance.
   const user = prepLocal(q.childText("username") ?? "");
-  const creds = await deriveCredentials(
-    q.childText("password") ?? "",
-    host.server.config.auth.scram_iterations,
-  );
-  if (!user || !creds) return answer(errorReply(stanza, "not-acceptable"));
-  if (!await host.server.store.createAccount(user, host.domain, creds)) {
+  if (!user) return answer(errorReply(stanza, "not-acceptable"));
+  if (await host.server.store.getCredentials(user, host.domain)) {
     return answer(errorReply(stanza, "conflict"));
   }
-  answer(iqResult(stanza));
+  const settle = await place();
+  if (!settle) {
+    return answer(errorReply(stanza, "resource-constraint", { text: TOO_QUICKLY }));
+  }
+  let created = false;
+  try {
+    const creds = await deriveCredentials(
+      q.childText("password") ?? "",
+      host.server.config.auth.scram_iterations,
+    );
+    if (!creds) return answer(errorReply(stanza, "not-acceptable"));
+    created = await host.server.store.createAccount(user, host.domain, creds);
+    answer(created ? iqResult(stanza) : errorReply(stanza, "conflict"));
+  } finally {
+    settle(created);
+  }
 }
+
+const TOO_QUICKLY = "Too many accounts registered from your address; try again later";
 
 async function manage(host: Host, iq: IqRequest): Promise<void> {
   if (!iq.self) return iq.error("forbidden");
@@ -94,8 +118,18 @@ async function manage(host: Host, iq: IqRequest): Promise<void> {
 export const registerModule: Module = {
   name: "register",
   install(host) {
-    if (host.config.registration) host.features.add(NS.register);
-    host.events.on("c2s/register", (ev) => create(host, ev));
+    const { registrations_per_address: perAddress, registration_period: period } =
+      host.server.config.limits;
+    const limit = new EventLimit("registrations from", perAddress, period * 1000);
+    if (host.config.registration) {
+      host.features.add(NS.register);
+      log.info(
+        "in-band registration on {domain}: {limit} accounts per address (IPv6: per /64) every " +
+          "{period} s (0 = no limit)",
+        { domain: host.domain, limit: perAddress, period },
+      );
+    }
+    host.events.on("c2s/register", (ev) => create(host, limit, ev));
     host.onIq("account", NS.register, (iq) => manage(host, iq));
   },
 };

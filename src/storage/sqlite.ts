@@ -1,7 +1,8 @@
 // The embedded store on node:sqlite. WAL journal with synchronous=FULL: a committed transaction
 // survives a crash of the process or the machine, and readers (the `parley user` CLI) never block
 // the server. node:sqlite is synchronous: every method turns a failure into a rejection, never a
-// throw, so callers handle store errors in one way.
+// throw, so callers handle store errors in one way. A write never waits for another connection's
+// lock inside SQLite (that wait would block the event loop): it is retried later instead.
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { dirname } from "node:path";
 import { mkdirSync } from "node:fs";
@@ -24,24 +25,32 @@ import {
 type Row = Record<string, SQLInputValue>;
 
 /**
- * How long a write waits for another connection's lock (the CLI's, whose transactions take
- * milliseconds). The wait blocks the event loop, so it stays short: past it the request gets a
- * retry-later error instead of stalling every user.
+ * How long a call may wait for another connection's lock (the CLI's, whose transactions take
+ * milliseconds), retried with a growing pause between tries, the event loop free meanwhile; past
+ * it the request gets a retry-later error (StoreBusyError).
  */
-const BUSY_TIMEOUT_MS = 250;
+const BUSY_WAIT_MS = 1000;
+const FIRST_RETRY_MS = 2;
+const MAX_RETRY_MS = 50;
+/** At start, before serving, waiting inside SQLite for the lock blocks no one. */
+const OPEN_BUSY_TIMEOUT_MS = 5000;
 const BUSY = /database is (locked|busy)|SQLITE_(BUSY|LOCKED)/;
+const busy = (e: unknown) => BUSY.test(String((e as Error)?.message ?? e));
 
 export class SqliteStore implements Store {
   #db: DatabaseSync;
   #stmts = new Map<string, StatementSync>();
+  /** Set while calls wait for another connection's lock: later calls queue behind them. */
+  #waiting: Promise<unknown> | undefined;
 
   constructor(path: string) {
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
     this.#db = new DatabaseSync(path);
     this.#db.exec(
-      `PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=${BUSY_TIMEOUT_MS};`,
+      `PRAGMA busy_timeout=${OPEN_BUSY_TIMEOUT_MS}; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;`,
     );
     this.#migrate();
+    this.#db.exec("PRAGMA busy_timeout=0");
   }
 
   #migrate(): void {
@@ -54,14 +63,27 @@ export class SqliteStore implements Store {
     }
   }
 
-  /** Runs a synchronous database call as a promise: what it throws rejects. */
+  /**
+   * Runs a synchronous database call as a promise: what it throws rejects. When another
+   * connection holds the lock, the call is tried again after a pause (later calls wait behind it,
+   * so calls keep their order) until BUSY_WAIT_MS have passed, then rejects with StoreBusyError.
+   */
   #do<T>(fn: () => T): Promise<T> {
-    try {
-      return Promise.resolve(fn());
-    } catch (e) {
-      const message = String((e as Error)?.message ?? e);
-      return Promise.reject(BUSY.test(message) ? new StoreBusyError(message, { cause: e }) : e);
+    const deadline = performance.now() + BUSY_WAIT_MS;
+    if (!this.#waiting) {
+      try {
+        return Promise.resolve(fn());
+      } catch (e) {
+        if (!busy(e)) return Promise.reject(e);
+      }
     }
+    const run = (this.#waiting ?? Promise.resolve()).then(() => retry(fn, deadline));
+    const settled = run.catch(() => {});
+    this.#waiting = settled;
+    settled.then(() => {
+      if (this.#waiting === settled) this.#waiting = undefined;
+    });
+    return run;
   }
 
   #q(sql: string): StatementSync {
@@ -354,6 +376,22 @@ export class SqliteStore implements Store {
         this.#db.close();
       }
     });
+  }
+}
+
+/** Tries `fn` until it is not refused for another connection's lock, or until `deadline`. */
+async function retry<T>(fn: () => T, deadline: number): Promise<T> {
+  for (let pause = FIRST_RETRY_MS;; pause = Math.min(2 * pause, MAX_RETRY_MS)) {
+    try {
+      return fn();
+    } catch (e) {
+      if (!busy(e)) throw e;
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        throw new StoreBusyError(String((e as Error)?.message ?? e), { cause: e });
+      }
+      await new Promise((r) => setTimeout(r, Math.min(pause, left)));
+    }
   }
 }
 

@@ -8,7 +8,7 @@ import { Buffer } from "node:buffer";
 import type { XmlStream } from "./xml_stream.ts";
 import type { DescriptorBudget } from "./descriptor_budget.ts";
 import { tlsDeadline } from "./tls_deadline.ts";
-import { helloServerName, MAX_HELLO_BYTES } from "../tls/client_hello.ts";
+import { handshakeRecordBytes, helloServerName, RECORD_HEADER_BYTES } from "../tls/client_hello.ts";
 import { logger } from "../log/logger.ts";
 
 const log = logger("listener");
@@ -124,24 +124,42 @@ export class StreamListener<S extends XmlStream> {
     const secured = tlsDeadline(socket, this.options.tlsHandshakeMs);
     this.#hello.add(socket);
     socket.once("close", () => this.#hello.delete(socket));
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    const onData = (chunk: Uint8Array) => {
-      chunks.push(chunk);
-      size += chunk.length;
-      const hello = chunks.length === 1 ? chunk : Buffer.concat(chunks);
-      const name = helloServerName(hello);
-      if (name === null && size < MAX_HELLO_BYTES) return;
+    // The record header says how many bytes the ClientHello takes: they are copied into one
+    // buffer of that size and parsed once, whatever pieces they come in (gathering and re-parsing
+    // everything on each piece made a trickling peer cost quadratic time and memory).
+    let head: Uint8Array[] = [];
+    let headBytes = 0;
+    let record: Buffer | undefined;
+    let filled = 0;
+    const handOff = (data: Uint8Array, isHandshake: boolean) => {
       socket.off("data", onData);
       this.#hello.delete(socket);
       socket.pause();
-      socket.unshift(hello);
-      const secure = new tls.TLSSocket(socket, {
-        isServer: true,
-        secureContext: context(name ?? undefined),
-      });
+      socket.unshift(data);
+      const name = isHandshake ? helloServerName(data) : undefined;
+      const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: context(name) });
       secured(secure);
       this.#open(secure, true, release);
+    };
+    const onData = (chunk: Uint8Array) => {
+      if (!record) {
+        head.push(chunk);
+        headBytes += chunk.length;
+        if (headBytes < RECORD_HEADER_BYTES) return;
+        const start = head.length === 1 ? chunk : Buffer.concat(head);
+        head = [];
+        const need = handshakeRecordBytes(start);
+        if (need === undefined || start.length >= need) return handOff(start, need !== undefined);
+        record = Buffer.allocUnsafe(need);
+        record.set(start);
+        filled = start.length;
+        return;
+      }
+      const n = Math.min(chunk.length, record.length - filled);
+      record.set(chunk.subarray(0, n), filled);
+      filled += n;
+      if (filled < record.length) return;
+      handOff(n < chunk.length ? Buffer.concat([record, chunk.subarray(n)]) : record, true);
     };
     socket.on("data", onData);
     socket.on("error", (e) => log.debug("socket error before TLS: {error}", { error: e.message }));
@@ -151,6 +169,13 @@ export class StreamListener<S extends XmlStream> {
    * Called every second. Deno's node:net stops accepting for good after a failed accept (EMFILE)
    * and reports nothing, so each listener's accept is re-armed here (listen() again on the same
    * handle: a no-op while it accepts); a failed accept thus costs at most a second of accepting.
+   *
+   * `_handle` is node:net's private TCP wrap, checked on Deno 2.9.6 (the version deno.json's tasks
+   * pin). There is no public way: Deno.listen's accept() can be retried after EMFILE, but its
+   * connections are no node:net sockets, which tls.TLSSocket (STARTTLS, and direct TLS admitted
+   * before any TLS work) needs. If a Deno upgrade renames or drops it, the optional call does
+   * nothing and tests/abuse/descriptors_test.ts fails: it exhausts the descriptors, closes the
+   * connections, and requires a login on each client port within seconds.
    */
   sweep(now: number): void {
     (this.#server as unknown as { _handle?: { listen(backlog: number): number } })._handle

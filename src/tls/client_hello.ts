@@ -3,18 +3,30 @@
 // to TLS: Deno's TLSSocket with an SNICallback kept ~6 KiB for every connection that closed before
 // finishing its handshake.
 
-/** Bytes we wait for at most: a TLS record's header and its largest body (RFC 8446 §5.1). */
-export const MAX_HELLO_BYTES = 5 + 16_384;
+/** A TLS record's header: content type (1), version (2), body length (2) (RFC 8446 §5.1). */
+export const RECORD_HEADER_BYTES = 5;
+
+/** The longest record body a peer may send (2^14, RFC 8446 §5.1). */
+const MAX_RECORD_BODY = 16_384;
 
 /**
- * The server name the ClientHello in `data` asks for: undefined when it names none or `data` is
- * not a ClientHello (TLS will then fail on its own), null while the record is incomplete.
+ * The bytes of the record that `header` (its first RECORD_HEADER_BYTES) starts, header included;
+ * undefined when it is not a handshake record or claims more than a record may hold (TLS will
+ * then fail on its own).
  */
-export function helloServerName(data: Uint8Array): string | undefined | null {
-  if (data.length < 5) return null;
-  if (data[0] !== 0x16) return undefined; // not a handshake record
-  const end = 5 + (data[3] << 8 | data[4]);
-  if (data.length < end) return null;
+export function handshakeRecordBytes(header: Uint8Array): number | undefined {
+  const body = header[3] << 8 | header[4];
+  if (header[0] !== 0x16 || body > MAX_RECORD_BODY) return undefined;
+  return RECORD_HEADER_BYTES + body;
+}
+
+/**
+ * The server name the ClientHello in `data` (a whole handshake record, as measured by
+ * handshakeRecordBytes) asks for: undefined when it names none or is not a ClientHello.
+ */
+export function helloServerName(data: Uint8Array): string | undefined {
+  const end = handshakeRecordBytes(data);
+  if (end === undefined || data.length < end) return undefined;
   const v = new DataView(data.buffer, data.byteOffset, end);
   // Handshake header (4), client version (2), random (32).
   let at = 5;

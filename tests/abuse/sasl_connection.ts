@@ -9,6 +9,8 @@ export const ANSWER =
 
 export interface SaslConnection {
   send(text: string): void;
+  /** Everything the server sends, as it comes (the answers `next` waits for are cut from it). */
+  onText(listener: (text: string) => void): void;
   /** The next answer, "closed" once the server closed, or "no answer" after `ms`. */
   next(ms?: number): Promise<string>;
   close(): void;
@@ -41,6 +43,7 @@ export function saslConnection(port: number, localAddress: string): SaslConnecti
   };
   return {
     send: (t) => s.write(t),
+    onText: (listener) => s.on("data", listener),
     next(ms = 10_000) {
       return new Promise((resolve) => {
         const timer = setTimeout(() => {

@@ -15,6 +15,7 @@ import type { MemberStatus } from "../../src/cluster/node.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { openStore } from "../../src/storage/open.ts";
 import { deriveCredentials } from "../../src/sasl/scram_keys.ts";
+import type { Element } from "../../src/xml/element.ts";
 
 export interface ClusterOptions {
   /** Merged into the configuration of every node. */
@@ -135,8 +136,15 @@ export async function startCluster(n: number, opts: ClusterOptions = {}): Promis
     port: 0,
   }));
   const lastLogs = new Map<number, Record<string, unknown>[]>();
-  // The test's own connection to the shared store, to create accounts.
-  const storeConfig = { ...base, cluster: undefined, listeners: undefined, data_dir: dir };
+  // The test's own connection to the shared store, to create accounts (hosts may hold
+  // per-node `{node_host}` settings, which need the cluster section: the store needs neither).
+  const storeConfig = {
+    ...base,
+    cluster: undefined,
+    listeners: undefined,
+    hosts: undefined,
+    data_dir: dir,
+  };
   const store = await openStore(parseConfig(stringify(storeConfig), "store.yaml"));
 
   const cluster: TestCluster = {
@@ -225,5 +233,14 @@ export async function startCluster(n: number, opts: ClusterOptions = {}): Promis
   }
   return cluster;
 }
+
+/** A test of processes and sockets that outlive single steps: no op/resource sanitizers. */
+export function clusterTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false });
+}
+
+/** Matches presence from `full` of `type` (available when undefined). */
+export const presenceFrom = (full: string, type?: string) => (el: Element) =>
+  el.name === "presence" && el.attrs.from === full && el.attrs.type === type;
 
 export { until };

@@ -7,6 +7,9 @@ import type { RawClient } from "./raw_client.ts";
 
 export const NS_BYTESTREAMS = "http://jabber.org/protocol/bytestreams";
 
+/** Where a proxy listens: a port on 127.0.0.1, or a host and port (a node of a cluster). */
+export type ProxyAddress = number | { host: string; port: number };
+
 /** A raw socket with everything it has received so far. */
 export class Peer {
   got: Uint8Array[] = [];
@@ -31,9 +34,10 @@ export class Peer {
   }
 
   /** Connects to the proxy on loopback, from `localAddress` (another 127.x address) if given. */
-  static open(port: number, localAddress?: string): Promise<Peer> {
+  static open(at: ProxyAddress, localAddress?: string): Promise<Peer> {
+    const { host, port } = typeof at === "number" ? { host: "127.0.0.1", port: at } : at;
     return new Promise((resolve, reject) => {
-      const s = net.connect({ port, host: "127.0.0.1", localAddress }, () => resolve(new Peer(s)));
+      const s = net.connect({ port, host, localAddress }, () => resolve(new Peer(s)));
       s.once("error", reject);
     });
   }
@@ -77,11 +81,11 @@ export class Peer {
  * proxy closed the connection without answering (refused on accept).
  */
 export async function socks(
-  port: number,
+  at: ProxyAddress,
   hash: string,
   localAddress?: string,
 ): Promise<{ peer: Peer; code: number | null }> {
-  const p = await Peer.open(port, localAddress);
+  const p = await Peer.open(at, localAddress);
   p.socket.write(Uint8Array.of(5, 1, 0));
   await p.until(() => p.size >= 2 || p.closed, "method selection");
   if (p.size < 2) return { peer: p, code: null };
@@ -102,27 +106,34 @@ export function randomBytes(size: number): Uint8Array {
   return data;
 }
 
-/**
- * Opens a stream through the proxy at `port` as XEP-0065 does: the target connects, then the
- * requester, who activates it; each step must succeed.
- */
-export async function openStream(
-  requester: RawClient,
-  port: number,
-  sid: string,
-  target: string,
-  localAddress?: string,
-): Promise<{ target: Peer; requester: Peer; hash: string }> {
-  const hash = sha1(sid + requester.jid + target);
-  const t = await socks(port, hash, localAddress);
-  assert.equal(t.code, 0, "target connected");
-  const r = await socks(port, hash, localAddress);
-  assert.equal(r.code, 0, "requester connected");
-  const act = await requester.iq(
+/** The activation of stream `sid` to `target` by `requester`; resolves with the answer. */
+export function activate(requester: RawClient, sid: string, target: string) {
+  return requester.iq(
     "set",
     `<query xmlns='${NS_BYTESTREAMS}' sid='${sid}'><activate>${target}</activate></query>`,
     "proxy.localhost",
   );
+}
+
+/**
+ * Opens a stream through the proxy at `at` as XEP-0065 does: the target connects, then the
+ * requester, who activates it; each step must succeed. With two addresses, the target connects
+ * to the first and the requester to the second (two nodes of a cluster).
+ */
+export async function openStream(
+  requester: RawClient,
+  at: ProxyAddress | [ProxyAddress, ProxyAddress],
+  sid: string,
+  target: string,
+  localAddress?: string,
+): Promise<{ target: Peer; requester: Peer; hash: string }> {
+  const [targetAt, requesterAt] = Array.isArray(at) ? at : [at, at];
+  const hash = sha1(sid + requester.jid + target);
+  const t = await socks(targetAt, hash, localAddress);
+  assert.equal(t.code, 0, "target connected");
+  const r = await socks(requesterAt, hash, localAddress);
+  assert.equal(r.code, 0, "requester connected");
+  const act = await activate(requester, sid, target);
   assert.equal(act.attrs.type, "result", String(act));
   return { target: t.peer, requester: r.peer, hash };
 }

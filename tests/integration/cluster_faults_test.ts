@@ -2,21 +2,13 @@
 // link and a blackholed link (through a fault-injecting proxy), nodes started in any order, and a
 // ten-node cluster forming from one static peer list. heartbeat 200ms, dead_after 1s.
 import assert from "node:assert/strict";
-import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { clusterTest, presenceFrom, startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { FaultProxy } from "../helpers/fault_proxy.ts";
 import type { RawClient } from "../helpers/raw_client.ts";
-import type { Element } from "../../src/xml/element.ts";
 import type { MemberStatus } from "../../src/cluster/node.ts";
 import { parley } from "../helpers/process.ts";
 
 const DEAD_AFTER_MS = 1000;
-
-const presenceFrom = (full: string, type?: string) => (el: Element) =>
-  el.name === "presence" && el.attrs.from === full && el.attrs.type === type;
-
-function clusterTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false });
-}
 
 /** Logs users in, each on its node, available; returns them by name. */
 async function online(

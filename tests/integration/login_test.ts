@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { RawClient } from "../helpers/raw_client.ts";
 import { serverTest, startServer, withServer } from "../helpers/server.ts";
+import { MAX_PAYLOAD_CHARS } from "../../src/c2s/sasl_negotiation.ts";
 import { NS } from "../../src/xml/ns.ts";
 
 withServer(
@@ -222,6 +223,34 @@ withServer("failed logins from one address are limited: then temporary-auth-fail
   const r = await plainOnce(t.port, "ivy", "secret");
   assert.ok(r.child("temporary-auth-failure"), String(r));
   assert.match(r.childText("text") ?? "", /address/);
+});
+
+withServer("an exchange abandoned after its challenge, or malformed, is a failure", {
+  auth: { failures_per_address: 4, failures_per_account: 1000 },
+  timeouts: { auth_failure_delay_ms: 0 },
+}, async (t) => {
+  await t.addUser("olga");
+  const c = await RawClient.connect(t.port);
+  await c.open();
+  const first = `<auth xmlns='${NS.sasl}' mechanism='SCRAM-SHA-256'>${
+    btoa("n,,n=olga,r=abc")
+  }</auth>`;
+  for (let i = 0; i < 2; i++) {
+    c.send(first);
+    await c.waitFor((e) => e.name === "challenge");
+    c.send(`<abort xmlns='${NS.sasl}'/>`);
+    assert.ok((await c.waitFor((e) => e.name === "failure")).child("aborted"));
+  }
+  // A payload over the bound is refused before it is decoded, and counts too.
+  c.send(`<auth xmlns='${NS.sasl}' mechanism='PLAIN'>${"A".repeat(MAX_PAYLOAD_CHARS + 4)}</auth>`);
+  const big = await c.waitFor((e) => e.name === "failure");
+  assert.ok(big.child("malformed-request"), String(big));
+  c.send(`<response xmlns='${NS.sasl}'>=</response>`); // no exchange to respond to
+  assert.ok((await c.waitFor((e) => e.name === "failure")).child("malformed-request"));
+  c.close();
+  // Four failures from this address: even the right password waits now.
+  const r = await plainOnce(t.port, "olga", "secret");
+  assert.ok(r.child("temporary-auth-failure"), String(r));
 });
 
 withServer("failed logins on one account are limited whatever the address", {

@@ -269,6 +269,29 @@ withServer("unpaired connections: a few per address, each freed the moment it cl
   await openStream(requester, streamhostPort, "s11", "tgt@localhost/t");
 });
 
+withServer("the SOCKS5 handshake has seconds; a completed CONNECT waits up to pair_timeout", {
+  hosts: [{
+    domain: "localhost",
+    proxy65: { ...PROXY, handshake_timeout: 1, pair_timeout: 60 },
+  }],
+}, async (t) => {
+  await setup(t);
+  const connected = await socks(streamhostPort, sha1("waiting for its partner"));
+  assert.equal(connected.code, 0);
+  const silent = await Peer.open(streamhostPort);
+  const half = await Peer.open(streamhostPort);
+  half.socket.write(Uint8Array.of(5, 1)); // a greeting that never ends
+  const opened = performance.now();
+  await silent.until(() => silent.closed, "a silent connection closed", 5000);
+  await half.until(() => half.closed, "a half greeting closed", 5000);
+  assert.ok(performance.now() - opened >= 900, "not before handshake_timeout");
+  // Connected before them, it has waited longer than handshake_timeout: still open.
+  assert.equal(connected.peer.closed, false, "a completed CONNECT waits for its partner");
+  const relay = t.server.proxies.get("proxy.localhost")!.relay;
+  assert.equal(relay.waiting.size, 1);
+  connected.peer.socket.destroy();
+});
+
 withServer("unpaired connections do not use up max_streams; past it activation is refused", {
   hosts: [{ domain: "localhost", proxy65: { ...PROXY, max_streams: 2 } }],
 }, async (t) => {

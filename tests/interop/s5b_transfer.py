@@ -1,6 +1,8 @@
 """Two slixmpp clients send a file through the server's SOCKS5 Bytestreams proxy (XEP-0065).
 
-Usage: s5b_transfer.py PORT SENDER_JID RECEIVER_JID PASSWORD SIZE
+Usage: s5b_transfer.py ADDRESS SENDER_JID RECEIVER_JID PASSWORD SIZE [RECEIVER_ADDRESS]
+ADDRESS is PORT (on 127.0.0.1) or HOST:PORT; the receiver logs in at RECEIVER_ADDRESS when given
+(another node of a cluster), else at ADDRESS. The sender is the requester (XEP-0065).
 Prints one JSON line: the SHA-256 of what was sent and of what arrived, and the proxy used.
 """
 import asyncio
@@ -11,21 +13,23 @@ import sys
 
 import slixmpp
 
-port, sender_jid, receiver_jid, password, size = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+address, sender_jid, receiver_jid, password, size = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+receiver_address = sys.argv[6] if len(sys.argv) > 6 else address
 data = os.urandom(size)
 result = {"sent": hashlib.sha256(data).hexdigest()}
 done = asyncio.Event()
 
 
-def client(jid):
+def client(jid, address):
+    host, _, port = address.rpartition(":")
     c = slixmpp.ClientXMPP(jid, password)
     c.register_plugin("xep_0030")
     c.register_plugin("xep_0065", {"auto_accept": True})
-    c.connect(address=("127.0.0.1", int(port)), disable_starttls=True)
+    c.connect(address=(host or "127.0.0.1", int(port)), disable_starttls=True)
     return c
 
 
-receiver = client(receiver_jid)
+receiver = client(receiver_jid, receiver_address)
 received = bytearray()
 ready = asyncio.Event()
 receiver.add_event_handler("session_start", lambda _: (receiver.send_presence(), ready.set()))
@@ -40,7 +44,7 @@ def on_closed(_):
 
 receiver.add_event_handler("socks5_closed", on_closed)
 
-sender = client(sender_jid)
+sender = client(sender_jid, address)
 
 
 async def send(_):

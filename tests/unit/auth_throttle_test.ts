@@ -3,7 +3,6 @@ import assert from "node:assert/strict";
 import {
   addressKey,
   type AttemptOutcome,
-  type AuthAttempt,
   AuthThrottle,
   EventLimit,
   MAX_TRACKED,
@@ -19,93 +18,107 @@ function throttle(now: { t: number }, over: Partial<typeof config> = {}) {
 }
 
 /** One finished attempt from `remote` on `account`, ending as `outcome`; the refusal if any. */
-function attempt(
+async function attempt(
   th: AuthThrottle,
   remote: string,
   account?: string,
   outcome: AttemptOutcome = "guess",
-): string | undefined {
-  const a = th.begin(remote);
+): Promise<string | undefined> {
+  const a = await th.begin(remote);
   if (typeof a === "string") return a;
-  const refused = account === undefined ? undefined : a.name(account);
+  const refused = account === undefined ? undefined : await a.name(account);
   a.end(refused ? "none" : outcome);
   return refused;
 }
 
-Deno.test("an address may fail `limit` times, then waits period/limit for each more", () => {
+Deno.test("an address may fail `limit` times, then waits period/limit for each more", async () => {
   const now = clock();
   const th = throttle(now);
-  for (let i = 0; i < 3; i++) assert.equal(attempt(th, "10.0.0.1:1000"), undefined);
-  assert.match(attempt(th, "10.0.0.1:2000")!, /from your address/);
-  assert.equal(attempt(th, "10.0.0.2:1000", undefined, "none"), undefined, "others unaffected");
+  for (let i = 0; i < 3; i++) assert.equal(await attempt(th, "10.0.0.1:1000"), undefined);
+  assert.match((await attempt(th, "10.0.0.1:2000"))!, /from your address/);
+  assert.equal(await attempt(th, "10.0.0.2:1000", undefined, "none"), undefined);
   now.t += 20_000; // 60 s / 3 failures: one more allowed
-  assert.equal(attempt(th, "10.0.0.1:1000"), undefined);
-  assert.ok(attempt(th, "10.0.0.1:1000"));
+  assert.equal(await attempt(th, "10.0.0.1:1000"), undefined);
+  assert.ok(await attempt(th, "10.0.0.1:1000"));
 });
 
-Deno.test("attempts in flight count: a concurrent burst gets `limit` checks, not more", () => {
+Deno.test("attempts in flight hold their places: a concurrent burst gets `limit` checks", async () => {
   const th = throttle(clock());
-  // 100 guesses begun at once from one address, none finished yet.
-  const begun = Array.from({ length: 100 }, () => th.begin("10.0.0.1:1"));
-  const running = begun.filter((a) => typeof a !== "string");
-  assert.equal(running.length, 3, "the address limit");
-  // From 20 addresses at once at one account (the first from each address is clean).
-  const th2 = throttle(clock());
+  // 100 wrong guesses at once from one address, each checked (and failing) a tick later.
   let checked = 0;
-  for (let i = 0; i < 2000; i++) {
-    const a = th2.begin(`10.0.1.${i % 20}:1`);
-    if (typeof a !== "string" && a.name("victim@localhost") === undefined) checked++;
-  }
-  assert.ok(checked <= 20 + 5, `${checked} passwords would be checked (20 clean + 5 account)`);
+  const outcomes = await Promise.all(Array.from({ length: 100 }, async () => {
+    const a = await th.begin("10.0.0.1:1");
+    if (typeof a === "string") return a;
+    checked++;
+    await new Promise((r) => setTimeout(r, 1));
+    a.end("guess");
+    return "checked";
+  }));
+  assert.equal(checked, 3, "the address limit");
+  assert.equal(outcomes.filter((o) => /from your address/.test(o)).length, 97);
+  // From 20 addresses at once at one account: one from each clean address, then the account's.
+  const th2 = throttle(clock());
+  let onAccount = 0;
+  await Promise.all(Array.from({ length: 2000 }, async (_, i) => {
+    const a = await th2.begin(`10.0.1.${i % 20}:1`);
+    if (typeof a === "string") return;
+    const refused = await a.name("victim@localhost");
+    if (!refused) onAccount++;
+    await new Promise((r) => setTimeout(r, 1));
+    a.end(refused ? "none" : "guess");
+  }));
+  assert.ok(onAccount <= 20 + 5, `${onAccount} passwords checked on the account`);
 });
 
-Deno.test("a success gives its place back; a failure keeps it", () => {
+Deno.test("successes in flight only wait their turn: many logins from one address", async () => {
   const th = throttle(clock());
-  for (let i = 0; i < 100; i++) {
-    assert.equal(attempt(th, "10.0.0.1:1", "alice@localhost", "none"), undefined);
-  }
+  const results = await Promise.all(Array.from({ length: 50 }, async () => {
+    const a = await th.begin("10.0.0.1:1");
+    if (typeof a === "string") return a;
+    await new Promise((r) => setTimeout(r, 1));
+    a.end("none");
+    return "ok";
+  }));
+  assert.deepEqual(new Set(results), new Set(["ok"]));
   assert.equal(th.addresses.size + th.accounts.size, 0, "nothing held against anyone");
-  assert.equal(attempt(th, "10.0.0.1:1", undefined, "malformed"), undefined);
+  assert.equal(await attempt(th, "10.0.0.1:1", undefined, "malformed"), undefined);
   assert.equal(th.addresses.size, 1, "a malformed exchange counts for the address");
   assert.equal(th.accounts.size, 0);
 });
 
-Deno.test("the account limit refuses addresses that failed, never a clean one (the owner)", () => {
+Deno.test("the account limit refuses addresses that failed, never a clean one (the owner)", async () => {
   const th = throttle(clock());
-  for (let i = 0; i < 5; i++) attempt(th, `10.0.0.${i}:1`, "alice@localhost");
+  for (let i = 0; i < 5; i++) await attempt(th, `10.0.0.${i}:1`, "alice@localhost");
   // Each of those addresses has failed: their next attempt on the account is refused.
-  assert.match(attempt(th, "10.0.0.1:1", "alice@localhost")!, /for this account/);
-  assert.equal(attempt(th, "10.0.0.1:1", "bob@localhost"), undefined, "other accounts are not");
+  assert.match((await attempt(th, "10.0.0.1:1", "alice@localhost"))!, /for this account/);
+  assert.equal(await attempt(th, "10.0.0.1:1", "bob@localhost"), undefined, "other accounts");
   // The owner, from an address with no failure and nothing in flight, is served.
-  assert.equal(attempt(th, "10.0.0.99:1", "alice@localhost", "none"), undefined);
-  // Two at once from a clean address: the second is no longer clean.
-  const a = th.begin("10.0.0.98:1") as AuthAttempt;
-  const b = th.begin("10.0.0.98:2") as AuthAttempt;
-  assert.equal(a.name("alice@localhost"), undefined);
-  assert.match(b.name("alice@localhost")!, /for this account/);
+  assert.equal(await attempt(th, "10.0.0.99:1", "alice@localhost", "none"), undefined);
 });
 
-Deno.test("a lock lasts at most about a period after the attack, however large", () => {
+Deno.test("a lock lasts at most about a period after the attack, however large", async () => {
   const now = clock();
   const th = throttle(now, { failures_per_address: 1_000_000 });
   // Thousands of failures from clean addresses (each one's first) pile onto one account.
-  for (let i = 0; i < 5000; i++) attempt(th, `10.${i >> 8}.${i & 255}.1:1`, "alice@localhost");
-  assert.ok(attempt(th, "10.0.0.1:1", "alice@localhost"));
+  for (let i = 0; i < 5000; i++) {
+    await attempt(th, `10.${i >> 8}.${i & 255}.1:1`, "alice@localhost");
+  }
+  assert.ok(await attempt(th, "10.0.0.1:1", "alice@localhost"));
   now.t += 60_000 + 12_000; // one period, then one more failure's decay
-  assert.equal(attempt(th, "10.0.0.1:1", "alice@localhost", "none"), undefined);
+  assert.equal(await attempt(th, "10.0.0.1:1", "alice@localhost", "none"), undefined);
 });
 
-Deno.test("0 means no limit", () => {
+Deno.test("0 means no limit", async () => {
   const th = throttle(clock(), { failures_per_address: 0, failures_per_account: 0 });
-  for (let i = 0; i < 100; i++) assert.equal(attempt(th, "10.0.0.1:1", "a@b"), undefined);
+  for (let i = 0; i < 100; i++) assert.equal(await attempt(th, "10.0.0.1:1", "a@b"), undefined);
   assert.equal(th.addresses.size + th.accounts.size, 0);
 });
 
-Deno.test("memory stays bounded under a spray of addresses and accounts, and scores expire", () => {
+Deno.test("memory stays bounded under a spray of addresses and accounts, and scores expire", async () => {
   const now = clock();
   const th = throttle(now);
   for (let i = 0; i < MAX_TRACKED + 1000; i++) {
-    attempt(th, `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}:1`, `u${i}@localhost`);
+    await attempt(th, `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}:1`, `u${i}@localhost`);
   }
   assert.equal(th.addresses.size, MAX_TRACKED);
   assert.equal(th.accounts.size, MAX_TRACKED);
@@ -115,14 +128,20 @@ Deno.test("memory stays bounded under a spray of addresses and accounts, and sco
   assert.equal(th.addresses.size, 0);
 });
 
-Deno.test("an event limit counts what ends counted (registrations)", () => {
+Deno.test("an event limit counts what ends counted (registrations)", async () => {
   const now = clock();
   const limit = new EventLimit("registrations from", 1, 600_000, () => now.t);
-  const first = limit.hold("10.0.0.1");
-  assert.ok(limit.full("10.0.0.1"), "one in flight fills it");
-  first(false);
-  assert.ok(!limit.full("10.0.0.1"), "a failed one is given back");
-  limit.add("10.0.0.1");
+  const first = (await limit.acquire("10.0.0.1"))!;
+  let second: boolean | undefined;
+  const waiting = limit.acquire("10.0.0.1").then((s) => {
+    second = s !== undefined;
+    s?.(false);
+  });
+  await new Promise((r) => setTimeout(r, 5));
+  assert.equal(second, undefined, "the second waits for the first");
+  first(true);
+  await waiting;
+  assert.equal(second, false, "the first counted: the second is refused");
   assert.ok(limit.full("10.0.0.1"));
   now.t += 600_000;
   assert.ok(!limit.full("10.0.0.1"));

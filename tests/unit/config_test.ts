@@ -27,8 +27,10 @@ Deno.test("defaults: localhost on 127.0.0.1, STARTTLS required, registration off
     undefined,
     undefined,
   ]);
-  // Connections not yet activated are anonymous: they wait seconds, a few per address.
-  assert.deepEqual([p.pair_timeout, p.pending_per_ip], [15, 20]);
+  // Connections not yet activated are anonymous: they wait seconds, a few per address; the
+  // SOCKS5 handshake itself gets only a few seconds.
+  assert.deepEqual([p.handshake_timeout, p.pair_timeout, p.pending_per_ip], [5, 15, 20]);
+  assert.equal(p.relay_port, 0, "in a cluster, any free port told to the peers");
   assert.deepEqual(c.listeners.map((l) => [l.type, l.bind, l.port, l.starttls]), [
     ["c2s", "127.0.0.1", 5222, "required"],
     ["c2s_tls", "127.0.0.1", 5223, "required"],
@@ -123,8 +125,10 @@ Deno.test("config.example.yaml is valid and documents every key", async () => {
       "pending_per_ip",
       "bandwidth",
       "buffer",
+      "handshake_timeout",
       "pair_timeout",
       "idle_timeout",
+      "relay_port",
       "muc",
       "name",
       "create",

@@ -17,7 +17,7 @@ function context(creds: Credentials | null, secret = new Uint8Array(32)): SaslCo
     credentials: (u) => Promise.resolve(u === "user" ? creds : null),
     secret,
     iterations: 4096,
-    throttled: () => undefined,
+    throttled: () => Promise.resolve(undefined),
   };
 }
 
@@ -136,16 +136,24 @@ Deno.test("PLAIN derives a key for an unknown user as for a wrong password", asy
   }
 });
 
-Deno.test("a throttled account is refused before any work", async () => {
-  let looked = false;
+/** A context with no accounts that records whether the store was asked. */
+function watchedContext(over: Partial<SaslContext> = {}) {
+  const seen = { looked: false };
   const ctx: SaslContext = {
     ...context(null),
     credentials: () => {
-      looked = true;
+      seen.looked = true;
       return Promise.resolve(null);
     },
-    throttled: (u) => u === "user" ? "too many" : undefined,
+    ...over,
   };
+  return { ctx, seen };
+}
+
+Deno.test("a throttled account is refused before any work", async () => {
+  const { ctx, seen } = watchedContext({
+    throttled: (u) => Promise.resolve(u === "user" ? "too many" : undefined),
+  });
   const plain = await new PlainMechanism(ctx).step(enc.encode("\0user\0pw"));
   assert.deepEqual(plain, {
     kind: "failure",
@@ -154,7 +162,33 @@ Deno.test("a throttled account is refused before any work", async () => {
   });
   const scram = await new ScramMechanism("SHA-256", ctx).step(enc.encode("n,,n=user,r=abc"));
   assert.equal(scram.kind === "failure" && scram.condition, "temporary-auth-failure");
-  assert.equal(looked, false);
+  assert.equal(seen.looked, false);
+});
+
+Deno.test("over-long names, passwords and nonces, and control characters, are malformed", async () => {
+  const { ctx, seen } = watchedContext();
+  const scram = (msg: string) => new ScramMechanism("SHA-256", ctx).step(enc.encode(msg));
+  const plain = (msg: string) => new PlainMechanism(ctx).step(enc.encode(msg));
+  const long = "u".repeat(100_000);
+  for (
+    const step of [
+      scram(`n,,n=${long},r=abc`),
+      scram(`n,,n=${"é".repeat(600)},r=abc`), // 600 characters, 1,200 bytes
+      scram(`n,,n=user,r=${"A".repeat(150_000)}`),
+      scram("n,,n=user,r=x\u0000"), // RFC 5802 §7: printable characters only
+      scram("n,,n=user,r=a b"),
+      plain(`\0${long}\0pw`),
+      plain(`\0user\0${long}`),
+      plain(`${long}\0user\0pw`),
+    ]
+  ) {
+    const r = await step;
+    assert.equal(r.kind === "failure" && r.condition, "malformed-request", JSON.stringify(r));
+  }
+  assert.equal(seen.looked, false, "refused before the store is asked");
+  // The longest localpart is still accepted as a name (and is then an unknown user).
+  const r = await scram(`n,,n=${"u".repeat(1023)},r=abc`);
+  assert.equal(r.kind, "challenge");
 });
 
 Deno.test("key derivation leaves the event loop free", async () => {

@@ -1,0 +1,328 @@
+// The SOCKS5 Bytestreams proxy (XEP-0065) over a cluster. Every node runs the proxy under the same
+// JID and announces its own streamhost; a stream's two connections may reach any nodes, and its
+// activation any node (the requester's).
+//
+// - Activation: the requester's node hands it to the decider, the first live node by name (every
+//   node computes the same one from the membership). The decider asks every node what it holds
+//   for the stream's hash, checks the limits over the whole cluster (`max_streams`,
+//   `max_streams_per_user`: every node tells every other which streams it runs, and the decider
+//   also counts the ones it let start and has not heard of yet), and tells the node that holds
+//   the connections to start. With one connection on each of two nodes, the first by name dials
+//   the other over a link of the stream's own (proxy65_link.ts) and relays its connection to it.
+// - A node that dies ends the streams that ran through it (their connections or links close),
+//   and nothing else: the others run on their own nodes, and its stream records are dropped.
+import type { ClusterExtension } from "./extensions.ts";
+import type { ClusterChannel, ClusterNode } from "./node.ts";
+import type { Services } from "../server/service.ts";
+import { proxy65Plugin } from "../server/services.ts";
+import type { Proxy65Service } from "../proxy65/service.ts";
+import type { Activation, Held } from "../proxy65/relay.ts";
+import { PROXY65_TYPES, text } from "./wire.ts";
+import { parseAddress } from "./config.ts";
+import { type ClusterTls, readClusterTls } from "./tls.ts";
+import { dialStream, type LinkEnd, listenForStreams, type StreamHeader } from "./proxy65_link.ts";
+import { logger } from "../log/logger.ts";
+
+const log = logger("proxy65");
+
+/** On link up, per proxy: JSON { domain, host, port, streamhost } (where to dial its streams). */
+const HELLO = PROXY65_TYPES;
+/** JSON { id, op, domain, hash, owner?, peer? }, answered by RESPONSE { id, result }. */
+const REQUEST = PROXY65_TYPES + 1;
+const RESPONSE = PROXY65_TYPES + 2;
+/** A stream the sender counts started (JSON { key, domain, owner }) or ended ({ key }). */
+const STREAM = PROXY65_TYPES + 3;
+
+/** How long a node waits for another's answer; a node that dies meanwhile answers nothing. */
+const REQUEST_MS = 10_000;
+
+type Request =
+  | { op: "activate"; domain: string; hash: string; owner: string }
+  | { op: "lookup"; domain: string; hash: string }
+  /** Start the stream held here, or (with `peer`) the half held here with `peer`'s half. */
+  | { op: "start"; domain: string; hash: string; owner: string; peer?: string };
+
+interface Counted {
+  domain: string;
+  owner: string;
+}
+
+class Proxy65Cluster implements ClusterChannel {
+  #pending = new Map<number, { peer: string; done: (result: unknown) => void }>();
+  #nextId = 0;
+  /** Each peer's stream listener per proxy domain, from its HELLO. */
+  #listeners = new Map<string, Map<string, { host: string; port: number }>>();
+  /** The streams each node counts (a cross-node one by the node that dialled), by key. */
+  #streams = new Map<string, Map<string, Counted>>();
+  /** Streams this node, as the decider, let start and has not heard of yet. */
+  #reserved = new Map<string, Counted>();
+  /** The links of streams relayed with each peer, closed when the peer goes down. */
+  #links = new Map<string, Set<LinkEnd>>();
+  #ports = new Map<string, number>();
+
+  constructor(
+    readonly node: ClusterNode,
+    readonly proxies: Map<string, Proxy65Service>,
+    readonly creds: ClusterTls,
+    /** This node's host in the peer list, where the others dial it. */
+    readonly host: string,
+  ) {
+    this.#streams.set(node.name, new Map());
+  }
+
+  async start(listenHost: string): Promise<void> {
+    for (const proxy of this.proxies.values()) {
+      const { port } = await listenForStreams(
+        this.creds,
+        listenHost,
+        proxy.config.relay_port,
+        (peer, header, end) => this.#accept(proxy, peer, header, end),
+      );
+      this.#ports.set(proxy.domain, port);
+      proxy.activator = (hash, owner) => this.#activate(proxy.domain, hash, owner);
+      log.info("proxy65 {domain}: streams from other nodes on {host}:{port}", {
+        domain: proxy.domain,
+        host: listenHost,
+        port,
+      });
+    }
+    this.node.register([HELLO, REQUEST, RESPONSE, STREAM], this);
+  }
+
+  // --- ClusterChannel
+
+  up(peer: string): void {
+    for (const proxy of this.proxies.values()) {
+      const { host, port } = proxy.streamhost;
+      this.node.send(
+        peer,
+        HELLO,
+        JSON.stringify({
+          domain: proxy.domain,
+          host: this.host,
+          port: this.#ports.get(proxy.domain),
+          streamhost: `${host}:${port}`,
+        }),
+      );
+    }
+    for (const [key, c] of this.#streams.get(this.node.name)!) {
+      this.node.send(peer, STREAM, JSON.stringify({ key, ...c }));
+    }
+  }
+
+  down(peer: string): void {
+    this.#listeners.delete(peer);
+    this.#streams.delete(peer);
+    for (const end of this.#links.get(peer) ?? []) end.close();
+    this.#links.delete(peer);
+    for (const [id, p] of this.#pending) {
+      if (p.peer !== peer) continue;
+      this.#pending.delete(id);
+      p.done(undefined);
+    }
+  }
+
+  message(peer: string, type: number, payload: Uint8Array): void {
+    const body = JSON.parse(text(payload));
+    switch (type) {
+      case HELLO: {
+        const { domain, host, port, streamhost } = body;
+        if (!this.#listeners.has(peer)) this.#listeners.set(peer, new Map());
+        this.#listeners.get(peer)!.set(domain, { host, port });
+        const own = this.proxies.get(domain)?.streamhost;
+        if (own && `${own.host}:${own.port}` === streamhost) {
+          log.info(
+            "proxy65 {domain}: {peer} announces the same streamhost {streamhost} as this node " +
+              "(right behind a load balancer that spreads connections over the nodes)",
+            { domain, peer, streamhost },
+          );
+        }
+        return;
+      }
+      case REQUEST:
+        void this.#handle(body as Request).then((result) =>
+          this.node.send(peer, RESPONSE, JSON.stringify({ id: body.id, result }))
+        );
+        return;
+      case RESPONSE: {
+        const p = this.#pending.get(body.id);
+        this.#pending.delete(body.id);
+        return p?.done(body.result);
+      }
+      case STREAM: {
+        if (!this.#streams.has(peer)) this.#streams.set(peer, new Map());
+        const streams = this.#streams.get(peer)!;
+        if (body.owner) streams.set(body.key, { domain: body.domain, owner: body.owner });
+        else streams.delete(body.key);
+        return;
+      }
+    }
+  }
+
+  // --- Requests between nodes
+
+  /** Asks `peer`; undefined when it does not answer (gone, or too slow). */
+  #ask<T>(peer: string, request: Request): Promise<T | undefined> {
+    if (peer === this.node.name) return this.#handle(request) as Promise<T>;
+    const id = ++this.#nextId;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        resolve(undefined);
+      }, REQUEST_MS);
+      this.#pending.set(id, {
+        peer,
+        done: (result) => {
+          clearTimeout(timer);
+          resolve(result as T | undefined);
+        },
+      });
+      if (!this.node.send(peer, REQUEST, JSON.stringify({ id, ...request }))) {
+        this.#pending.get(id)?.done(undefined);
+        this.#pending.delete(id);
+      }
+    });
+  }
+
+  #handle(r: Request): Promise<unknown> {
+    const proxy = this.proxies.get(r.domain);
+    if (!proxy) return Promise.resolve(undefined);
+    switch (r.op) {
+      case "activate":
+        return this.#decide(proxy, r.hash, r.owner);
+      case "lookup":
+        return Promise.resolve(proxy.relay.held(r.hash));
+      case "start":
+        return this.#startHere(proxy, r.hash, r.owner, r.peer);
+    }
+  }
+
+  // --- Activation
+
+  /** The node that decides activations: the first live node by name, the same on every node. */
+  #decider(): string {
+    return [this.node.name, ...this.node.peers()].sort()[0];
+  }
+
+  async #activate(domain: string, hash: string, owner: string): Promise<Activation> {
+    const result = await this.#ask<Activation>(this.#decider(), {
+      op: "activate",
+      domain,
+      hash,
+      owner,
+    });
+    return result ?? "no-pair";
+  }
+
+  async #decide(proxy: Proxy65Service, hash: string, owner: string): Promise<Activation> {
+    const domain = proxy.domain;
+    const nodes = [this.node.name, ...this.node.peers()].sort();
+    const held = await Promise.all(
+      nodes.map((n) => this.#ask<Held>(n, { op: "lookup", domain, hash })),
+    );
+    if (held.some((h) => h?.active)) return "already-active";
+    const both = nodes.find((_, i) => held[i]?.count === 2);
+    const halves = nodes.filter((_, i) => held[i]?.count === 1);
+    // Connections on more nodes than two: two of them are paired, the others time out.
+    if (!both && halves.length < 2) return "no-pair";
+    const key = `${domain}\n${hash}`;
+    let total = 0, mine = 0;
+    for (
+      const c of [
+        ...[...this.#streams.values()].flatMap((m) => [...m.values()]),
+        ...this.#reserved.values(),
+      ]
+    ) {
+      if (c.domain !== domain) continue;
+      total++;
+      if (c.owner === owner) mine++;
+    }
+    if (total >= proxy.config.max_streams) return "full";
+    if (mine >= proxy.config.max_streams_per_user) return "user-limit";
+    this.#reserved.set(key, { domain, owner });
+    try {
+      const [at, peer] = both ? [both, undefined] : halves;
+      const request: Request = { op: "start", domain, hash, owner, peer };
+      return await this.#ask<Activation>(at, request) ?? "no-pair";
+    } finally {
+      this.#reserved.delete(key);
+    }
+  }
+
+  /** Starts a stream held here, or the half held here with the other half on `peer`. */
+  async #startHere(
+    proxy: Proxy65Service,
+    hash: string,
+    owner: string,
+    peer?: string,
+  ): Promise<Activation> {
+    if (!peer) return this.#counted(proxy, hash, owner, proxy.relay.start(hash, owner));
+    const address = this.#listeners.get(peer)?.get(proxy.domain);
+    if (!address || proxy.relay.held(hash).count !== 1) return "no-pair";
+    let end: LinkEnd;
+    try {
+      end = await dialStream(this.creds, peer, address, { hash, owner });
+    } catch (e) {
+      log.warn("proxy65: no link to {peer} for a stream: {error}", {
+        peer,
+        error: (e as Error).message,
+      });
+      return "no-pair";
+    }
+    const ended = this.#linked(peer, end, proxy.relay.bridge(hash, owner, end));
+    if (!ended) end.close();
+    return this.#counted(proxy, hash, owner, ended);
+  }
+
+  /** A peer's link for a stream whose other half is held here. */
+  #accept(proxy: Proxy65Service, peer: string, { hash, owner }: StreamHeader, end: LinkEnd) {
+    const held = proxy.relay.held(hash);
+    if (held.count !== 1 || held.active) return false;
+    end.accept();
+    return !!this.#linked(peer, end, proxy.relay.bridge(hash, owner, end));
+  }
+
+  #linked(peer: string, end: LinkEnd, ended: Promise<void> | undefined) {
+    if (!ended) return undefined;
+    if (!this.#links.has(peer)) this.#links.set(peer, new Set());
+    this.#links.get(peer)!.add(end);
+    return ended.finally(() => this.#links.get(peer)?.delete(end));
+  }
+
+  /** Tells every node of a stream started here, and of its end. */
+  #counted(
+    proxy: Proxy65Service,
+    hash: string,
+    owner: string,
+    ended: Promise<void> | undefined,
+  ): Activation {
+    if (!ended) return "no-pair";
+    const key = `${proxy.domain}\n${hash}`;
+    const mine = this.#streams.get(this.node.name)!;
+    const counted = { domain: proxy.domain, owner };
+    mine.set(key, counted);
+    this.#broadcast(JSON.stringify({ key, ...counted }));
+    void ended.finally(() => {
+      mine.delete(key);
+      this.#broadcast(JSON.stringify({ key }));
+    });
+    return "ok";
+  }
+
+  #broadcast(payload: string): void {
+    for (const peer of this.node.peers()) this.node.send(peer, STREAM, payload);
+  }
+}
+
+export const proxy65Cluster: ClusterExtension = {
+  name: "proxy65",
+  async start(node: ClusterNode, services: Services): Promise<void> {
+    const proxies = services.of(proxy65Plugin);
+    if (proxies.size === 0) return;
+    const cluster = node.ctx.config.cluster!;
+    const own = cluster.peers.find((p) => p.node === node.name)!;
+    const creds = await readClusterTls(cluster.tls);
+    const relays = new Proxy65Cluster(node, proxies, creds, parseAddress(own.address)!.host);
+    await relays.start(parseAddress(cluster.listen!)!.host);
+  },
+};
