@@ -13,6 +13,7 @@ import {
   USERS,
 } from "./generator.ts";
 import { clusterBench } from "./cluster.ts";
+import { proxy65ClusterBench } from "./proxy65_cluster.ts";
 
 /** The server's core; BENCH_SERVER_CPU="" leaves it unpinned (key derivation may use both). */
 const SERVER_CPU = Deno.env.get("BENCH_SERVER_CPU") ?? "0";
@@ -197,6 +198,7 @@ try {
       row("  plain TCP copies, same endpoints (MiB/s)", r.direct.toFixed(0), anchor[1]);
       row("  proxy / direct", `${(r.ratio * 100).toFixed(0)} %`, "goal ≥ 90 %");
     }
+    await proxy65ClusterBench(row, ITERATIONS, SERVER_CPU);
   }
   if (wanted("components")) {
     await freshServer();

@@ -422,37 +422,51 @@ async function socksTo(port: number, hash: string): Promise<Conn> {
   return s;
 }
 
-/** proxy65 transfers next to plain TCP copies between the same kind of endpoints. */
+/**
+ * proxy65 transfers next to plain TCP copies between the same kind of endpoints. With `peerPort`
+ * (a cluster), the same transfers also across two nodes: the target's connection on the node at
+ * `port`, the requester's on the node at `peerPort`.
+ */
 async function proxyTransfer(): Promise<void> {
   const streams = args.streams!;
   const bytes = args.bytes!;
-  const requester = await RawClient.login(args.port, user(0), PASSWORD, {
-    starttls: false,
-    resource: "p",
-  });
-  const info = await requester.iq(
-    "get",
-    "<query xmlns='http://jabber.org/protocol/bytestreams'/>",
-    "proxy.localhost",
-  );
-  const proxyPort = Number(info.child("query")!.child("streamhost")!.attrs.port);
-  const proxied: { w: Conn; r: Conn }[] = [];
-  for (let i = 0; i < streams; i++) {
-    const sid = `bench${i}`;
-    const target = `${user(1)}@localhost/t`;
-    const hash = createHash("sha1").update(sid + requester.jid + target).digest("hex");
-    const r = await socksTo(proxyPort, hash);
-    const w = await socksTo(proxyPort, hash);
-    const act = await requester.iq(
-      "set",
-      `<query xmlns='http://jabber.org/protocol/bytestreams' sid='${sid}'><activate>${target}</activate></query>`,
+  const login = (port: number, resource: string) =>
+    RawClient.login(port, user(0), PASSWORD, { starttls: false, resource });
+  const requester = await login(args.port, "p");
+  const streamhostOf = async (c: RawClient) => {
+    const info = await c.iq(
+      "get",
+      "<query xmlns='http://jabber.org/protocol/bytestreams'/>",
       "proxy.localhost",
     );
-    if (act.attrs.type !== "result") throw new Error("activation failed: " + act);
-    proxied.push({ w, r });
-  }
+    return Number(info.child("query")!.child("streamhost")!.attrs.port);
+  };
+  const proxyPort = await streamhostOf(requester);
+  const open = async (tag: string, requesterPort: number) => {
+    const pairs: { w: Conn; r: Conn }[] = [];
+    for (let i = 0; i < streams; i++) {
+      const sid = `${tag}${i}`;
+      const target = `${user(1)}@localhost/t`;
+      const hash = createHash("sha1").update(sid + requester.jid + target).digest("hex");
+      const r = await socksTo(proxyPort, hash);
+      const w = await socksTo(requesterPort, hash);
+      const act = await requester.iq(
+        "set",
+        `<query xmlns='http://jabber.org/protocol/bytestreams' sid='${sid}'><activate>${target}</activate></query>`,
+        "proxy.localhost",
+      );
+      if (act.attrs.type !== "result") throw new Error("activation failed: " + act);
+      pairs.push({ w, r });
+    }
+    return pairs;
+  };
+  const proxied = await open("bench", proxyPort);
+  const acrossPairs = args.peerPort
+    ? await open("across", await streamhostOf(await login(args.peerPort, "q")))
+    : undefined;
   out({ phase: "start" });
   const proxy = await copyRate(proxied, bytes);
+  const across = acrossPairs && await copyRate(acrossPairs, bytes);
   // The same endpoints, connected directly.
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const direct: { w: Conn; r: Conn }[] = [];
@@ -461,7 +475,7 @@ async function proxyTransfer(): Promise<void> {
     direct.push({ w, r: await listener.accept() });
   }
   const plain = await copyRate(direct, bytes);
-  out({ proxy, direct: plain, ratio: proxy / plain });
+  out({ proxy, direct: plain, ratio: proxy / plain, ...across && { across } });
   Deno.exit(0);
 }
 

@@ -74,9 +74,26 @@ function showStatus(answer: MemberStatus[] | { error: string }): void {
     m.rttMs === null ? "-" : `${m.rttMs.toFixed(1)} ms`,
     String(m.queuedBytes),
     String(m.sessions),
+    count(m.rooms),
+    count(m.occupants),
+    count(m.components),
     new Date(m.since).toISOString(),
   ]);
-  const head = ["NODE", "STATE", "ADDRESS", "RTT", "QUEUED", "SESSIONS", "SINCE"];
+  const head = [
+    "NODE",
+    "STATE",
+    "ADDRESS",
+    "RTT",
+    "QUEUED",
+    "SESSIONS",
+    "ROOMS",
+    "OCCUPANTS",
+    "COMPONENTS",
+    "SINCE",
+  ];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   for (const r of [head, ...rows]) console.log(r.map((c, i) => c.padEnd(widths[i])).join("  "));
 }
+
+/** A count a service added to a member (MUC rooms, component instances), or "-" without it. */
+const count = (v: unknown): string => typeof v === "number" ? String(v) : "-";

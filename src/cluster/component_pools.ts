@@ -103,6 +103,14 @@ export class ComponentLinks implements ClusterChannel, PoolObserver {
   constructor(readonly node: ClusterNode, readonly pools: Map<string, ComponentPool>) {
     node.register([INSTANCES, JOINED, LEFT, FORWARD, FORWARDED, STATS, STATS_OF], this);
     for (const pool of pools.values()) pool.observer = this;
+    // `parley cluster status`: how many component instances each member holds.
+    node.addStatus((member) => {
+      let instances = 0;
+      for (const pool of pools.values()) {
+        for (const i of pool.instances.values()) if (i.node === member) instances++;
+      }
+      return { components: instances };
+    });
   }
 
   // --- PoolObserver: this node's instances, told to every peer.

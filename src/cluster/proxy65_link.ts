@@ -77,7 +77,9 @@ export class LinkEnd implements RemoteEnd {
       this.socket.write(chunk, (e) => e ? reject(e) : resolve())
     );
     // A link that dies fails the write, whether or not the socket calls back.
-    return Promise.race([written, this.closed.then(() => written)]);
+    const lost = this.closed.then(() => Promise.reject(new Error("the link closed")));
+    lost.catch(() => {});
+    return Promise.race([written, lost]);
   }
 
   close(): void {

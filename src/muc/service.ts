@@ -176,12 +176,11 @@ export class MucService implements DomainHandler, RoomServices {
   #load(name: string, first: [Element, Jid, Jid]): void {
     const queued = [first];
     this.#loading.set(name, queued);
-    this.serial.call(this.#key(name), () => this.store.loadRooms(this.domain)).then(
-      (stored) => {
+    this.serial.call(this.#key(name), () => this.store.loadRoom(this.domain, name)).then(
+      (state) => {
         this.#loading.delete(name);
         this.#hibernated.delete(name);
-        const found = stored.find((r) => r.room === name);
-        if (found && !this.rooms.has(name)) this.#loaded(found);
+        if (state !== null && !this.rooms.has(name)) this.#loaded({ room: name, state });
         for (const [stanza, from, to] of queued) this.#dispatch(stanza, from, to);
       },
       (e) => {

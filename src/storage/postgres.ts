@@ -313,6 +313,13 @@ export class PostgresStore implements Store {
     return rows.map((r) => ({ room: r.room, state: r.state }));
   }
 
+  async loadRoom(service: string, room: string): Promise<string | null> {
+    const rows = await this.#do((sql) =>
+      sql`SELECT state FROM muc_rooms WHERE service = ${service} AND room = ${room}`
+    );
+    return rows.length ? rows[0].state : null;
+  }
+
   async saveRoom(service: string, room: string, state: string): Promise<void> {
     await this.#do((sql) =>
       sql`INSERT INTO muc_rooms (service, room, state) VALUES (${service}, ${room}, ${state})

@@ -345,6 +345,14 @@ export class SqliteStore implements Store {
     );
   }
 
+  loadRoom(service: string, room: string): Promise<string | null> {
+    return this.#do(() => {
+      const row = this.#q("SELECT state FROM muc_rooms WHERE service = ? AND room = ?")
+        .get(service, room) as Row | undefined;
+      return row ? row.state as string : null;
+    });
+  }
+
   saveRoom(service: string, room: string, state: string): Promise<void> {
     return this.#do(() => {
       this.#q("INSERT OR REPLACE INTO muc_rooms (service, room, state) VALUES (?, ?, ?)")

@@ -95,6 +95,8 @@ export interface Store {
 
   /** Persistent MUC rooms of one service: each room's state as saved (JSON). */
   loadRooms(service: string): Promise<StoredRoom[]>;
+  /** One persistent room's saved state, or null when it is not stored. */
+  loadRoom(service: string, room: string): Promise<string | null>;
   saveRoom(service: string, room: string, state: string): Promise<void>;
   deleteRoom(service: string, room: string): Promise<void>;
 

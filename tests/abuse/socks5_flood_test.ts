@@ -12,12 +12,14 @@ import {
   NS_BYTESTREAMS,
   openStream,
   type Peer,
+  type ProxyAddress,
   randomBytes,
   sha1,
   sha256,
   socks,
 } from "../helpers/socks5_client.ts";
 import { until } from "../helpers/until.ts";
+import { DOMAIN, startCluster } from "../helpers/cluster.ts";
 
 const FLOOD = 1000;
 const PER_IP = 20;
@@ -37,7 +39,7 @@ async function streamhostPort(c: RawClient): Promise<number> {
  * `n` CONNECTs with distinct hashes from `from`, 50 at a time; the ones the proxy answered with
  * success stay open (unpaired) and are returned, with the count of the others.
  */
-async function flood(port: number, n: number, from: string, tag: string) {
+async function flood(port: ProxyAddress, n: number, from: string, tag: string) {
   const limit = pLimit(50);
   const results = await Promise.all(
     Array.from(
@@ -170,3 +172,57 @@ serverTest("abuse: the proxy keeps accepting after running out of descriptors", 
     await server.stop();
   }
 });
+
+serverTest(
+  "abuse (cluster): 1,000 half-open connections to one node stop no transfer across two nodes",
+  async () => {
+    const c = await startCluster(2, {
+      overrides: {
+        hosts: [{
+          domain: DOMAIN,
+          proxy65: { domain: "proxy.localhost", bind: "{node_host}", port: 0, max_streams: 25 },
+        }],
+      },
+    });
+    const held: Peer[] = [];
+    const clients: RawClient[] = [];
+    try {
+      await c.formed();
+      for (const u of ["probe", "req", "tgt"]) await c.addUser(u);
+      const requester = await c.login(1, "req", "r");
+      const target = await c.login(0, "tgt", "t");
+      clients.push(requester, target);
+      const on = async (cl: RawClient) => {
+        const info = await cl.iq("get", `<query xmlns='${NS_BYTESTREAMS}'/>`, "proxy.localhost");
+        const sh = info.child("query")!.child("streamhost")!;
+        return { host: sh.attrs.host!, port: Number(sh.attrs.port) };
+      };
+      const [n1, n2] = [await on(target), await on(requester)];
+      const probe = await stallProbe(c.nodes[0].port);
+      let probed: { maxWaitMs: number; pings: number } | undefined;
+      try {
+        // From one address, at the node that holds the target's connection.
+        const first = await flood(n1, FLOOD, ATTACKER2, "a");
+        held.push(...first.held);
+        assert.equal(first.held.length, PER_IP, "the node holds a few per address");
+        assert.equal(first.refused, FLOOD - PER_IP, "the rest is refused");
+        // The target's connection on n1, the requester's on n2, activation through n2.
+        const s = await openStream(requester, [n1, n2], "s1", "tgt@localhost/t", USERS);
+        const data = randomBytes(16 << 20);
+        s.requester.socket.write(data);
+        await s.target.until(() => s.target.size >= data.length, "the transfer", 15_000);
+        assert.equal(sha256(s.target.bytes()), sha256(data));
+        s.requester.socket.destroy();
+        s.target.socket.destroy();
+        probed = await probe.stop();
+      } finally {
+        probed ??= await probe.stop();
+      }
+      assert.ok(probed.maxWaitMs < MAX_STALL_MS, `the probe waited ${probed.maxWaitMs} ms`);
+    } finally {
+      for (const p of held) p.socket.destroy();
+      for (const cl of clients) cl.close();
+      await c.stop();
+    }
+  },
+);

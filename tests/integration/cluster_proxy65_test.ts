@@ -69,7 +69,13 @@ async function withCluster(
     for (const u of users) await c.addUser(u);
     await body(c, clients);
   } catch (e) {
-    for (let i = 0; i < 3; i++) console.log(`n${i + 1}:`, c.logs(i).filter((l) => /proxy65|stream/.test(l)));
+    // What the proxies said, to tell why.
+    for (let i = 0; i < 3; i++) {
+      console.log(
+        `n${i + 1}:`,
+        c.logs(i).filter((l) => /proxy65/.test(l)),
+      );
+    }
     throw e;
   } finally {
     for (const cl of clients) cl.close();
@@ -85,10 +91,10 @@ async function balancer(targets: { host: string; port: number }[]) {
     const i = chosen.length % targets.length;
     chosen.push(i);
     const upstream = net.connect(targets[i]);
+    // An end travels as an end (pipe), so the last bytes are not lost to a reset.
     for (const s of [client, upstream]) {
       sockets.add(s);
-      s.on("error", () => {});
-      s.on("close", () => {
+      s.on("error", () => {
         client.destroy();
         upstream.destroy();
       });

@@ -94,3 +94,41 @@ clusterTest(
     }
   },
 );
+
+clusterTest(
+  "a block written on one node holds on another the moment it is answered, 50 times over",
+  async () => {
+    const c = await startCluster(2);
+    const clients: RawClient[] = [];
+    try {
+      for (const u of ["alice", "bob"]) await c.addUser(u);
+      await c.formed();
+      const alice = await c.login(0, "alice", "a");
+      const bob = await c.login(1, "bob", "b");
+      clients.push(alice, bob);
+      const item = "<item jid='alice@localhost'/>";
+      const say = (id: string) =>
+        alice.send(`<message to='bob@localhost/b' type='chat' id='${id}'><body>x</body></message>`);
+      // n1 checks bob's blocklist for alice's messages, from its cache once loaded.
+      say("warm");
+      await bob.waitFor(messageWith("warm", "chat"), 5000, "the first message");
+      for (let i = 0; i < 50; i++) {
+        const blocked = await bob.iq("set", `<block xmlns='urn:xmpp:blocking'>${item}</block>`);
+        assert.equal(blocked.attrs.type, "result");
+        say(`blocked${i}`);
+        const unblocked = await bob.iq(
+          "set",
+          `<unblock xmlns='urn:xmpp:blocking'>${item}</unblock>`,
+        );
+        assert.equal(unblocked.attrs.type, "result");
+        say(`open${i}`);
+        // In order from one sender: had the blocked one got through, it would be here first.
+        await bob.waitFor(messageWith(`open${i}`, "chat"), 5000, `open${i}`);
+        assert.ok(!bob.received.some(messageWith(`blocked${i}`, "chat")), `blocked${i} arrived`);
+      }
+    } finally {
+      for (const r of clients) r.close();
+      await c.stop();
+    }
+  },
+);

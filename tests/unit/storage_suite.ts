@@ -177,6 +177,9 @@ export function storageSuite(b: Backend): void {
     await s2.deleteRoom("conf.h", "a");
     assert.deepEqual(await s2.loadRooms("conf.h"), [{ room: "b", state: '{"v":4}' }]);
     assert.deepEqual(await s2.loadRooms("other.h"), [{ room: "a", state: '{"v":3}' }]);
+    assert.equal(await s2.loadRoom("conf.h", "b"), '{"v":4}');
+    assert.equal(await s2.loadRoom("conf.h", "a"), null);
+    assert.equal(await s2.loadRoom("other.h", "a"), '{"v":3}');
   });
 
   t("roster: a change is applied to the item as stored; no change writes nothing", async (s) => {
