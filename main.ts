@@ -10,6 +10,7 @@ import { userCommand } from "./src/cli/accounts.ts";
 import { componentsCommand } from "./src/cli/components.ts";
 import { roomsCommand } from "./src/cli/rooms.ts";
 import { clusterCommand } from "./src/cli/cluster.ts";
+import { ANY_NODE } from "./src/cluster/config.ts";
 import { VERSION } from "./src/version.ts";
 
 const log = logger("server");
@@ -59,6 +60,18 @@ async function serve(cfg: Config): Promise<number> {
   return 0;
 }
 
+/**
+ * `config check`: as the given node, or, for a file shared by the nodes of a cluster, as each of
+ * them in turn (paths and addresses differ per node).
+ */
+async function checkConfig(file: string, node: string | undefined): Promise<number> {
+  const cfg = await loadConfigFile(file, node ?? ANY_NODE);
+  const nodes = node || !cfg.cluster ? [node] : cfg.cluster.peers.map((p) => p.node);
+  for (const n of nodes) if (n !== cfg.cluster?.node) await loadConfigFile(file, n);
+  console.log(`${file}: ok${nodes.length > 1 ? ` (for nodes ${nodes.join(", ")})` : ""}`);
+  return 0;
+}
+
 async function main(args: string[]): Promise<number> {
   // Its own options (--out, --ca): parsed by the cluster command, not by the strict parser below.
   if (args[0] === "cluster") return await clusterCommand(args.slice(1));
@@ -87,9 +100,7 @@ async function main(args: string[]): Promise<number> {
       return 0;
     case "config":
       if (sub !== "check" || !(arg ?? values.config)) break;
-      await loadConfigFile((arg ?? values.config)!, values.node);
-      console.log(`${arg ?? values.config}: ok`);
-      return 0;
+      return await checkConfig((arg ?? values.config)!, values.node);
     case "components":
       return await componentsCommand(
         await config(values.config, values.node),
@@ -103,7 +114,12 @@ async function main(args: string[]): Promise<number> {
       );
     case "user":
       if (!["add", "passwd", "del", "list"].includes(sub ?? "")) break;
-      return await userCommand(await config(values.config, values.node), sub, arg, values.password);
+      return await userCommand(
+        await config(values.config, values.node ?? ANY_NODE),
+        sub,
+        arg,
+        values.password,
+      );
   }
   console.error(USAGE);
   return 2;

@@ -50,6 +50,7 @@ limits:
   connections_per_ip: 100000
   rate_bytes_per_second: 1073741824
   rate_burst_bytes: 1073741824
+  registrations_per_address: 1000000
 timeouts: { ping_interval: 0, handshake: 600, auth_failure_delay_ms: 0 }
 `,
 );

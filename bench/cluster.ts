@@ -17,6 +17,8 @@ import { generatorCommand, rssKiB, runGenerator, ulimit } from "./generator.ts";
 type Row = (what: string, value: string, yardstick: string) => void;
 
 const recordsScript = new URL("./remote_records.ts", import.meta.url).pathname;
+/** Runs of each one-to-one case (CPU per message is taken from the least costly). */
+const ROUNDS = 3;
 const SESSIONS = Number(Deno.env.get("BENCH_REMOTE_SESSIONS") ?? 10_000);
 const WIDE = 10;
 const name = (i: number) => `n${i + 1}`;
@@ -166,30 +168,39 @@ export async function clusterBench(row: Row, iterations: number, serverCpu: stri
       });
       return { result, bytes, mib: bytes / (1 << 20) / (result.seconds ?? 1) };
     };
-    for (const [where, peerPort] of cases) {
-      const { result: thr, bytes, mib } = await linkRate({
-        scenario: "throughput",
-        concurrency: 50,
-        peerPort,
-      });
-      const us = thr.cpu / thr.messages * 1e6;
-      perMessage.push(us);
-      row(
-        `cluster: messages/s, sender and receiver ${where} (nodes' core ${
-          (thr.busy * 100).toFixed(0)
-        }% busy)`,
-        thr.rate.toFixed(0),
-        "",
-      );
-      row(`  CPU per message, all nodes (µs)`, us.toFixed(2), "");
-      if (peerPort === port(1)) {
-        row(
-          `  link n1 → n2 (MiB/s; bytes per message)`,
-          `${mib.toFixed(1)}; ${(bytes / thr.messages).toFixed(0)}`,
-          "",
-        );
+    // Rounds alternate between the cases and each case keeps its round of least CPU per message:
+    // on a shared machine, other work only ever adds to it.
+    const best = cases.map(() => ({ us: Infinity, rate: 0, busy: 0, mib: 0, perMessage: 0 }));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [k, [, peerPort]] of cases.entries()) {
+        const { result: thr, bytes, mib } = await linkRate({
+          scenario: "throughput",
+          concurrency: 50,
+          peerPort,
+        });
+        const us = thr.cpu / thr.messages * 1e6;
+        if (us < best[k].us) {
+          best[k] = { us, rate: thr.rate, busy: thr.busy, mib, perMessage: bytes / thr.messages };
+        }
       }
     }
+    for (const [k, [where]] of cases.entries()) {
+      const b = best[k];
+      row(
+        `cluster: messages/s, sender and receiver ${where} (nodes' core ${
+          (b.busy * 100).toFixed(0)
+        }% busy)`,
+        b.rate.toFixed(0),
+        "",
+      );
+      row(`  CPU per message, all nodes (µs; least of ${ROUNDS} runs)`, b.us.toFixed(2), "");
+      perMessage.push(b.us);
+    }
+    row(
+      "  link n1 → n2 (MiB/s; bytes per message)",
+      `${best[1].mib.toFixed(1)}; ${best[1].perMessage.toFixed(0)}`,
+      "",
+    );
     row(
       "cluster: CPU per message across nodes / on one node",
       `${(perMessage[1] / perMessage[0]).toFixed(2)}×`,

@@ -43,6 +43,12 @@ function nodeAt(root: Node | undefined, path: (string | number)[]): Node | undef
 }
 
 /**
+ * For commands that only use what every node shares (the store): read the file as its own node,
+ * or as the first peer when it names none.
+ */
+export const ANY_NODE = "*";
+
+/**
  * Completes and checks the cluster section of a schema-valid configuration, in place: applies
  * `nodeOverride` (`parley serve --node`), defaults `listen` to the node's own peer address,
  * replaces `{node}` and `{node_host}` in every string of the configuration, and reports a
@@ -71,7 +77,9 @@ export function checkCluster(
       `${cfg.storage.type} is local to one node: a cluster needs a shared store (type: postgres)`,
     );
   }
-  const node = nodeOverride ?? cluster.node;
+  const node = nodeOverride === ANY_NODE
+    ? cluster.node ?? cluster.peers[0]?.node
+    : nodeOverride ?? cluster.node;
   if (node === undefined) return at(["cluster", "node"], "is required (or give --node)");
   if (!NODE_NAME.test(node)) return at(["cluster", "node"], `"${node}" is not a node name`);
   const names = new Set<string>();

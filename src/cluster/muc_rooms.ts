@@ -22,11 +22,14 @@ import type { Occupant } from "../muc/occupant.ts";
 import type { Room } from "../muc/room.ts";
 import type { RoomStatus } from "../admin/socket.ts";
 import { pick } from "../component/balance.ts";
-import { localRoomStatus, mucPlugin } from "../server/services.ts";
+import { localRoomStatus, mucPlugin, statusOfRoom } from "../server/services.ts";
+import { RoomIndex } from "../muc/room_index.ts";
 import type { ClusterChannel, ClusterNode } from "./node.ts";
 import type { ClusterExtension } from "./extensions.ts";
 import { StanzaDecoder, text } from "./wire.ts";
 import {
+  type AnnouncedRoom,
+  type Claim,
   type FanoutHeader,
   type Hello,
   historyToWire,
@@ -102,8 +105,10 @@ export class MucRooms implements ClusterChannel {
   #dirty = new Map<Room, boolean>();
   #flush: ReturnType<typeof setTimeout> | undefined;
   #decoders = new Map<string, StanzaDecoder>();
-  /** What each peer last said it runs. */
-  #peerRooms = new Map<string, RoomStatus[]>();
+  /** What each peer runs, by MUC domain: its last M_ROOMS, with M_CLAIM and M_RELEASE since. */
+  #peerRooms = new Map<string, Map<string, RoomIndex<AnnouncedRoom>>>();
+  /** Rooms added here since the last M_CLAIM went out. */
+  #claims = new Set<Room>();
   #roomsSaid = "";
   readonly counters: MucCounters = {
     fanoutFramesSent: 0,
@@ -120,14 +125,17 @@ export class MucRooms implements ClusterChannel {
       muc.intercept = (stanza, from, to) => this.#intercept(muc, stanza, from, to);
       muc.fanout = (stanza, from, occupants) => this.#fanout(stanza, from, occupants);
       muc.observer = {
-        added: (room) => this.#added(muc, room),
+        added: (room) => this.#added(room),
         removed: (room) => this.#removed(muc, room),
       };
       muc.placement = {
         node: node.name,
         nodeOf: (room) => this.#ownerOf(muc, room) ?? null,
         elsewhere: () =>
-          [...this.#peerRooms.values()].flat().filter((r) => r.jid.endsWith(`@${muc.domain}`)),
+          this.#peerIndexes(muc.domain).flatMap((i) =>
+            [...i.rooms.values()].map(({ owners: _, ...status }) => status)
+          ),
+        ownedElsewhere: (bare) => this.#peerIndexes(muc.domain).flatMap((i) => [...i.owned(bare)]),
       };
     }
     node.register(MUC_FRAME_TYPES, this);
@@ -228,12 +236,27 @@ export class MucRooms implements ClusterChannel {
 
   // --- Rooms coming and going here.
 
-  #added(muc: MucService, room: Room): void {
+  #added(room: Room): void {
     const k = room.jid.bare;
     this.#owners.delete(k);
     this.#replicas.delete(k);
-    this.#broadcast(M_CLAIM, { domain: muc.domain, room: room.name });
+    // Claimed once the stanza that brought the room is handled: a new room then has its owner,
+    // which the other nodes count for `max_rooms_per_user`.
+    if (this.#claims.size === 0) queueMicrotask(() => this.#sendClaims());
+    this.#claims.add(room);
     this.#mark(room, true);
+  }
+
+  #sendClaims(): void {
+    const rooms = this.#claims;
+    this.#claims = new Set();
+    for (const room of rooms) {
+      const muc = this.mucs.get(room.jid.domain)!;
+      if (muc.rooms.get(room.name) !== room) continue; // gone already; its M_RELEASE went out
+      const claim: Claim = { domain: muc.domain, room: room.name, status: announced(muc, room) };
+      const payload = JSON.stringify(claim);
+      for (const peer of this.node.peers()) this.node.send(peer, M_CLAIM, payload);
+    }
   }
 
   #removed(muc: MucService, room: Room): void {
@@ -308,7 +331,10 @@ export class MucRooms implements ClusterChannel {
     for (const [k, n] of this.#owners) if (n === peer) this.#owners.delete(k);
     // The peer's sessions are gone from the directory: their occupants leave, once, with 333.
     for (const muc of this.mucs.values()) {
-      for (const room of [...muc.rooms.values()]) this.#dropGone(room);
+      for (const room of [...muc.rooms.values()]) {
+        // The replica hears of it, or a later takeover would show them leaving a second time.
+        if (this.#dropGone(room)) this.#mark(room, true);
+      }
     }
     for (const [k, replica] of this.#replicas) {
       if (replica.node !== peer) continue;
@@ -339,13 +365,17 @@ export class MucRooms implements ClusterChannel {
   }
 
   /** Occupant sessions of local accounts that no longer exist anywhere leave with 333. */
-  #dropGone(room: Room): void {
+  #dropGone(room: Room): boolean {
     const { sessions } = this.node.ctx;
+    let dropped = false;
     for (const occ of [...room.occupants()]) {
       for (const s of [...occ.sessions.values()]) {
-        if (this.node.hosts.has(s.jid.domain) && !sessions.get(s.jid)) room.sessionGone(s.jid);
+        if (!this.node.hosts.has(s.jid.domain) || sessions.get(s.jid)) continue;
+        room.sessionGone(s.jid);
+        dropped = true;
       }
     }
+    return dropped;
   }
 
   message(peer: string, type: number, payload: Uint8Array): void {
@@ -377,6 +407,7 @@ export class MucRooms implements ClusterChannel {
         const { domain, room } = JSON.parse(body) as RoomRef;
         const k = key(domain, room);
         if (this.#owners.get(k) === peer) this.#owners.delete(k);
+        this.#peerRooms.get(peer)?.get(domain)?.delete(room);
         return;
       }
       case M_REPLICA: {
@@ -400,9 +431,14 @@ export class MucRooms implements ClusterChannel {
       }
       case M_MERGE:
         return this.#merge(JSON.parse(body));
-      case M_ROOMS:
-        this.#peerRooms.set(peer, JSON.parse(body));
+      case M_ROOMS: {
+        this.#peerRooms.delete(peer);
+        for (const r of JSON.parse(body) as AnnouncedRoom[]) {
+          const at = r.jid.lastIndexOf("@");
+          this.#peerIndex(peer, r.jid.slice(at + 1)).set(r.jid.slice(0, at), r);
+        }
         return;
+      }
     }
   }
 
@@ -410,9 +446,10 @@ export class MucRooms implements ClusterChannel {
    * A peer runs a room. If this node runs it too, the copy on the rendezvous winner of the two
    * nodes stays: the loser sends its copy there and drops it.
    */
-  #claimed(peer: string, { domain, room }: RoomRef): void {
+  #claimed(peer: string, { domain, room, status }: RoomRef & Partial<Claim>): void {
     const muc = this.mucs.get(domain);
     if (!muc) return;
+    if (status) this.#peerIndex(peer, domain).set(room, status);
     const k = key(domain, room);
     const mine = muc.rooms.get(room);
     if (!mine) {
@@ -445,9 +482,9 @@ export class MucRooms implements ClusterChannel {
   // --- Status.
 
   #memberStatus(member: string): Record<string, unknown> {
-    const rooms = member === this.node.name
+    const rooms: RoomStatus[] = member === this.node.name
       ? [...this.mucs.values()].flatMap(localRoomStatus)
-      : this.#peerRooms.get(member) ?? [];
+      : [...this.#peerRooms.get(member)?.values() ?? []].flatMap((i) => [...i.rooms.values()]);
     const occupants = rooms.reduce((n, r) => n + r.occupants, 0);
     this.counters.replicas = this.#replicas.size;
     const counters = member === this.node.name ? { muc: this.counters } : {};
@@ -456,13 +493,30 @@ export class MucRooms implements ClusterChannel {
 
   /** Tells every peer the rooms run here, when that changed (or `always`, a peer came up). */
   #sayRooms(always: boolean): void {
-    const said = JSON.stringify([...this.mucs.values()].flatMap(localRoomStatus));
+    const said = JSON.stringify(
+      [...this.mucs.values()].flatMap((muc) =>
+        [...muc.rooms.values()].map((r) => announced(muc, r))
+      ),
+    );
     if (said === this.#roomsSaid && !always) return;
     this.#roomsSaid = said;
     for (const peer of this.node.peers()) this.node.send(peer, M_ROOMS, said);
   }
 
   // --- Helpers.
+
+  /** What the linked peers announced of the rooms of `domain`, one index per peer. */
+  #peerIndexes(domain: string): RoomIndex<AnnouncedRoom>[] {
+    return [...this.#peerRooms.values()].flatMap((d) => d.get(domain) ?? []);
+  }
+
+  #peerIndex(peer: string, domain: string): RoomIndex<AnnouncedRoom> {
+    let byDomain = this.#peerRooms.get(peer);
+    if (!byDomain) this.#peerRooms.set(peer, byDomain = new Map());
+    let index = byDomain.get(domain);
+    if (!index) byDomain.set(domain, index = new RoomIndex());
+    return index;
+  }
 
   #broadcast(type: number, ref: RoomRef): void {
     const payload = JSON.stringify(ref);
@@ -478,4 +532,9 @@ export class MucRooms implements ClusterChannel {
   #parse(xml: string): Element | null {
     return this.#decoder("").decode(xml);
   }
+}
+
+/** A room run here as announced to the other nodes. */
+function announced(muc: MucService, room: Room): AnnouncedRoom {
+  return { ...statusOfRoom(muc, room), owners: room.owners() };
 }

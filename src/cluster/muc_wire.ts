@@ -11,7 +11,7 @@ import { MUC_TYPES } from "./wire.ts";
 
 /** On link up: the MUC domains the sender runs rooms for, and the rooms it runs (Hello). */
 export const M_HELLO = MUC_TYPES;
-/** The sender now runs a room: JSON RoomRef. */
+/** The sender now runs a room: JSON Claim. */
 export const M_CLAIM = MUC_TYPES + 1;
 /** The sender no longer runs a room (gone, hibernated, merged away): JSON RoomRef. */
 export const M_RELEASE = MUC_TYPES + 2;
@@ -27,7 +27,10 @@ export const M_HISTORY = MUC_TYPES + 6;
 export const M_UNREPLICATE = MUC_TYPES + 7;
 /** Take this copy of a room into yours, or run it if you have none: JSON RoomData. */
 export const M_MERGE = MUC_TYPES + 8;
-/** The rooms the sender runs, for `parley rooms` on every node: JSON RoomStatus[]. */
+/**
+ * The rooms the sender runs, for `parley rooms`, disco#items and `max_rooms_per_user` on every
+ * node: JSON AnnouncedRoom[].
+ */
 export const M_ROOMS = MUC_TYPES + 9;
 
 export const MUC_FRAME_TYPES = [
@@ -46,6 +49,16 @@ export const MUC_FRAME_TYPES = [
 export interface RoomRef {
   domain: string;
   room: string;
+}
+
+/** A room as its node announces it: what `parley rooms` shows, and its owners. */
+export interface AnnouncedRoom extends RoomStatus {
+  owners: string[];
+}
+
+/** M_CLAIM: the room, as it is just after the stanza that brought it here. */
+export interface Claim extends RoomRef {
+  status: AnnouncedRoom;
 }
 
 export interface Hello {
@@ -71,8 +84,6 @@ export interface WireSnapshot {
 export interface RoomData extends RoomRef {
   snapshot: WireSnapshot;
 }
-
-export type PeerRooms = RoomStatus[];
 
 export function snapshotToWire(s: RoomSnapshot): WireSnapshot {
   return {

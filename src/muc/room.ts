@@ -30,8 +30,8 @@ export interface RoomServices {
   persist(room: Room): void;
   /** The room is gone: destroyed, or emptied while temporary or never configured. */
   removed(room: Room): void;
-  /** An account's affiliation with the room changed (the service counts the rooms each owns). */
-  affiliationChanged(bare: string, before: Affiliation, after: Affiliation): void;
+  /** An account became or ceased to be an owner (the service counts the rooms each owns). */
+  ownersChanged(room: Room): void;
   /**
    * Sends one stanza to every session of `occupants` (a cluster groups them by node); unset, the
    * room routes one copy per session.
@@ -239,6 +239,13 @@ export class Room {
     return this.#affiliations.entries();
   }
 
+  /** The accounts with the owner affiliation. */
+  owners(): string[] {
+    const out: string[] = [];
+    for (const [bare, aff] of this.#affiliations) if (aff === "owner") out.push(bare);
+    return out;
+  }
+
   /** Whether `added` more accounts with an affiliation would pass the service's cap. */
   affiliationsFull(added = 1): boolean {
     return this.#affiliations.size + added > this.svc.config.max_affiliations;
@@ -249,7 +256,7 @@ export class Room {
     const before = this.#affiliations.get(bare) ?? "none";
     if (aff === "none") this.#affiliations.delete(bare);
     else this.#affiliations.set(bare, aff);
-    this.svc.affiliationChanged(bare, before, aff);
+    if ((before === "owner") !== (aff === "owner")) this.svc.ownersChanged(this);
   }
 
   occupantByNick(nick: string): Occupant | undefined {

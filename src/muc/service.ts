@@ -12,6 +12,8 @@ import type { DomainHandler, Router } from "../router/router.ts";
 import { discoInfoPayload, IqHandlers, type IqRequest } from "../core/iq.ts";
 import type { SerialQueues } from "../core/serial.ts";
 import type { Store } from "../storage/store.ts";
+import type { SharedCaches } from "../core/caches.ts";
+import { failureOptions, logFailure } from "../core/failure.ts";
 import type { MucConfig } from "../config/schema.ts";
 import { logger } from "../log/logger.ts";
 import { type Fanout, Room, type RoomServices, type RoomSnapshot, type RoomState } from "./room.ts";
@@ -19,8 +21,9 @@ import { roomFeatures } from "./room_config.ts";
 import { adminIq } from "./room_admin.ts";
 import { mucBounce } from "./room_stanzas.ts";
 import { ownerIq } from "./room_owner.ts";
-import type { Affiliation } from "./roles.ts";
 import type { RoomStatus } from "../admin/socket.ts";
+import { type RoomFacts, RoomIndex, storedFacts } from "./room_index.ts";
+import { type ListedRoom, roomItems } from "./disco_items.ts";
 
 const log = logger("muc");
 
@@ -32,6 +35,8 @@ export interface RoomPlacement {
   nodeOf(room: string): string | null;
   /** The rooms of this service that other nodes run, as they last reported them. */
   elsewhere(): RoomStatus[];
+  /** The names of the rooms of this service that other nodes run and `bare` owns. */
+  ownedElsewhere(bare: string): Iterable<string>;
 }
 
 /** Hears of rooms coming into this service's memory and leaving it. */
@@ -44,14 +49,18 @@ export interface RoomObserver {
 export class MucService implements DomainHandler, RoomServices {
   readonly jid: Jid;
   readonly rooms = new Map<string, Room>();
-  /** Rooms whose state is in storage. */
-  #stored = new Set<string>();
-  /** How many existing rooms each account owns, for `max_rooms_per_user`. */
-  #owned = new Map<string, number>();
+  /**
+   * Rooms whose state is in storage, read once at start and kept up to date on each save and
+   * delete (here, or on another node through a cache invalidation): a stanza for a room neither
+   * running nor in it is answered without reading storage.
+   */
+  #stored = new RoomIndex();
+  /** The rooms in memory, for `max_rooms_per_user`. */
+  #live = new RoomIndex();
+  /** A full re-read of the stored rooms is under way; `again` when another was asked meanwhile. */
+  #reindexing: { again: boolean } | undefined;
   #serviceIq: IqHandlers;
   #roomIq: IqHandlers;
-  /** Stored rooms not in memory (hibernated) when rooms are loaded at start. */
-  #hibernated = new Set<string>();
   /** Stanzas waiting for a room being read from storage. */
   #loading = new Map<string, [Element, Jid, Jid][]>();
   #sweeper: ReturnType<typeof setInterval> | undefined;
@@ -70,6 +79,8 @@ export class MucService implements DomainHandler, RoomServices {
     readonly localDomains: Set<string>,
     /** Persistent rooms are read from storage when first needed, not all at start (a cluster). */
     readonly onDemand = false,
+    /** Stored-room changes made by other nodes of a cluster arrive as invalidations. */
+    readonly caches?: SharedCaches,
   ) {
     this.jid = new Jid("", config.domain);
     const info = discoInfoPayload(
@@ -78,7 +89,7 @@ export class MucService implements DomainHandler, RoomServices {
     );
     this.#serviceIq = new IqHandlers(router, log)
       .onGet(NS.discoInfo, (iq) => iq.reply(info))
-      .onGet(NS.discoItems, (iq) => iq.reply(this.#publicRooms()))
+      .onGet(NS.discoItems, (iq) => iq.reply(roomItems(this.#publicRooms(), iq.payload)))
       .on(NS.ping, (iq) => iq.reply());
     const inRoom = (fn: (room: Room, iq: IqRequest) => void) => (iq: IqRequest) =>
       fn(this.rooms.get(iq.to.local)!, iq);
@@ -94,11 +105,15 @@ export class MucService implements DomainHandler, RoomServices {
     return this.config.domain;
   }
 
-  /** Brings back the persistent rooms (on demand: none), and starts hibernating idle ones. */
+  /**
+   * Reads what is stored of each persistent room, brings the rooms back (on demand: none, they
+   * load when first needed), and starts hibernating idle ones.
+   */
   async start(): Promise<void> {
-    if (!this.onDemand) {
-      for (const stored of await this.store.loadRooms(this.domain)) this.#loaded(stored);
-    }
+    const stored = await this.store.loadRooms(this.domain);
+    for (const { room, state } of stored) this.#indexStored(room, state);
+    if (!this.onDemand) { for (const s of stored) this.#loaded(s); }
+    this.caches?.register(`muc rooms ${this.domain}`, (room) => this.#reread(room));
     const idleMs = this.config.hibernate_after * 1000;
     if (idleMs > 0) {
       this.#sweeper = setInterval(() => this.#hibernate(idleMs), Math.min(idleMs / 2, 30_000));
@@ -107,17 +122,47 @@ export class MucService implements DomainHandler, RoomServices {
 
   #loaded({ room, state }: { room: string; state: string }): void {
     try {
-      const r = new Room(this, new Jid(room, this.domain), JSON.parse(state) as RoomState);
-      this.#stored.add(room);
-      this.#countOwners(r, 1);
-      this.#add(r);
+      this.#add(new Room(this, new Jid(room, this.domain), JSON.parse(state) as RoomState));
     } catch (e) {
       log.error("room {room} could not be loaded: {error}", { room, error: String(e) });
     }
   }
 
+  #indexStored(room: string, state: string | null): void {
+    if (state === null) return void this.#stored.delete(room);
+    try {
+      this.#stored.set(room, storedFacts(JSON.parse(state) as RoomState));
+    } catch (e) {
+      log.error("room {room} could not be read: {error}", { room, error: String(e) });
+    }
+  }
+
+  /**
+   * Another node saved or deleted a room (`room`), or invalidations may have been missed (none):
+   * read it, or all of them, again. Behind this node's own writes of the room.
+   */
+  #reread(room?: string): void {
+    if (room !== undefined) {
+      this.serial.call(this.#key(room), () => this.store.loadRoom(this.domain, room)).then(
+        (state) => this.#indexStored(room, state),
+        (e) => logFailure(`reading room ${room}@${this.domain}`, e),
+      );
+      return;
+    }
+    if (this.#reindexing) return void (this.#reindexing.again = true);
+    const run = this.#reindexing = { again: false };
+    this.store.loadRooms(this.domain).then((all) => {
+      this.#stored.clear();
+      for (const { room, state } of all) this.#indexStored(room, state);
+    }, (e) => logFailure(`reading the rooms of ${this.domain}`, e)).finally(() => {
+      this.#reindexing = undefined;
+      if (run.again) this.#reread();
+    });
+  }
+
   #add(room: Room): void {
     this.rooms.set(room.name, room);
+    this.#live.set(room.name, liveFacts(room));
     this.observer?.added(room);
   }
 
@@ -128,7 +173,6 @@ export class MucService implements DomainHandler, RoomServices {
       if (room.occupantCount > 0 || !this.#stored.has(room.name)) continue;
       if (now - room.lastActive < idleMs) continue;
       this.unload(room);
-      if (!this.onDemand) this.#hibernated.add(room.name);
     }
   }
 
@@ -136,7 +180,7 @@ export class MucService implements DomainHandler, RoomServices {
   unload(room: Room): void {
     if (this.rooms.get(room.name) !== room) return;
     this.rooms.delete(room.name);
-    this.#countOwners(room, -1);
+    this.#live.delete(room.name);
     this.observer?.removed(room);
   }
 
@@ -144,8 +188,7 @@ export class MucService implements DomainHandler, RoomServices {
   restore(name: string, snap: RoomSnapshot): Room {
     const room = new Room(this, new Jid(name, this.domain), snap);
     room.restore(snap);
-    if (snap.config.persistent && !snap.locked) this.#stored.add(name);
-    this.#countOwners(room, 1);
+    if (snap.config.persistent && !snap.locked) this.#stored.set(name, storedFacts(snap));
     this.#add(room);
     return room;
   }
@@ -167,7 +210,7 @@ export class MucService implements DomainHandler, RoomServices {
     if (!to.isDomain && !this.rooms.has(name)) {
       const queued = this.#loading.get(name);
       if (queued) return void queued.push([stanza, from, to]);
-      if (this.onDemand || this.#hibernated.has(name)) return this.#load(name, [stanza, from, to]);
+      if (this.#stored.has(name)) return this.#load(name, [stanza, from, to]);
     }
     this.#dispatch(stanza, from, to);
   }
@@ -179,14 +222,15 @@ export class MucService implements DomainHandler, RoomServices {
     this.serial.call(this.#key(name), () => this.store.loadRoom(this.domain, name)).then(
       (state) => {
         this.#loading.delete(name);
-        this.#hibernated.delete(name);
+        if (state === null) this.#stored.delete(name);
         if (state !== null && !this.rooms.has(name)) this.#loaded({ room: name, state });
         for (const [stanza, from, to] of queued) this.#dispatch(stanza, from, to);
       },
       (e) => {
         this.#loading.delete(name);
-        log.error("room {room} could not be read: {error}", { room: name, error: String(e) });
-        for (const [stanza] of queued) this.router.bounce(stanza, "internal-server-error");
+        logFailure(`reading room ${name}@${this.domain}`, e);
+        const opts = failureOptions(e);
+        for (const [stanza] of queued) this.router.bounce(stanza, "internal-server-error", opts);
       },
     );
   }
@@ -214,7 +258,7 @@ export class MucService implements DomainHandler, RoomServices {
       // A quota, not a passing shortage: not-allowed (XEP-0045's refusal of creation), not
       // resource-constraint, whose type wait would invite retries that cannot succeed.
       const max = this.config.max_rooms_per_user;
-      if ((this.#owned.get(from.bare) ?? 0) >= max && !this.config.admins.includes(from.bare)) {
+      if (this.#ownedCount(from.bare) >= max && !this.config.admins.includes(from.bare)) {
         return mucBounce(this.router, stanza, "not-allowed", {
           text: `you own ${max} rooms, the most allowed: destroy one first`,
         });
@@ -244,22 +288,40 @@ export class MucService implements DomainHandler, RoomServices {
     }
   }
 
-  #publicRooms(): Element {
-    const q = x("query", { xmlns: NS.discoItems });
-    for (const room of this.rooms.values()) {
-      if (room.config.public && !room.locked) {
-        q.append(x("item", { jid: room.jid.bare, name: room.config.name || room.name }));
-      }
-    }
-    return q;
+  /**
+   * Every public room: running here, running on another node (as last announced), or stored and
+   * running nowhere.
+   */
+  #publicRooms(): ListedRoom[] {
+    // The first word on a room is the freshest: its own, then its node's, then storage's.
+    const seen = new Map<string, ListedRoom | null>();
+    const see = (jid: string, f: Pick<RoomFacts, "name" | "public" | "locked">) => {
+      if (seen.has(jid)) return;
+      const name = f.name || jid.slice(0, jid.lastIndexOf("@"));
+      seen.set(jid, f.public && !f.locked ? { jid, name } : null);
+    };
+    for (const room of this.rooms.values()) see(room.jid.bare, liveFacts(room));
+    for (const r of this.placement?.elsewhere() ?? []) see(r.jid, r);
+    for (const [room, f] of this.#stored.rooms) see(`${room}@${this.domain}`, f);
+    return [...seen.values()].filter((r) => r !== null);
+  }
+
+  /** The rooms `bare` owns: running here, elsewhere, or stored. */
+  #ownedCount(bare: string): number {
+    const owned = new Set([...this.#live.owned(bare), ...this.#stored.owned(bare)]);
+    for (const room of this.placement?.ownedElsewhere(bare) ?? []) owned.add(room);
+    return owned.size;
   }
 
   persist(room: Room): void {
     const name = room.name;
+    this.#live.set(name, liveFacts(room));
     if (room.config.persistent && !room.locked) {
-      const state = JSON.stringify(room.state());
-      this.#stored.add(name);
-      this.#write(name, () => this.store.saveRoom(this.domain, name, state));
+      const state = room.state();
+      // Other nodes re-read the room only when what they index of it changed.
+      const changed = this.#stored.set(name, storedFacts(state));
+      const json = JSON.stringify(state);
+      this.#write(name, () => this.store.saveRoom(this.domain, name, json), changed);
     } else this.#forget(name);
   }
 
@@ -269,38 +331,36 @@ export class MucService implements DomainHandler, RoomServices {
     this.#forget(room.name);
   }
 
-  affiliationChanged(bare: string, before: Affiliation, after: Affiliation): void {
-    if (before !== "owner" && after === "owner") this.#countOwned(bare, 1);
-    else if (before === "owner" && after !== "owner") this.#countOwned(bare, -1);
-  }
-
-  #countOwners(room: Room, delta: number): void {
-    for (const [bare, aff] of room.affiliations()) {
-      if (aff === "owner") this.#countOwned(bare, delta);
-    }
-  }
-
-  #countOwned(bare: string, delta: number): void {
-    const n = (this.#owned.get(bare) ?? 0) + delta;
-    if (n > 0) this.#owned.set(bare, n);
-    else this.#owned.delete(bare);
+  ownersChanged(room: Room): void {
+    if (this.rooms.get(room.name) === room) this.#live.set(room.name, liveFacts(room));
   }
 
   /** Deletes a room's stored state, if it has any. */
   #forget(name: string): void {
     if (this.#stored.delete(name)) {
-      this.#write(name, () => this.store.deleteRoom(this.domain, name));
+      this.#write(name, () => this.store.deleteRoom(this.domain, name), true);
     }
   }
 
-  /** Storage writes of one room run in order. */
-  #write(room: string, task: () => Promise<void>): void {
-    this.serial.run(this.#key(room), task);
+  /**
+   * Storage writes of one room run in order; once one is done, `tell` has the other nodes of a
+   * cluster read the room again (not awaited: nothing here depends on when they have).
+   */
+  #write(room: string, task: () => Promise<void>, tell: boolean): void {
+    this.serial.run(this.#key(room), async () => {
+      await task();
+      if (tell) void this.caches?.invalidate(`muc rooms ${this.domain}`, room);
+    });
   }
 
   #key(room: string): string {
     return `muc:${room}@${this.domain}`;
   }
+}
+
+function liveFacts(room: Room): RoomFacts {
+  const { name, public: listed } = room.config;
+  return { name, public: listed, locked: room.locked, owners: room.owners() };
 }
 
 /** A room's disco#info (XEP-0045 §6.4): identity, features from its configuration, roominfo. */

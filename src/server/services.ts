@@ -4,6 +4,7 @@
 import type { AdminCommand, ComponentStatus, RoomLookup, RoomStatus } from "../admin/socket.ts";
 import { ComponentPool } from "../component/pool.ts";
 import { MucService } from "../muc/service.ts";
+import type { Room } from "../muc/room.ts";
 import { Proxy65Service } from "../proxy65/service.ts";
 import type { ServicePlugin } from "./service.ts";
 import { parseJid } from "../jid/jid.ts";
@@ -27,9 +28,9 @@ export const proxy65Plugin: ServicePlugin<Proxy65Service> = {
 export const mucPlugin: ServicePlugin<MucService> = {
   create: (host, local) => {
     const mc = host.config.muc;
-    const { router, store, serial, config } = host.server;
+    const { router, store, serial, config, caches } = host.server;
     // In a cluster a room is read from storage by the node that runs it, when first needed.
-    return mc ? [new MucService(mc, router, store, serial, local, !!config.cluster)] : [];
+    return mc ? [new MucService(mc, router, store, serial, local, !!config.cluster, caches)] : [];
   },
   start: (muc) => muc.start(),
   item: (muc) => ({ jid: muc.domain, name: muc.config.name }),
@@ -68,7 +69,12 @@ function roomStatus(mucs: Map<string, MucService>, one?: string): RoomStatus[] |
 
 /** The rooms this node runs. */
 export function localRoomStatus(muc: MucService): RoomStatus[] {
-  return [...muc.rooms.values()].map((room) => ({
+  return [...muc.rooms.values()].map((room) => statusOfRoom(muc, room));
+}
+
+/** One room this node runs, as `parley rooms` shows it. */
+export function statusOfRoom(muc: MucService, room: Room): RoomStatus {
+  return {
     jid: room.jid.bare,
     name: room.config.name,
     occupants: room.occupantCount,
@@ -77,7 +83,7 @@ export function localRoomStatus(muc: MucService): RoomStatus[] {
     membersOnly: room.config.membersOnly,
     locked: room.locked,
     ...muc.placement && { node: muc.placement.node },
-  }));
+  };
 }
 
 /** Every instance of every pool, on this node and (in a cluster) on the others. */

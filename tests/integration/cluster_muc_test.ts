@@ -4,13 +4,21 @@
 // during a partition merged when it heals, front-end nodes (host_rooms: false), hibernation and
 // a full-cluster restart.
 import assert from "node:assert/strict";
-import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { clusterTest, startCluster } from "../helpers/cluster.ts";
 import { FaultProxy } from "../helpers/fault_proxy.ts";
 import type { RawClient } from "../helpers/raw_client.ts";
 import type { Element } from "../../src/xml/element.ts";
-import type { RoomLookup, RoomStatus } from "../../src/admin/socket.ts";
-import { adminRequest } from "../../src/admin/socket.ts";
-import type { MucCounters } from "../../src/cluster/muc_rooms.ts";
+import {
+  counters,
+  listed,
+  lookup,
+  mucCluster,
+  mucHost,
+  online,
+  onlineAll,
+  poll,
+  rooms,
+} from "../helpers/cluster_muc.ts";
 import { interop, parley } from "../helpers/process.ts";
 import {
   createRoom,
@@ -25,77 +33,6 @@ import {
 } from "../helpers/muc.ts";
 
 const DEAD_AFTER_MS = 1000;
-
-function clusterTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false });
-}
-
-const mucHost = (muc: Record<string, unknown> = {}) => ({
-  hosts: [{ domain: "localhost", muc: { domain: MUC, message_rate: 0, ...muc } }],
-});
-
-/** A cluster of n nodes with a conference service, formed, with `users` created. */
-async function mucCluster(
-  n: number,
-  users: string[],
-  opts: Parameters<typeof startCluster>[1] = {},
-): Promise<{ c: TestCluster; clients: RawClient[] }> {
-  const c = await startCluster(n, { overrides: mucHost(), ...opts });
-  for (const u of users) await c.addUser(u);
-  await c.formed();
-  return { c, clients: [] };
-}
-
-async function online(c: TestCluster, clients: RawClient[], user: string, i: number) {
-  const r = await c.login(i, user, "r");
-  clients.push(r);
-  r.send("<presence/>");
-  return r;
-}
-
-/** Logs users in one after another, each on its node. */
-async function onlineAll(
-  c: TestCluster,
-  clients: RawClient[],
-  users: [string, number][],
-): Promise<RawClient[]> {
-  const out: RawClient[] = [];
-  for (const [u, i] of users) out.push(await online(c, clients, u, i));
-  return out;
-}
-
-function rooms(c: TestCluster, i: number): Promise<RoomStatus[]> {
-  return adminRequest(c.nodes[i].dataDir, { cmd: "rooms" }) as Promise<RoomStatus[]>;
-}
-
-function lookup(c: TestCluster, i: number, room: string): Promise<RoomLookup> {
-  return adminRequest(c.nodes[i].dataDir, { cmd: "rooms", room }) as Promise<RoomLookup>;
-}
-
-async function counters(c: TestCluster, i: number): Promise<MucCounters> {
-  const self = (await c.status(i)).find((m) => m.state === "self")!;
-  return self.muc as MucCounters;
-}
-
-/** Waits until `ok` resolves true (it asks a running node, so it cannot be a sync `until`). */
-async function poll(ok: () => Promise<boolean>, what: string, ms = 5000): Promise<void> {
-  for (const deadline = Date.now() + ms; !await ok();) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** Waits until node i lists exactly `want` rooms (every node reports its rooms each second). */
-async function listed(c: TestCluster, i: number, want: number): Promise<RoomStatus[]> {
-  let last: RoomStatus[] = [];
-  const deadline = Date.now() + 5000;
-  while (Date.now() < deadline) {
-    last = await rooms(c, i);
-    if (last.length === want) return last;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`node ${i} lists ${last.length} rooms, not ${want}`);
-}
 
 const body = (e: Element) => e.childText("body");
 

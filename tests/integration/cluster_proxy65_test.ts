@@ -3,7 +3,6 @@
 // nodes relayed between them, activation through any node, limits over the whole cluster, and the
 // death of a node ending only the streams that ran through it.
 import assert from "node:assert/strict";
-import net from "node:net";
 import { DOMAIN, freePort, startCluster, type TestCluster } from "../helpers/cluster.ts";
 import type { RawClient } from "../helpers/raw_client.ts";
 import {
@@ -17,7 +16,7 @@ import {
   socks,
 } from "../helpers/socks5_client.ts";
 import { interop } from "../helpers/process.ts";
-import { until } from "../helpers/until.ts";
+import { writeAll } from "../../src/stream/write_all.ts";
 
 const PROXY = "proxy.localhost";
 
@@ -73,7 +72,7 @@ async function withCluster(
     for (let i = 0; i < 3; i++) {
       console.log(
         `n${i + 1}:`,
-        c.logs(i).filter((l) => /proxy65/.test(l)),
+        c.logs(i).filter((l) => /proxy65|stream [0-9a-f]/.test(l)),
       );
     }
     throw e;
@@ -83,32 +82,40 @@ async function withCluster(
   }
 }
 
+/** Copies `from` to `to` until the end, which it passes on (a half close). */
+async function forward(from: Deno.Conn, to: Deno.Conn): Promise<void> {
+  const buf = new Uint8Array(1 << 16);
+  try {
+    for (let n; (n = await from.read(buf)) !== null;) await writeAll(to, buf.subarray(0, n));
+    await to.closeWrite();
+  } catch { /* either side gone */ }
+}
+
 /** A TCP load balancer in front of the nodes' proxies: connection k goes to `targets[k % n]`. */
-async function balancer(targets: { host: string; port: number }[]) {
+function balancer(targets: { host: string; port: number }[]) {
   const chosen: number[] = [];
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const i = chosen.length % targets.length;
-    chosen.push(i);
-    const upstream = net.connect(targets[i]);
-    // An end travels as an end (pipe), so the last bytes are not lost to a reset.
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on("error", () => {
-        client.destroy();
-        upstream.destroy();
+  const conns = new Set<Deno.Conn>();
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  void (async () => {
+    for await (const client of listener) {
+      const i = chosen.length % targets.length;
+      chosen.push(i);
+      const upstream = await Deno.connect({ hostname: targets[i].host, port: targets[i].port });
+      for (const c of [client, upstream]) conns.add(c);
+      void Promise.all([forward(client, upstream), forward(upstream, client)]).finally(() => {
+        for (const c of [client, upstream]) {
+          conns.delete(c);
+          c.close();
+        }
       });
     }
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  })().catch(() => {});
   return {
-    port: (server.address() as net.AddressInfo).port,
+    port: listener.addr.port,
     chosen,
     close() {
-      for (const s of sockets) s.destroy();
-      server.close();
+      listener.close();
+      for (const c of conns) c.close();
     },
   };
 }
@@ -121,7 +128,7 @@ Deno.test({
     // proxy.localhost stands for every node behind a load balancer: the target's connection
     // (the first) reaches n1, the requester's n3; the activation goes through n2.
     const port = freePort(["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
-    const lb = await balancer([{ host: "127.0.0.1", port }, { host: "127.0.0.3", port }]);
+    const lb = balancer([{ host: "127.0.0.1", port }, { host: "127.0.0.3", port }]);
     try {
       await withCluster(
         proxyOn({ port, host: "127.0.0.1", announce_port: lb.port }),

@@ -116,13 +116,14 @@ clusterTest(
         const blocked = await bob.iq("set", `<block xmlns='urn:xmpp:blocking'>${item}</block>`);
         assert.equal(blocked.attrs.type, "result");
         say(`blocked${i}`);
+        // Refused on n1 (before the unblock below, which would otherwise race with it).
+        await alice.waitFor(messageWith(`blocked${i}`, "error"), 5000, `blocked${i} refused`);
         const unblocked = await bob.iq(
           "set",
           `<unblock xmlns='urn:xmpp:blocking'>${item}</unblock>`,
         );
         assert.equal(unblocked.attrs.type, "result");
         say(`open${i}`);
-        // In order from one sender: had the blocked one got through, it would be here first.
         await bob.waitFor(messageWith(`open${i}`, "chat"), 5000, `open${i}`);
         assert.ok(!bob.received.some(messageWith(`blocked${i}`, "chat")), `blocked${i} arrived`);
       }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
-import { meshOptions, parseAddress, parseDuration } from "../../src/cluster/config.ts";
+import { ANY_NODE, meshOptions, parseAddress, parseDuration } from "../../src/cluster/config.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { testPki } from "../helpers/cluster_pki.ts";
 
@@ -48,6 +48,15 @@ ${PEERS}${TLS}`;
   assert.equal(options.heartbeatMs, 1000);
   assert.equal(options.deadAfterMs, 5000);
   assert.equal(check(text, "n3").cfg.listeners[0].bind, "::1");
+});
+
+Deno.test("commands that use only the shared store read the file as its first peer", () => {
+  const text = `data_dir: data/{node}\ncluster:\n${PEERS}${TLS}`;
+  assert.equal(check(text, ANY_NODE).cfg.data_dir, "data/n1");
+  assert.equal(
+    check(text.replace("cluster:\n", "cluster:\n  node: n3\n"), ANY_NODE).cfg.data_dir,
+    "data/n3",
+  );
 });
 
 Deno.test("the cluster section's mistakes are reported where they are", () => {
