@@ -27,13 +27,18 @@ interface Args {
   sessions?: number;
   rate?: number;
   componentPort?: number;
+  /** Component instance i connects to componentPorts[i % length] (a cluster's nodes). */
+  componentPorts?: number[];
   streams?: number;
   bytes?: number;
   instances?: number;
   occupants?: number;
   /** Receivers log in here (another node of a cluster); senders on `port`. */
   peerPort?: number;
-  /** MUC: occupant i logs in on ports[i % length] (the nodes of a cluster); default `port`. */
+  /**
+   * MUC occupant or component user i logs in on ports[i % length] (the nodes of a cluster);
+   * default `port`.
+   */
   ports?: number[];
   /** Idle sessions send initial presence (their records carry it). */
   presence?: boolean;
@@ -279,6 +284,36 @@ async function throughput(): Promise<void> {
   Deno.exit(0);
 }
 
+/** Calls `send` `rate` times per second, spread over 1 ms ticks; the returned function stops. */
+function paced(rate: number, send: (k: number) => void): () => void {
+  let sent = 0;
+  const t0 = performance.now();
+  const tick = setInterval(() => {
+    const due = Math.floor((performance.now() - t0) * rate / 1000);
+    for (; sent < due; sent++) send(sent);
+  }, 1);
+  return () => clearInterval(tick);
+}
+
+/** Adds now − t to `samples` for each id='t<t>' in `chunk` (ids stamped at sending). */
+function sample(samples: number[], chunk: string, now: number): void {
+  for (const m of chunk.matchAll(/id=["']t([0-9.]+)["']/g)) samples.push(now - Number(m[1]));
+}
+
+/** Sorts `samples` and prints their quantiles. */
+function outQuantiles(samples: number[], extra: Record<string, unknown>): void {
+  samples.sort((a, b) => a - b);
+  const q = (p: number) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))];
+  out({
+    ...extra,
+    samples: samples.length,
+    p50: q(0.5),
+    p99: q(0.99),
+    p999: q(0.999),
+    max: samples[samples.length - 1],
+  });
+}
+
 async function latency(): Promise<void> {
   const n = args.concurrency;
   const rate = args.rate!;
@@ -286,63 +321,58 @@ async function latency(): Promise<void> {
   let measuring = false;
   const list = await pairs(n, (_i, chunk) => {
     const now = performance.now();
-    if (!measuring) return;
-    for (const m of chunk.matchAll(/id=["']t([0-9.]+)["']/g)) samples.push(now - Number(m[1]));
+    if (measuring) sample(samples, chunk, now);
   });
-  // Send at a fixed rate, spread over 1 ms ticks, round-robin over the pairs.
-  let sent = 0;
-  let k = 0;
-  const t0 = performance.now();
-  const tick = setInterval(() => {
-    const due = Math.floor((performance.now() - t0) * rate / 1000);
-    while (sent < due) {
-      const i = k++ % n;
-      list[i].s.send(
-        `<message to='${
-          user(2 * i + 1)
-        }@localhost/r' type='chat' id='t${performance.now()}'><body>latency probe</body></message>`,
-      );
-      sent++;
-    }
-  }, 1);
+  // Round-robin over the pairs.
+  const stop = paced(rate, (k) => {
+    const i = k % n;
+    list[i].s.send(
+      `<message to='${
+        user(2 * i + 1)
+      }@localhost/r' type='chat' id='t${performance.now()}'><body>latency probe</body></message>`,
+    );
+  });
   await new Promise((r) => setTimeout(r, 1000));
   out({ phase: "start" });
   measuring = true;
   await new Promise((r) => setTimeout(r, args.seconds * 1000));
   measuring = false;
-  clearInterval(tick);
-  samples.sort((a, b) => a - b);
-  const q = (p: number) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))];
-  out({
-    samples: samples.length,
-    rate,
-    p50: q(0.5),
-    p99: q(0.99),
-    p999: q(0.999),
-    max: samples[samples.length - 1],
-  });
+  stop();
+  outQuantiles(samples, { rate });
   Deno.exit(0);
 }
 
+const FROM = / from="([^"]+)"/;
+const ID = / id="([^"]+)"/;
+
 /**
  * Component round trips: users send to echo@gw.localhost, component instances answer each one
- * back to its sender, closed loop with a window per user. One round trip = two routed stanzas.
+ * back to its sender (with its id), closed loop with a window per user. One round trip = two
+ * routed stanzas. With `rate`: round trips started at a fixed pace, round-robin over the users,
+ * and their latency. Instances connect to `componentPorts`, users to `ports`, round-robin.
  */
 async function componentRoundTrips(): Promise<void> {
   const WINDOW = 32;
+  const componentPorts = args.componentPorts ?? [args.componentPort!];
+  const ports = args.ports ?? [args.port];
   let done = 0;
   let counting = false;
+  const samples: number[] = [];
   const instances = await Promise.all(
     Array.from(
       { length: args.instances! },
-      () => componentLogin(args.componentPort!, "gw.localhost", "benchsecret"),
+      (_, i) =>
+        componentLogin(componentPorts[i % componentPorts.length], "gw.localhost", "benchsecret"),
     ),
   );
   for (const inst of instances) {
     onMessages(inst, (chunk) => {
       let reply = "";
-      for (const m of chunk.matchAll(/<message [^>]*?from="([^"]+)"/g)) {
-        reply += `<message from='echo@gw.localhost' to='${m[1]}'><body>pong</body></message>`;
+      for (const [tag] of chunk.matchAll(/<message [^>]*>/g)) {
+        const id = ID.exec(tag)?.[1];
+        reply += `<message from='echo@gw.localhost' to='${FROM.exec(tag)![1]}'${
+          id ? ` id='${id}'` : ""
+        }><body>pong</body></message>`;
       }
       inst.send(reply);
     });
@@ -350,25 +380,39 @@ async function componentRoundTrips(): Promise<void> {
   const ping = "<message to='echo@gw.localhost'><body>ping</body></message>";
   const clients: RawClient[] = [];
   for (let i = 0; i < args.concurrency; i++) {
-    const c = await RawClient.login(args.port, user(i), PASSWORD, {
+    const c = await RawClient.login(ports[i % ports.length], user(i), PASSWORD, {
       starttls: false,
       resource: "c",
     });
     onMessages(c, (chunk) => {
+      const now = performance.now();
+      if (args.rate) {
+        if (counting) sample(samples, chunk, now);
+        return;
+      }
       const k = count(chunk);
       if (counting) done += k;
       c.send(ping.repeat(k));
     });
     clients.push(c);
   }
-  for (const c of clients) c.send(ping.repeat(WINDOW));
+  let stop = () => {};
+  if (args.rate) {
+    stop = paced(args.rate, (k) =>
+      clients[k % clients.length].send(
+        `<message to='echo@gw.localhost' id='t${performance.now()}'><body>ping</body></message>`,
+      ));
+  } else for (const c of clients) c.send(ping.repeat(WINDOW));
   await new Promise((r) => setTimeout(r, 1000));
   out({ phase: "start" });
   counting = true;
   const t0 = performance.now();
   await new Promise((r) => setTimeout(r, args.seconds * 1000));
   const secs = (performance.now() - t0) / 1000;
-  out({ roundTrips: done, seconds: secs, rate: done / secs });
+  counting = false;
+  stop();
+  if (args.rate) outQuantiles(samples, { rate: args.rate });
+  else out({ roundTrips: done, seconds: secs, rate: done / secs });
   Deno.exit(0);
 }
 
@@ -553,16 +597,9 @@ async function mucFanout(): Promise<void> {
     if (i % 50 === 49) await Promise.all(joined); // joins in batches: the room's presence is O(n²)
   }
   await Promise.all(joined);
-  let tick: ReturnType<typeof setInterval> | undefined;
-  if (args.rate) {
-    let sent = 0;
-    let k = 0;
-    const t0 = performance.now();
-    tick = setInterval(() => {
-      const due = Math.floor((performance.now() - t0) * args.rate! / 1000);
-      for (; sent < due; sent++) send(k++ % senders, 1);
-    }, 1);
-  } else for (let k = 0; k < senders; k++) send(k, WINDOW);
+  let stop = () => {};
+  if (args.rate) stop = paced(args.rate, (k) => send(k % senders, 1));
+  else for (let k = 0; k < senders; k++) send(k, WINDOW);
   await new Promise((r) => setTimeout(r, 1000)); // warm-up
   out({ phase: "start" });
   measuring = true;
@@ -570,7 +607,7 @@ async function mucFanout(): Promise<void> {
   await new Promise((r) => setTimeout(r, args.seconds * 1000));
   measuring = false;
   const secs = (performance.now() - t0) / 1000;
-  clearInterval(tick);
+  stop();
   const sorted = samples.subarray(0, taken).sort();
   const q = (p: number) => sorted[Math.min(taken - 1, Math.floor(p * taken))];
   out({

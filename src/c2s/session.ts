@@ -58,7 +58,8 @@ export class C2SSession extends XmlStream implements LocalSession {
       socket,
       secure,
       {
-        maxStanzaSize: l.max_stanza_size,
+        // Raised to max_stanza_size once the client has authenticated (the parser reads it live).
+        maxStanzaSize: Math.min(l.max_stanza_size, l.max_stanza_size_before_auth),
         maxDepth: l.max_depth,
         rateBytesPerSecond: l.rate_bytes_per_second,
         rateBurstBytes: l.rate_burst_bytes,
@@ -177,6 +178,7 @@ export class C2SSession extends XmlStream implements LocalSession {
       succeeded: (user: string) => {
         this.user = user;
         this.#sasl = undefined;
+        this.limits.maxStanzaSize = this.deps.ctx.config.limits.max_stanza_size;
         log.info("authenticated {user}@{domain} on {id} from {remote}", {
           user,
           domain: this.host!.domain,

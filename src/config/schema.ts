@@ -137,6 +137,7 @@ export const CONFIG_SPEC: Spec = obj({
   }),
   limits: obj({
     max_stanza_size: int(262_144, 1024, 64 * 1024 * 1024),
+    max_stanza_size_before_auth: int(16_384, 4096, 64 * 1024 * 1024),
     max_depth: int(64, 4, 1024),
     connections_per_ip: int(100, 1, 1_000_000),
     rate_bytes_per_second: int(262_144, 1024, 1 << 30),
@@ -276,6 +277,8 @@ export interface Config {
   };
   limits: {
     max_stanza_size: number;
+    /** Until a client has authenticated (SASL and registration need little). */
+    max_stanza_size_before_auth: number;
     max_depth: number;
     connections_per_ip: number;
     rate_bytes_per_second: number;

@@ -1,25 +1,27 @@
 // Abuse: oversized SASL payloads before login. 100 connections from 20 addresses each send one
-// SCRAM client-first naming a 150,000-character user, while 20 others send a client-first with a
-// 150 KB nonce and <abort/> it, again and again. Payloads over a few KiB are refused before they
-// are decoded (decoding, validating and SASLprep of such text blocked the event loop for
-// milliseconds each: seconds in all), and an abandoned exchange counts as a failure, so the loop
-// ends with the stream after the connection's failure limit.
+// SCRAM client-first naming a huge user: half of them 150,000 characters, more than a stanza may
+// hold before login (the stream is closed with policy-violation while parsing, before any SASL
+// work), half 11,000, within that bound but over what SASL accepts (refused with
+// malformed-request before the text is decoded: decoding, validating and SASLprep of such text
+// blocked the event loop for milliseconds each, seconds in all). 20 others send a client-first
+// with a nonce of either size and <abort/> it, again and again: an abandoned exchange counts as a
+// failure, so the loop ends with the stream after the connection's failure limit.
 import assert from "node:assert/strict";
 import { abuseServer, MAX_STALL_MS, stallProbe } from "../helpers/abuse.ts";
 import { serverTest } from "../helpers/server.ts";
 import { NS } from "../../src/xml/ns.ts";
 import { saslConnection } from "./sasl_connection.ts";
 
-const BIG = 150_000;
-/** Each payload still costs the XML parser ~8 ms (200 KB of text); that is the bound here. */
-const NAMES = 50;
+/** Over limits.max_stanza_size_before_auth once base64-encoded, and within it. */
+const SIZES = [150_000, 11_000];
+const NAMES = 100;
 const auth = (payload: string) =>
   `<auth xmlns='${NS.sasl}' mechanism='SCRAM-SHA-256'>${btoa(payload)}</auth>`;
 
 /** One client-first with a huge user name: the answer. */
 async function hugeName(port: number, i: number): Promise<string> {
   const c = saslConnection(port, `127.0.1.${2 + i % 20}`);
-  c.send(auth(`n,,n=${"u".repeat(BIG)},r=abc`));
+  c.send(auth(`n,,n=${"u".repeat(SIZES[i % 2])},r=abc`));
   try {
     return await c.next();
   } finally {
@@ -33,7 +35,7 @@ async function hugeName(port: number, i: number): Promise<string> {
  */
 async function abortLoop(port: number, i: number): Promise<{ rounds: number; end: string }> {
   const c = saslConnection(port, `127.0.2.${2 + i}`);
-  const nonce = i % 2 ? "A".repeat(BIG) : "abc";
+  const nonce = i % 4 === 3 ? "abc" : "A".repeat(SIZES[i % 2]);
   const payload = auth(`n,,n=user,r=${nonce}`) + `<abort xmlns='${NS.sasl}'/>`;
   try {
     for (let rounds = 0; rounds < 20; rounds++) {
@@ -59,13 +61,18 @@ serverTest("abuse: oversized SASL payloads are refused cheaply and aborts count"
       Promise.all(Array.from({ length: 20 }, (_, i) => abortLoop(server.port, i))),
     ]);
     const { maxWaitMs, pings } = await probe.stop();
-    const malformed = names.filter((a) => /<malformed-request/.test(a)).length;
+    const malformed = names.filter((a, i) => i % 2 && /<malformed-request/.test(a)).length;
+    const tooBig = names.filter((a, i) => !(i % 2) && /policy-violation/.test(a)).length;
     console.log(
-      `huge names: ${malformed}/${NAMES} malformed-request; abort loops: rounds ` +
+      `huge names: ${tooBig}/${NAMES / 2} policy-violation, ${malformed}/${
+        NAMES / 2
+      } malformed-request; abort loops: rounds ` +
         `${loops.map((l) => l.rounds).join(",")}; probe: ${pings} pings, longest wait ` +
         `${maxWaitMs.toFixed(0)} ms`,
     );
-    assert.equal(malformed, NAMES, `answers: ${[...new Set(names)].join(" | ").slice(0, 300)}`);
+    const answers = `answers: ${[...new Set(names)].join(" | ").slice(0, 300)}`;
+    assert.equal(tooBig, NAMES / 2, answers);
+    assert.equal(malformed, NAMES / 2, answers);
     for (const l of loops) {
       assert.ok(l.rounds <= 5, `${l.rounds} rounds before the end: ${l.end}`);
       assert.match(l.end, /<stream:error|closed/);

@@ -61,7 +61,11 @@ sender.add_event_handler("session_start", send)
 
 
 async def main():
-    await asyncio.wait_for(done.wait(), 60)
+    try:
+        await asyncio.wait_for(done.wait(), 20)
+    except asyncio.TimeoutError:
+        result["timeout"] = True  # what arrived so far tells where it stopped
+        result["bytes"] = len(received)
     print(json.dumps(result), flush=True)
 
 
