@@ -22,7 +22,7 @@ const ITERATIONS = Number(Deno.env.get("BENCH_ITERATIONS") ?? 16);
 const IDLE_SESSIONS = Number(Deno.env.get("BENCH_IDLE_SESSIONS") ?? 10_000);
 /**
  * Comma-separated subset (memory, logins, throughput, latency, muc, proxy65, components,
- * cluster); default all.
+ * cluster, cluster-components: only the component part of cluster); default all.
  */
 const ONLY = Deno.env.get("BENCH_ONLY")?.split(",");
 const wanted = (part: string) => !ONLY || ONLY.includes(part);
@@ -212,7 +212,9 @@ try {
       );
     }
   }
-  if (wanted("cluster")) await clusterBench(row, ITERATIONS, SERVER_CPU);
+  if (wanted("cluster") || wanted("cluster-components")) {
+    await clusterBench(row, ITERATIONS, SERVER_CPU, !wanted("cluster"));
+  }
 } finally {
   server.child.kill("SIGTERM");
   await server.exited;

@@ -3,7 +3,9 @@
 // pinned to the server core, the load generator on its own. Measures one-to-one messages between
 // users on one node and on two nodes (rate, latency, CPU per message of all nodes together), the
 // link's throughput, the memory a node spends per session record it holds for another node,
-// failure detection (kill -9 and a hung node) and how long ten nodes take to form a mesh.
+// failure detection (kill -9 and a hung node) and how long ten nodes take to form a mesh; and echo
+// round trips through an external component with its instances and users on one node or spread
+// over the three.
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { type RunningServer, serveProcess } from "../tests/helpers/process.ts";
@@ -81,7 +83,10 @@ export class BenchCluster {
   }
 }
 
-/** A configuration for `count` nodes on 127.0.0.1…; c2s on 127.0.0.1 on a port of each node's. */
+/**
+ * A configuration for `count` nodes on 127.0.0.1…; c2s and component listeners on 127.0.0.1 on
+ * ports of each node's (`ports` [c2s, component]).
+ */
 export async function configure(
   dir: string,
   count: number,
@@ -99,6 +104,7 @@ export async function configure(
       hosts: [{
         domain: "localhost",
         registration: true,
+        components: [{ domain: "gw.localhost", secret: "benchsecret" }],
         muc: {
           domain: "conference.localhost",
           max_occupants: 1000,
@@ -114,7 +120,7 @@ export async function configure(
         port: 0,
         starttls: "optional",
         plain_without_tls: true,
-      }],
+      }, { type: "component", bind: "127.0.0.1", port: 0 }],
       limits: {
         connections_per_ip: 100000,
         rate_bytes_per_second: 1073741824,
@@ -140,7 +146,13 @@ export async function configure(
   return file;
 }
 
-export async function clusterBench(row: Row, iterations: number, serverCpu: string) {
+/** With `componentsOnly` (BENCH_ONLY=cluster-components), only the component round trips. */
+export async function clusterBench(
+  row: Row,
+  iterations: number,
+  serverCpu: string,
+  componentsOnly = false,
+) {
   const dir = await Deno.makeTempDir({ prefix: "parley-bench-cluster-" });
   const pki = await testPki(Array.from({ length: WIDE }, (_, i) => name(i)));
   const url = await (await sharedPostgres()).database();
@@ -155,6 +167,8 @@ export async function clusterBench(row: Row, iterations: number, serverCpu: stri
     const load = (args: Record<string, unknown>, at?: Parameters<typeof runGenerator>[2]) =>
       runGenerator({ port: port(0), ...args }, pids, at);
     await load({ scenario: "register" });
+    await components(three, row, load);
+    if (componentsOnly) return;
 
     // One-to-one messages: both users on n1, then the sender on n1 and the receiver on n2.
     const cases = [["on one node", port(0)], ["on two nodes", port(1)]] as const;
@@ -249,6 +263,54 @@ export async function clusterBench(row: Row, iterations: number, serverCpu: stri
     await wide.stop();
     await pki.remove();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** The component rate at which latency is measured (round trips per second). */
+const COMPONENT_RATE = 2000;
+
+/**
+ * Echo round trips through gw.localhost with 1 and 6 instances: instances and users all on n1, then
+ * spread round-robin over the three nodes (a stanza and its echo then cross a link 2/3 of the time
+ * each), alternately; each case keeps its round of least CPU per round trip of all nodes.
+ */
+async function components(
+  c: BenchCluster,
+  row: Row,
+  load: (args: Record<string, unknown>) => Promise<Record<string, number>>,
+): Promise<void> {
+  const ports = (k: number) => [0, 1, 2].map((i) => c.node(i).process.ports[k]);
+  const layouts = [
+    ["on n1", { ports: ports(0).slice(0, 1), componentPorts: ports(1).slice(0, 1) }],
+    ["spread over three nodes", { ports: ports(0), componentPorts: ports(1) }],
+  ] as const;
+  for (const instances of [1, 6]) {
+    const common = { scenario: "component", instances, concurrency: 50 };
+    const best = layouts.map(() => ({ us: Infinity, rate: 0, busy: 0 }));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [k, [, where]] of layouts.entries()) {
+        const r = await load({ ...common, ...where });
+        const us = r.cpu / r.roundTrips * 1e6;
+        if (us < best[k].us) best[k] = { us, rate: r.rate, busy: r.busy };
+      }
+    }
+    for (const [k, [what, where]] of layouts.entries()) {
+      const lat = await load({ ...common, ...where, rate: COMPONENT_RATE });
+      row(
+        `cluster: component echo, ${instances} instance(s) and users ${what}: round trips/s (nodes' core ${
+          (best[k].busy * 100).toFixed(0)
+        }% busy); µs CPU each; p50 / p99 at ${COMPONENT_RATE.toLocaleString("en")}/s (ms)`,
+        `${best[k].rate.toFixed(0)}; ${best[k].us.toFixed(2)}; ${lat.p50.toFixed(2)} / ${
+          lat.p99.toFixed(2)
+        }`,
+        "",
+      );
+    }
+    row(
+      `  spread / on n1, ${instances} instance(s): round trips/s; CPU per round trip`,
+      `${(best[1].rate / best[0].rate).toFixed(2)}×; ${(best[1].us / best[0].us).toFixed(2)}×`,
+      "",
+    );
   }
 }
 

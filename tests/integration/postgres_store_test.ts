@@ -7,7 +7,7 @@ import { RawClient } from "../helpers/raw_client.ts";
 import { parley } from "../helpers/process.ts";
 import { serverTest, startServer } from "../helpers/server.ts";
 import { sharedPostgres } from "../helpers/postgres.ts";
-import type { Element } from "../../src/xml/element.ts";
+import { errorOf, STORE_DOWN } from "../helpers/stanza_errors.ts";
 import { NS } from "../../src/xml/ns.ts";
 
 const pg = await sharedPostgres();
@@ -61,12 +61,6 @@ serverTest("nodes sharing the store share one secret, kept across restarts", asy
   }
 });
 
-const errorOf = (e: Element) => ({
-  type: e.attrs.type,
-  condition: e.child("error")?.elements()[0]?.name,
-  errorType: e.child("error")?.attrs.type,
-});
-
 serverTest(
   "a PostgreSQL outage: store requests wait, chat goes on, then all works again",
   async () => {
@@ -88,9 +82,8 @@ serverTest(
 
       await pg.stop();
       try {
-        const wait = { type: "error", condition: "internal-server-error", errorType: "wait" };
-        assert.deepEqual(errorOf(await ann.iq("get", ROSTER_GET)), wait);
-        assert.deepEqual(errorOf(await ann.iq("set", `<vCard xmlns='${NS.vcard}'/>`)), wait);
+        assert.deepEqual(errorOf(await ann.iq("get", ROSTER_GET)), STORE_DOWN);
+        assert.deepEqual(errorOf(await ann.iq("set", `<vCard xmlns='${NS.vcard}'/>`)), STORE_DOWN);
         for (let i = 0; i < 5; i++) await chat();
       } finally {
         await pg.start();
