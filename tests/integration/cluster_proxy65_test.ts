@@ -209,6 +209,9 @@ Deno.test({
       const t3 = await openStream(req, [n1, n2], "t3", target);
       t3.requester.socket.write("after");
       await t3.target.until(() => t3.target.size >= 5, "bytes across n2 → n1");
+      // Either side closing ends the stream on both nodes.
+      t3.requester.socket.end();
+      await t3.target.until(() => t3.target.closed, "the end passed on across nodes");
     });
   },
 });
