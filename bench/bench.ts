@@ -14,6 +14,7 @@ import {
 } from "./generator.ts";
 import { clusterBench } from "./cluster.ts";
 import { proxy65ClusterBench } from "./proxy65_cluster.ts";
+import { MUC_PACE, MUC_SIZES, mucClusterBench, type MucFigures } from "./muc_cluster.ts";
 
 /** The server's core; BENCH_SERVER_CPU="" leaves it unpinned (key derivation may use both). */
 const SERVER_CPU = Deno.env.get("BENCH_SERVER_CPU") ?? "0";
@@ -22,7 +23,9 @@ const ITERATIONS = Number(Deno.env.get("BENCH_ITERATIONS") ?? 16);
 const IDLE_SESSIONS = Number(Deno.env.get("BENCH_IDLE_SESSIONS") ?? 10_000);
 /**
  * Comma-separated subset (memory, logins, throughput, latency, muc, proxy65, components,
- * cluster, cluster-components: only the component part of cluster); default all.
+ * cluster, cluster-components: only the component part of cluster); default all. `muc` and
+ * `proxy65` each measure one node, then the same across a cluster in the same run
+ * (bench/muc_cluster.ts: three nodes; bench/proxy65_cluster.ts: two), with the ratio.
  */
 const ONLY = Deno.env.get("BENCH_ONLY")?.split(",");
 const wanted = (part: string) => !ONLY || ONLY.includes(part);
@@ -162,7 +165,8 @@ try {
     );
   }
   if (wanted("muc")) {
-    for (const occupants of [100, 1000]) {
+    const oneNode = new Map<number, MucFigures>();
+    for (const occupants of MUC_SIZES) {
       await freshServer();
       const sat = await load({ scenario: "muc", occupants });
       row(
@@ -174,7 +178,8 @@ try {
       // A fixed 5,000 stanzas out per second, as for the yardstick, once the server has settled
       // (collected the garbage of the saturation run).
       await new Promise((r) => setTimeout(r, 2000));
-      const lat = await load({ scenario: "muc", occupants, rate: 5000 / occupants });
+      const lat = await load({ scenario: "muc", occupants, rate: MUC_PACE / occupants });
+      oneNode.set(occupants, { stanzasOut: sat.stanzasOut, p50: lat.p50, p99: lat.p99 });
       row(`  latency p50 at 5,000 stanzas out/s (ms)`, lat.p50.toFixed(2), "");
       row(
         `  latency p99 at 5,000 stanzas out/s (ms)`,
@@ -182,6 +187,7 @@ try {
         occupants === 100 ? "ejabberd 23.01: 3 ms" : "",
       );
     }
+    await mucClusterBench(row, ITERATIONS, SERVER_CPU, oneNode);
   }
   if (wanted("proxy65")) {
     await freshServer();

@@ -242,18 +242,7 @@ export async function clusterBench(
       "",
     );
 
-    // MUC with the occupants spread over the three nodes (one frame per node per message).
-    const ports = [port(0), port(1), port(2)];
-    for (const occupants of [100, 1000]) {
-      const sat = await load({ scenario: "muc", occupants, ports });
-      const lat = await load({ scenario: "muc", occupants, ports, rate: 5000 / occupants });
-      row(
-        `cluster: MUC, ${occupants} occupants on three nodes: stanzas out/s; p50 / p99 at 5,000/s (ms)`,
-        `${sat.stanzasOut.toFixed(0)}; ${lat.p50.toFixed(2)} / ${lat.p99.toFixed(2)}`,
-        "",
-      );
-    }
-
+    // MUC over the three nodes: bench/muc_cluster.ts (BENCH_ONLY=muc, next to one node).
     await failureDetection(three, row);
     await remoteMemory(three, row);
     await three.stop();
@@ -281,8 +270,8 @@ async function components(
 ): Promise<void> {
   const ports = (k: number) => [0, 1, 2].map((i) => c.node(i).process.ports[k]);
   const layouts = [
-    ["on n1", { ports: ports(0).slice(0, 1), componentPorts: ports(1).slice(0, 1) }],
-    ["spread over three nodes", { ports: ports(0), componentPorts: ports(1) }],
+    ["all on n1", { ports: ports(0).slice(0, 1), componentPorts: ports(1).slice(0, 1) }],
+    ["spread over n1–n3", { ports: ports(0), componentPorts: ports(1) }],
   ] as const;
   for (const instances of [1, 6]) {
     const common = { scenario: "component", instances, concurrency: 50 };
@@ -297,9 +286,9 @@ async function components(
     for (const [k, [what, where]] of layouts.entries()) {
       const lat = await load({ ...common, ...where, rate: COMPONENT_RATE });
       row(
-        `cluster: component echo, ${instances} instance(s) and users ${what}: round trips/s (nodes' core ${
+        `cluster: component echo, ${instances} instance(s), ${what}: round trips/s (nodes' core ${
           (best[k].busy * 100).toFixed(0)
-        }% busy); µs CPU each; p50 / p99 at ${COMPONENT_RATE.toLocaleString("en")}/s (ms)`,
+        }% busy); CPU µs each; p50 / p99 at ${COMPONENT_RATE}/s (ms)`,
         `${best[k].rate.toFixed(0)}; ${best[k].us.toFixed(2)}; ${lat.p50.toFixed(2)} / ${
           lat.p99.toFixed(2)
         }`,

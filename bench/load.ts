@@ -17,7 +17,8 @@ interface Args {
     | "latency"
     | "component"
     | "proxy"
-    | "muc";
+    | "muc"
+    | "muc-takeover";
   port: number;
   users: number;
   seconds: number;
@@ -33,6 +34,11 @@ interface Args {
   bytes?: number;
   instances?: number;
   occupants?: number;
+  /** The MUC scenarios' room (local part); default one named for its size. */
+  room?: string;
+  /** muc-takeover: the process it kills (the room's node) and that node's c2s port. */
+  killPid?: number;
+  killPort?: number;
   /** Receivers log in here (another node of a cluster); senders on `port`. */
   peerPort?: number;
   /**
@@ -523,15 +529,18 @@ async function proxyTransfer(): Promise<void> {
   Deno.exit(0);
 }
 
+/** The room of the MUC scenarios (`room`, or one named for its size). */
+const mucRoom = () => `${args.room ?? `fanout${args.occupants}`}@conference.localhost`;
+
 /**
- * MUC fan-out: `occupants` sessions in one room. Saturation: a few senders keep a window of
- * groupchat messages in flight (each echo lets its sender send one more); stanzas out counts every
- * delivery to every occupant. With `rate`: messages in per second at a fixed pace, latency from
- * sending to each occupant's receipt.
+ * Logs `n` occupants in (occupant i on ports[i % length]) and into the room, which occupant 0
+ * creates and sizes for them; `fn` gets each occupant's text as it arrives, from its join on.
  */
-async function mucFanout(): Promise<void> {
-  const n = args.occupants!;
-  const room = `fanout${n}@conference.localhost`;
+async function occupy(
+  n: number,
+  fn: (i: number, text: string, now: number) => void,
+): Promise<NativeClient[]> {
+  const room = mucRoom();
   const clients: NativeClient[] = [];
   let next = 0;
   const worker = async () => {
@@ -550,6 +559,35 @@ async function mucFanout(): Promise<void> {
   );
   const cfg = await clients[0].until('id="cfg"');
   if (!cfg.includes('type="result"')) throw new Error("room configuration failed: " + cfg);
+  const joined: Promise<void>[] = [];
+  for (let i = 0; i < n; i++) {
+    let resolve!: () => void;
+    joined.push(new Promise((r) => resolve = r));
+    let inRoom = i === 0;
+    if (inRoom) resolve();
+    clients[i].read((text, now) => {
+      if (!inRoom && text.includes(`from="${room}/n${i}"`) && text.includes('code="110"')) {
+        inRoom = true;
+        resolve();
+      }
+      fn(i, text, now);
+    });
+    if (i > 0) clients[i].send(joinXml(i));
+    if (i % 50 === 49) await Promise.all(joined); // joins in batches: the room's presence is O(n²)
+  }
+  await Promise.all(joined);
+  return clients;
+}
+
+/**
+ * MUC fan-out: `occupants` sessions in one room. Saturation: a few senders keep a window of
+ * groupchat messages in flight (each echo lets its sender send one more); stanzas out counts every
+ * delivery to every occupant. With `rate`: messages in per second at a fixed pace, latency from
+ * sending to each occupant's receipt.
+ */
+async function mucFanout(): Promise<void> {
+  const n = args.occupants!;
+  const room = mucRoom();
   let measuring = false;
   let delivered = 0;
   // Preallocated, and ids found without regexes: the generator's own garbage collection would
@@ -566,37 +604,23 @@ async function mucFanout(): Promise<void> {
     }
     clients[k].send(xml);
   };
-  const joined: Promise<void>[] = [];
-  for (let i = 0; i < n; i++) {
-    let resolve!: () => void;
-    joined.push(new Promise((r) => resolve = r));
-    let inRoom = i === 0;
-    if (inRoom) resolve();
-    const mine = new RegExp(`id="t[0-9.]+-${i}"`, "g");
-    clients[i].read((text, now) => {
-      if (!inRoom && text.includes(`from="${room}/n${i}"`) && text.includes('code="110"')) {
-        inRoom = true;
-        resolve();
+  const mine = Array.from({ length: senders }, (_, i) => new RegExp(`id="t[0-9.]+-${i}"`, "g"));
+  const clients = await occupy(n, (i, text, now) => {
+    const k = count(text);
+    if (k === 0) return;
+    if (measuring) {
+      delivered += k;
+      for (let at = text.indexOf('id="t'); at >= 0 && taken < samples.length;) {
+        const end = text.indexOf("-", at);
+        samples[taken++] = now - Number(text.slice(at + 5, end));
+        at = text.indexOf('id="t', end);
       }
-      const k = count(text);
-      if (k === 0) return;
-      if (measuring) {
-        delivered += k;
-        for (let at = text.indexOf('id="t'); at >= 0 && taken < samples.length;) {
-          const end = text.indexOf("-", at);
-          samples[taken++] = now - Number(text.slice(at + 5, end));
-          at = text.indexOf('id="t', end);
-        }
-      }
-      if (!args.rate && i < senders) {
-        const own = text.match(mine)?.length ?? 0;
-        if (own) send(i, own);
-      }
-    });
-    if (i > 0) clients[i].send(joinXml(i));
-    if (i % 50 === 49) await Promise.all(joined); // joins in batches: the room's presence is O(n²)
-  }
-  await Promise.all(joined);
+    }
+    if (!args.rate && i < senders) {
+      const own = text.match(mine[i])?.length ?? 0;
+      if (own) send(i, own);
+    }
+  });
   let stop = () => {};
   if (args.rate) stop = paced(args.rate, (k) => send(k % senders, 1));
   else for (let k = 0; k < senders; k++) send(k, WINDOW);
@@ -620,6 +644,65 @@ async function mucFanout(): Promise<void> {
   Deno.exit(0);
 }
 
+/**
+ * MUC takeover: `occupants` spread over `ports`, the room run by the node at `killPort`. An
+ * occupant on another node sends `rate` groupchat messages per second; the generator kills
+ * process `killPid` (SIGKILL) and reports, in ms from the kill, when the first message sent after
+ * it reached a surviving occupant and every one of them, and when the occupants of the dead node
+ * were all shown leaving (status 333) to a first and to every survivor. Gives up after `seconds`.
+ */
+async function mucTakeover(): Promise<void> {
+  const n = args.occupants!;
+  const room = mucRoom();
+  const ports = args.ports!;
+  const survives = (i: number) => ports[i % ports.length] !== args.killPort;
+  const survivors = Array.from({ length: n }, (_, i) => i).filter(survives);
+  const gone = n - survivors.length;
+  let killedAt = Infinity;
+  // Per survivor: ms from the kill to its first message sent after it, and to its last 333.
+  const message = new Map<number, number>();
+  const left = new Map<number, number>();
+  const seen333 = new Map<number, number>();
+  const clients = await occupy(n, (i, text, now) => {
+    if (!survives(i) || now < killedAt) return;
+    for (const [tag] of text.matchAll(/<message [^>]*>/g)) {
+      const sent = /id="p([0-9.]+)"/.exec(tag)?.[1];
+      if (sent && !tag.includes('type="error"') && Number(sent) >= killedAt && !message.has(i)) {
+        message.set(i, now - killedAt);
+      }
+    }
+    const codes = text.split('code="333"').length - 1;
+    if (codes === 0) return;
+    const total = (seen333.get(i) ?? 0) + codes;
+    seen333.set(i, total);
+    if (total >= gone) left.set(i, now - killedAt);
+  });
+  const prober = clients[survivors[0]];
+  const stop = paced(args.rate!, () =>
+    prober.send(
+      `<message to='${room}' type='groupchat' id='p${performance.now()}'><body>takeover probe</body></message>`,
+    ));
+  await new Promise((r) => setTimeout(r, 1000)); // the room's replica is at most 100 ms behind
+  out({ phase: "start" });
+  killedAt = performance.now();
+  Deno.kill(args.killPid!, "SIGKILL");
+  const deadline = killedAt + args.seconds * 1000;
+  while (
+    (message.size < survivors.length || left.size < survivors.length) &&
+    performance.now() < deadline
+  ) await new Promise((r) => setTimeout(r, 10));
+  stop();
+  const times = (m: Map<number, number>) =>
+    m.size < survivors.length ? [Math.min(...m.values()), NaN] : [
+      Math.min(...m.values()),
+      Math.max(...m.values()),
+    ];
+  const [messageFirst, messageAll] = times(message);
+  const [leftFirst, leftAll] = times(left);
+  out({ survivors: survivors.length, gone, messageFirst, messageAll, leftFirst, leftAll });
+  Deno.exit(0);
+}
+
 const scenarios: Record<Args["scenario"], () => Promise<void>> = {
   register,
   login,
@@ -629,5 +712,6 @@ const scenarios: Record<Args["scenario"], () => Promise<void>> = {
   component: componentRoundTrips,
   proxy: proxyTransfer,
   muc: mucFanout,
+  "muc-takeover": mucTakeover,
 };
 await scenarios[args.scenario]();

@@ -1,6 +1,6 @@
 // proxy65 across two nodes (part of BENCH_ONLY=proxy65): two `parley serve` processes pinned to
 // the server core, each running the proxy; streams whose target connects to n1 and requester to
-// n2 (relayed over a mutual-TLS link of their own between the nodes), measured in the same
+// n2 (relayed over a native TLS link of their own between the nodes), measured in the same
 // generator run as the same streams through n1 alone and as plain TCP copies.
 import { parse, stringify } from "yaml";
 import { sharedPostgres } from "../tests/helpers/postgres.ts";

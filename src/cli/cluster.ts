@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { caInit, certIssue } from "../cluster/pki.ts";
 import type { MemberStatus } from "../cluster/node.ts";
 import { defaultConfig, loadConfigFile } from "../config/load.ts";
+import { componentsCommand } from "./components.ts";
 import { adminCommand } from "./admin_query.ts";
 
 export const CLUSTER_USAGE = `Usage:
@@ -47,7 +48,13 @@ export async function clusterCommand(args: string[]): Promise<number> {
       const config = values.config
         ? await loadConfigFile(values.config, values.node)
         : defaultConfig();
-      return await adminCommand(config, { cmd: "cluster" }, values.json ?? false, showStatus);
+      const json = values.json ?? false;
+      const code = await adminCommand(config, { cmd: "cluster" }, json, showStatus);
+      // Component pools span the cluster: their instances follow, as `parley components` lists
+      // them (in JSON each member carries its count of instances).
+      if (code !== 0 || json || !config.hosts.some((h) => h.components.length)) return code;
+      console.log();
+      return await componentsCommand(config, false);
     }
     if (command === "cert issue" && positionals.length === 3 && values.ca && values.out) {
       const files = await certIssue(positionals[2], values.ca, values.out);

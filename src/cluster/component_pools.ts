@@ -6,11 +6,13 @@
 // keys that instance won move.
 //
 // A stanza for an instance on another node travels as one frame naming the instance. The node
-// holding it hands it over, or, when the instance left before the frame arrived, reroutes it over
-// its own view (which already lacks the instance: frames on a link keep their order), at most
-// MAX_HOPS times. Forwarded stanzas are kept until the peer acknowledges them; if the link dies
-// first they are REROUTED to the instances left (the dead node's are gone by then), never dropped:
-// a stanza the dead node had already written to its instance may then reach the component twice.
+// holding it writes it to the instance as the text it came as (only an answer to an instance's iq
+// is parsed, to restore its id), or, when the instance left before the frame arrived, parses and
+// reroutes it over its own view (which already lacks the instance: frames on a link keep their
+// order), at most MAX_HOPS times. Forwarded frames are kept until the peer acknowledges them; if
+// the link dies first they are REROUTED to the instances left (the dead node's are gone by then),
+// never dropped: a stanza the dead node had already written to its instance may then reach the
+// component twice.
 // Replies from components go through the router like any stanza, to users on any node.
 import type { Element } from "../xml/element.ts";
 import { type Jid, parseJid } from "../jid/jid.ts";
@@ -30,7 +32,7 @@ const INSTANCES = COMPONENT_TYPES;
 const JOINED = COMPONENT_TYPES + 1;
 /** One instance of the sender gone: JSON { domain, id }. */
 const LEFT = COMPONENT_TYPES + 2;
-/** A stanza for an instance of the receiver: hops, newline, instance id, newline, the XML. */
+/** A stanza for an instance of the receiver: hops, domain, instance id, XML (one a line). */
 const FORWARD = COMPONENT_TYPES + 3;
 /** How many FORWARD frames of this link the receiver has handled (decimal). */
 const FORWARDED = COMPONENT_TYPES + 4;
@@ -41,6 +43,11 @@ const STATS_OF = COMPONENT_TYPES + 6;
 
 /** Reroutes of one stanza, beyond which it bounces (views of the live set differ briefly). */
 const MAX_HOPS = 3;
+/**
+ * How long the receiver of FORWARD frames waits to acknowledge them: one FORWARDED for many, as
+ * sessions' DELIVERED (an acknowledgement per read measured as garbage-collection time).
+ */
+const ACK_DELAY_MS = 10;
 /** How long `parley components` waits for other nodes' counters. */
 const STATS_WAIT_MS = 1000;
 
@@ -51,12 +58,12 @@ interface InstanceRecord {
   remote: string;
 }
 
-interface Forwarded {
-  seq: number;
-  stanza: Element;
-  from: Jid;
-  to: Jid;
+/** A FORWARD frame's parts. */
+interface Frame {
   hops: number;
+  domain: string;
+  id: string;
+  xml: string;
 }
 
 /** An instance connected to another node: delivering to it is a frame to that node. */
@@ -71,26 +78,44 @@ class RemoteInstance implements ComponentInstance {
     readonly links: ComponentLinks,
   ) {}
 
-  deliver(stanza: Element, from: Jid, to: Jid, hops: number): boolean {
-    return this.links.forward(this, stanza, from, to, hops);
+  deliver(stanza: Element, _from: Jid, to: Jid, hops: number): boolean {
+    return this.links.forward(this, stanza, to, hops);
   }
 }
 
-/** Per peer: forwarded stanzas counted both ways, and those not yet acknowledged. */
+/**
+ * Per peer: forwarded stanzas counted both ways, and the frames not yet acknowledged (only text:
+ * parsed again in the rare case of a link dying, as sessions' are).
+ */
 class PeerForwards {
   sent = 0;
   received = 0;
   ackQueued = false;
-  unacked: Forwarded[] = [];
+  unacked: string[] = [];
   head = 0;
   readonly decoder = new StanzaDecoder();
 
+  /** The peer has handled the first `n` frames sent to it. */
   acked(n: number): void {
-    while (this.head < this.unacked.length && this.unacked[this.head].seq <= n) this.head++;
-    if (this.head > 1024 && this.head * 2 > this.unacked.length) {
+    const pending = this.unacked.length - this.head;
+    this.head += Math.max(0, Math.min(pending, n - (this.sent - pending)));
+    if (this.head === this.unacked.length) {
+      this.unacked.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.unacked.length) {
       this.unacked = this.unacked.slice(this.head);
       this.head = 0;
     }
+  }
+
+  /** The stanza of a frame, with its addresses and pool; undefined (logged) if unreadable. */
+  read(frame: Frame, pools: Map<string, ComponentPool>, peer: string) {
+    const stanza = this.decoder.decode(frame.xml);
+    const from = stanza && parseJid(stanza.attrs.from ?? "");
+    const to = stanza && parseJid(stanza.attrs.to ?? "");
+    const pool = pools.get(frame.domain);
+    if (stanza && from && to && pool) return { stanza, from, to, pool };
+    log.warn("dropped an unreadable component stanza from {peer}", { peer });
   }
 }
 
@@ -128,11 +153,12 @@ export class ComponentLinks implements ClusterChannel, PoolObserver {
   }
 
   /** Sends a stanza to an instance on another node; false when there is no link to it. */
-  forward(target: RemoteInstance, stanza: Element, from: Jid, to: Jid, hops: number): boolean {
+  forward(target: RemoteInstance, stanza: Element, to: Jid, hops: number): boolean {
     const peer = this.#peers.get(target.node);
-    const frame = `${hops}\n${target.instanceId}\n${stanza}`;
+    const frame = `${hops}\n${to.domain}\n${target.instanceId}\n${stanza}`;
     if (!peer || !this.node.send(target.node, FORWARD, frame)) return false;
-    peer.unacked.push({ seq: ++peer.sent, stanza, from, to, hops });
+    peer.sent++;
+    peer.unacked.push(frame);
     return true;
   }
 
@@ -164,7 +190,11 @@ export class ComponentLinks implements ClusterChannel, PoolObserver {
         peer,
       });
     }
-    for (const f of pending) this.pools.get(f.to.domain)?.route(f.stanza, f.from, f.to, f.hops);
+    for (const frame of pending) {
+      const f = parseFrame(frame);
+      const p = forwards.read(f, this.pools, peer);
+      p?.pool.route(p.stanza, p.from, p.to, f.hops);
+    }
   }
 
   message(peer: string, type: number, payload: Uint8Array): void {
@@ -241,28 +271,29 @@ export class ComponentLinks implements ClusterChannel, PoolObserver {
     forwards.received++;
     if (!forwards.ackQueued) {
       forwards.ackQueued = true;
-      queueMicrotask(() => {
+      setTimeout(() => {
         forwards.ackQueued = false;
         this.node.send(peer, FORWARDED, String(forwards.received));
+      }, ACK_DELAY_MS);
+    }
+    const f = parseFrame(payload);
+    const instance = this.pools.get(f.domain)?.instances.get(f.id);
+    const reroute = () => {
+      const p = forwards.read(f, this.pools, peer);
+      if (!p) return;
+      if (f.hops < MAX_HOPS) return p.pool.route(p.stanza, p.from, p.to, f.hops + 1);
+      p.pool.router.bounce(p.stanza, "service-unavailable", {
+        text: `no ${p.pool.domain} instance could take it`,
       });
+    };
+    if (instance?.node !== this.node.name) return reroute();
+    if (!isAnswer(f.xml)) {
+      if (instance.deliverText?.(f.xml, reroute)) return;
+    } else {
+      const p = forwards.read(f, this.pools, peer);
+      if (!p || instance.deliver(p.stanza, p.from, p.to, f.hops)) return;
     }
-    const nl1 = payload.indexOf("\n");
-    const nl2 = payload.indexOf("\n", nl1 + 1);
-    const hops = Number(payload.slice(0, nl1));
-    const id = payload.slice(nl1 + 1, nl2);
-    const stanza = forwards.decoder.decode(payload.slice(nl2 + 1));
-    const from = stanza && parseJid(stanza.attrs.from ?? "");
-    const to = stanza && parseJid(stanza.attrs.to ?? "");
-    const pool = to && this.pools.get(to.domain);
-    if (!stanza || !from || !to || !pool) {
-      return log.warn("dropped an unreadable component stanza from {peer}", { peer });
-    }
-    const instance = pool.instances.get(id);
-    if (instance?.node === this.node.name && instance.deliver(stanza, from, to, hops)) return;
-    if (hops < MAX_HOPS) return pool.route(stanza, from, to, hops + 1);
-    pool.router.bounce(stanza, "service-unavailable", {
-      text: `no ${pool.domain} instance could take it`,
-    });
+    reroute();
   }
 
   #askStats(): Promise<void> {
@@ -296,6 +327,23 @@ export class ComponentLinks implements ClusterChannel, PoolObserver {
   #broadcast(type: number, payload: string): void {
     for (const peer of this.#peers.keys()) this.node.send(peer, type, payload);
   }
+}
+
+function parseFrame(payload: string): Frame {
+  const nl1 = payload.indexOf("\n");
+  const nl2 = payload.indexOf("\n", nl1 + 1);
+  const nl3 = payload.indexOf("\n", nl2 + 1);
+  return {
+    hops: Number(payload.slice(0, nl1)),
+    domain: payload.slice(nl1 + 1, nl2),
+    id: payload.slice(nl2 + 1, nl3),
+    xml: payload.slice(nl3 + 1),
+  };
+}
+
+/** Whether a stanza's text may be an iq result or error (of which a component's answer is one). */
+function isAnswer(xml: string): boolean {
+  return xml.startsWith("<iq") && (xml.includes('type="result"') || xml.includes('type="error"'));
 }
 
 function record(pool: ComponentPool, i: ComponentInstance): InstanceRecord {

@@ -1,187 +1,216 @@
 // The link that carries one relayed SOCKS5 stream between two nodes, when its two connections
-// reached different nodes: a TLS connection of its own per stream, with the cluster's mutual TLS
-// (src/cluster/tls.ts), so bulk bytes never queue behind or ahead of the stanzas of the mesh link,
-// and a stream's backpressure is the TCP window of its own connection.
+// reached different nodes: a TLS connection of its own per stream, so bulk bytes never queue
+// behind or ahead of the stanzas of the mesh link, and a stream's backpressure is the TCP window
+// of its own connection.
 //
-// The dialling node sends one line, JSON { hash, owner }; the other answers one byte (0: relaying,
-// 1: no such connection here) and both relay. Each end reads at most READ_AHEAD bytes ahead of
-// the relay before it stops reading, and a write resolves only once the TLS socket took the
-// chunk, so the relay's copy buffers are reused only after their bytes are gone.
-import tls from "node:tls";
-import { certNodeName, clientOptions, type ClusterTls, serverOptions } from "./tls.ts";
+// It runs on Deno's native sockets and TLS (rustls), which read into and write from the relay's
+// own buffers: node:tls in Deno moved about a third as many bytes per second (docs/PERFORMANCE.md).
+// Deno's TLS listener cannot ask for a client certificate, so the two ends prove themselves apart:
+// - the accepting node presents its cluster certificate; the dialling node verifies it against the
+//   cluster CA alone and requires it to name the node it meant (`startTls` over a TCP connection
+//   to the node's address, with the node's name as the TLS server name);
+// - the dialling node sends, as its first bytes, a one-time ticket that the accepting node issued
+//   for this stream over the mesh link (mutual TLS, so only that peer got it): a 16-byte id and a
+//   32-byte secret, compared in constant time, tried once and forgotten after TICKET_MS. Anything
+//   else (another or a replayed ticket, no TLS, silence) is closed without an answer.
+// The accepting node then answers one byte (0: relaying, 1: no such connection here any more).
+import { timingSafeEqual } from "node:crypto";
+import { Buffer } from "node:buffer";
+import type { ClusterTls } from "./tls.ts";
 import type { RemoteEnd } from "../proxy65/relay.ts";
+import { writeAll } from "../stream/write_all.ts";
+import { acceptLoop } from "../stream/accept_loop.ts";
+import { logger } from "../log/logger.ts";
 
-/** Bytes read from the link ahead of the relay (a TLS record is at most 16 KiB). */
-const READ_AHEAD = 64 * 1024;
-/** For the TLS handshake and the first line and byte. */
+const log = logger("proxy65");
+
+/** For the TLS handshake, the ticket and the answer. */
 const SETUP_MS = 5000;
-const MAX_HEADER = 1024;
+/** How long an issued ticket waits for its link. */
+const TICKET_MS = 10_000;
+/** Connections on the relay port still proving themselves; more are closed on accept. */
+const MAX_UNPROVEN = 256;
+const ID_BYTES = 16;
+const TICKET_BYTES = ID_BYTES + 32;
 const OK = 0;
 const REFUSED = 1;
 
-export interface StreamHeader {
+/** What a ticket lets its bearer link to. */
+export interface Expected {
+  /** The node it was issued to. */
+  peer: string;
   hash: string;
   owner: string;
 }
 
-/** One end of a stream's link, as the relay reads and writes it. */
-export class LinkEnd implements RemoteEnd {
-  #queue: Uint8Array[] = [];
-  #queued = 0;
-  #ended = false;
-  #wake: (() => void) | undefined;
-  readonly closed: Promise<void>;
+/** The tickets a node issued for links it expects, each good once and for TICKET_MS. */
+export class StreamTickets {
+  #issued = new Map<
+    string,
+    Expected & { secret: Uint8Array; timer: ReturnType<typeof setTimeout> }
+  >();
 
-  constructor(readonly socket: tls.TLSSocket) {
-    socket.setNoDelay(true);
-    socket.on("data", (d: Uint8Array) => {
-      this.#queue.push(d);
-      this.#queued += d.length;
-      if (this.#queued >= READ_AHEAD) socket.pause();
-      this.#wake?.();
-    });
-    this.closed = new Promise((resolve) => {
-      const end = () => {
-        this.#ended = true;
-        this.#wake?.();
-        resolve();
-      };
-      socket.on("end", end);
-      socket.on("close", end);
-      socket.on("error", end);
-    });
+  /** A new ticket for `expected`, base64 (for the mesh link). */
+  issue(expected: Expected): string {
+    const ticket = crypto.getRandomValues(new Uint8Array(TICKET_BYTES));
+    const id = hex(ticket.subarray(0, ID_BYTES));
+    const timer = setTimeout(() => this.#issued.delete(id), TICKET_MS);
+    this.#issued.set(id, { ...expected, secret: ticket.slice(ID_BYTES), timer });
+    return Buffer.from(ticket).toString("base64");
   }
 
-  async read(buf: Uint8Array): Promise<number | null> {
-    while (this.#queue.length === 0) {
-      if (this.#ended) return null;
-      await new Promise<void>((resolve) => this.#wake = resolve);
-      this.#wake = undefined;
-    }
-    let n = 0;
-    while (n < buf.length && this.#queue.length) {
-      const head = this.#queue[0];
-      const take = Math.min(head.length, buf.length - n);
-      buf.set(head.subarray(0, take), n);
-      n += take;
-      if (take === head.length) this.#queue.shift();
-      else this.#queue[0] = head.subarray(take);
-    }
-    this.#queued -= n;
-    if (this.#queued < READ_AHEAD && this.socket.isPaused()) this.socket.resume();
-    return n;
+  /** What `ticket` was issued for, once; undefined for anything else. An id is tried once. */
+  redeem(ticket: Uint8Array): Expected | undefined {
+    const id = hex(ticket.subarray(0, ID_BYTES));
+    const entry = this.#issued.get(id);
+    if (!entry) return undefined;
+    this.#issued.delete(id);
+    clearTimeout(entry.timer);
+    if (!timingSafeEqual(entry.secret, ticket.subarray(ID_BYTES))) return undefined;
+    return { peer: entry.peer, hash: entry.hash, owner: entry.owner };
+  }
+
+  clear(): void {
+    for (const { timer } of this.#issued.values()) clearTimeout(timer);
+    this.#issued.clear();
+  }
+}
+
+/** One end of a stream's link, as the relay reads and writes it: the native conn itself. */
+export class LinkEnd implements RemoteEnd {
+  constructor(readonly conn: Deno.TlsConn) {}
+
+  read(buf: Uint8Array): Promise<number | null> {
+    return this.conn.read(buf);
   }
 
   write(chunk: Uint8Array): Promise<void> {
-    const written = new Promise<void>((resolve, reject) =>
-      this.socket.write(chunk, (e) => e ? reject(e) : resolve())
-    );
-    // A link that dies fails the write, whether or not the socket calls back.
-    const lost = this.closed.then(() => Promise.reject(new Error("the link closed")));
-    lost.catch(() => {});
-    return Promise.race([written, lost]);
+    return writeAll(this.conn, chunk);
   }
 
   close(): void {
-    this.socket.destroy();
-  }
-
-  /** Tells the dialling node that the stream is relayed here: before any byte of the stream. */
-  accept(): void {
-    void this.write(Uint8Array.of(OK)).catch(() => this.close());
-  }
-
-  /** Reads up to and including the first newline (no more: the caller reads the rest). */
-  async line(): Promise<string | null> {
-    const one = new Uint8Array(1);
-    const bytes: number[] = [];
-    while (bytes.length < MAX_HEADER) {
-      if (await this.read(one) === null) return null;
-      if (one[0] === 0x0a) return new TextDecoder().decode(Uint8Array.from(bytes));
-      bytes.push(one[0]);
+    try {
+      this.conn.close();
+    } catch {
+      // already closed
     }
-    return null;
+  }
+
+  /** Reads exactly `buf.length` bytes; false when the link ends first. */
+  async readFull(buf: Uint8Array): Promise<boolean> {
+    for (let off = 0; off < buf.length;) {
+      const n = await this.conn.read(buf.subarray(off));
+      if (n === null) return false;
+      off += n;
+    }
+    return true;
   }
 }
 
-/** Fails after `ms`, destroying the socket, unless `work` settles first. */
-function deadline<T>(socket: tls.TLSSocket, work: Promise<T>, ms = SETUP_MS): Promise<T> {
-  let timer: ReturnType<typeof setTimeout>;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error("timed out"));
-    }, ms);
-  });
-  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+/** Runs `work` on `end`, closing the end (which fails the work) unless it settles in time. */
+async function inTime<T>(end: LinkEnd, work: (end: LinkEnd) => Promise<T>): Promise<T> {
+  const timer = setTimeout(() => end.close(), SETUP_MS);
+  try {
+    return await work(end);
+  } catch (e) {
+    end.close();
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
- * Opens the link of stream `header` to `node`: resolves with its end once the node relays the
- * stream, or rejects (no such connection there, unreachable, or too slow).
+ * Opens the link of a stream to `node` with the `ticket` it issued: resolves with its end once
+ * the node relays the stream, or rejects (refused, unreachable, not the node, or too slow).
  */
-export function dialStream(
+export async function dialStream(
   creds: ClusterTls,
   node: string,
   address: { host: string; port: number },
-  header: StreamHeader,
+  ticket: string,
 ): Promise<LinkEnd> {
-  const socket = tls.connect({
-    host: address.host,
+  const tcp = await Deno.connect({
+    hostname: address.host,
     port: address.port,
-    ...clientOptions(creds, node, `${address.host}:${address.port}`),
+    signal: AbortSignal.timeout(SETUP_MS),
   });
-  const end = new LinkEnd(socket);
-  return deadline(
-    socket,
-    (async () => {
-      await new Promise<void>((resolve, reject) => {
-        socket.once("secureConnect", resolve);
-        socket.once("error", reject);
-      });
-      await end.write(new TextEncoder().encode(JSON.stringify(header) + "\n"));
-      const answer = new Uint8Array(1);
-      if (await end.read(answer) !== 1 || answer[0] !== OK) throw new Error("refused");
-      return end;
-    })(),
-  ).catch((e) => {
-    end.close();
+  tcp.setNoDelay(true);
+  // The node's name, not its address, is what its certificate must name.
+  let end: LinkEnd;
+  try {
+    end = new LinkEnd(await Deno.startTls(tcp, { hostname: node, caCerts: [creds.ca] }));
+  } catch (e) {
+    tcp.close();
     throw e;
+  }
+  return inTime(end, async () => {
+    await end.conn.handshake();
+    await end.write(Buffer.from(ticket, "base64"));
+    const answer = new Uint8Array(1);
+    if (!(await end.readFull(answer)) || answer[0] !== OK) throw new Error("refused");
+    return end;
   });
 }
 
+/** The relay port of one proxy: its listener and the tickets it honours. */
+export interface StreamListener {
+  port: number;
+  tickets: StreamTickets;
+  close(): void;
+}
+
 /**
- * Listens for the links of other nodes. `accept` gets the dialling node (named by its
- * certificate), the stream it asks for and the end; it calls `end.accept()` and starts relaying
- * (true), or refuses (false).
+ * Listens for the links of other nodes, with this node's cluster certificate. `accept` gets what
+ * a valid ticket was issued for and the end; it starts relaying and resolves true once the stream
+ * runs, or resolves false (the dialling node is then told no).
  */
-export async function listenForStreams(
+export function listenForStreams(
   creds: ClusterTls,
-  host: string,
+  hostname: string,
   port: number,
-  accept: (peer: string, header: StreamHeader, end: LinkEnd) => boolean,
-): Promise<{ server: tls.Server; port: number }> {
-  const server = tls.createServer(
-    { ...serverOptions(creds), handshakeTimeout: SETUP_MS },
-    (socket) => {
-      const peer = certNodeName(socket.getPeerCertificate());
-      const end = new LinkEnd(socket);
-      if (!peer) return end.close();
-      deadline(socket, end.line()).then((line) => {
-        const header = line === null ? null : JSON.parse(line) as StreamHeader;
-        if (!header?.hash || !header.owner) return end.close();
-        if (!accept(peer, header, end)) {
-          void end.write(Uint8Array.of(REFUSED)).catch(() => {}).finally(() => end.close());
-        }
-      }).catch(() => end.close());
-    },
-  );
-  server.on("tlsClientError", () => {});
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => resolve());
+  accept: (expected: Expected, end: LinkEnd) => Promise<boolean>,
+): StreamListener {
+  const listener = Deno.listenTls({ hostname, port, cert: creds.cert, key: creds.key });
+  const tickets = new StreamTickets();
+  let unproven = 0;
+  void acceptLoop(listener, log, (conn) => {
+    const end = new LinkEnd(conn);
+    if (unproven >= MAX_UNPROVEN) return end.close();
+    unproven++;
+    inTime(end, async () => {
+      await conn.handshake();
+      const ticket = new Uint8Array(TICKET_BYTES);
+      return (await end.readFull(ticket)) ? tickets.redeem(ticket) : undefined;
+    }).then(async (expected) => {
+      unproven--;
+      if (!expected) {
+        log.warn("proxy65: refused a link from {address}: no valid ticket", {
+          address: conn.remoteAddr.hostname,
+        });
+        return end.close();
+      }
+      if (!(await accept(expected, end))) {
+        await end.write(Uint8Array.of(REFUSED)).catch(() => {});
+        end.close();
+      }
+    }, () => unproven--);
   });
-  // Streams end with their connections; the listener alone keeps no process alive.
-  server.unref();
-  return { server, port: (server.address() as { port: number }).port };
+  return {
+    port: listener.addr.port,
+    tickets,
+    close: () => {
+      tickets.clear();
+      listener.close();
+    },
+  };
+}
+
+/** Tells the dialling node the stream is relayed here: before any byte of the stream. */
+export function relaying(end: LinkEnd): Promise<void> {
+  return end.write(Uint8Array.of(OK));
+}
+
+function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("hex");
 }

@@ -7,8 +7,11 @@
 //   for the stream's hash, checks the limits over the whole cluster (`max_streams`,
 //   `max_streams_per_user`: every node tells every other which streams it runs, and the decider
 //   also counts the ones it let start and has not heard of yet), and tells the node that holds
-//   the connections to start. With one connection on each of two nodes, the first by name dials
-//   the other over a link of the stream's own (proxy65_link.ts) and relays its connection to it.
+//   the connections to start. With one connection on each of two nodes, the first by name asks
+//   the other for a one-time ticket over the mesh link, dials it over a link of the stream's own
+//   (proxy65_link.ts) and relays its connection to it. Connections with the hash of a stream that
+//   runs are refused (0x02) on every node, and those that wait on a third node are closed when
+//   the stream starts.
 // - A node that dies ends the streams that ran through it (their connections or links close),
 //   and nothing else: the others run on their own nodes, and its stream records are dropped.
 import type { ClusterExtension } from "./extensions.ts";
@@ -20,7 +23,14 @@ import type { Activation, Held } from "../proxy65/relay.ts";
 import { PROXY65_TYPES, text } from "./wire.ts";
 import { parseAddress } from "./config.ts";
 import { type ClusterTls, readClusterTls } from "./tls.ts";
-import { dialStream, type LinkEnd, listenForStreams, type StreamHeader } from "./proxy65_link.ts";
+import {
+  dialStream,
+  type Expected,
+  type LinkEnd,
+  listenForStreams,
+  relaying,
+  type StreamTickets,
+} from "./proxy65_link.ts";
 import { logger } from "../log/logger.ts";
 
 const log = logger("proxy65");
@@ -39,6 +49,8 @@ const REQUEST_MS = 10_000;
 type Request =
   | { op: "activate"; domain: string; hash: string; owner: string }
   | { op: "lookup"; domain: string; hash: string }
+  /** A ticket for the sender's link of the stream whose other half is held here. */
+  | { op: "expect"; domain: string; hash: string; owner: string }
   /** Start the stream held here, or (with `peer`) the half held here with `peer`'s half. */
   | { op: "start"; domain: string; hash: string; owner: string; peer?: string };
 
@@ -58,7 +70,10 @@ class Proxy65Cluster implements ClusterChannel {
   #reserved = new Map<string, Counted>();
   /** The links of streams relayed with each peer, closed when the peer goes down. */
   #links = new Map<string, Set<LinkEnd>>();
+  /** Each proxy's relay port, by domain. */
   #ports = new Map<string, number>();
+  /** Each proxy's tickets for the links it expects, by domain. */
+  #tickets = new Map<string, StreamTickets>();
 
   constructor(
     readonly node: ClusterNode,
@@ -70,16 +85,20 @@ class Proxy65Cluster implements ClusterChannel {
     this.#streams.set(node.name, new Map());
   }
 
-  async start(listenHost: string): Promise<void> {
+  start(listenHost: string): void {
     for (const proxy of this.proxies.values()) {
-      const { port } = await listenForStreams(
+      const relayPort = listenForStreams(
         this.creds,
         listenHost,
         proxy.config.relay_port,
-        (peer, header, end) => this.#accept(proxy, peer, header, end),
+        (expected, end) => this.#accept(proxy, expected, end),
       );
+      proxy.relay.onClose(relayPort.close);
+      this.#tickets.set(proxy.domain, relayPort.tickets);
+      const port = relayPort.port;
       this.#ports.set(proxy.domain, port);
       proxy.activator = (hash, owner) => this.#activate(proxy.domain, hash, owner);
+      proxy.relay.activeElsewhere = (hash) => this.#runsElsewhere(proxy.domain, hash);
       log.info("proxy65 {domain}: streams from other nodes on {host}:{port}", {
         domain: proxy.domain,
         host: listenHost,
@@ -140,7 +159,7 @@ class Proxy65Cluster implements ClusterChannel {
         return;
       }
       case REQUEST:
-        void this.#handle(body as Request).then((result) =>
+        void this.#handle(body as Request, peer).then((result) =>
           this.node.send(peer, RESPONSE, JSON.stringify({ id: body.id, result }))
         );
         return;
@@ -152,8 +171,10 @@ class Proxy65Cluster implements ClusterChannel {
       case STREAM: {
         if (!this.#streams.has(peer)) this.#streams.set(peer, new Map());
         const streams = this.#streams.get(peer)!;
-        if (body.owner) streams.set(body.key, { domain: body.domain, owner: body.owner });
-        else streams.delete(body.key);
+        if (!body.owner) return void streams.delete(body.key);
+        streams.set(body.key, { domain: body.domain, owner: body.owner });
+        // Connections with its hash that wait here were not paired: they wait for nothing.
+        this.proxies.get(body.domain)?.relay.dropWaiting(body.key.slice(body.domain.length + 1));
         return;
       }
     }
@@ -163,7 +184,7 @@ class Proxy65Cluster implements ClusterChannel {
 
   /** Asks `peer`; undefined when it does not answer (gone, or too slow). */
   #ask<T>(peer: string, request: Request): Promise<T | undefined> {
-    if (peer === this.node.name) return this.#handle(request) as Promise<T>;
+    if (peer === this.node.name) return this.#handle(request, peer) as Promise<T>;
     const id = ++this.#nextId;
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
@@ -184,7 +205,8 @@ class Proxy65Cluster implements ClusterChannel {
     });
   }
 
-  #handle(r: Request): Promise<unknown> {
+  /** Answers `r` from node `from`. */
+  #handle(r: Request, from: string): Promise<unknown> {
     const proxy = this.proxies.get(r.domain);
     if (!proxy) return Promise.resolve(undefined);
     switch (r.op) {
@@ -192,6 +214,12 @@ class Proxy65Cluster implements ClusterChannel {
         return this.#decide(proxy, r.hash, r.owner);
       case "lookup":
         return Promise.resolve(proxy.relay.held(r.hash));
+      case "expect": {
+        const held = proxy.relay.held(r.hash);
+        if (held.count !== 1 || held.active) return Promise.resolve(undefined);
+        const expected = { peer: from, hash: r.hash, owner: r.owner };
+        return Promise.resolve(this.#tickets.get(r.domain)!.issue(expected));
+      }
       case "start":
         return this.#startHere(proxy, r.hash, r.owner, r.peer);
     }
@@ -259,9 +287,12 @@ class Proxy65Cluster implements ClusterChannel {
     if (!peer) return this.#counted(proxy, hash, owner, proxy.relay.start(hash, owner));
     const address = this.#listeners.get(peer)?.get(proxy.domain);
     if (!address || proxy.relay.held(hash).count !== 1) return "no-pair";
+    const domain = proxy.domain;
+    const ticket = await this.#ask<string>(peer, { op: "expect", domain, hash, owner });
+    if (!ticket) return "no-pair";
     let end: LinkEnd;
     try {
-      end = await dialStream(this.creds, peer, address, { hash, owner });
+      end = await dialStream(this.creds, peer, address, ticket);
     } catch (e) {
       log.warn("proxy65: no link to {peer} for a stream: {error}", {
         peer,
@@ -274,12 +305,22 @@ class Proxy65Cluster implements ClusterChannel {
     return this.#counted(proxy, hash, owner, ended);
   }
 
-  /** A peer's link for a stream whose other half is held here. */
-  #accept(proxy: Proxy65Service, peer: string, { hash, owner }: StreamHeader, end: LinkEnd) {
+  /** A peer's link, with a valid ticket, for a stream whose other half is held here. */
+  async #accept(proxy: Proxy65Service, { peer, hash, owner }: Expected, end: LinkEnd) {
     const held = proxy.relay.held(hash);
     if (held.count !== 1 || held.active) return false;
-    end.accept();
-    return !!this.#linked(peer, end, proxy.relay.bridge(hash, owner, end));
+    const told = await relaying(end).then(() => true, () => false);
+    if (!told || !this.#linked(peer, end, proxy.relay.bridge(hash, owner, end))) end.close();
+    return true;
+  }
+
+  /** Whether the stream `hash` of `domain` runs on another node, as it told. */
+  #runsElsewhere(domain: string, hash: string): boolean {
+    const key = `${domain}\n${hash}`;
+    for (const [node, streams] of this.#streams) {
+      if (node !== this.node.name && streams.has(key)) return true;
+    }
+    return false;
   }
 
   #linked(peer: string, end: LinkEnd, ended: Promise<void> | undefined) {
@@ -323,6 +364,6 @@ export const proxy65Cluster: ClusterExtension = {
     const own = cluster.peers.find((p) => p.node === node.name)!;
     const creds = await readClusterTls(cluster.tls);
     const relays = new Proxy65Cluster(node, proxies, creds, parseAddress(own.address)!.host);
-    await relays.start(parseAddress(cluster.listen!)!.host);
+    relays.start(parseAddress(cluster.listen!)!.host);
   },
 };

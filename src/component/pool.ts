@@ -17,6 +17,8 @@ import { logger } from "../log/logger.ts";
 const log = logger("component");
 /** Keys the share of each instance is estimated over (`parley components`). */
 const SHARE_SAMPLE = 4096;
+/** Keys whose pick is remembered; beyond this many the memory starts over. */
+const PICKS_KEPT = 65_536;
 
 export interface ComponentInstance {
   /** Stable, cluster-wide unique id, `node/connection`: every node knows it by this name. */
@@ -32,6 +34,12 @@ export interface ComponentInstance {
    * that rerouted it already (a bound on reroutes while views differ).
    */
   deliver(stanza: Element, from: Jid, to: Jid, hops: number): boolean;
+  /**
+   * An instance of this node: queues a stanza as the text another node serialized it as (no iq
+   * answer: those have their id restored on the way out); false when it is already gone.
+   * `unwritten` takes the stanza back if the instance closes before writing it.
+   */
+  deliverText?(xml: string, unwritten: () => void): boolean;
 }
 
 /** Told of this node's own instances coming and going (the cluster side). */
@@ -56,6 +64,11 @@ export class ComponentPool implements DomainHandler {
   observer: PoolObserver | undefined;
   /** Ids of this node's instances that left within the reconnect grace. */
   #vacant: Vacancy[] = [];
+  /**
+   * The instance id each recent key picked, while the live set stays the same: a rendezvous pick
+   * hashes the key once per instance, a measurable share of routing a stanza.
+   */
+  #picks = new Map<string, string>();
 
   constructor(
     readonly config: ComponentConfig,
@@ -86,12 +99,14 @@ export class ComponentPool implements DomainHandler {
 
   add(instance: ComponentInstance): void {
     this.instances.set(instance.instanceId, instance);
+    this.#picks.clear();
     if (instance.node === this.node) this.observer?.joined(this, instance);
   }
 
   remove(instance: ComponentInstance): void {
     if (this.instances.get(instance.instanceId) !== instance) return;
     this.instances.delete(instance.instanceId);
+    this.#picks.clear();
     if (instance.node !== this.node) return;
     const grace = this.config.reconnect_grace_ms;
     if (grace > 0) {
@@ -111,8 +126,14 @@ export class ComponentPool implements DomainHandler {
       const all = [...this.instances.values()];
       return all[Math.floor(Math.random() * all.length)];
     }
-    const id = pick(this.instances.keys(), key);
-    return id === undefined ? undefined : this.instances.get(id);
+    let id = this.#picks.get(key);
+    if (id === undefined) {
+      id = pick(this.instances.keys(), key);
+      if (id === undefined) return undefined;
+      if (this.#picks.size >= PICKS_KEPT) this.#picks.clear();
+      this.#picks.set(key, id);
+    }
+    return this.instances.get(id);
   }
 
   receive(stanza: Element, from: Jid, to: Jid): void {

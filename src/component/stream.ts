@@ -22,11 +22,8 @@ export interface ComponentDeps {
   pools: Map<string, ComponentPool>;
 }
 
-interface Pending {
-  stanza: Element;
-  from: Jid;
-  to: Jid;
-}
+/** A stanza, or the text of one another node forwarded with a way to take it back. */
+type Pending = { stanza: Element; from: Jid; to: Jid } | { xml: string; unwritten: () => void };
 
 export class ComponentStream extends XmlStream implements ComponentInstance {
   readonly stats = { received: 0, sent: 0 };
@@ -135,8 +132,16 @@ export class ComponentStream extends XmlStream implements ComponentInstance {
   }
 
   deliver(stanza: Element, from: Jid, to: Jid): boolean {
+    return this.#queue({ stanza, from, to });
+  }
+
+  deliverText(xml: string, unwritten: () => void): boolean {
+    return this.#queue({ xml, unwritten });
+  }
+
+  #queue(p: Pending): boolean {
     if (this.closed || this.socket.destroyed) return false;
-    this.#pending.push({ stanza, from, to });
+    this.#pending.push(p);
     if (!this.#flushQueued) {
       this.#flushQueued = true;
       queueMicrotask(() => this.#flushPending());
@@ -151,6 +156,10 @@ export class ComponentStream extends XmlStream implements ComponentInstance {
     this.#pending = [];
     if (this.closed || this.socket.destroyed) return this.#reroute(batch);
     for (const p of batch) {
+      if ("xml" in p) {
+        this.send(p.xml);
+        continue;
+      }
       const id = originalId(p.stanza, this.instanceId);
       if (id !== p.stanza.attrs.id) p.stanza.setAttr("id", id);
       this.send(p.stanza);
@@ -162,7 +171,10 @@ export class ComponentStream extends XmlStream implements ComponentInstance {
   /** Stanzas that never reached the wire go to another instance (or bounce). */
   #reroute(batch: Pending[]): void {
     this.pool?.remove(this);
-    for (const p of batch) this.pool?.receive(p.stanza, p.from, p.to);
+    for (const p of batch) {
+      if ("xml" in p) p.unwritten();
+      else this.pool?.receive(p.stanza, p.from, p.to);
+    }
   }
 
   protected closedHook(): void {

@@ -84,6 +84,9 @@ export class Socks5Relay {
   #active = 0;
   #listener: Deno.TcpListener | undefined;
   #sweeper: ReturnType<typeof setInterval>;
+  #closers: (() => void)[] = [];
+  /** Whether the stream `hash` runs on another node (set by the cluster). */
+  activeElsewhere: (hash: string) => boolean = () => false;
 
   constructor(
     readonly config: Proxy65Config,
@@ -101,9 +104,15 @@ export class Socks5Relay {
     return Promise.resolve(port);
   }
 
+  /** Runs `closer` when the relay closes (a cluster's relay port). */
+  onClose(closer: () => void): void {
+    this.#closers.push(closer);
+  }
+
   close(): Promise<void> {
     clearInterval(this.#sweeper);
     this.#listener?.close();
+    for (const closer of this.#closers) closer();
     for (const p of this.pairs.values()) this.#drop(p);
     for (const s of this.waiting) this.#close(s);
     return Promise.resolve();
@@ -164,8 +173,8 @@ export class Socks5Relay {
 
   async #connect(side: Side, hash: string, rest: Uint8Array): Promise<void> {
     let pair = this.pairs.get(hash);
-    if (pair && pair.sides.length >= 2) {
-      // A third connection with this hash.
+    if ((pair && (pair.sides.length >= 2 || pair.owner)) || this.activeElsewhere(hash)) {
+      // A third connection with this hash (its stream's other end may be on another node).
       await writeAll(side.conn, connectReply(REPLY.notAllowed, hash)).catch(() => {});
       return this.#close(side);
     }
@@ -236,6 +245,12 @@ export class Socks5Relay {
     if (mine >= this.config.max_streams_per_user) return "user-limit";
     this.start(hash, owner);
     return "ok";
+  }
+
+  /** Closes the connections held here for `hash` while it waits: it was paired elsewhere. */
+  dropWaiting(hash: string): void {
+    const pair = this.pairs.get(hash);
+    if (pair && !pair.owner) this.#drop(pair);
   }
 
   /** The connections held here for `hash`. */

@@ -7,6 +7,7 @@ import { component, xml } from "@xmpp/component";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
 import type { RawClient } from "../helpers/raw_client.ts";
 import { until } from "../helpers/until.ts";
+import { parley } from "../helpers/process.ts";
 import { adminRequest, type ComponentStatus } from "../../src/admin/socket.ts";
 
 const SECRET = "s3cret";
@@ -225,6 +226,13 @@ Deno.test({
         const share = v.instances.reduce((s, i) => s + i.share, 0);
         assert.ok(Math.abs(share - 1) < 1e-6, `shares add up to ${share}`);
       }
+      // `parley cluster status` counts each member's instances and lists them all.
+      const status = ["cluster", "status", "--config", c.configFile, "--node", "n2"];
+      const members = JSON.parse((await parley([...status, "--json"])).stdout);
+      assert.deepEqual(members.map((m: { components: number }) => m.components), [2, 2, 2]);
+      const table = (await parley(status)).stdout;
+      assert.match(table, /gw\.localhost {2}balance=bare_source {2}instances=6/);
+      assert.equal(table.match(/^ {2}n[123]\/\S+ +n[123] /gm)?.length, 6, table);
 
       // Sticky whichever node the user is on, and fair.
       const first = await round(us, "a");

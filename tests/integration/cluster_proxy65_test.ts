@@ -256,3 +256,78 @@ Deno.test({
     );
   },
 });
+
+/** The relay port node `i` listens on for other nodes' links, as it logged. */
+function relayPort(c: TestCluster, i: number): number {
+  const line = c.logs(i).find((l) => l.includes("streams from other nodes on"))!;
+  return Number(/streams from other nodes on \S+:(\d+)/.exec(line)![1]);
+}
+
+/** What the relay port sends `conn` until it closes it. */
+async function untilClosed(conn: Deno.Conn): Promise<number[]> {
+  const got: number[] = [];
+  const buf = new Uint8Array(512);
+  for (let n; (n = await conn.read(buf).catch(() => null)) !== null;) {
+    got.push(...buf.subarray(0, n));
+  }
+  conn.close();
+  return got;
+}
+
+Deno.test({
+  name: "cluster proxy65: the relay port refuses links without a valid ticket and stops no " +
+    "transfer; a third connection with a running stream's hash is refused on any node",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await withCluster(proxyOn(), ["req", "tgt"], async (c, clients) => {
+      const [tgt, req] = [await c.login(0, "tgt", "t"), await c.login(1, "req", "r")];
+      clients.push(tgt, req);
+      const hosts = [];
+      for (let i = 0; i < 3; i++) {
+        const cl = await c.login(i, "tgt", `probe${i}`);
+        clients.push(cl);
+        hosts.push(await streamhost(cl));
+      }
+      const [n1, n2, n3] = hosts;
+      // A stream across n1 (the target) and n2 (the requester), reading slowly meanwhile.
+      const t = await openStream(req, [n1, n2], "t", `tgt@${DOMAIN}/t`);
+      const data = randomBytes(16 << 20);
+      const sent = push(t.requester, data);
+      await t.target.until(() => t.target.size >= 1 << 20, "the stream flows");
+      const ca = await Deno.readTextFile(c.pki.files("n1").ca);
+      for (const i of [0, 1]) {
+        const port = relayPort(c, i);
+        const host = c.nodes[i].host;
+        // Plaintext garbage.
+        const plain = await Deno.connect({ hostname: host, port });
+        await writeAll(plain, new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n" + "x".repeat(100)));
+        // Closed after a TLS alert (content type 21), nothing more.
+        assert.equal((await untilClosed(plain))[0], 21, `n${i + 1}: plaintext closed`);
+        // TLS to the right node, with a made-up ticket (a valid one has 48 bytes), twice.
+        for (let k = 0; k < 2; k++) {
+          const tcp = await Deno.connect({ hostname: host, port });
+          const tls = await Deno.startTls(tcp, { hostname: `n${i + 1}`, caCerts: [ca] });
+          await writeAll(tls, crypto.getRandomValues(new Uint8Array(48)));
+          assert.deepEqual(await untilClosed(tls), [], `n${i + 1}: a wrong ticket closed`);
+        }
+      }
+      // A third connection with the stream's hash: refused (0x02) on the nodes of the stream
+      // and on one that holds nothing of it.
+      for (const at of [n1, n2, n3]) {
+        const third = await socks(at, t.hash);
+        assert.equal(third.code, 2, `third connection at ${at.host}`);
+        third.peer.socket.destroy();
+      }
+      await sent;
+      await t.target.until(() => t.target.size >= data.length, "the transfer completes", 30_000);
+      assert.equal(sha256(t.target.bytes()), sha256(data));
+      assert.ok(c.logs(0).some((l) => l.includes("no valid ticket")), "n1 says why it refused");
+      // A connection that waits on a third node when its stream starts elsewhere is closed then.
+      const extra = await socks(n3, sha1("w" + req.jid + `tgt@${DOMAIN}/t`));
+      assert.equal(extra.code, 0);
+      await openStream(req, [n1, n2], "w", `tgt@${DOMAIN}/t`);
+      await extra.peer.until(() => extra.peer.closed, "the waiting third connection closed", 5000);
+    });
+  },
+});
