@@ -125,6 +125,8 @@ export async function configure(
         connections_per_ip: 100000,
         rate_bytes_per_second: 1073741824,
         rate_burst_bytes: 1073741824,
+        component_rate_bytes_per_second: 1073741824,
+        component_rate_burst_bytes: 1073741824,
         registrations_per_address: 1_000_000,
       },
       timeouts: { ping_interval: 0, handshake: 600, auth_failure_delay_ms: 0 },
