@@ -8,7 +8,7 @@ import { abuseServer, MAX_STALL_MS, stallProbe } from "../helpers/abuse.ts";
 import { serverTest } from "../helpers/server.ts";
 import { RawClient } from "../helpers/raw_client.ts";
 import { NS } from "../../src/xml/ns.ts";
-import { saslConnection } from "./sasl_connection.ts";
+import { saslConnection } from "../helpers/sasl_connection.ts";
 
 const ADDRESSES = 20;
 const PER_ADDRESS = 2;

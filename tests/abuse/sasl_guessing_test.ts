@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { abuseServer, MAX_STALL_MS, stallProbe } from "../helpers/abuse.ts";
 import { serverTest } from "../helpers/server.ts";
 import { NS } from "../../src/xml/ns.ts";
-import { saslConnection } from "./sasl_connection.ts";
+import { saslConnection } from "../helpers/sasl_connection.ts";
 
 const ADDRESSES = 20; // 127.0.0.2 – 127.0.0.21
 const PER_ADDRESS = 10; // the default limits: 10 failures per address, 30 per account, per minute

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { abuseServer, MAX_STALL_MS, stallProbe } from "../helpers/abuse.ts";
 import { serverTest } from "../helpers/server.ts";
 import { NS } from "../../src/xml/ns.ts";
-import { saslConnection } from "./sasl_connection.ts";
+import { saslConnection } from "../helpers/sasl_connection.ts";
 
 /** Over limits.max_stanza_size_before_auth once base64-encoded, and within it. */
 const SIZES = [150_000, 11_000];

@@ -1,7 +1,7 @@
 // A raw connection for the SASL abuse tests: sends exact bytes from a chosen loopback address and
 // waits for the server's SASL answers as text (cheaper than parsing, for thousands at once).
 import net from "node:net";
-import { HEADER } from "../helpers/raw_client.ts";
+import { HEADER } from "./raw_client.ts";
 
 /** A SASL answer, a stream error, or the end of the connection. */
 export const ANSWER =
