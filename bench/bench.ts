@@ -5,6 +5,7 @@ import { serveProcess } from "../tests/helpers/process.ts";
 import { VERSION } from "../src/version.ts";
 import {
   generatorCommand,
+  idleReady,
   LOAD_CPU,
   rssKiB as rssOf,
   runGenerator,
@@ -97,14 +98,7 @@ async function memory(): Promise<void> {
   await new Promise((r) => setTimeout(r, 2000));
   const rss0 = rssKiB();
   const idle = loadCommand({ scenario: "idle", sessions: IDLE_SESSIONS, concurrency: 64 }).spawn();
-  const reader = idle.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let line = "";
-  while (!line.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("idle generator exited early");
-    line += value;
-  }
-  const ready = JSON.parse(line.split("\n")[0]).ready as number;
+  const ready = await idleReady(idle);
   await new Promise((r) => setTimeout(r, 3000)); // let the server settle (GC)
   const rssN = rssKiB();
   idle.kill("SIGKILL");

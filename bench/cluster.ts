@@ -14,7 +14,7 @@ import { testPki } from "../tests/helpers/cluster_pki.ts";
 import { freePort } from "../tests/helpers/cluster.ts";
 import { adminRequest } from "../src/admin/socket.ts";
 import type { MemberStatus } from "../src/cluster/node.ts";
-import { generatorCommand, rssKiB, runGenerator, ulimit } from "./generator.ts";
+import { generatorCommand, idleReady, rssKiB, runGenerator, ulimit } from "./generator.ts";
 
 type Row = (what: string, value: string, yardstick: string) => void;
 
@@ -352,14 +352,7 @@ async function remoteMemory(c: BenchCluster, row: Row): Promise<void> {
     presence: true,
   }).spawn();
   try {
-    const reader = idle.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let line = "";
-    while (!line.includes("\n")) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error("idle generator exited early");
-      line += value;
-    }
-    const ready = JSON.parse(line.split("\n")[0]).ready as number;
+    const ready = await idleReady(idle);
     await c.until(1, (ms) => (ms.find((m) => m.node === "n1")?.sessions ?? 0) >= ready);
     await sleep(5000);
     const rssN = rssKiB(pid);

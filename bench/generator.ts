@@ -82,3 +82,15 @@ export async function runGenerator(
   await child.status;
   return { ...result, cpu, busy };
 }
+
+/** Waits for an idle generator's first line: how many sessions it holds logged in. */
+export async function idleReady(idle: Deno.ChildProcess): Promise<number> {
+  const reader = idle.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let line = "";
+  while (!line.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("idle generator exited early");
+    line += value;
+  }
+  return JSON.parse(line.split("\n")[0]).ready as number;
+}

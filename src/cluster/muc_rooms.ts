@@ -14,6 +14,13 @@
 // Failover: a room's node sends its state to the next node in rendezvous order (M_REPLICA, at most
 // every REPLICATE_MS; M_HISTORY when only history changed). When the room's node dies, that node
 // brings the room back with its occupants; those whose sessions died too leave with 333.
+//
+// Departures are never lost to a change of hands: each node keeps the departures (unavailable
+// presence) its users sent to a room for a while, and sends them again to the room's node each
+// time a node claims the room (a takeover, the winner of a merge, a frozen node coming back with
+// its stale copy). A room ignores a departure of someone not in it, and a user entering again
+// through this node cancels the kept one. After a takeover or a merge, occupants whose sessions
+// exist nowhere leave too.
 import type { Element } from "../xml/element.ts";
 import { type Jid, parseJid } from "../jid/jid.ts";
 import { readdressed } from "../im/delivery.ts";
@@ -55,6 +62,7 @@ import {
   withHeader,
 } from "./muc_wire.ts";
 import { logger } from "../log/logger.ts";
+import { parseDuration } from "./config.ts";
 
 const log = logger("cluster");
 
@@ -64,6 +72,19 @@ const REPLICATE_MS = 100;
 const ROOMS_MS = 1000;
 /** A stanza forwarded this many times is handled where it is (nodes disagreeing briefly). */
 const MAX_HOPS = 2;
+/**
+ * How long a departure is kept, in `dead_after`s: long enough for a node that missed it to be
+ * declared dead, its room taken over, and the node to come back and merge its copy.
+ */
+const DEPARTURE_KEPT = 10;
+
+/** An occupant's departure from a room, as it passed through this node. */
+interface Departure {
+  stanza: Element;
+  from: Jid;
+  to: Jid;
+  at: number;
+}
 
 /** Frames and deliveries of room traffic on this node, for `parley cluster status`. */
 export interface MucCounters {
@@ -110,6 +131,9 @@ export class MucRooms implements ClusterChannel {
   /** Rooms added here since the last M_CLAIM went out. */
   #claims = new Set<Room>();
   #roomsSaid = "";
+  /** Departures from rooms sent by users of this node lately: room JID → full JID → departure. */
+  #departures = new Map<string, Map<string, Departure>>();
+  readonly #departureKeptMs: number;
   readonly counters: MucCounters = {
     fanoutFramesSent: 0,
     fanoutFramesReceived: 0,
@@ -138,9 +162,13 @@ export class MucRooms implements ClusterChannel {
         ownedElsewhere: (bare) => this.#peerIndexes(muc.domain).flatMap((i) => [...i.owned(bare)]),
       };
     }
+    this.#departureKeptMs = DEPARTURE_KEPT * parseDuration(node.ctx.config.cluster!.dead_after)!;
     node.register(MUC_FRAME_TYPES, this);
     node.addStatus((member) => this.#memberStatus(member));
-    Deno.unrefTimer(setInterval(() => this.#sayRooms(false), ROOMS_MS));
+    Deno.unrefTimer(setInterval(() => {
+      this.#sayRooms(false);
+      this.#forgetDepartures();
+    }, ROOMS_MS));
   }
 
   // --- Placement.
@@ -167,8 +195,38 @@ export class MucRooms implements ClusterChannel {
 
   #intercept(muc: MucService, stanza: Element, from: Jid, to: Jid): boolean {
     if (to.isDomain) return false;
+    if (stanza.name === "presence") this.#noteDeparture(stanza, from, to);
     this.#route(muc, stanza, from, to, 0);
     return true;
+  }
+
+  // --- Departures, sent again whenever a room changes hands.
+
+  #noteDeparture(stanza: Element, from: Jid, to: Jid): void {
+    const type = stanza.attrs.type;
+    if (type !== undefined && type !== "unavailable") return;
+    const k = to.bare;
+    let room = this.#departures.get(k);
+    if (type === undefined) { // in the room (again): nothing of it to send again
+      if (room?.delete(from.full) && room.size === 0) this.#departures.delete(k);
+      return;
+    }
+    if (!room) this.#departures.set(k, room = new Map());
+    room.set(from.full, { stanza, from, to, at: Date.now() });
+  }
+
+  /** A node (maybe this one) claimed a room: the departures kept for it go to it again. */
+  #sendDepartures(muc: MucService, room: string): void {
+    const kept = this.#departures.get(key(muc.domain, room));
+    for (const d of kept?.values() ?? []) this.#route(muc, d.stanza, d.from, d.to, 0);
+  }
+
+  #forgetDepartures(): void {
+    const before = Date.now() - this.#departureKeptMs;
+    for (const [k, room] of this.#departures) {
+      for (const [full, d] of room) if (d.at < before) room.delete(full);
+      if (room.size === 0) this.#departures.delete(k);
+    }
   }
 
   /** Handles a room's stanza here or forwards it to the node running the room. */
@@ -242,9 +300,14 @@ export class MucRooms implements ClusterChannel {
     this.#replicas.delete(k);
     // Claimed once the stanza that brought the room is handled: a new room then has its owner,
     // which the other nodes count for `max_rooms_per_user`.
+    this.#claim(room);
+    this.#mark(room, true);
+  }
+
+  /** Tells every peer this node runs `room`, once the stanza being handled is done. */
+  #claim(room: Room): void {
     if (this.#claims.size === 0) queueMicrotask(() => this.#sendClaims());
     this.#claims.add(room);
-    this.#mark(room, true);
   }
 
   #sendClaims(): void {
@@ -256,6 +319,7 @@ export class MucRooms implements ClusterChannel {
       const claim: Claim = { domain: muc.domain, room: room.name, status: announced(muc, room) };
       const payload = JSON.stringify(claim);
       for (const peer of this.node.peers()) this.node.send(peer, M_CLAIM, payload);
+      this.#sendDepartures(muc, room.name);
     }
   }
 
@@ -454,7 +518,7 @@ export class MucRooms implements ClusterChannel {
     const mine = muc.rooms.get(room);
     if (!mine) {
       this.#owners.set(k, peer);
-      return;
+      return this.#sendDepartures(muc, room);
     }
     if (pick([this.node.name, peer], k) === this.node.name) return; // the peer merges into ours
     const data: RoomData = { domain, room, snapshot: snapshotToWire(mine.snapshot()) };
@@ -471,7 +535,10 @@ export class MucRooms implements ClusterChannel {
     const mine = muc.rooms.get(room);
     if (mine) {
       mine.absorb(snap);
+      this.#dropGone(mine);
       this.#mark(mine, true);
+      // Said again: the other nodes send this copy what the absorbed one had missed.
+      this.#claim(mine);
     } else {
       const restored = muc.restore(room, snap);
       this.counters.takeovers++;
