@@ -19,8 +19,15 @@
 // presence) its users sent to a room for a while, and sends them again to the room's node each
 // time a node claims the room (a takeover, the winner of a merge, a frozen node coming back with
 // its stale copy). A room ignores a departure of someone not in it, and a user entering again
-// through this node cancels the kept one. After a takeover or a merge, occupants whose sessions
-// exist nowhere leave too.
+// through this node cancels the kept one. After a takeover, occupants whose sessions exist
+// nowhere leave too.
+//
+// A node waking from a stall (frozen, swapped out: its own timers late by half `dead_after`)
+// finds its peers silent, declares them dead, and they it (a link going down goes down at both
+// ends): the replicas of its rooms take them over, and those peers are alive. So its rooms
+// forget the sessions of the peers it loses right then, telling nobody (the copies run by the
+// others speak for them), and it takes their rooms over only if they are not back within
+// `dead_after`; the merge when the links return brings its own occupants back into those copies.
 import type { Element } from "../xml/element.ts";
 import { type Jid, parseJid } from "../jid/jid.ts";
 import { readdressed } from "../im/delivery.ts";
@@ -133,7 +140,10 @@ export class MucRooms implements ClusterChannel {
   #roomsSaid = "";
   /** Departures from rooms sent by users of this node lately: room JID → full JID → departure. */
   #departures = new Map<string, Map<string, Departure>>();
-  readonly #departureKeptMs: number;
+  readonly #deadAfterMs: number;
+  /** When this node last saw its own timer fire, and when it last woke from a stall. */
+  #tick = Date.now();
+  #stalledAt = 0;
   readonly counters: MucCounters = {
     fanoutFramesSent: 0,
     fanoutFramesReceived: 0,
@@ -162,7 +172,8 @@ export class MucRooms implements ClusterChannel {
         ownedElsewhere: (bare) => this.#peerIndexes(muc.domain).flatMap((i) => [...i.owned(bare)]),
       };
     }
-    this.#departureKeptMs = DEPARTURE_KEPT * parseDuration(node.ctx.config.cluster!.dead_after)!;
+    this.#deadAfterMs = parseDuration(node.ctx.config.cluster!.dead_after)!;
+    Deno.unrefTimer(setInterval(() => this.#stalled(), this.#deadAfterMs / 4));
     node.register(MUC_FRAME_TYPES, this);
     node.addStatus((member) => this.#memberStatus(member));
     Deno.unrefTimer(setInterval(() => {
@@ -222,7 +233,7 @@ export class MucRooms implements ClusterChannel {
   }
 
   #forgetDepartures(): void {
-    const before = Date.now() - this.#departureKeptMs;
+    const before = Date.now() - DEPARTURE_KEPT * this.#deadAfterMs;
     for (const [k, room] of this.#departures) {
       for (const [full, d] of room) if (d.at < before) room.delete(full);
       if (room.size === 0) this.#departures.delete(k);
@@ -282,6 +293,7 @@ export class MucRooms implements ClusterChannel {
     if (!stanza || !sender) {
       return log.warn("dropped an unreadable room stanza from {peer}", { peer });
     }
+    if (!this.#runsAt(peer, sender)) return; // a stale copy (a node frozen, back): not the room
     this.counters.fanoutFramesReceived++;
     for (const c of stanza.children) if (typeof c !== "string") c.toString();
     for (const full of to) {
@@ -292,6 +304,18 @@ export class MucRooms implements ClusterChannel {
     }
   }
 
+  /**
+   * Whether `peer` may speak for the room of `from`: not when this node knows the room runs
+   * elsewhere. A new room's first stanzas come before its claim, and a room taken over or merged
+   * is claimed before it speaks.
+   */
+  #runsAt(peer: string, from: Jid): boolean {
+    const muc = this.mucs.get(from.domain);
+    if (!muc || muc.rooms.has(from.local)) return !muc;
+    const owner = this.#owners.get(key(muc.domain, from.local));
+    return owner === undefined || owner === peer;
+  }
+
   // --- Rooms coming and going here.
 
   #added(room: Room): void {
@@ -300,14 +324,9 @@ export class MucRooms implements ClusterChannel {
     this.#replicas.delete(k);
     // Claimed once the stanza that brought the room is handled: a new room then has its owner,
     // which the other nodes count for `max_rooms_per_user`.
-    this.#claim(room);
-    this.#mark(room, true);
-  }
-
-  /** Tells every peer this node runs `room`, once the stanza being handled is done. */
-  #claim(room: Room): void {
     if (this.#claims.size === 0) queueMicrotask(() => this.#sendClaims());
     this.#claims.add(room);
+    this.#mark(room, true);
   }
 
   #sendClaims(): void {
@@ -316,11 +335,15 @@ export class MucRooms implements ClusterChannel {
     for (const room of rooms) {
       const muc = this.mucs.get(room.jid.domain)!;
       if (muc.rooms.get(room.name) !== room) continue; // gone already; its M_RELEASE went out
-      const claim: Claim = { domain: muc.domain, room: room.name, status: announced(muc, room) };
-      const payload = JSON.stringify(claim);
-      for (const peer of this.node.peers()) this.node.send(peer, M_CLAIM, payload);
+      this.#announceClaim(muc, room);
       this.#sendDepartures(muc, room.name);
     }
+  }
+
+  #announceClaim(muc: MucService, room: Room): void {
+    const claim: Claim = { domain: muc.domain, room: room.name, status: announced(muc, room) };
+    const payload = JSON.stringify(claim);
+    for (const peer of this.node.peers()) this.node.send(peer, M_CLAIM, payload);
   }
 
   #removed(muc: MucService, room: Room): void {
@@ -393,19 +416,27 @@ export class MucRooms implements ClusterChannel {
     this.#decoders.delete(peer);
     this.#peerRooms.delete(peer);
     for (const [k, n] of this.#owners) if (n === peer) this.#owners.delete(k);
+    const woke = this.#stalled();
     // The peer's sessions are gone from the directory: their occupants leave, once, with 333.
     for (const muc of this.mucs.values()) {
       for (const room of [...muc.rooms.values()]) {
         // The replica hears of it, or a later takeover would show them leaving a second time.
-        if (this.#dropGone(room)) this.#mark(room, true);
+        if (this.#dropGone(room, woke)) this.#mark(room, true);
       }
     }
-    for (const [k, replica] of this.#replicas) {
-      if (replica.node !== peer) continue;
-      this.#replicas.delete(k);
-      const at = k.lastIndexOf("@");
-      const muc = this.mucs.get(k.slice(at + 1));
-      if (muc) this.#takeOver(muc, k.slice(0, at), replica.snapshot);
+    const orphans = [...this.#replicas].filter(([, replica]) => replica.node === peer);
+    for (const [k] of orphans) this.#replicas.delete(k);
+    const takeOver = () => {
+      for (const [k, { snapshot }] of orphans) {
+        const at = k.lastIndexOf("@");
+        const muc = this.mucs.get(k.slice(at + 1));
+        if (muc) this.#takeOver(muc, k.slice(0, at), snapshot);
+      }
+    };
+    // Just woken: the peer is likely alive, and back within moments; if not, it did die.
+    if (!woke) takeOver();
+    else if (orphans.length > 0) {
+      setTimeout(() => [...this.node.peers()].includes(peer) || takeOver(), this.#deadAfterMs);
     }
     // Rooms whose replica was there get a new one.
     for (const muc of this.mucs.values()) {
@@ -413,6 +444,17 @@ export class MucRooms implements ClusterChannel {
         if (this.#replicaAt.get(room.jid.bare) === peer) this.#mark(room, true);
       }
     }
+  }
+
+  /**
+   * Whether this node woke from a stall less than `dead_after` ago: its timer, due every quarter
+   * of it, fired half of it late.
+   */
+  #stalled(): boolean {
+    const now = Date.now();
+    if (now - this.#tick > this.#deadAfterMs * 0.75) this.#stalledAt = now;
+    this.#tick = now;
+    return now - this.#stalledAt < this.#deadAfterMs;
   }
 
   /** A dead node's room comes back here, or on the node that runs it now. */
@@ -423,19 +465,24 @@ export class MucRooms implements ClusterChannel {
       if (this.node.send(owner, M_MERGE, JSON.stringify(data))) return;
     }
     const room = muc.restore(name, snapshotFromWire(snapshot, (xml) => this.#parse(xml)));
+    this.#sendClaims(); // before the room speaks: the other nodes take its word from here on
     this.counters.takeovers++;
     log.info("took over room {room}", { room: room.jid.bare });
     this.#dropGone(room);
   }
 
-  /** Occupant sessions of local accounts that no longer exist anywhere leave with 333. */
-  #dropGone(room: Room): boolean {
+  /**
+   * Occupant sessions of local accounts that no longer exist anywhere leave with 333, or
+   * `silently` (this copy of the room is stale).
+   */
+  #dropGone(room: Room, silently = false): boolean {
     const { sessions } = this.node.ctx;
     let dropped = false;
     for (const occ of [...room.occupants()]) {
       for (const s of [...occ.sessions.values()]) {
         if (!this.node.hosts.has(s.jid.domain) || sessions.get(s.jid)) continue;
-        room.sessionGone(s.jid);
+        if (silently) room.forget(s.jid);
+        else room.sessionGone(s.jid);
         dropped = true;
       }
     }
@@ -476,6 +523,7 @@ export class MucRooms implements ClusterChannel {
       }
       case M_REPLICA: {
         const data = JSON.parse(body) as RoomData;
+        if (this.mucs.get(data.domain)?.rooms.has(data.room)) return; // a stale copy's
         this.#replicas.set(key(data.domain, data.room), { node: peer, snapshot: data.snapshot });
         return;
       }
@@ -534,13 +582,15 @@ export class MucRooms implements ClusterChannel {
     const snap = snapshotFromWire(snapshot, (xml) => this.#parse(xml));
     const mine = muc.rooms.get(room);
     if (mine) {
+      // Claimed again, before the room speaks: the other nodes take its word from here on, and
+      // send it the departures the absorbed copy had missed.
+      this.#announceClaim(muc, mine);
       mine.absorb(snap);
-      this.#dropGone(mine);
+      this.#sendDepartures(muc, room);
       this.#mark(mine, true);
-      // Said again: the other nodes send this copy what the absorbed one had missed.
-      this.#claim(mine);
     } else {
       const restored = muc.restore(room, snap);
+      this.#sendClaims();
       this.counters.takeovers++;
       this.#dropGone(restored);
     }

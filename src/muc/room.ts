@@ -229,6 +229,21 @@ export class Room {
     if (occ) this.#leave(occ, full, null, [STATUS.ERROR]);
   }
 
+  /**
+   * Drops a session telling nobody: this copy of the room is stale (its node woke from a stall),
+   * and the copy another node runs meanwhile speaks for the room.
+   */
+  forget(full: Jid): void {
+    const occ = this.#bySession.get(full.full);
+    if (!occ) return;
+    this.#bySession.delete(full.full);
+    occ.sessions.delete(full.full);
+    if (occ.sessions.size > 0) return;
+    occ.release();
+    this.#occupants.delete(nicknameKey(occ.nick));
+    this.#endIfEmpty();
+  }
+
   affiliation(bare: string): Affiliation {
     if (this.svc.config.admins.includes(bare)) return "owner";
     return this.#affiliations.get(bare) ?? "none";

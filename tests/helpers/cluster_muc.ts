@@ -73,3 +73,14 @@ export async function listed(c: TestCluster, i: number, want: number): Promise<R
   }
   throw new Error(`node ${i} lists ${last.length} rooms, not ${want}`);
 }
+
+/** The value `read` gives once it has not moved for 300 ms (e.g. replication settled). */
+export async function settled(read: () => Promise<number>): Promise<number> {
+  let last = await read();
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 300));
+    const now = await read();
+    if (now === last) return now;
+    last = now;
+  }
+}

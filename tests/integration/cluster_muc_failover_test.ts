@@ -3,21 +3,10 @@
 // not show them leaving a second time.
 import assert from "node:assert/strict";
 import { clusterTest } from "../helpers/cluster.ts";
-import { counters, lookup, mucCluster, online, poll } from "../helpers/cluster_muc.ts";
+import { counters, lookup, mucCluster, online, poll, settled } from "../helpers/cluster_muc.ts";
 import { createRoom, isMessage, isPresence, join, MUC, statusCodes } from "../helpers/muc.ts";
 
 const ROOM = `hall@${MUC}`;
-
-/** The counter's value once it has not moved for 300 ms (replication settled). */
-async function settled(read: () => Promise<number>): Promise<number> {
-  let last = await read();
-  for (;;) {
-    await new Promise((r) => setTimeout(r, 300));
-    const now = await read();
-    if (now === last) return now;
-    last = now;
-  }
-}
 
 clusterTest(
   "MUC: occupants who left with their node are replicated; a takeover later shows them leaving once",

@@ -3,10 +3,19 @@
 // for good. No occupant stays in the room after its departure, wherever it was sent.
 import assert from "node:assert/strict";
 import { clusterTest } from "../helpers/cluster.ts";
-import { counters, lookup, mucCluster, online, poll, rooms } from "../helpers/cluster_muc.ts";
+import {
+  counters,
+  lookup,
+  mucCluster,
+  online,
+  poll,
+  rooms,
+  settled,
+} from "../helpers/cluster_muc.ts";
 import { createRoom, isMessage, isPresence, join, MUC } from "../helpers/muc.ts";
 import type { RawClient } from "../helpers/raw_client.ts";
 import type { RoomStatus } from "../../src/admin/socket.ts";
+import type { Element } from "../../src/xml/element.ts";
 
 /** A room name that rendezvous hashing places on node `i`. */
 async function nameOn(c: Parameters<typeof lookup>[0], i: number): Promise<string> {
@@ -35,8 +44,8 @@ clusterTest(
         for (const i of [1, 2]) if ((await counters(c, i)).replicas === 1) replica = i;
         return replica !== -1;
       }, "the room's replica");
-      // The replica has heard of every join (replication runs at most 100 ms after a change).
-      await new Promise((r) => setTimeout(r, 300));
+      // The replica has heard of every join.
+      await settled(() => counters(c, 0).then((m) => m.replicated));
 
       // n1 freezes: departures sent to it now are never handled there.
       c.nodes[0].process!.child.kill("SIGSTOP");
@@ -48,7 +57,13 @@ clusterTest(
       // Right after the takeover.
       on.a4.send(`<presence to='${ROOM}/A4' type='unavailable'/>`);
       on.b4.drop();
-      await new Promise((r) => setTimeout(r, 200));
+      const told = (u: string, nick: string) =>
+        poll(
+          () => Promise.resolve(on[u].received.some(isPresence(`${ROOM}/${nick}`, "unavailable"))),
+          `${u} told that ${nick} left`,
+        );
+      await told("a1", "A4");
+      await told("a1", "B4");
 
       // n1 thaws: the partition heals.
       c.nodes[0].process!.child.kill("SIGCONT");
@@ -58,36 +73,29 @@ clusterTest(
       const gone = ["A2", "A3", "A4", "B2", "B3", "B4"];
       // One room, on one node, as every node sees it, with the remaining occupants exactly.
       let seen: unknown[] = [];
-      await poll(async () => {
-        seen = await Promise.all([0, 1, 2].map((i) => rooms(c, i)));
-        return seen.every((all) => {
-          const here = (all as RoomStatus[]).filter((r) => r.jid === ROOM);
-          return here.length === 1 && here[0].occupants === stay.length;
-        });
-      }, "one room with the remaining occupants", 10_000).catch((e) => {
+      await poll(
+        async () => {
+          seen = await Promise.all([0, 1, 2].map((i) => rooms(c, i)));
+          return seen.every((all) => {
+            const here = (all as RoomStatus[]).filter((r) => r.jid === ROOM);
+            return here.length === 1 && here[0].occupants === stay.length;
+          });
+        },
+        "one room with the remaining occupants",
+        10_000,
+      ).catch((e) => {
         throw new Error(`${e.message}: ${JSON.stringify(seen)}`);
       });
       // Each remaining occupant was told of each departure, once.
-      for (const u of ["a1", "b1"]) {
-        for (const nick of gone) {
-          await poll(
-            () =>
-              Promise.resolve(
-                on[u].received.some(isPresence(`${ROOM}/${nick}`, "unavailable")),
-              ),
-            `${u} told that ${nick} left`,
-          );
-        }
-      }
+      for (const u of ["a1", "b1"]) for (const nick of gone) await told(u, nick);
       // A groupchat reaches exactly the remaining occupants.
       on.a1.send(`<message to='${ROOM}' type='groupchat'><body>after</body></message>`);
-      const after = (e: Parameters<ReturnType<typeof isMessage>>[0]) =>
-        isMessage(`${ROOM}/A1`)(e) && e.childText("body") === "after";
+      const after = (e: Element) => isMessage(`${ROOM}/A1`)(e) && e.childText("body") === "after";
       await on.a1.waitFor(after);
       await on.b1.waitFor(after);
       // The explicit leavers are still online: they would get it by now if still in the room.
       on.b1.send(`<message to='${ROOM}' type='groupchat'><body>last</body></message>`);
-      const last = (e: Parameters<typeof after>[0]) => e.childText("body") === "last";
+      const last = (e: Element) => e.childText("body") === "last";
       await on.a1.waitFor(last);
       await on.b1.waitFor(last);
       for (const u of ["a2", "a4", "b2"]) {
