@@ -8,6 +8,8 @@ export class TokenBucket {
   }
 
   #refill(now: number): void {
+    // A caller's clock reading may predate the last refill (or the bucket's creation): no refill.
+    if (now <= this.#refilledAt) return;
     this.#tokens = Math.min(this.burst, this.#tokens + (now - this.#refilledAt) * this.rate / 1000);
     this.#refilledAt = now;
   }
