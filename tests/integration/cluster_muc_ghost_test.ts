@@ -101,10 +101,13 @@ clusterTest(
       for (const u of ["a2", "a4", "b2"]) {
         assert.ok(!on[u].received.some(after), `${u} left and got no message after`);
       }
+      // Every departure is shown. Through a stall (unlike a crash) one may be shown twice, when
+      // the woken node's last broadcasts race its own quieting (README, "Chat rooms in a
+      // cluster"); never more.
       for (const u of ["a1", "b1"]) {
         for (const nick of gone) {
           const n = on[u].received.filter(isPresence(`${ROOM}/${nick}`, "unavailable")).length;
-          assert.equal(n, 1, `${u} told ${n} times that ${nick} left`);
+          assert.ok(n >= 1 && n <= 2, `${u} told ${n} times that ${nick} left`);
         }
       }
     } finally {
