@@ -21,7 +21,8 @@ import type { Services } from "../server/service.ts";
 import { componentPlugin } from "../server/services.ts";
 import type { ClusterChannel, ClusterNode } from "./node.ts";
 import type { ClusterExtension } from "./extensions.ts";
-import { COMPONENT_TYPES, StanzaDecoder, text } from "./wire.ts";
+import { COMPONENT_TYPES, text } from "./wire.ts";
+import { Acks } from "./acks.ts";
 import { logger } from "../log/logger.ts";
 
 const log = logger("cluster");
@@ -43,11 +44,6 @@ const STATS_OF = COMPONENT_TYPES + 6;
 
 /** Reroutes of one stanza, beyond which it bounces (views of the live set differ briefly). */
 const MAX_HOPS = 3;
-/**
- * How long the receiver of FORWARD frames waits to acknowledge them: one FORWARDED for many, as
- * sessions' DELIVERED (an acknowledgement per read measured as garbage-collection time).
- */
-const ACK_DELAY_MS = 10;
 /** How long `parley components` waits for other nodes' counters. */
 const STATS_WAIT_MS = 1000;
 
@@ -87,27 +83,7 @@ class RemoteInstance implements ComponentInstance {
  * Per peer: forwarded stanzas counted both ways, and the frames not yet acknowledged (only text:
  * parsed again in the rare case of a link dying, as sessions' are).
  */
-class PeerForwards {
-  sent = 0;
-  received = 0;
-  ackQueued = false;
-  unacked: string[] = [];
-  head = 0;
-  readonly decoder = new StanzaDecoder();
-
-  /** The peer has handled the first `n` frames sent to it. */
-  acked(n: number): void {
-    const pending = this.unacked.length - this.head;
-    this.head += Math.max(0, Math.min(pending, n - (this.sent - pending)));
-    if (this.head === this.unacked.length) {
-      this.unacked.length = 0;
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.unacked.length) {
-      this.unacked = this.unacked.slice(this.head);
-      this.head = 0;
-    }
-  }
-
+class PeerForwards extends Acks {
   /** The stanza of a frame, with its addresses and pool; undefined (logged) if unreadable. */
   read(frame: Frame, pools: Map<string, ComponentPool>, peer: string) {
     const stanza = this.decoder.decode(frame.xml);
@@ -157,8 +133,7 @@ export class ComponentLinks implements ClusterChannel, PoolObserver {
     const peer = this.#peers.get(target.node);
     const frame = `${hops}\n${to.domain}\n${target.instanceId}\n${stanza}`;
     if (!peer || !this.node.send(target.node, FORWARD, frame)) return false;
-    peer.sent++;
-    peer.unacked.push(frame);
+    peer.sent(frame);
     return true;
   }
 
@@ -183,7 +158,7 @@ export class ComponentLinks implements ClusterChannel, PoolObserver {
     this.#statsSettled();
     if (!forwards) return;
     // What the peer may not have handed over goes to the instances left (its own are gone).
-    const pending = forwards.unacked.slice(forwards.head);
+    const pending = forwards.unacked();
     if (pending.length) {
       log.info("rerouting {n} stanzas for component instances on {peer}", {
         n: pending.length,
@@ -268,14 +243,7 @@ export class ComponentLinks implements ClusterChannel, PoolObserver {
 
   /** A FORWARD frame: to the named local instance, or rerouted if it has just left. */
   #handOver(peer: string, forwards: PeerForwards, payload: string): void {
-    forwards.received++;
-    if (!forwards.ackQueued) {
-      forwards.ackQueued = true;
-      setTimeout(() => {
-        forwards.ackQueued = false;
-        this.node.send(peer, FORWARDED, String(forwards.received));
-      }, ACK_DELAY_MS);
-    }
+    forwards.received((n) => this.node.send(peer, FORWARDED, String(n)));
     const f = parseFrame(payload);
     const instance = this.pools.get(f.domain)?.instances.get(f.id);
     const reroute = () => {

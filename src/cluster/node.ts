@@ -36,7 +36,6 @@ import {
   REROUTED,
   SNAPSHOT,
   type SnapshotPart,
-  StanzaDecoder,
   text,
   UNBOUND,
   type WireRecord,
@@ -44,17 +43,11 @@ import {
 import { logger } from "../log/logger.ts";
 import type { Services } from "../server/service.ts";
 import { CLUSTER_EXTENSIONS } from "./extensions.ts";
+import { Acks } from "./acks.ts";
 
 const log = logger("cluster");
 /** Records per SNAPSHOT frame (a few hundred bytes each). */
 const SNAPSHOT_PART = 2000;
-/**
- * How long a node waits to acknowledge stanzas, acknowledging all that came meanwhile at once:
- * an acknowledgement per batch of frames cost the sender more in reading them (a TLS record and a
- * buffer each) than the stanzas themselves. Stanzas of this window may be handled twice when a
- * link dies after they arrived.
- */
-const ACK_DELAY_MS = 10;
 
 /** A member as `parley cluster status` shows it. */
 export interface MemberStatus extends Omit<PeerStatus, "state"> {
@@ -62,45 +55,6 @@ export interface MemberStatus extends Omit<PeerStatus, "state"> {
   sessions: number;
   /** What services add (ClusterNode.addStatus), e.g. the rooms and occupants a node runs. */
   [service: string]: unknown;
-}
-
-/** Per link to a peer: frames counted both ways, and stanzas not yet acknowledged. */
-class PeerLink {
-  received = 0;
-  ackQueued = false;
-  readonly decoder = new StanzaDecoder();
-  /**
-   * Payloads of the DELIVER frames sent and not acknowledged yet, oldest first ("" for presence,
-   * which is not handled again). Kept as the text sent: one string per stanza, not its tree, so
-   * stanzas in flight cost the collector little.
-   */
-  #unacked: string[] = [];
-  #head = 0;
-  /** DELIVER frames sent over the link. */
-  #sent = 0;
-
-  sent(payload: string): void {
-    this.#sent++;
-    this.#unacked.push(payload);
-  }
-
-  /** The peer has handled the first `n` DELIVER frames. */
-  acked(n: number): void {
-    const pending = this.#unacked.length - this.#head;
-    this.#head += Math.max(0, Math.min(pending, n - (this.#sent - pending)));
-    if (this.#head === this.#unacked.length) {
-      this.#unacked.length = 0;
-      this.#head = 0;
-    } else if (this.#head > 1024 && this.#head * 2 > this.#unacked.length) {
-      this.#unacked = this.#unacked.slice(this.#head);
-      this.#head = 0;
-    }
-  }
-
-  /** What the peer may not have handled. */
-  unacked(): string[] {
-    return this.#unacked.slice(this.#head).filter((p) => p !== "");
-  }
 }
 
 /**
@@ -118,7 +72,7 @@ export class ClusterNode implements SessionObserver {
   readonly name: string;
   #mesh: Mesh;
   #directory: Directory;
-  #links = new Map<string, PeerLink>();
+  #links = new Map<string, Acks>();
   #invalidations = new Map<number, { waiting: Set<string>; done: () => void }>();
   #channels = new Map<number, ClusterChannel>();
   #statusParts: ((member: string) => Record<string, unknown>)[] = [];
@@ -251,7 +205,7 @@ export class ClusterNode implements SessionObserver {
   // --- Mesh events.
 
   #up(peer: string, incarnation: number): void {
-    this.#links.set(peer, new PeerLink());
+    this.#links.set(peer, new Acks());
     // Invalidations may have been missed while the link was down.
     this.ctx.caches.clear();
     // In parts, each well under the largest frame; the peer acts on the last.
@@ -368,15 +322,8 @@ export class ClusterNode implements SessionObserver {
     replaced.directed.clear();
   }
 
-  #deliverHere(link: PeerLink, peer: string, payload: string): void {
-    link.received++;
-    if (!link.ackQueued) {
-      link.ackQueued = true;
-      setTimeout(() => {
-        link.ackQueued = false;
-        this.#mesh.send(peer, DELIVERED, String(link.received));
-      }, ACK_DELAY_MS);
-    }
+  #deliverHere(link: Acks, peer: string, payload: string): void {
+    link.received((n) => this.#mesh.send(peer, DELIVERED, String(n)));
     const nl = payload.indexOf("\n");
     const to = parseJid(payload.slice(1, nl));
     const session = to && this.ctx.sessions.get(to);
