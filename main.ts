@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { ConfigError, defaultConfig, loadConfigFile } from "./src/config/load.ts";
 import type { Config } from "./src/config/schema.ts";
 import { logger, setupLogging } from "./src/log/logger.ts";
+import { installFatalHandler } from "./src/log/fatal.ts";
 import { Server } from "./src/server/server.ts";
 import { raiseDescriptorLimit } from "./src/server/fd_limit.ts";
 import { PidFile } from "./src/server/pid_file.ts";
@@ -45,6 +46,8 @@ async function config(file: string | undefined, node?: string): Promise<Config> 
 
 async function serve(cfg: Config): Promise<number> {
   setupLogging(cfg.log.level);
+  // From here an error nothing catches is one JSON log line of level fatal, then exit 1.
+  installFatalHandler();
   raiseDescriptorLimit();
   const server = await Server.start(cfg);
   const pidFile = await PidFile.write(cfg.data_dir);

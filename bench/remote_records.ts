@@ -3,7 +3,7 @@
 // --v8-flags=--expose-gc; prints {"records":N,"bytes":…} (bytes per record).
 import { SessionRegistry } from "../src/router/sessions.ts";
 import { Directory } from "../src/cluster/directory.ts";
-import type { WireRecord } from "../src/cluster/wire.ts";
+import { RECORD, type WireRecord } from "../src/cluster/wire.ts";
 
 const n = Number(Deno.args[0] ?? 10_000);
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -36,9 +36,12 @@ const heap = () => {
   gc();
   return Deno.memoryUsage().heapUsed;
 };
-const directory = new Directory("n2", new SessionRegistry());
+const directory = new Directory("n2", new SessionRegistry(), {
+  domains: new Set(["localhost"]),
+  maxPerNode: n,
+});
 const before = heap();
-for (const f of frames()) directory.record("n1", JSON.parse(f));
+for (const f of frames()) directory.record("n1", RECORD.codec.decode(f));
 const after = heap();
 if (directory.count("n1") !== n) throw new Error("records missing");
 console.log(JSON.stringify({ records: n, bytes: (after - before) / n }));

@@ -46,6 +46,22 @@ export class Acks {
     return this.#unacked.slice(this.#head).filter((p) => p !== "");
   }
 
+  /**
+   * The frames received from the peer so far: what an acknowledgement sent now says (one may go
+   * inside another frame to the peer).
+   */
+  get receivedCount(): number {
+    return this.#received;
+  }
+
+  /**
+   * Every frame sent so far counts as handled: this node knows the peer got them, though their
+   * acknowledgements may never be read (it woke from a stall: link.ts drops what came meanwhile).
+   */
+  assumeAcked(): void {
+    this.acked(this.#sent);
+  }
+
   /** Counts a frame received; `ack` is called with the count a little later, once for many. */
   received(ack: (count: number) => void): void {
     this.#received++;

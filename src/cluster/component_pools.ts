@@ -19,48 +19,34 @@ import { type Jid, parseJid } from "../jid/jid.ts";
 import type { ComponentInstance, ComponentPool, PoolObserver } from "../component/pool.ts";
 import type { Services } from "../server/service.ts";
 import { componentPlugin } from "../server/services.ts";
-import type { ClusterChannel, ClusterNode } from "./node.ts";
+import type { ClusterNode, PeerObserver } from "./node.ts";
 import type { ClusterExtension } from "./extensions.ts";
-import { COMPONENT_TYPES, text } from "./wire.ts";
 import { Acks } from "./acks.ts";
+import { FrameError } from "./codec.ts";
+import {
+  FORWARD,
+  FORWARDED,
+  type InstanceRecord,
+  INSTANCES,
+  JOINED,
+  LEFT,
+  STATS,
+  STATS_OF,
+} from "./component_wire.ts";
+import type { FrameType } from "./frame_type.ts";
 import { logger } from "../log/logger.ts";
+import { LimitedLog } from "../log/limited.ts";
 
 const log = logger("cluster");
-
-/** Every instance the sender holds (on link up): JSON InstanceRecord[]. */
-const INSTANCES = COMPONENT_TYPES;
-/** One instance connected to the sender: JSON InstanceRecord. */
-const JOINED = COMPONENT_TYPES + 1;
-/** One instance of the sender gone: JSON { domain, id }. */
-const LEFT = COMPONENT_TYPES + 2;
-/** A stanza for an instance of the receiver: hops, domain, instance id, XML (one a line). */
-const FORWARD = COMPONENT_TYPES + 3;
-/** How many FORWARD frames of this link the receiver has handled (decimal). */
-const FORWARDED = COMPONENT_TYPES + 4;
-/** Asks for the traffic counters of the receiver's instances: the request number. */
-const STATS = COMPONENT_TYPES + 5;
-/** The answer: JSON { n, stats: { [instance id]: [received, sent] } }. */
-const STATS_OF = COMPONENT_TYPES + 6;
+const limited = new LimitedLog(log);
 
 /** Reroutes of one stanza, beyond which it bounces (views of the live set differ briefly). */
 const MAX_HOPS = 3;
 /** How long `parley components` waits for other nodes' counters. */
 const STATS_WAIT_MS = 1000;
 
-interface InstanceRecord {
-  domain: string;
-  id: string;
-  since: number;
-  remote: string;
-}
-
-/** A FORWARD frame's parts. */
-interface Frame {
-  hops: number;
-  domain: string;
-  id: string;
-  xml: string;
-}
+/** A FORWARD frame's parts: hops, domain, instance id, XML. */
+type Frame = [hops: number, domain: string, id: string, xml: string];
 
 /** An instance connected to another node: delivering to it is a frame to that node. */
 class RemoteInstance implements ComponentInstance {
@@ -84,25 +70,26 @@ class RemoteInstance implements ComponentInstance {
  * parsed again in the rare case of a link dying, as sessions' are).
  */
 class PeerForwards extends Acks {
-  /** The stanza of a frame, with its addresses and pool; undefined (logged) if unreadable. */
-  read(frame: Frame, pools: Map<string, ComponentPool>, peer: string) {
-    const stanza = this.decoder.decode(frame.xml);
-    const from = stanza && parseJid(stanza.attrs.from ?? "");
-    const to = stanza && parseJid(stanza.attrs.to ?? "");
-    const pool = pools.get(frame.domain);
-    if (stanza && from && to && pool) return { stanza, from, to, pool };
-    log.warn("dropped an unreadable component stanza from {peer}", { peer });
+  /** The stanza of a frame, with its addresses and pool; a FrameError when it has none. */
+  read([, domain, , xml]: Frame, pools: Map<string, ComponentPool>) {
+    const stanza = this.decoder.stanza(xml);
+    const from = parseJid(stanza.attrs.from ?? "");
+    const to = parseJid(stanza.attrs.to ?? "");
+    const pool = pools.get(domain);
+    if (from && to && pool) return { stanza, from, to, pool };
+    throw new FrameError("a component stanza without addresses, or for no pool here");
   }
 }
 
-export class ComponentLinks implements ClusterChannel, PoolObserver {
+export class ComponentLinks implements PeerObserver, PoolObserver {
   #peers = new Map<string, PeerForwards>();
   #statsWaits = new Map<number, { waiting: Set<string>; done: () => void }>();
   #statsNext = 0;
   #refreshing: Promise<void> | undefined;
 
   constructor(readonly node: ClusterNode, readonly pools: Map<string, ComponentPool>) {
-    node.register([INSTANCES, JOINED, LEFT, FORWARD, FORWARDED, STATS, STATS_OF], this);
+    this.#registerFrames();
+    node.follow(this);
     for (const pool of pools.values()) pool.observer = this;
     // `parley cluster status`: how many component instances each member holds.
     node.addStatus((member) => {
@@ -137,7 +124,7 @@ export class ComponentLinks implements ClusterChannel, PoolObserver {
     return true;
   }
 
-  // --- ClusterChannel.
+  // --- Peers.
 
   up(peer: string): void {
     this.#peers.set(peer, new PeerForwards());
@@ -150,13 +137,14 @@ export class ComponentLinks implements ClusterChannel, PoolObserver {
     this.node.send(peer, INSTANCES, JSON.stringify(records));
   }
 
-  down(peer: string): void {
+  down(peer: string, stalled: boolean): void {
     const forwards = this.#peers.get(peer);
     this.#peers.delete(peer);
     this.#dropInstancesOf(peer);
     for (const wait of this.#statsWaits.values()) wait.waiting.delete(peer);
     this.#statsSettled();
     if (!forwards) return;
+    if (stalled) forwards.assumeAcked();
     // What the peer may not have handed over goes to the instances left (its own are gone).
     const pending = forwards.unacked();
     if (pending.length) {
@@ -166,60 +154,48 @@ export class ComponentLinks implements ClusterChannel, PoolObserver {
       });
     }
     for (const frame of pending) {
-      const f = parseFrame(frame);
-      const p = forwards.read(f, this.pools, peer);
-      p?.pool.route(p.stanza, p.from, p.to, f.hops);
+      const f = FORWARD.codec.decode(frame);
+      const p = forwards.read(f, this.pools);
+      p.pool.route(p.stanza, p.from, p.to, f[0]);
     }
   }
 
-  message(peer: string, type: number, payload: Uint8Array): void {
-    const forwards = this.#peers.get(peer);
-    if (!forwards) return;
-    switch (type) {
-      case INSTANCES: {
-        // All the peer holds: what we had of it is stale (a healed partition, a restart).
-        this.#dropInstancesOf(peer);
-        for (const r of JSON.parse(text(payload)) as InstanceRecord[]) this.#place(peer, r);
-        return;
+  #registerFrames(): void {
+    const forwards = (peer: string) => this.#peers.get(peer)!;
+    this.node.on(INSTANCES, (peer, records) => {
+      // All the peer holds: what we had of it is stale (a healed partition, a restart).
+      this.#dropInstancesOf(peer);
+      for (const r of records) this.#place(peer, r);
+    });
+    this.node.on(JOINED, (peer, r) => this.#place(peer, r));
+    this.node.on(LEFT, (peer, { domain, id }) => {
+      const pool = this.pools.get(domain);
+      const instance = pool?.instances.get(id);
+      if (instance && instance.node === peer) pool!.remove(instance);
+    });
+    this.node.on(FORWARD, (peer, f) => this.#handOver(peer, forwards(peer), f));
+    this.node.on(FORWARDED, (peer, n) => forwards(peer).acked(n));
+    this.node.on(STATS, (peer, n) => {
+      const stats: Record<string, [number, number]> = {};
+      for (const pool of this.pools.values()) {
+        for (const i of pool.instances.values()) {
+          if (i.node === this.node.name) stats[i.instanceId] = [i.stats.received, i.stats.sent];
+        }
       }
-      case JOINED:
-        return this.#place(peer, JSON.parse(text(payload)));
-      case LEFT: {
-        const { domain, id } = JSON.parse(text(payload));
-        const pool = this.pools.get(domain);
-        const instance = pool?.instances.get(id);
-        if (instance && instance.node === peer) pool!.remove(instance);
-        return;
-      }
-      case FORWARD:
-        return this.#handOver(peer, forwards, text(payload));
-      case FORWARDED:
-        return forwards.acked(Number(text(payload)));
-      case STATS: {
-        const stats: Record<string, [number, number]> = {};
-        for (const pool of this.pools.values()) {
-          for (const i of pool.instances.values()) {
-            if (i.node === this.node.name) stats[i.instanceId] = [i.stats.received, i.stats.sent];
+      this.node.send(peer, STATS_OF, JSON.stringify({ n, stats }));
+    });
+    this.node.on(STATS_OF, (peer, { n, stats }) => {
+      for (const pool of this.pools.values()) {
+        for (const i of pool.instances.values()) {
+          const s = Object.hasOwn(stats, i.instanceId) ? stats[i.instanceId] : undefined;
+          if (i instanceof RemoteInstance && i.node === peer && s) {
+            [i.stats.received, i.stats.sent] = s;
           }
         }
-        this.node.send(peer, STATS_OF, JSON.stringify({ n: Number(text(payload)), stats }));
-        return;
       }
-      case STATS_OF: {
-        const { n, stats } = JSON.parse(text(payload));
-        for (const pool of this.pools.values()) {
-          for (const i of pool.instances.values()) {
-            const s = stats[i.instanceId];
-            if (i instanceof RemoteInstance && i.node === peer && s) {
-              [i.stats.received, i.stats.sent] = s;
-            }
-          }
-        }
-        this.#statsWaits.get(n)?.waiting.delete(peer);
-        this.#statsSettled();
-        return;
-      }
-    }
+      this.#statsWaits.get(n)?.waiting.delete(peer);
+      this.#statsSettled();
+    });
   }
 
   // --- Internals.
@@ -227,10 +203,32 @@ export class ComponentLinks implements ClusterChannel, PoolObserver {
   #place(peer: string, r: InstanceRecord): void {
     const pool = this.pools.get(r.domain);
     if (!pool) {
-      return log.warn("{peer} has an instance of {domain}, which is not configured here", {
+      return limited.warn(
         peer,
-        domain: r.domain,
-      });
+        "{peer} has an instance of {domain}, which is not configured here",
+        {
+          peer,
+          domain: r.domain,
+        },
+      );
+    }
+    const current = pool.instances.get(r.id);
+    // An instance id names one connection on one node (n1-1): another node's is not this peer's.
+    if (current && current.node !== peer) {
+      throw new FrameError(
+        `instance ${r.id} of ${r.domain} is held by ${current.node ?? "this node"}`,
+      );
+    }
+    if (!current) {
+      let held = 0;
+      for (const p of this.pools.values()) {
+        for (const i of p.instances.values()) if (i.node === peer) held++;
+      }
+      if (held >= this.node.maxRecordsPerPeer) {
+        throw new FrameError(
+          `more than ${this.node.maxRecordsPerPeer} component instances (max_records_per_peer)`,
+        );
+      }
     }
     pool.add(new RemoteInstance(r.id, peer, r.remote, r.since, this));
   }
@@ -242,24 +240,34 @@ export class ComponentLinks implements ClusterChannel, PoolObserver {
   }
 
   /** A FORWARD frame: to the named local instance, or rerouted if it has just left. */
-  #handOver(peer: string, forwards: PeerForwards, payload: string): void {
+  #handOver(peer: string, forwards: PeerForwards, f: Frame): void {
     forwards.received((n) => this.node.send(peer, FORWARDED, String(n)));
-    const f = parseFrame(payload);
-    const instance = this.pools.get(f.domain)?.instances.get(f.id);
+    const [hops, domain, id, xml] = f;
+    const instance = this.pools.get(domain)?.instances.get(id);
     const reroute = () => {
-      const p = forwards.read(f, this.pools, peer);
-      if (!p) return;
-      if (f.hops < MAX_HOPS) return p.pool.route(p.stanza, p.from, p.to, f.hops + 1);
+      const p = forwards.read(f, this.pools);
+      if (hops < MAX_HOPS) return p.pool.route(p.stanza, p.from, p.to, hops + 1);
       p.pool.router.bounce(p.stanza, "service-unavailable", {
         text: `no ${p.pool.domain} instance could take it`,
       });
     };
     if (instance?.node !== this.node.name) return reroute();
-    if (!isAnswer(f.xml)) {
-      if (instance.deliverText?.(f.xml, reroute)) return;
+    if (!isAnswer(xml)) {
+      // Rerouted later, outside this frame's handling: a stanza that does not parse is logged.
+      const later = () => {
+        try {
+          reroute();
+        } catch (e) {
+          limited.warn(peer, "dropped a component stanza from {peer}: {reason}", {
+            peer,
+            reason: String(e),
+          });
+        }
+      };
+      if (instance.deliverText?.(xml, later)) return;
     } else {
-      const p = forwards.read(f, this.pools, peer);
-      if (!p || instance.deliver(p.stanza, p.from, p.to, f.hops)) return;
+      const p = forwards.read(f, this.pools);
+      if (instance.deliver(p.stanza, p.from, p.to, hops)) return;
     }
     reroute();
   }
@@ -292,21 +300,9 @@ export class ComponentLinks implements ClusterChannel, PoolObserver {
     }
   }
 
-  #broadcast(type: number, payload: string): void {
+  #broadcast(type: FrameType<unknown>, payload: string): void {
     for (const peer of this.#peers.keys()) this.node.send(peer, type, payload);
   }
-}
-
-function parseFrame(payload: string): Frame {
-  const nl1 = payload.indexOf("\n");
-  const nl2 = payload.indexOf("\n", nl1 + 1);
-  const nl3 = payload.indexOf("\n", nl2 + 1);
-  return {
-    hops: Number(payload.slice(0, nl1)),
-    domain: payload.slice(nl1 + 1, nl2),
-    id: payload.slice(nl2 + 1, nl3),
-    xml: payload.slice(nl3 + 1),
-  };
 }
 
 /** Whether a stanza's text may be an iq result or error (of which a component's answer is one). */

@@ -150,5 +150,6 @@ export function meshOptions(cluster: ClusterConfig, tls: ClusterTls): MeshOption
     tls,
     heartbeatMs: parseDuration(cluster.heartbeat)!,
     deadAfterMs: parseDuration(cluster.dead_after)!,
+    invalidInputBackoffMs: parseDuration(cluster.invalid_input_backoff)!,
   };
 }

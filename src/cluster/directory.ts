@@ -16,7 +16,26 @@ import {
   type Session,
   type SessionRegistry,
 } from "../router/sessions.ts";
-import type { WireRecord } from "./wire.ts";
+import type { SessionRecord, WireRecord } from "./wire.ts";
+import { FrameError } from "./codec.ts";
+import { logger } from "../log/logger.ts";
+import { LimitedLog } from "../log/limited.ts";
+
+const limited = new LimitedLog(logger("cluster"));
+
+/**
+ * How far ahead of this node's clock a peer's bind time may be. A later one would win every
+ * conflict for that full JID (the newer bind wins), so it is not believed.
+ */
+export const MAX_CLOCK_SKEW_MS = 60_000;
+
+/** What a peer is believed about. */
+export interface DirectoryLimits {
+  /** The domains this cluster serves: sessions of others are not believed. */
+  domains: ReadonlySet<string>;
+  /** Most sessions believed of one peer; more are invalid input. */
+  maxPerNode: number;
+}
 
 export class RemoteSession implements Session {
   available = false;
@@ -40,7 +59,7 @@ export class RemoteSession implements Session {
     this.#presence = p?.toString() ?? null;
   }
 
-  update(r: WireRecord): void {
+  update(r: SessionRecord): void {
     this.available = r.available;
     this.priority = r.priority;
     this.#presence = r.presence === null ? null : own(r.presence);
@@ -77,18 +96,22 @@ export function toWire(s: Session): WireRecord {
 export class Directory {
   /** Records of other nodes by full JID. */
   #remote = new Map<string, RemoteSession>();
+  /** How many of them each node holds. */
+  #counts = new Map<string, number>();
   /** Local sessions shown each full JID available (and not unavailable since). */
   #watchers = new Map<string, Set<LocalSession>>();
   /** The full JIDs each local session watches, to forget it when it ends. */
   #watching = new WeakMap<LocalSession, Set<string>>();
 
-  constructor(readonly self: string, readonly sessions: SessionRegistry) {}
+  constructor(
+    readonly self: string,
+    readonly sessions: SessionRegistry,
+    readonly limits: DirectoryLimits,
+  ) {}
 
   /** Records held for `node`. */
   count(node: string): number {
-    let n = 0;
-    for (const r of this.#remote.values()) if (r.node === node) n++;
-    return n;
+    return this.#counts.get(node) ?? 0;
   }
 
   /** Whether `a`, bound on `aNode`, wins over `b`: the newer bind; the larger name on a tie. */
@@ -97,10 +120,35 @@ export class Directory {
       (a.boundAt === b.boundAt && aNode > (b.node ?? this.self));
   }
 
-  /** A record from `node`, new or changed; returns the local session it replaced, if any. */
-  record(node: string, r: WireRecord): LocalSession | undefined {
-    const jid = parseJid(own(r.jid));
-    if (!jid) return;
+  /**
+   * A record from `node`, new or changed; returns the local session it replaced, if any. A
+   * session of a domain not served here, or bound later than this node's clock allows, is not
+   * believed; more sessions than the limit are invalid input (FrameError).
+   */
+  record(node: string, r: SessionRecord): LocalSession | undefined {
+    const jid = parseJid(own(r.jid.full))!;
+    if (!this.limits.domains.has(jid.domain)) {
+      limited.warn(
+        node,
+        "{peer} claims a session of {domain}, which this node does not serve",
+        {
+          peer: node,
+          domain: jid.domain,
+        },
+      );
+      return;
+    }
+    if (r.boundAt > Date.now() + MAX_CLOCK_SKEW_MS) {
+      limited.warn(
+        node,
+        "{peer} claims a session bound {ahead} s ahead of this node's clock",
+        {
+          peer: node,
+          ahead: Math.round((r.boundAt - Date.now()) / 1000),
+        },
+      );
+      return;
+    }
     const current = this.sessions.get(jid);
     if (
       current instanceof RemoteSession && current.node === node && current.boundAt === r.boundAt
@@ -110,6 +158,14 @@ export class Directory {
     }
     // Another session with this full JID: the newer stays (its node replaces the older).
     if (current && !this.#newer(r, node, current)) return;
+    if (!(current instanceof RemoteSession && current.node === node)) {
+      const n = this.count(node);
+      if (n >= this.limits.maxPerNode) {
+        throw new FrameError(`more than ${this.limits.maxPerNode} sessions (max_records_per_peer)`);
+      }
+      this.#counts.set(node, n + 1);
+      if (current instanceof RemoteSession) this.#uncount(current.node);
+    }
     const session = new RemoteSession(jid, node, r.boundAt);
     session.update(r);
     this.sessions.put(session);
@@ -134,7 +190,14 @@ export class Directory {
   replaced(old: Session): void {
     if (old instanceof RemoteSession && this.#remote.get(old.jid.full) === old) {
       this.#remote.delete(old.jid.full);
+      this.#uncount(old.node);
     }
+  }
+
+  #uncount(node: string): void {
+    const n = (this.#counts.get(node) ?? 1) - 1;
+    if (n > 0) this.#counts.set(node, n);
+    else this.#counts.delete(node);
   }
 
   /** Notes which local sessions are shown which full JIDs available. */
@@ -170,6 +233,7 @@ export class Directory {
 
   #gone(r: RemoteSession, tell: boolean): void {
     this.#remote.delete(r.jid.full);
+    this.#uncount(r.node);
     this.sessions.drop(r);
     const watchers = this.#watchers.get(r.jid.full);
     this.#watchers.delete(r.jid.full);

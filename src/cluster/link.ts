@@ -13,6 +13,9 @@ import {
   readFloat,
 } from "./frames.ts";
 import { handshakeFailure } from "./tls.ts";
+import { logger } from "../log/logger.ts";
+
+const log = logger("cluster");
 
 /** What each side says first. The hello stays JSON with these keys in every protocol version. */
 export interface Hello {
@@ -34,6 +37,8 @@ export interface LinkLimits {
   maxFrame: number;
   /** Bytes queued for a peer that does not read, beyond which the link is closed. */
   maxQueued: number;
+  /** Silence after which the peer declares this node dead (the mesh's `deadAfterMs`). */
+  deadAfterMs: number;
 }
 
 const decoder = new TextDecoder();
@@ -42,7 +47,13 @@ export class Link {
   state: "handshake" | "up" | "closed" = "handshake";
   /** Negotiated protocol version and the peer's incarnation, once its hello arrived. */
   version = 0;
+  /** The version the peer's hello announced (it may speak newer frames than `version`). */
+  peerVersion = 0;
   incarnation = 0;
+  /** Closed by this node for invalid input. */
+  refused = false;
+  /** Closed because this node stalled past `deadAfterMs` (see MeshEvents.down). */
+  stalled = false;
   /** Last heartbeat round trip in ms. */
   rtt = NaN;
   readonly opened = performance.now();
@@ -58,6 +69,7 @@ export class Link {
   #reader: FrameReader;
   #flushQueued = false;
   #gotHello = false;
+  #lastData = performance.now();
 
   constructor(
     readonly socket: tls.TLSSocket,
@@ -72,6 +84,16 @@ export class Link {
     this.#reader = new FrameReader(limits.maxFrame, this.#onFrame);
     socket.setNoDelay(true);
     socket.on("data", (chunk: Uint8Array) => {
+      // This process was stalled (stopped, swapped out) for longer than the peer waits: the peer
+      // has declared this node dead and handled elsewhere what it had sent here, so what is
+      // still buffered must not be handled a second time.
+      const now = performance.now();
+      const silent = now - this.#lastData;
+      this.#lastData = now;
+      if (this.state === "up" && silent > limits.deadAfterMs) {
+        this.stalled = true;
+        return this.close(`silent for ${Math.round(silent)} ms (this node stalled): declared dead`);
+      }
       this.heard = true;
       this.bytesIn += chunk.length;
       const malformed = this.#reader.push(chunk);
@@ -86,7 +108,17 @@ export class Link {
   /** Queues a frame; false when the link is closed. */
   send(type: number, payload: Uint8Array | string): boolean {
     if (this.state === "closed") return false;
-    this.#writer.frame(type, payload);
+    try {
+      this.#writer.frame(type, payload);
+    } catch (e) {
+      // Over the largest frame: the frame is not sent (the caller handles it as undeliverable).
+      log.error("a frame of type {type} for {peer} was not sent: {error}", {
+        type,
+        peer: this.peer,
+        error: (e as Error).message,
+      });
+      return false;
+    }
     this.#schedule();
     return true;
   }

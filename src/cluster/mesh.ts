@@ -20,8 +20,11 @@ import {
   serverOptions,
 } from "./tls.ts";
 import { logger } from "../log/logger.ts";
+import { LimitedLog } from "../log/limited.ts";
 
 const log = logger("cluster");
+/** What strangers and misbehaving peers cause to be logged, at a bounded rate per source. */
+const limited = new LimitedLog(log);
 
 /** The protocol version this build speaks; it also talks to one version below and above. */
 export const PROTOCOL_VERSION = 1;
@@ -45,11 +48,21 @@ export interface MeshOptions {
   maxFrame?: number;
   maxQueued?: number;
   backoff?: { minMs: number; maxMs: number };
+  /**
+   * How long a peer whose link was closed for invalid input is refused (and not dialled);
+   * doubled for each such link in a row, up to 64 times.
+   */
+  invalidInputBackoffMs?: number;
 }
 
 export interface MeshEvents {
   up(peer: string, incarnation: number): void;
-  down(peer: string): void;
+  /**
+   * `stalled`: the link closed because this node stalled (stopped, swapped out) past the peer's
+   * patience: the peer, up all along, handled what this node had sent, though its
+   * acknowledgements were lost with the link.
+   */
+  down(peer: string, stalled: boolean): void;
   /** `payload` is only valid during the call: copy it to keep it. */
   message(peer: string, type: number, payload: Uint8Array): void;
 }
@@ -67,6 +80,8 @@ export interface PeerStatus {
   receivedBytes: number;
   incarnation: number | null;
   version: number | null;
+  /** Links with this peer closed for invalid input, since this node started. */
+  invalidInput: number;
 }
 
 class Peer {
@@ -76,6 +91,10 @@ class Peer {
   failures = 0;
   lastFailure = "";
   retry: ReturnType<typeof setTimeout> | undefined;
+  /** Links closed in a row for invalid input, and until when the peer is refused for it. */
+  strikes = 0;
+  refusedUntil = 0;
+  invalidInput = 0;
   constructor(readonly node: string, readonly host: string, readonly port: number) {}
 
   get address(): string {
@@ -103,6 +122,7 @@ export class Mesh implements LinkOwner {
   #timer: ReturnType<typeof setInterval> | undefined;
   #stopped = false;
   #helloJson: string;
+  #lastTick = performance.now();
 
   constructor(readonly options: MeshOptions, readonly events: MeshEvents) {
     this.version = options.version ?? PROTOCOL_VERSION;
@@ -112,6 +132,7 @@ export class Mesh implements LinkOwner {
     this.#limits = {
       maxFrame: options.maxFrame ?? MAX_FRAME_BYTES,
       maxQueued: options.maxQueued ?? 64 << 20,
+      deadAfterMs: options.deadAfterMs,
     };
     this.#helloJson = JSON.stringify(
       {
@@ -137,10 +158,17 @@ export class Mesh implements LinkOwner {
     server.on("tlsClientError", (e: Error, socket: tls.TLSSocket) => {
       // Deno's TLSSocket forgets the address when the handshake fails; the TCP socket knows it.
       const tcp = (socket as { _parent?: net.Socket })._parent ?? socket;
-      log.warn("refused a connection from {address}: {reason}", {
-        address: `${tcp.remoteAddress}:${tcp.remotePort}`,
-        reason: handshakeFailure(e, socket),
-      });
+      const reason = handshakeFailure(e, socket);
+      const props = { address: `${tcp.remoteAddress}:${tcp.remotePort}`, reason };
+      // A connection closed mid-handshake is how two nodes dialling each other at once settle
+      // on one link (the other is closed): routine, unless the certificate was the cause.
+      const routine = !socket.authorizationError && (e as { code?: string }).code === "ECONNRESET";
+      limited.at(
+        routine ? "debug" : "warn",
+        `${tcp.remoteAddress} ${reason}`,
+        "refused a connection from {address}: {reason}",
+        props,
+      );
     });
     const { host, port } = this.options.listen;
     await new Promise<void>((resolve, reject) => {
@@ -182,7 +210,28 @@ export class Mesh implements LinkOwner {
       receivedBytes: p.link?.bytesIn ?? 0,
       incarnation: p.link?.incarnation ?? null,
       version: p.link?.version ?? null,
+      invalidInput: p.invalidInput,
     }));
+  }
+
+  /** The protocol version `peer` announced on its current link. */
+  peerVersion(peer: string): number | undefined {
+    return this.#peers.get(peer)?.link?.peerVersion;
+  }
+
+  /**
+   * Closes the link to `peer` for invalid input: the peer is refused, and not dialled, for a
+   * while that doubles with each such link in a row.
+   */
+  refuse(peer: string, reason: string): void {
+    const p = this.#peers.get(peer);
+    const link = p?.link;
+    if (!p || !link) return;
+    p.invalidInput++;
+    const backoff = this.options.invalidInputBackoffMs ?? 1000;
+    p.refusedUntil = performance.now() + backoff * 2 ** Math.min(p.strikes++, 6);
+    link.refused = true;
+    link.close(`invalid input: ${reason}`);
   }
 
   /** Closes every link and the listener; no events are reported from here on. */
@@ -205,12 +254,20 @@ export class Mesh implements LinkOwner {
     const peer = name === undefined ? undefined : this.#peers.get(name);
     if (this.#stopped || !peer) {
       if (!this.#stopped) {
-        log.warn("refused a connection from {address}: its certificate names {name}, {why}", {
-          address,
-          name: name ?? "no node",
-          why: "which is not a peer of this node",
-        });
+        limited.warn(
+          String(socket.remoteAddress),
+          "refused a connection from {address}: its certificate names {name}, {why}",
+          { address, name: name ?? "no node", why: "which is not a peer of this node" },
+        );
       }
+      socket.destroy();
+      return;
+    }
+    if (performance.now() < peer.refusedUntil) {
+      limited.debug(peer.node, "refused a connection from {peer}: {why}", {
+        peer: peer.node,
+        why: "its last link sent invalid input",
+      });
       socket.destroy();
       return;
     }
@@ -239,7 +296,11 @@ export class Mesh implements LinkOwner {
     if (this.#stopped || peer.link || peer.retry !== undefined) return;
     const { minMs, maxMs } = this.options.backoff ?? { minMs: 100, maxMs: 2000 };
     const ceiling = Math.min(maxMs, minMs * 2 ** Math.min(peer.failures++, 20));
-    peer.retry = setTimeout(() => this.#dial(peer), ceiling / 2 + Math.random() * ceiling / 2);
+    const refused = Math.max(0, peer.refusedUntil - performance.now());
+    peer.retry = setTimeout(
+      () => this.#dial(peer),
+      refused + ceiling / 2 + Math.random() * ceiling / 2,
+    );
   }
 
   hello(link: Link, hello: Hello): void {
@@ -261,6 +322,7 @@ export class Mesh implements LinkOwner {
       return link.close("the hello names another node");
     }
     link.version = version;
+    link.peerVersion = hello.version;
     link.incarnation = hello.incarnation;
     if (this.options.node > link.peer) return; // the peer decides; wait for its ACCEPT
     const current = this.#peers.get(link.peer)!.link;
@@ -296,7 +358,7 @@ export class Mesh implements LinkOwner {
     for (const c of others) c.close("another connection became the link");
     if (old) {
       old.close("replaced by a new link");
-      this.#down(peer, "replaced by a new link");
+      this.#down(peer, "replaced by a new link", false);
     }
     peer.since = Date.now();
     log.info("link to {peer} up ({direction}, protocol {version}, incarnation {incarnation})", {
@@ -308,10 +370,10 @@ export class Mesh implements LinkOwner {
     this.events.up(peer.node, link.incarnation);
   }
 
-  #down(peer: Peer, reason: string): void {
+  #down(peer: Peer, reason: string, stalled: boolean): void {
     peer.since = Date.now();
     log.info("link to {peer} down: {reason}", { peer: peer.node, reason });
-    this.events.down(peer.node);
+    this.events.down(peer.node, stalled);
   }
 
   closed(link: Link, reason: string): void {
@@ -319,9 +381,16 @@ export class Mesh implements LinkOwner {
     const peer = this.#peers.get(link.peer)!;
     if (peer.link === link) {
       peer.link = undefined;
-      this.#down(peer, reason);
+      if (!link.refused) peer.strikes = 0;
+      this.#down(peer, reason, link.stalled);
     } else if (!peer.candidates.delete(link)) {
       return; // superseded or replaced by the link in place
+    } else if (peer.link) {
+      // Both nodes dialled at once and the other connection became the link: a tie-break.
+      return log.debug("a second connection with {peer} closed: {reason}", {
+        peer: peer.node,
+        reason,
+      });
     } else if (link.dialed) {
       // Failing again the same way (a node that stays down) is routine: said once, then at debug.
       const level = reason === peer.lastFailure ? "debug" : "info";
@@ -338,6 +407,9 @@ export class Mesh implements LinkOwner {
   #tick = (): void => {
     const now = performance.now();
     const { heartbeatMs, deadAfterMs } = this.options;
+    // Due every quarter of the shorter period: this late, this node was stalled, not its peers.
+    const late = now - this.#lastTick > deadAfterMs / 2;
+    this.#lastTick = now;
     for (const peer of this.#peers.values()) {
       for (const c of peer.candidates) {
         if (now - c.opened > deadAfterMs) c.close("the handshake timed out");
@@ -348,6 +420,7 @@ export class Mesh implements LinkOwner {
         link.heard = false;
         link.lastHeard = now;
       } else if (now - link.lastHeard > deadAfterMs) {
+        link.stalled = late;
         link.close(`silent for ${Math.round(now - link.lastHeard)} ms: declared dead`);
         continue;
       }

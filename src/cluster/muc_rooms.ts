@@ -2,6 +2,12 @@
 // room's stanzas there (M_STANZA), and the room's node sends each message to another node once
 // (M_FANOUT), for that node to hand to its own occupants.
 //
+// A forwarded stanza is kept (its frame's text, in an Acks per peer) until the room's node
+// acknowledges it: by M_STANZA_ACK (all that came within 10 ms, at once), or by the count in the
+// M_FANOUT frames it sends back, so a node that got a room's copy of a message never sends that
+// message again (one frame says both). When that node is declared dead, what it did not
+// acknowledge is routed again, in order, after the takeover: to the node running the room now.
+//
 // Placement: a running room stays where it runs (every node learns of it: M_CLAIM, M_RELEASE, and
 // all of them in M_HELLO on link up); a room not running anywhere goes to the winner of rendezvous
 // hashing of its JID over the live nodes that host rooms (`host_rooms`), so a node joining moves
@@ -28,6 +34,9 @@
 // forget the sessions of the peers it loses right then, telling nobody (the copies run by the
 // others speak for them), and it takes their rooms over only if they are not back within
 // `dead_after`; the merge when the links return brings its own occupants back into those copies.
+// What it had forwarded before the stall reached peers that stayed up and was handled there; their
+// acknowledgements, which came meanwhile, are dropped with the links (link.ts): it counts as
+// acknowledged, and only what it forwarded after waking is sent again.
 import type { Element } from "../xml/element.ts";
 import { type Jid, parseJid } from "../jid/jid.ts";
 import { readdressed } from "../im/delivery.ts";
@@ -38,9 +47,13 @@ import type { RoomStatus } from "../admin/socket.ts";
 import { pick } from "../component/balance.ts";
 import { localRoomStatus, mucPlugin, statusOfRoom } from "../server/services.ts";
 import { RoomIndex } from "../muc/room_index.ts";
-import type { ClusterChannel, ClusterNode } from "./node.ts";
+import type { ClusterNode, PeerObserver } from "./node.ts";
 import type { ClusterExtension } from "./extensions.ts";
-import { StanzaDecoder, text } from "./wire.ts";
+import { StanzaDecoder } from "./wire.ts";
+import { FrameError } from "./codec.ts";
+import { PeerOwned } from "./peer_owned.ts";
+import type { FrameType } from "./frame_type.ts";
+import { Acks } from "./acks.ts";
 import {
   type AnnouncedRoom,
   type Claim,
@@ -57,13 +70,12 @@ import {
   M_REPLICA,
   M_ROOMS,
   M_STANZA,
+  M_STANZA_ACK,
   M_UNREPLICATE,
-  MUC_FRAME_TYPES,
   type RoomData,
   type RoomRef,
   snapshotFromWire,
   snapshotToWire,
-  splitHeader,
   type StanzaHeader,
   type WireSnapshot,
   withHeader,
@@ -102,6 +114,8 @@ export interface MucCounters {
   fanoutDelivered: number;
   /** Stanzas forwarded to the node running their room. */
   forwarded: number;
+  /** Forwarded stanzas routed again because their node was declared dead before acknowledging. */
+  resent: number;
   /** Rooms brought back here after their node died. */
   takeovers: number;
   /** M_REPLICA and M_HISTORY frames sent (each brings a replica up to date). */
@@ -120,19 +134,22 @@ export const mucCluster: ClusterExtension = {
   },
 };
 
-export class MucRooms implements ClusterChannel {
+export class MucRooms implements PeerObserver {
   /** MUC domains each linked peer runs rooms for. */
   #hosting = new Map<string, Set<string>>();
   /** Rooms other nodes run: room JID → node. */
-  #owners = new Map<string, string>();
+  #owners: PeerOwned<null>;
   /** Replicas held here of other nodes' rooms: room JID → the node and the room's state. */
-  #replicas = new Map<string, { node: string; snapshot: WireSnapshot }>();
+  #replicas: PeerOwned<WireSnapshot>;
   /** The node holding the replica of each room run here. */
   #replicaAt = new Map<string, string>();
   /** Rooms run here whose replica is behind: true when more than history changed. */
   #dirty = new Map<Room, boolean>();
   #flush: ReturnType<typeof setTimeout> | undefined;
-  #decoders = new Map<string, StanzaDecoder>();
+  /** Per linked peer: the M_STANZA frames it has not acknowledged, and its stanzas' decoder. */
+  #links = new Map<string, Acks>();
+  /** Reads stanzas kept as text (replicas, frames sent again). */
+  #parser = new StanzaDecoder();
   /** What each peer runs, by MUC domain: its last M_ROOMS, with M_CLAIM and M_RELEASE since. */
   #peerRooms = new Map<string, Map<string, RoomIndex<AnnouncedRoom>>>();
   /** Rooms added here since the last M_CLAIM went out. */
@@ -149,12 +166,15 @@ export class MucRooms implements ClusterChannel {
     fanoutFramesReceived: 0,
     fanoutDelivered: 0,
     forwarded: 0,
+    resent: 0,
     takeovers: 0,
     replicated: 0,
     replicas: 0,
   };
 
   constructor(readonly node: ClusterNode, readonly mucs: Map<string, MucService>) {
+    this.#owners = new PeerOwned(node.maxRecordsPerPeer, "rooms (max_records_per_peer)");
+    this.#replicas = new PeerOwned(node.maxRecordsPerPeer, "room replicas");
     for (const muc of mucs.values()) {
       muc.intercept = (stanza, from, to) => this.#intercept(muc, stanza, from, to);
       muc.fanout = (stanza, from, occupants) => this.#fanout(stanza, from, occupants);
@@ -174,7 +194,8 @@ export class MucRooms implements ClusterChannel {
     }
     this.#deadAfterMs = parseDuration(node.ctx.config.cluster!.dead_after)!;
     Deno.unrefTimer(setInterval(() => this.#stalled(), this.#deadAfterMs / 4));
-    node.register(MUC_FRAME_TYPES, this);
+    this.#registerFrames();
+    node.follow(this);
     node.addStatus((member) => this.#memberStatus(member));
     Deno.unrefTimer(setInterval(() => {
       this.#sayRooms(false);
@@ -194,7 +215,7 @@ export class MucRooms implements ClusterChannel {
   /** The node running a room, or the one that would run it now. */
   #ownerOf(muc: MucService, room: string): string | undefined {
     if (muc.rooms.has(room)) return this.node.name;
-    return this.#owners.get(key(muc.domain, room)) ??
+    return this.#owners.nodeOf(key(muc.domain, room)) ??
       pick(this.#candidates(muc), key(muc.domain, room));
   }
 
@@ -250,11 +271,34 @@ export class MucRooms implements ClusterChannel {
       muc.handle(stanza, from, to);
       return this.#touched(muc, to, stanza);
     }
-    const header: StanzaHeader = [from.full, to.full, hops];
-    if (!this.node.send(owner, M_STANZA, withHeader(header, stanza))) {
+    // Just woken from a stall: what went out before it is acknowledged (see #stalled) first.
+    if (Date.now() - this.#tick > this.#deadAfterMs * 0.75) this.#stalled();
+    const payload = withHeader([from.full, to.full, hops] satisfies StanzaHeader, stanza);
+    const link = this.#links.get(owner);
+    if (!link || !this.node.send(owner, M_STANZA, payload)) {
       return muc.router.bounce(stanza, "service-unavailable", { text: "the room's node is away" });
     }
+    link.sent(payload);
     this.counters.forwarded++;
+  }
+
+  /**
+   * The stanzas `link`'s peer, declared dead, did not acknowledge: routed again, in the order they
+   * were sent, to the node running their room now (this one after a takeover).
+   */
+  #resend(peer: string, link: Acks): void {
+    const kept = link.unacked();
+    if (kept.length === 0) return;
+    log.info("routing {n} room stanzas sent to {peer} again", { n: kept.length, peer });
+    for (const payload of kept) {
+      const { header: [from, to, hops], xml } = M_STANZA.codec.decode(payload);
+      const addr = jids(from, to);
+      const stanza = this.#parse(xml);
+      const muc = addr && this.mucs.get(addr[1].domain);
+      if (!addr || !stanza || !muc) continue;
+      this.counters.resent++;
+      this.#route(muc, stanza, addr[0], addr[1], hops);
+    }
   }
 
   // --- Fan-out: one frame per node for its local occupants.
@@ -279,20 +323,21 @@ export class MucRooms implements ClusterChannel {
     if (!remote) return;
     const xml = stanza.toString();
     for (const [peer, to] of remote) {
-      const header: FanoutHeader = [from.full, to];
+      // Acknowledges the peer's M_STANZA frames handled so far (this message's among them).
+      const header: FanoutHeader = [from.full, to, this.#links.get(peer)?.receivedCount ?? 0];
       if (this.node.send(peer, M_FANOUT, withHeader(header, xml))) {
         this.counters.fanoutFramesSent++;
       } // else the peer is gone: its sessions leave the room once it is declared dead
     }
   }
 
-  #fanoutHere(peer: string, payload: string): void {
-    const { header: [from, to], xml } = splitHeader<FanoutHeader>(payload);
-    const stanza = this.#decoder(peer).decode(xml);
-    const sender = parseJid(from);
-    if (!stanza || !sender) {
-      return log.warn("dropped an unreadable room stanza from {peer}", { peer });
-    }
+  #fanoutHere(
+    peer: string,
+    { header: [from, to, acked], xml }: { header: FanoutHeader; xml: string },
+  ): void {
+    if (acked) this.#links.get(peer)?.acked(acked);
+    const stanza = this.#decoder(peer).stanza(xml);
+    const sender = parseJid(from)!;
     if (!this.#runsAt(peer, sender)) return; // a stale copy (a node frozen, back): not the room
     this.counters.fanoutFramesReceived++;
     for (const c of stanza.children) if (typeof c !== "string") c.toString();
@@ -312,7 +357,7 @@ export class MucRooms implements ClusterChannel {
   #runsAt(peer: string, from: Jid): boolean {
     const muc = this.mucs.get(from.domain);
     if (!muc || muc.rooms.has(from.local)) return !muc;
-    const owner = this.#owners.get(key(muc.domain, from.local));
+    const owner = this.#owners.nodeOf(key(muc.domain, from.local));
     return owner === undefined || owner === peer;
   }
 
@@ -401,7 +446,7 @@ export class MucRooms implements ClusterChannel {
   // --- Peers.
 
   up(peer: string): void {
-    this.#decoders.set(peer, new StanzaDecoder());
+    this.#links.set(peer, new Acks());
     const hello: Hello = { hosting: [], rooms: [] };
     for (const muc of this.mucs.values()) {
       if (muc.config.host_rooms) hello.hosting.push(muc.domain);
@@ -412,11 +457,13 @@ export class MucRooms implements ClusterChannel {
   }
 
   down(peer: string): void {
-    this.#hosting.delete(peer);
-    this.#decoders.delete(peer);
-    this.#peerRooms.delete(peer);
-    for (const [k, n] of this.#owners) if (n === peer) this.#owners.delete(k);
+    // First: a stall found now counts the frames sent before it as acknowledged, this link's too.
     const woke = this.#stalled();
+    const link = this.#links.get(peer);
+    this.#links.delete(peer);
+    this.#hosting.delete(peer);
+    this.#peerRooms.delete(peer);
+    this.#owners.drop(peer);
     // The peer's sessions are gone from the directory: their occupants leave, once, with 333.
     for (const muc of this.mucs.values()) {
       for (const room of [...muc.rooms.values()]) {
@@ -424,10 +471,9 @@ export class MucRooms implements ClusterChannel {
         if (this.#dropGone(room, woke)) this.#mark(room, true);
       }
     }
-    const orphans = [...this.#replicas].filter(([, replica]) => replica.node === peer);
-    for (const [k] of orphans) this.#replicas.delete(k);
+    const orphans = this.#replicas.drop(peer);
     const takeOver = () => {
-      for (const [k, { snapshot }] of orphans) {
+      for (const [k, snapshot] of orphans) {
         const at = k.lastIndexOf("@");
         const muc = this.mucs.get(k.slice(at + 1));
         if (muc) this.#takeOver(muc, k.slice(0, at), snapshot);
@@ -438,6 +484,8 @@ export class MucRooms implements ClusterChannel {
     else if (orphans.length > 0) {
       setTimeout(() => [...this.node.peers()].includes(peer) || takeOver(), this.#deadAfterMs);
     }
+    // After the takeover: a room taken over here handles its stanzas here.
+    if (link) this.#resend(peer, link);
     // Rooms whose replica was there get a new one.
     for (const muc of this.mucs.values()) {
       for (const room of muc.rooms.values()) {
@@ -452,7 +500,12 @@ export class MucRooms implements ClusterChannel {
    */
   #stalled(): boolean {
     const now = Date.now();
-    if (now - this.#tick > this.#deadAfterMs * 0.75) this.#stalledAt = now;
+    if (now - this.#tick > this.#deadAfterMs * 0.75) {
+      this.#stalledAt = now;
+      // Forwarded before the stall: the peers, up all along, handled it. Their acknowledgements
+      // came meanwhile and are dropped with the links that close now (link.ts): not sent again.
+      for (const link of this.#links.values()) link.assumeAcked();
+    }
     this.#tick = now;
     return now - this.#stalledAt < this.#deadAfterMs;
   }
@@ -489,69 +542,58 @@ export class MucRooms implements ClusterChannel {
     return dropped;
   }
 
-  message(peer: string, type: number, payload: Uint8Array): void {
-    const body = text(payload);
-    switch (type) {
-      case M_STANZA: {
-        const { header: [from, to, hops], xml } = splitHeader<StanzaHeader>(body);
-        const addr = jids(from, to);
-        const stanza = this.#decoder(peer).decode(xml);
-        const muc = addr && this.mucs.get(addr[1].domain);
-        if (!addr || !stanza || !muc) return;
-        return this.#route(muc, stanza, addr[0], addr[1], hops + 1, peer);
+  #registerFrames(): void {
+    const node = this.node;
+    node.on(M_STANZA, (peer, { header: [from, to, hops], xml }) => {
+      // Counted even if dropped: the count acknowledges frames, not stanzas.
+      this.#links.get(peer)?.received((n) => node.send(peer, M_STANZA_ACK, String(n)));
+      const addr = jids(from, to);
+      const muc = addr && this.mucs.get(addr[1].domain);
+      if (!addr || !muc) return;
+      const stanza = this.#decoder(peer).stanza(xml);
+      this.#route(muc, stanza, addr[0], addr[1], hops + 1, peer);
+    });
+    node.on(M_STANZA_ACK, (peer, n) => this.#links.get(peer)?.acked(n));
+    node.on(M_FANOUT, (peer, frame) => this.#fanoutHere(peer, frame));
+    node.on(M_HELLO, (peer, hello) => {
+      this.#hosting.set(peer, new Set(hello.hosting));
+      for (const ref of hello.rooms) this.#claimed(peer, ref);
+      // The rendezvous order changed: replicas may belong elsewhere now.
+      for (const muc of this.mucs.values()) {
+        for (const room of muc.rooms.values()) this.#mark(room, false);
       }
-      case M_FANOUT:
-        return this.#fanoutHere(peer, body);
-      case M_HELLO: {
-        const hello = JSON.parse(body) as Hello;
-        this.#hosting.set(peer, new Set(hello.hosting));
-        for (const ref of hello.rooms) this.#claimed(peer, ref);
-        // The rendezvous order changed: replicas may belong elsewhere now.
-        for (const muc of this.mucs.values()) {
-          for (const room of muc.rooms.values()) this.#mark(room, false);
-        }
-        return;
+    });
+    node.on(M_CLAIM, (peer, claim) => this.#claimed(peer, claim));
+    node.on(M_RELEASE, (peer, { domain, room }) => {
+      const k = key(domain, room);
+      if (this.#owners.nodeOf(k) === peer) this.#owners.delete(k);
+      this.#peerRooms.get(peer)?.get(domain)?.delete(room);
+    });
+    // A replica is believed only from the node that runs the room (its claim came first).
+    node.on(M_REPLICA, (peer, { domain, room, snapshot }) => {
+      const k = key(domain, room);
+      if (this.#owners.nodeOf(k) !== peer) return; // a stale copy's, or not the peer's room
+      this.#replicas.set(k, peer, snapshot);
+    });
+    node.on(M_HISTORY, (peer, { domain, room, history }) => {
+      const replica = this.#replicas.get(key(domain, room));
+      if (replica?.node === peer) replica.value.history = history;
+    });
+    node.on(M_UNREPLICATE, (peer, { domain, room }) => {
+      const k = key(domain, room);
+      if (this.#replicas.get(k)?.node === peer) this.#replicas.delete(k);
+    });
+    node.on(M_MERGE, (_peer, data) => this.#merge(data));
+    node.on(M_ROOMS, (peer, rooms) => {
+      if (rooms.length > node.maxRecordsPerPeer) {
+        throw new FrameError(`more than ${node.maxRecordsPerPeer} rooms (max_records_per_peer)`);
       }
-      case M_CLAIM:
-        return this.#claimed(peer, JSON.parse(body));
-      case M_RELEASE: {
-        const { domain, room } = JSON.parse(body) as RoomRef;
-        const k = key(domain, room);
-        if (this.#owners.get(k) === peer) this.#owners.delete(k);
-        this.#peerRooms.get(peer)?.get(domain)?.delete(room);
-        return;
+      this.#peerRooms.delete(peer);
+      for (const r of rooms) {
+        const at = r.jid.lastIndexOf("@");
+        this.#peerIndex(peer, r.jid.slice(at + 1)).set(r.jid.slice(0, at), r);
       }
-      case M_REPLICA: {
-        const data = JSON.parse(body) as RoomData;
-        if (this.mucs.get(data.domain)?.rooms.has(data.room)) return; // a stale copy's
-        this.#replicas.set(key(data.domain, data.room), { node: peer, snapshot: data.snapshot });
-        return;
-      }
-      case M_HISTORY: {
-        const { domain, room, history } = JSON.parse(body) as RoomRef & {
-          history: WireSnapshot["history"];
-        };
-        const replica = this.#replicas.get(key(domain, room));
-        if (replica?.node === peer) replica.snapshot.history = history;
-        return;
-      }
-      case M_UNREPLICATE: {
-        const { domain, room } = JSON.parse(body) as RoomRef;
-        const k = key(domain, room);
-        if (this.#replicas.get(k)?.node === peer) this.#replicas.delete(k);
-        return;
-      }
-      case M_MERGE:
-        return this.#merge(JSON.parse(body));
-      case M_ROOMS: {
-        this.#peerRooms.delete(peer);
-        for (const r of JSON.parse(body) as AnnouncedRoom[]) {
-          const at = r.jid.lastIndexOf("@");
-          this.#peerIndex(peer, r.jid.slice(at + 1)).set(r.jid.slice(0, at), r);
-        }
-        return;
-      }
-    }
+    });
   }
 
   /**
@@ -565,15 +607,15 @@ export class MucRooms implements ClusterChannel {
     const k = key(domain, room);
     const mine = muc.rooms.get(room);
     if (!mine) {
-      this.#owners.set(k, peer);
+      this.#owners.set(k, peer, null);
       return this.#sendDepartures(muc, room);
     }
     if (pick([this.node.name, peer], k) === this.node.name) return; // the peer merges into ours
+    this.#owners.set(k, peer, null);
     const data: RoomData = { domain, room, snapshot: snapshotToWire(mine.snapshot()) };
     this.node.send(peer, M_MERGE, JSON.stringify(data));
     log.info("room {room} also ran on {peer}: merged into it", { room: k, peer });
     muc.unload(mine);
-    this.#owners.set(k, peer);
   }
 
   #merge({ domain, room, snapshot }: RoomData): void {
@@ -635,19 +677,17 @@ export class MucRooms implements ClusterChannel {
     return index;
   }
 
-  #broadcast(type: number, ref: RoomRef): void {
+  #broadcast(type: FrameType<unknown>, ref: RoomRef): void {
     const payload = JSON.stringify(ref);
     for (const peer of this.node.peers()) this.node.send(peer, type, payload);
   }
 
   #decoder(peer: string): StanzaDecoder {
-    let d = this.#decoders.get(peer);
-    if (!d) this.#decoders.set(peer, d = new StanzaDecoder());
-    return d;
+    return this.#links.get(peer)?.decoder ?? this.#parser;
   }
 
   #parse(xml: string): Element | null {
-    return this.#decoder("").decode(xml);
+    return this.#parser.decode(xml);
   }
 }
 

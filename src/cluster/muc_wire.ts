@@ -2,38 +2,193 @@
 // runs, stanzas forwarded to a room's node, one copy of a room's message per node for its local
 // occupants, and a room's state as plain data (replicas, merges). Stanzas travel as XML text
 // after a one-line JSON header; a room's state as JSON with its stanzas as XML text.
+import { z } from "zod";
 import type { Element } from "../xml/element.ts";
 import { type Jid, parseJid } from "../jid/jid.ts";
 import type { RoomSnapshot } from "../muc/room.ts";
-import type { Role } from "../muc/roles.ts";
 import type { RoomStatus } from "../admin/socket.ts";
+import { ALLOW_PM, type RoomConfig, WHOIS } from "../muc/room_config.ts";
 import { MUC_TYPES } from "./wire.ts";
+import { count, decimal, domain, headed, jid, json, name, stanzaXml } from "./codec.ts";
+import { frameType } from "./frame_type.ts";
+
+/** JIDs in room frames stay text (checked and prepared). */
+const jidText = jid.transform((j) => j.full);
+/** Longest free text of a room (name, description, subject). */
+const text = z.string().max(65_536);
+/** Most entries of a room's lists (occupants, affiliations, history) in one frame. */
+const MAX_ENTRIES = 1_000_000;
+
+/** A record with at most `max` keys, checked before its entries are. */
+function bounded<V extends z.ZodType>(key: z.ZodType<string, string>, value: V, max: number) {
+  return z.custom<object>(
+    (v) => typeof v === "object" && v !== null && !Array.isArray(v) && Object.keys(v).length <= max,
+    `an object of at most ${max} keys`,
+  ).pipe(z.record(key, value));
+}
+
+const roomRef = z.object({ domain, room: name });
+export type RoomRef = z.output<typeof roomRef>;
+
+const roomStatus = z.object({
+  jid: jidText,
+  name: text,
+  occupants: count,
+  persistent: z.boolean(),
+  public: z.boolean(),
+  membersOnly: z.boolean(),
+  locked: z.boolean(),
+  node: name.optional(),
+}) satisfies z.ZodType<RoomStatus>;
+
+/** A room as its node announces it: what `parley rooms` shows, and its owners. */
+const announcedRoom = roomStatus.extend({ owners: z.array(jidText).max(MAX_ENTRIES) });
+export type AnnouncedRoom = z.output<typeof announcedRoom>;
+
+/** M_CLAIM: the room, as it is just after the stanza that brought it here. */
+const claim = roomRef.extend({ status: announcedRoom });
+export type Claim = z.output<typeof claim>;
+
+const hello = z.object({
+  /** Domains whose rooms the sender runs (`host_rooms`). */
+  hosting: z.array(domain).max(10_000),
+  rooms: z.array(roomRef).max(MAX_ENTRIES),
+});
+export type Hello = z.output<typeof hello>;
+
+const roomConfig = z.object({
+  name: text,
+  description: text,
+  persistent: z.boolean(),
+  public: z.boolean(),
+  membersOnly: z.boolean(),
+  moderated: z.boolean(),
+  passwordProtected: z.boolean(),
+  password: z.string().max(1024),
+  whois: z.enum(WHOIS),
+  maxUsers: z.number().int().min(1).max(1_000_000),
+  changeSubject: z.boolean(),
+  allowInvites: z.boolean(),
+  allowPm: z.enum(ALLOW_PM),
+  historyLength: z.number().int().min(0).max(10_000),
+}) satisfies z.ZodType<RoomConfig>;
+
+const history = z.array(z.object({ xml: stanzaXml, at: z.number().min(0) })).max(10_000);
+
+const wireSnapshot = z.object({
+  config: roomConfig,
+  affiliations: bounded(
+    jidText,
+    z.enum(["owner", "admin", "member", "outcast", "none"]),
+    MAX_ENTRIES,
+  ),
+  subject: z.object({ text, nick: z.string().max(1023) }),
+  locked: z.boolean(),
+  occupants: z.array(z.object({
+    nick: z.string().min(1).max(1023),
+    bare: jidText,
+    role: z.enum(["moderator", "participant", "visitor", "none"]),
+    sessions: z.array(z.object({ jid: jidText, presence: stanzaXml })).max(10_000),
+  })).max(MAX_ENTRIES),
+  history,
+});
+export type WireSnapshot = z.output<typeof wireSnapshot>;
+
+const roomData = roomRef.extend({ snapshot: wireSnapshot });
+export type RoomData = z.output<typeof roomData>;
+
+/** How many times a room's stanza may be passed on (muc_rooms.ts MAX_HOPS, with room to spare). */
+const hops = z.number().int().min(0).max(16);
+
+const REF = `{"domain":"conference.localhost","room":"lobby"}`;
+const STATUS = `{"jid":"lobby@conference.localhost","name":"Lobby","occupants":1,` +
+  `"persistent":false,"public":true,"membersOnly":false,"locked":false,` +
+  `"owners":["alice@localhost"]}`;
+const SNAPSHOT = `{"config":{"name":"Lobby","description":"","persistent":false,"public":true,` +
+  `"membersOnly":false,"moderated":false,"passwordProtected":false,"password":"",` +
+  `"whois":"moderators","maxUsers":200,"changeSubject":false,"allowInvites":false,` +
+  `"allowPm":"anyone","historyLength":20},"affiliations":{"alice@localhost":"owner"},` +
+  `"subject":{"text":"","nick":""},"locked":false,"occupants":[{"nick":"alice",` +
+  `"bare":"alice@localhost","role":"moderator","sessions":[{"jid":"alice@localhost/r",` +
+  `"presence":"<presence from='alice@localhost/r'/>"}]}],` +
+  `"history":[{"xml":"<message type='groupchat'><body>hi</body></message>","at":1}]}`;
 
 /** On link up: the MUC domains the sender runs rooms for, and the rooms it runs (Hello). */
-export const M_HELLO = MUC_TYPES;
+export const M_HELLO = frameType(
+  MUC_TYPES,
+  "muc hello",
+  json(hello),
+  `{"hosting":["conference.localhost"],"rooms":[${REF}]}`,
+);
 /** The sender now runs a room: JSON Claim. */
-export const M_CLAIM = MUC_TYPES + 1;
+export const M_CLAIM = frameType(
+  MUC_TYPES + 1,
+  "muc claim",
+  json(claim),
+  `{"domain":"conference.localhost","room":"lobby","status":${STATUS}}`,
+);
 /** The sender no longer runs a room (gone, hibernated, merged away): JSON RoomRef. */
-export const M_RELEASE = MUC_TYPES + 2;
-/** A stanza for a room the receiver runs: JSON [from, to, hops], a newline, the XML. */
-export const M_STANZA = MUC_TYPES + 3;
-/** One room stanza for the receiver's local sessions: JSON [from, [to…]], a newline, the XML. */
-export const M_FANOUT = MUC_TYPES + 4;
+export const M_RELEASE = frameType(MUC_TYPES + 2, "muc release", json(roomRef), REF);
+/**
+ * A stanza for a room the receiver runs: JSON [from, to, hops], a newline, the XML. The sender
+ * keeps it until acknowledged (M_STANZA_ACK, or the count in an M_FANOUT), and hands it to the
+ * room's next node if the receiver is declared dead first.
+ */
+export const M_STANZA = frameType(
+  MUC_TYPES + 3,
+  "muc stanza",
+  headed(z.tuple([jidText, jidText, hops])),
+  `["alice@localhost/r","lobby@conference.localhost",0]\n` +
+    `<message type='groupchat' to='lobby@conference.localhost'><body>hi</body></message>`,
+);
+/**
+ * One room stanza for the receiver's local sessions: JSON [from, [to…], acked], a newline, the
+ * XML; `acked` acknowledges the receiver's first M_STANZA frames (as M_STANZA_ACK does).
+ */
+export const M_FANOUT = frameType(
+  MUC_TYPES + 4,
+  "muc fanout",
+  headed(z.tuple([jidText, z.array(jidText).max(MAX_ENTRIES), count.optional()])),
+  `["lobby@conference.localhost/alice",["bob@localhost/r"],3]\n` +
+    `<message type='groupchat' from='lobby@conference.localhost/alice'><body>hi</body></message>`,
+);
 /** The whole state of a room the sender runs, for the receiver to take over: JSON RoomData. */
-export const M_REPLICA = MUC_TYPES + 5;
-/** Only the history of a replicated room changed: JSON RoomData with `history` alone. */
-export const M_HISTORY = MUC_TYPES + 6;
+export const M_REPLICA = frameType(
+  MUC_TYPES + 5,
+  "muc replica",
+  json(roomData),
+  `{"domain":"conference.localhost","room":"lobby","snapshot":${SNAPSHOT}}`,
+);
+/** Only the history of a replicated room changed: JSON RoomRef with `history`. */
+export const M_HISTORY = frameType(
+  MUC_TYPES + 6,
+  "muc history",
+  json(roomRef.extend({ history })),
+  `{"domain":"conference.localhost","room":"lobby","history":[]}`,
+);
 /** The receiver no longer holds the sender's replica of a room: JSON RoomRef. */
-export const M_UNREPLICATE = MUC_TYPES + 7;
+export const M_UNREPLICATE = frameType(MUC_TYPES + 7, "muc unreplicate", json(roomRef), REF);
 /** Take this copy of a room into yours, or run it if you have none: JSON RoomData. */
-export const M_MERGE = MUC_TYPES + 8;
+export const M_MERGE = frameType(
+  MUC_TYPES + 8,
+  "muc merge",
+  json(roomData),
+  `{"domain":"conference.localhost","room":"lobby","snapshot":${SNAPSHOT}}`,
+);
 /**
  * The rooms the sender runs, for `parley rooms`, disco#items and `max_rooms_per_user` on every
  * node: JSON AnnouncedRoom[].
  */
-export const M_ROOMS = MUC_TYPES + 9;
+export const M_ROOMS = frameType(
+  MUC_TYPES + 9,
+  "muc rooms",
+  json(z.array(announcedRoom).max(MAX_ENTRIES)),
+  `[${STATUS}]`,
+);
+/** The sender has handled the receiver's first N M_STANZA frames on this link: N as text. */
+export const M_STANZA_ACK = frameType(MUC_TYPES + 10, "muc stanza ack", decimal, "3");
 
-export const MUC_FRAME_TYPES = [
+export const MUC_FRAMES = [
   M_HELLO,
   M_CLAIM,
   M_RELEASE,
@@ -44,46 +199,8 @@ export const MUC_FRAME_TYPES = [
   M_UNREPLICATE,
   M_MERGE,
   M_ROOMS,
+  M_STANZA_ACK,
 ];
-
-export interface RoomRef {
-  domain: string;
-  room: string;
-}
-
-/** A room as its node announces it: what `parley rooms` shows, and its owners. */
-export interface AnnouncedRoom extends RoomStatus {
-  owners: string[];
-}
-
-/** M_CLAIM: the room, as it is just after the stanza that brought it here. */
-export interface Claim extends RoomRef {
-  status: AnnouncedRoom;
-}
-
-export interface Hello {
-  /** Domains whose rooms the sender runs (`host_rooms`). */
-  hosting: string[];
-  rooms: RoomRef[];
-}
-
-export interface WireSnapshot {
-  config: RoomSnapshot["config"];
-  affiliations: RoomSnapshot["affiliations"];
-  subject: RoomSnapshot["subject"];
-  locked: boolean;
-  occupants: {
-    nick: string;
-    bare: string;
-    role: Role;
-    sessions: { jid: string; presence: string }[];
-  }[];
-  history: { xml: string; at: number }[];
-}
-
-export interface RoomData extends RoomRef {
-  snapshot: WireSnapshot;
-}
 
 export function snapshotToWire(s: RoomSnapshot): WireSnapshot {
   return {
@@ -137,13 +254,8 @@ export function withHeader(header: unknown, stanza: Element | string): string {
   return JSON.stringify(header) + "\n" + stanza;
 }
 
-export function splitHeader<T>(payload: string): { header: T; xml: string } {
-  const nl = payload.indexOf("\n");
-  return { header: JSON.parse(payload.slice(0, nl)) as T, xml: payload.slice(nl + 1) };
-}
-
 export type StanzaHeader = [from: string, to: string, hops: number];
-export type FanoutHeader = [from: string, to: string[]];
+export type FanoutHeader = [from: string, to: string[], acked?: number];
 
 export function jids(from: string, to: string): [Jid, Jid] | null {
   const f = parseJid(from);

@@ -34,20 +34,23 @@ import {
   INVALIDATE,
   RECORD,
   REROUTED,
+  type SessionRecord,
   SNAPSHOT,
-  type SnapshotPart,
-  text,
+  SNAPSHOT_PART,
   UNBOUND,
   type WireRecord,
 } from "./wire.ts";
+import { FrameError, utf8 } from "./codec.ts";
+import type { FrameType } from "./frame_type.ts";
 import { logger } from "../log/logger.ts";
+import { LimitedLog } from "../log/limited.ts";
 import type { Services } from "../server/service.ts";
 import { CLUSTER_EXTENSIONS } from "./extensions.ts";
 import { Acks } from "./acks.ts";
 
 const log = logger("cluster");
-/** Records per SNAPSHOT frame (a few hundred bytes each). */
-const SNAPSHOT_PART = 2000;
+/** What peers' bad input causes to be logged, at a bounded rate per peer. */
+const limited = new LimitedLog(log);
 
 /** A member as `parley cluster status` shows it. */
 export interface MemberStatus extends Omit<PeerStatus, "state"> {
@@ -58,14 +61,24 @@ export interface MemberStatus extends Omit<PeerStatus, "state"> {
 }
 
 /**
- * A service's traffic between nodes (MUC rooms, component pools, the proxy): frames of the types
- * it registered, and the comings and goings of peers, after the session directory has handled
- * them (on `down`, the peer's sessions are already gone).
+ * A service's view of peers coming and going, after the session directory has handled them (on
+ * `down`, the peer's sessions are already gone).
  */
-export interface ClusterChannel {
-  message(peer: string, type: number, payload: Uint8Array): void;
+export interface PeerObserver {
   up?(peer: string, incarnation: number): void;
-  down?(peer: string): void;
+  /** `stalled`: see MeshEvents.down. */
+  down?(peer: string, stalled: boolean): void;
+}
+
+/**
+ * Handles one decoded frame from `peer`. A FrameError it throws (or rejects with) is invalid
+ * input: the link closes, as for a frame that does not decode.
+ */
+export type FrameHandler<T> = (peer: string, value: T) => void | Promise<void>;
+
+interface Registered {
+  frame: FrameType<unknown>;
+  handle: FrameHandler<unknown>;
 }
 
 export class ClusterNode implements SessionObserver {
@@ -74,12 +87,15 @@ export class ClusterNode implements SessionObserver {
   #directory: Directory;
   #links = new Map<string, Acks>();
   #invalidations = new Map<number, { waiting: Set<string>; done: () => void }>();
-  #channels = new Map<number, ClusterChannel>();
+  #handlers = new Map<number, Registered>();
+  #observers: PeerObserver[] = [];
   #statusParts: ((member: string) => Record<string, unknown>)[] = [];
   #nextId = 0;
   /** Stanzas this node already rerouted once, after their target was gone. */
   #rerouted = new WeakSet<Element>();
   readonly startedAt = Date.now();
+  /** Most records of each kind believed of one peer (cluster.max_records_per_peer). */
+  readonly maxRecordsPerPeer: number;
 
   private constructor(
     readonly ctx: ServerContext,
@@ -87,7 +103,11 @@ export class ClusterNode implements SessionObserver {
     mesh: (node: ClusterNode) => Mesh,
   ) {
     this.name = ctx.config.cluster!.node!;
-    this.#directory = new Directory(this.name, ctx.sessions);
+    this.maxRecordsPerPeer = ctx.config.cluster!.max_records_per_peer;
+    this.#directory = new Directory(this.name, ctx.sessions, {
+      domains: new Set(hosts.keys()),
+      maxPerNode: this.maxRecordsPerPeer,
+    });
     this.#mesh = mesh(this);
   }
 
@@ -101,9 +121,10 @@ export class ClusterNode implements SessionObserver {
     const node = new ClusterNode(ctx, hosts, (self) =>
       new Mesh(options, {
         up: (peer, incarnation) => self.#up(peer, incarnation),
-        down: (peer) => self.#down(peer),
+        down: (peer, stalled) => self.#down(peer, stalled),
         message: (peer, type, payload) => self.#message(peer, type, payload),
       }));
+    node.#registerSessionFrames();
     ctx.sessions.observe(node);
     ctx.caches.broadcast = (cache, key) => node.#invalidate(cache, key);
     // Before the mesh: extensions see every peer come up.
@@ -130,6 +151,7 @@ export class ClusterNode implements SessionObserver {
         receivedBytes: 0,
         incarnation: this.#mesh.incarnation,
         version: this.#mesh.version,
+        invalidInput: 0,
         sessions: this.ctx.sessions.size,
       },
       ...this.#mesh.status().map((p) => ({ ...p, sessions: this.#directory.count(p.node) })),
@@ -139,12 +161,17 @@ export class ClusterNode implements SessionObserver {
 
   // --- For services (src/cluster/extensions.ts).
 
-  /** Routes frames of `types` (from the ranges in wire.ts) to `channel`. */
-  register(types: number[], channel: ClusterChannel): void {
-    for (const t of types) {
-      if (this.#channels.has(t)) throw new Error(`cluster frame type ${t} is taken`);
-      this.#channels.set(t, channel);
+  /** Routes frames of `frame`'s type, decoded and checked, to `handle`. */
+  on<T>(frame: FrameType<T>, handle: FrameHandler<T>): void {
+    if (this.#handlers.has(frame.type)) {
+      throw new Error(`cluster frame type ${frame.type} is taken`);
     }
+    this.#handlers.set(frame.type, { frame, handle: handle as FrameHandler<unknown> });
+  }
+
+  /** Tells `observer` of peers coming and going. */
+  follow(observer: PeerObserver): void {
+    this.#observers.push(observer);
   }
 
   /** Adds a service's fields to each member of `status()` (`member` is a node name). */
@@ -153,8 +180,8 @@ export class ClusterNode implements SessionObserver {
   }
 
   /** Queues a frame to a linked peer; false when there is no link to it. */
-  send(peer: string, type: number, payload: string | Uint8Array): boolean {
-    return this.#links.has(peer) && this.#mesh.send(peer, type, payload);
+  send(peer: string, frame: FrameType<unknown>, payload: string | Uint8Array): boolean {
+    return this.#links.has(peer) && this.#mesh.send(peer, frame.type, payload);
   }
 
   /** The peers linked now (their sessions are in the directory). */
@@ -188,7 +215,7 @@ export class ClusterNode implements SessionObserver {
     const link = this.#links.get(peer);
     const flag = this.#rerouted.has(stanza) ? REROUTED : FIRST_HOP;
     const payload = deliverPayload(flag, session.jid.full, stanza);
-    if (!link || !this.#mesh.send(peer, DELIVER, payload)) {
+    if (!link || !this.#mesh.send(peer, DELIVER.type, payload)) {
       return this.#vanished(session.jid, stanza, flag);
     }
     link.sent(stanza.name === "presence" ? "" : payload);
@@ -197,7 +224,7 @@ export class ClusterNode implements SessionObserver {
   close(session: Session, condition: string, text: string): void {
     this.#mesh.send(
       session.node!,
-      CLOSE,
+      CLOSE.type,
       JSON.stringify({ jid: session.jid.full, condition, text }),
     );
   }
@@ -213,14 +240,14 @@ export class ClusterNode implements SessionObserver {
     for (const s of this.ctx.sessions.local()) {
       records.push(toWire(s));
       if (records.length < SNAPSHOT_PART) continue;
-      this.#mesh.send(peer, SNAPSHOT, JSON.stringify({ records, last: false }));
+      this.#mesh.send(peer, SNAPSHOT.type, JSON.stringify({ records, last: false }));
       records = [];
     }
-    this.#mesh.send(peer, SNAPSHOT, JSON.stringify({ records, last: true }));
-    for (const ch of new Set(this.#channels.values())) ch.up?.(peer, incarnation);
+    this.#mesh.send(peer, SNAPSHOT.type, JSON.stringify({ records, last: true }));
+    for (const o of this.#observers) o.up?.(peer, incarnation);
   }
 
-  #down(peer: string): void {
+  #down(peer: string, stalled: boolean): void {
     const link = this.#links.get(peer);
     this.#links.delete(peer);
     this.#directory.dropNode(peer);
@@ -233,6 +260,7 @@ export class ClusterNode implements SessionObserver {
       }
     }
     if (!link) return;
+    if (stalled) link.assumeAcked();
     // What the peer may not have handled is handled here, its sessions being gone now.
     for (const payload of link.unacked()) {
       const nl = payload.indexOf("\n");
@@ -240,105 +268,131 @@ export class ClusterNode implements SessionObserver {
       const stanza = parseStanza(payload.slice(nl + 1));
       if (to && stanza) this.#vanished(to, stanza, payload[0]);
     }
-    for (const ch of new Set(this.#channels.values())) ch.down?.(peer);
+    for (const o of this.#observers) o.down?.(peer, stalled);
   }
 
+  /** Every frame from a peer passes here: decoded and checked before any handler sees it. */
   #message(peer: string, type: number, payload: Uint8Array): void {
-    const link = this.#links.get(peer);
-    if (!link) return;
-    switch (type) {
-      case DELIVER:
-        return this.#deliverHere(link, peer, text(payload));
-      case DELIVERED:
-        return link.acked(Number(text(payload)));
-      case RECORD:
-        return this.#record(peer, JSON.parse(text(payload)));
-      case UNBOUND:
-        return this.#directory.unbound(peer, text(payload));
-      case SNAPSHOT: {
-        // The peer's records were dropped when its link went down: these are all it holds.
-        const { records, last } = JSON.parse(text(payload)) as SnapshotPart;
-        for (const r of records) this.#record(peer, r);
-        // Sessions there may have missed what ours said meanwhile (a healed partition).
-        if (last) { for (const host of this.hosts.values()) host.events.fire("node/up", peer); }
-        return;
-      }
-      case HANDOVER: {
-        const { jid, directed } = JSON.parse(text(payload)) as { jid: string; directed: string[] };
-        const target = parseJid(jid);
-        const s = target && this.ctx.sessions.get(target);
-        if (s && isLocal(s)) { for (const to of directed) s.directed.add(to); }
-        else if (!s) {
-          // The new session is gone already: what it owed them is said now.
-          for (const to of directed) {
-            this.ctx.router.sendFrom(x("presence", { from: jid, to, type: "unavailable" }));
-          }
-        }
-        return;
-      }
-      case CLOSE: {
-        const { jid, condition, text: why } = JSON.parse(text(payload));
-        const target = parseJid(jid);
-        const s = target && this.ctx.sessions.get(target);
-        if (s && isLocal(s)) s.close(condition, why);
-        return;
-      }
-      case INVALIDATE: {
-        const { id, cache, key } = JSON.parse(text(payload));
-        this.ctx.caches.clear(cache, key);
-        this.#mesh.send(peer, CLEARED, String(id));
-        return;
-      }
-      case CLEARED: {
-        const id = Number(text(payload));
-        const inv = this.#invalidations.get(id);
-        inv?.waiting.delete(peer);
-        if (inv?.waiting.size === 0) {
-          this.#invalidations.delete(id);
-          inv.done();
-        }
-        return;
-      }
-      default: {
-        const channel = this.#channels.get(type);
-        if (channel) return channel.message(peer, type, payload);
-        log.warn("ignored a frame of unknown type {type} from {peer}", { type, peer });
-      }
+    if (!this.#links.has(peer)) return;
+    const registered = this.#handlers.get(type);
+    if (!registered) return this.#unknown(peer, type);
+    const { frame, handle } = registered;
+    try {
+      const done = handle(peer, frame.codec.decode(utf8(payload)));
+      if (done) done.catch((e) => this.#refuse(peer, frame, e));
+    } catch (e) {
+      this.#refuse(peer, frame, e);
     }
+  }
+
+  /**
+   * A frame type nobody here handles: from a peer of a newer version, a frame this one does not
+   * know yet (ignored); from any other, invalid input.
+   */
+  #unknown(peer: string, type: number): void {
+    if ((this.#mesh.peerVersion(peer) ?? 0) > this.#mesh.version) {
+      return limited.debug(peer, "ignored a frame of type {type} from {peer}, a newer node", {
+        type,
+        peer,
+      });
+    }
+    this.#refuse(peer, { type, name: `type ${type}` }, new FrameError("an unknown frame type"));
+  }
+
+  /**
+   * A frame that does not decode, or a claim its peer may not make, closes the link: the peer
+   * is refused for a while, and its view is exchanged afresh on the next link. An error of a
+   * handler's own closes it too (what the frame changed may be half done), logged as a fault.
+   */
+  #refuse(peer: string, frame: { type: number; name: string }, e: unknown): void {
+    const invalid = e instanceof FrameError;
+    const reason = `${frame.name} frame: ${invalid ? e.message : String(e)}`;
+    if (invalid) {
+      limited.warn(peer, "closed the link to {peer}: invalid input ({reason})", { peer, reason });
+    } else {
+      limited.error(peer, "closed the link to {peer}: handling a {frame} frame failed: {error}", {
+        peer,
+        frame: frame.name,
+        error: e instanceof Error ? e.stack ?? e.message : String(e),
+      });
+    }
+    this.#mesh.refuse(peer, reason);
+  }
+
+  #registerSessionFrames(): void {
+    this.on(DELIVER, (peer, frame) => this.#deliverHere(peer, frame));
+    this.on(DELIVERED, (peer, n) => this.#links.get(peer)!.acked(n));
+    this.on(RECORD, (peer, r) => this.#record(peer, r));
+    this.on(UNBOUND, (peer, jid) => this.#directory.unbound(peer, jid.full));
+    this.on(SNAPSHOT, (peer, { records, last }) => {
+      // The peer's records were dropped when its link went down: these are all it holds.
+      for (const r of records) this.#record(peer, r);
+      // Sessions there may have missed what ours said meanwhile (a healed partition).
+      if (last) { for (const host of this.hosts.values()) host.events.fire("node/up", peer); }
+    });
+    this.on(HANDOVER, (_peer, { jid, directed }) => {
+      const s = this.ctx.sessions.get(jid);
+      if (s && isLocal(s)) { for (const to of directed) s.directed.add(to.full); }
+      else if (!s) {
+        // The new session is gone already: what it owed them is said now.
+        for (const to of directed) {
+          this.ctx.router.sendFrom(
+            x("presence", { from: jid.full, to: to.full, type: "unavailable" }),
+          );
+        }
+      }
+    });
+    // Only a removed account's sessions are closed at a peer's word: the store says whether it is.
+    this.on(CLOSE, async (_peer, { jid, condition, text }) => {
+      const s = this.ctx.sessions.get(jid);
+      if (!s || !isLocal(s)) return;
+      if (await this.ctx.store.getCredentials(jid.local, jid.domain) !== null) {
+        throw new FrameError(`${jid.bare} has an account: its sessions stay`);
+      }
+      s.close(condition, text);
+    });
+    this.on(INVALIDATE, (peer, { id, cache, key }) => {
+      this.ctx.caches.clear(cache, key);
+      this.#mesh.send(peer, CLEARED.type, String(id));
+    });
+    this.on(CLEARED, (peer, id) => {
+      const inv = this.#invalidations.get(id);
+      inv?.waiting.delete(peer);
+      if (inv?.waiting.size === 0) {
+        this.#invalidations.delete(id);
+        inv.done();
+      }
+    });
   }
 
   /**
    * A peer's session record. When it replaces a session here, the entities that session sent
    * directed presence to go with it to its new node, which tells them when it goes unavailable.
    */
-  #record(peer: string, r: WireRecord): void {
+  #record(peer: string, r: SessionRecord): void {
     const replaced = this.#directory.record(peer, r);
     if (!replaced?.directed.size) return;
     this.#mesh.send(
       peer,
-      HANDOVER,
-      JSON.stringify({ jid: r.jid, directed: [...replaced.directed] }),
+      HANDOVER.type,
+      JSON.stringify({ jid: r.jid.full, directed: [...replaced.directed] }),
     );
     replaced.directed.clear();
   }
 
-  #deliverHere(link: Acks, peer: string, payload: string): void {
-    link.received((n) => this.#mesh.send(peer, DELIVERED, String(n)));
-    const nl = payload.indexOf("\n");
-    const to = parseJid(payload.slice(1, nl));
-    const session = to && this.ctx.sessions.get(to);
+  #deliverHere(peer: string, { flag, to, xml }: { flag: string; to: Jid; xml: string }): void {
+    const link = this.#links.get(peer)!;
+    link.received((n) => this.#mesh.send(peer, DELIVERED.type, String(n)));
+    const session = this.ctx.sessions.get(to);
     // Most stanzas are only written to a client's stream: as the text they came as. Presence is
     // read on the way (the directory watches it), and a stanza for a session that is gone is
     // handled as such: those are parsed.
-    if (session && isLocal(session) && !payload.startsWith("<presence", nl + 1)) {
-      return this.ctx.sessions.deliverText(session, payload.slice(nl + 1));
+    if (session && isLocal(session) && !xml.startsWith("<presence")) {
+      return this.ctx.sessions.deliverText(session, xml);
     }
-    const stanza = link.decoder.decode(payload.slice(nl + 1));
-    if (!to || !stanza) {
-      return log.warn("dropped an unreadable stanza from {peer}", { peer });
-    }
+    const stanza = link.decoder.stanza(xml);
     if (session && isLocal(session)) this.ctx.sessions.deliver(session, stanza);
-    else this.#vanished(to, stanza, payload[0]);
+    else this.#vanished(to, stanza, flag);
   }
 
   /**
@@ -366,8 +420,8 @@ export class ClusterNode implements SessionObserver {
     }
   }
 
-  #broadcast(type: number, payload: string): void {
-    for (const peer of this.#links.keys()) this.#mesh.send(peer, type, payload);
+  #broadcast(frame: FrameType<unknown>, payload: string): void {
+    for (const peer of this.#links.keys()) this.#mesh.send(peer, frame.type, payload);
   }
 
   #invalidate(cache: string, key: string): Promise<void> {
@@ -375,7 +429,7 @@ export class ClusterNode implements SessionObserver {
     const id = ++this.#nextId;
     const waiting = new Set(this.#links.keys());
     const payload = JSON.stringify({ id, cache, key });
-    for (const peer of waiting) this.#mesh.send(peer, INVALIDATE, payload);
+    for (const peer of waiting) this.#mesh.send(peer, INVALIDATE.type, payload);
     return new Promise((done) => this.#invalidations.set(id, { waiting, done }));
   }
 }

@@ -15,12 +15,13 @@
 // - A node that dies ends the streams that ran through it (their connections or links close),
 //   and nothing else: the others run on their own nodes, and its stream records are dropped.
 import type { ClusterExtension } from "./extensions.ts";
-import type { ClusterChannel, ClusterNode } from "./node.ts";
+import type { ClusterNode, PeerObserver } from "./node.ts";
 import type { Services } from "../server/service.ts";
 import { proxy65Plugin } from "../server/services.ts";
 import type { Proxy65Service } from "../proxy65/service.ts";
 import type { Activation, Held } from "../proxy65/relay.ts";
-import { PROXY65_TYPES, text } from "./wire.ts";
+import { HELLO, REQUEST, type Request, RESPONSE, RESULTS, STREAM } from "./proxy65_wire.ts";
+import { FrameError } from "./codec.ts";
 import { parseAddress } from "./config.ts";
 import { type ClusterTls, readClusterTls } from "./tls.ts";
 import {
@@ -35,32 +36,19 @@ import { logger } from "../log/logger.ts";
 
 const log = logger("proxy65");
 
-/** On link up, per proxy: JSON { domain, host, port, streamhost } (where to dial its streams). */
-const HELLO = PROXY65_TYPES;
-/** JSON { id, op, domain, hash, owner?, peer? }, answered by RESPONSE { id, result }. */
-const REQUEST = PROXY65_TYPES + 1;
-const RESPONSE = PROXY65_TYPES + 2;
-/** A stream the sender counts started (JSON { key, domain, owner }) or ended ({ key }). */
-const STREAM = PROXY65_TYPES + 3;
-
 /** How long a node waits for another's answer; a node that dies meanwhile answers nothing. */
 const REQUEST_MS = 10_000;
-
-type Request =
-  | { op: "activate"; domain: string; hash: string; owner: string }
-  | { op: "lookup"; domain: string; hash: string }
-  /** A ticket for the sender's link of the stream whose other half is held here. */
-  | { op: "expect"; domain: string; hash: string; owner: string }
-  /** Start the stream held here, or (with `peer`) the half held here with `peer`'s half. */
-  | { op: "start"; domain: string; hash: string; owner: string; peer?: string };
 
 interface Counted {
   domain: string;
   owner: string;
 }
 
-class Proxy65Cluster implements ClusterChannel {
-  #pending = new Map<number, { peer: string; done: (result: unknown) => void }>();
+class Proxy65Cluster implements PeerObserver {
+  #pending = new Map<
+    number,
+    { peer: string; op: Request["op"]; done: (result: unknown) => void }
+  >();
   #nextId = 0;
   /** Each peer's stream listener per proxy domain, from its HELLO. */
   #listeners = new Map<string, Map<string, { host: string; port: number }>>();
@@ -105,10 +93,11 @@ class Proxy65Cluster implements ClusterChannel {
         port,
       });
     }
-    this.node.register([HELLO, REQUEST, RESPONSE, STREAM], this);
+    this.#registerFrames();
+    this.node.follow(this);
   }
 
-  // --- ClusterChannel
+  // --- Peers
 
   up(peer: string): void {
     for (const proxy of this.proxies.values()) {
@@ -141,43 +130,47 @@ class Proxy65Cluster implements ClusterChannel {
     }
   }
 
-  message(peer: string, type: number, payload: Uint8Array): void {
-    const body = JSON.parse(text(payload));
-    switch (type) {
-      case HELLO: {
-        const { domain, host, port, streamhost } = body;
-        if (!this.#listeners.has(peer)) this.#listeners.set(peer, new Map());
-        this.#listeners.get(peer)!.set(domain, { host, port });
-        const own = this.proxies.get(domain)?.streamhost;
-        if (own && `${own.host}:${own.port}` === streamhost) {
-          log.info(
-            "proxy65 {domain}: {peer} announces the same streamhost {streamhost} as this node " +
-              "(right behind a load balancer that spreads connections over the nodes)",
-            { domain, peer, streamhost },
-          );
-        }
-        return;
-      }
-      case REQUEST:
-        void this.#handle(body as Request, peer).then((result) =>
-          this.node.send(peer, RESPONSE, JSON.stringify({ id: body.id, result }))
+  #registerFrames(): void {
+    this.node.on(HELLO, (peer, { domain, host, port, streamhost }) => {
+      if (!this.#listeners.has(peer)) this.#listeners.set(peer, new Map());
+      this.#listeners.get(peer)!.set(domain, { host, port });
+      const own = this.proxies.get(domain)?.streamhost;
+      if (own && `${own.host}:${own.port}` === streamhost) {
+        log.info(
+          "proxy65 {domain}: {peer} announces the same streamhost {streamhost} as this node " +
+            "(right behind a load balancer that spreads connections over the nodes)",
+          { domain, peer, streamhost },
         );
-        return;
-      case RESPONSE: {
-        const p = this.#pending.get(body.id);
-        this.#pending.delete(body.id);
-        return p?.done(body.result);
       }
-      case STREAM: {
-        if (!this.#streams.has(peer)) this.#streams.set(peer, new Map());
-        const streams = this.#streams.get(peer)!;
-        if (!body.owner) return void streams.delete(body.key);
-        streams.set(body.key, { domain: body.domain, owner: body.owner });
-        // Connections with its hash that wait here were not paired: they wait for nothing.
-        this.proxies.get(body.domain)?.relay.dropWaiting(body.key.slice(body.domain.length + 1));
-        return;
+    });
+    this.node.on(
+      REQUEST,
+      (peer, request) =>
+        this.#handle(request, peer).then((result) =>
+          void this.node.send(peer, RESPONSE, JSON.stringify({ id: request.id, result }))
+        ),
+    );
+    this.node.on(RESPONSE, (peer, { id, result }) => {
+      const p = this.#pending.get(id);
+      if (!p || p.peer !== peer) return; // answered too late: the asker gave up
+      const checked = RESULTS[p.op].safeParse(result);
+      if (!checked.success) throw new FrameError(`not an answer to ${p.op}`);
+      this.#pending.delete(id);
+      p.done(checked.data);
+    });
+    this.node.on(STREAM, (peer, { key, domain, owner }) => {
+      if (!this.#streams.has(peer)) this.#streams.set(peer, new Map());
+      const streams = this.#streams.get(peer)!;
+      if (!owner || !domain) return void streams.delete(key);
+      if (!streams.has(key) && streams.size >= this.node.maxRecordsPerPeer) {
+        throw new FrameError(
+          `more than ${this.node.maxRecordsPerPeer} streams (max_records_per_peer)`,
+        );
       }
-    }
+      streams.set(key, { domain, owner });
+      // Connections with its hash that wait here were not paired: they wait for nothing.
+      this.proxies.get(domain)?.relay.dropWaiting(key.slice(domain.length + 1));
+    });
   }
 
   // --- Requests between nodes
@@ -193,6 +186,7 @@ class Proxy65Cluster implements ClusterChannel {
       }, REQUEST_MS);
       this.#pending.set(id, {
         peer,
+        op: request.op,
         done: (result) => {
           clearTimeout(timer);
           resolve(result as T | undefined);

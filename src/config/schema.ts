@@ -171,6 +171,8 @@ export const CONFIG_SPEC: Spec = obj({
     tls: obj({ ca: str(undefined), cert: str(undefined), key: str(undefined) }),
     heartbeat: { kind: "string", default: "1s", pattern: DURATION },
     dead_after: { kind: "string", default: "5s", pattern: DURATION },
+    max_records_per_peer: int(100_000, 1, 10_000_000),
+    invalid_input_backoff: { kind: "string", default: "1s", pattern: DURATION },
   }, true),
 });
 
@@ -319,4 +321,11 @@ export interface ClusterConfig {
   heartbeat: string;
   /** A peer silent this long is declared dead. */
   dead_after: string;
+  /**
+   * Most records of each kind (sessions, rooms, component instances, proxy streams) believed of
+   * one peer; more close its link as invalid input.
+   */
+  max_records_per_peer: number;
+  /** How long a peer whose link sent invalid input is refused (doubling, up to 64 times). */
+  invalid_input_backoff: string;
 }

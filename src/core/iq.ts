@@ -10,7 +10,7 @@ import {
   errorReply,
   iqResult,
 } from "../router/stanza_error.ts";
-import { failureOptions } from "./failure.ts";
+import { failureError, logFailure } from "./failure.ts";
 
 export class IqRequest {
   #answered = false;
@@ -50,8 +50,9 @@ export type IqHandler = (iq: IqRequest) => void | Promise<void>;
 /**
  * iq get/set handlers by payload namespace, for any entity that answers iqs (a host, its
  * accounts, a service such as the proxy). Unknown namespaces get service-unavailable; a handler
- * that throws or rejects answers internal-server-error (of type wait when the store is only busy)
- * and is logged; answers to iqs we sent (result/error) end here.
+ * that throws or rejects is logged and answered as failureError says (resource-constraint of type
+ * wait when the store is busy or unreachable, internal-server-error otherwise); answers to iqs we
+ * sent (result/error) end here.
  */
 export class IqHandlers {
   #handlers = new Map<string, IqHandler>();
@@ -77,11 +78,8 @@ export class IqHandlers {
     if (!handler) return this.router.bounce(stanza, "service-unavailable");
     const req = new IqRequest(stanza, from, to, payload, this.router);
     const failed = (e: unknown) => {
-      this.log.error("iq handler for {ns} failed: {error}", {
-        ns: payload.attrs.xmlns,
-        error: String((e as Error)?.stack ?? e),
-      });
-      req.error("internal-server-error", failureOptions(e));
+      logFailure(`iq handler for ${payload.attrs.xmlns}`, e, this.log);
+      req.error(...failureError(e));
     };
     try {
       const r = handler(req);

@@ -29,7 +29,9 @@ export function formatLine(record: LogRecord): string {
 
 function stderrSink(record: LogRecord): void {
   // Synchronous on purpose: a line logged just before exit (shutdown, fatal error) is not lost.
-  Deno.stderr.writeSync(encoder.encode(formatLine(record)));
+  // A write may take only part of a long line (a stack trace): the rest follows at once.
+  const bytes = encoder.encode(formatLine(record));
+  for (let done = 0; done < bytes.length;) done += Deno.stderr.writeSync(bytes.subarray(done));
 }
 
 export function setupLogging(level: "debug" | "info" | "warning" | "error"): void {

@@ -13,7 +13,7 @@ import { discoInfoPayload, IqHandlers, type IqRequest } from "../core/iq.ts";
 import type { SerialQueues } from "../core/serial.ts";
 import type { Store } from "../storage/store.ts";
 import type { SharedCaches } from "../core/caches.ts";
-import { failureOptions, logFailure } from "../core/failure.ts";
+import { failureError, logFailure } from "../core/failure.ts";
 import type { MucConfig } from "../config/schema.ts";
 import { logger } from "../log/logger.ts";
 import { type Fanout, Room, type RoomServices, type RoomSnapshot, type RoomState } from "./room.ts";
@@ -229,8 +229,8 @@ export class MucService implements DomainHandler, RoomServices {
       (e) => {
         this.#loading.delete(name);
         logFailure(`reading room ${name}@${this.domain}`, e);
-        const opts = failureOptions(e);
-        for (const [stanza] of queued) this.router.bounce(stanza, "internal-server-error", opts);
+        const [condition, opts] = failureError(e);
+        for (const [stanza] of queued) this.router.bounce(stanza, condition, opts);
       },
     );
   }

@@ -11,7 +11,7 @@ import { NS } from "../xml/ns.ts";
 import { prepLocal } from "../jid/precis.ts";
 import { deriveCredentials } from "../sasl/scram_keys.ts";
 import { errorReply, iqResult } from "../router/stanza_error.ts";
-import { failureOptions, logFailure } from "../core/failure.ts";
+import { failureError, logFailure } from "../core/failure.ts";
 import { goUnavailable } from "../im/presence.ts";
 import { isLocal } from "../router/sessions.ts";
 import { addressKey, EventLimit, type Settle } from "../sasl/throttle.ts";
@@ -35,7 +35,7 @@ function create(host: Host, limit: EventLimit, { stanza, remote, reply }: PreAut
   };
   createAccount(host, stanza, answer, () => limit.acquire(addressKey(remote))).catch((e) => {
     logFailure("registration", e);
-    answer(errorReply(stanza, "internal-server-error", failureOptions(e)));
+    answer(errorReply(stanza, ...failureError(e)));
   });
 }
 

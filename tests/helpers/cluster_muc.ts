@@ -84,3 +84,11 @@ export async function settled(read: () => Promise<number>): Promise<number> {
     last = now;
   }
 }
+
+/** A room name (`prefix` and a number) that rendezvous hashing places on node `i`. */
+export async function roomOn(c: TestCluster, i: number, prefix = "room"): Promise<string> {
+  for (let n = 0; n < 1000; n++) {
+    if ((await lookup(c, 0, `${prefix}${n}@${MUC}`)).node === c.nodes[i].name) return prefix + n;
+  }
+  throw new Error(`no room name placed on ${c.nodes[i].name}`);
+}

@@ -7,5 +7,5 @@ export const errorOf = (e: Element) => ({
   errorType: e.child("error")?.attrs.type,
 });
 
-/** What a request that needs the store gets while the store is down. */
-export const STORE_DOWN = { type: "error", condition: "internal-server-error", errorType: "wait" };
+/** What a request that needs the store gets while the store is down or busy: retry later. */
+export const STORE_DOWN = { type: "error", condition: "resource-constraint", errorType: "wait" };

@@ -1,6 +1,7 @@
 // PostgreSQL stopped and started again under a running two-node cluster: requests that need the
-// store get `wait` errors while it is down, sessions stay up, chat between the nodes goes on, no
-// node exits, and everything works again once it is back (the pools reconnect by themselves).
+// store get `resource-constraint` errors of type wait while it is down, sessions stay up, chat
+// between the nodes goes on, no node exits, and everything works again once it is back (the
+// pools reconnect by themselves).
 import assert from "node:assert/strict";
 import { clusterTest, startCluster } from "../helpers/cluster.ts";
 import { sharedPostgres } from "../helpers/postgres.ts";

@@ -2,7 +2,7 @@
 // public rooms and pages long lists (XEP-0059); `max_rooms_per_user` counts hibernated rooms;
 // with rooms loaded on demand (a cluster's mode) a stanza for an unknown room reads nothing from
 // storage, a room another node stored is found once its invalidation arrives, and a failed read
-// is answered as the store's failure (a busy store: type wait).
+// is answered as the store's failure (a busy store: resource-constraint, type wait).
 import assert from "node:assert/strict";
 import { serverTest, startServer, type TestServer, withServer } from "../helpers/server.ts";
 import { until } from "../helpers/until.ts";
@@ -165,10 +165,10 @@ withServer(
     await until(() => probe.reads === 2, "the invalidated room is read");
     assert.equal((await info("late")).attrs.type, "result");
 
-    // A busy store: the answer is internal-server-error of type wait, worth retrying.
+    // A busy store: the answer is resource-constraint of type wait, worth retrying.
     probe.busy = true;
     const failed = await info("other");
-    assert.equal(errorCondition(failed), "internal-server-error");
+    assert.equal(errorCondition(failed), "resource-constraint");
     assert.equal(failed.child("error")!.attrs.type, "wait");
     probe.busy = false;
     assert.equal((await info("other")).attrs.type, "result", "known still, read on the retry");

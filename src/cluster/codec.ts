@@ -1,0 +1,138 @@
+// How a frame's payload becomes a value a handler may trust. Every frame type names a codec
+// (frame_types.ts); the node decodes each frame with it before any handler runs, and anything
+// that does not decode closes the link it came on (node.ts). JSON payloads are checked with zod
+// schemas (types, ranges, lengths); JIDs come out prepared; stanzas travel as XML text and are
+// checked for their shape here, parsed only where a handler needs the tree.
+import { z } from "zod";
+import { type Jid, parseJid } from "../jid/jid.ts";
+
+/** A frame that is not what its type says, or a claim its sender may not make. */
+export class FrameError extends Error {
+  override name = "FrameError";
+}
+
+export interface Codec<T> {
+  /** The payload's value; throws FrameError when it is not one. */
+  decode(text: string): T;
+}
+
+/** Longest JID (RFC 7622: three parts of at most 1023 bytes, and two separators). */
+const MAX_JID = 3071;
+
+/** A JID as text, prepared: the Jid. */
+export const jid = z.string().max(MAX_JID).transform((s, ctx) => {
+  const j = parseJid(s);
+  if (j) return j;
+  ctx.issues.push({ code: "custom", message: "not a valid JID", input: s });
+  return z.NEVER;
+});
+
+/** A full JID (with a resource). */
+export const fullJid = jid.refine((j) => !j.isBare, "not a full JID");
+
+/** A domain name, prepared. */
+export const domain = jid.refine((j) => j.isDomain && j.isBare, "not a domain").transform((j) =>
+  j.domain
+);
+
+/** A count or identifier that fits a double exactly. */
+export const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/** A short name (room, instance id, hash, node). */
+export const name = z.string().min(1).max(1023);
+
+const STANZA_START = /^<(?:message|presence|iq)[\s/>]/;
+
+/** Whether text has a stanza's shape: an element named message, presence or iq. */
+function isStanzaText(xml: string): boolean {
+  return STANZA_START.test(xml) && xml.endsWith(">");
+}
+
+/** A stanza's XML as sent. */
+export const stanzaXml = z.string().refine(isStanzaText, "not a stanza");
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** The payload's text; invalid UTF-8 is a FrameError. */
+export function utf8(payload: Uint8Array): string {
+  try {
+    return decoder.decode(payload);
+  } catch {
+    throw new FrameError("not UTF-8");
+  }
+}
+
+function check<T extends z.ZodType>(schema: T, value: unknown, what: string): z.output<T> {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  const at = issue.path.length ? ` at ${issue.path.join(".")}` : "";
+  throw new FrameError(`${what}${at}: ${issue.message}`);
+}
+
+function parse(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new FrameError(`${what} is not JSON`);
+  }
+}
+
+/** A JSON payload. */
+export function json<T extends z.ZodType>(schema: T): Codec<z.output<T>> {
+  return { decode: (text) => check(schema, parse(text, "the payload"), "the payload") };
+}
+
+/** A JSON header on one line, then a stanza's XML. */
+export function headed<T extends z.ZodType>(
+  schema: T,
+): Codec<{ header: z.output<T>; xml: string }> {
+  return {
+    decode(text) {
+      const nl = text.indexOf("\n");
+      if (nl < 0) throw new FrameError("no header line");
+      const header = check(schema, parse(text.slice(0, nl), "the header"), "the header");
+      return { header, xml: checkStanza(text.slice(nl + 1)) };
+    },
+  };
+}
+
+/** Lines: each checked by its own schema, the last one the rest of the payload. */
+export function lines<T extends z.ZodType[]>(
+  ...schemas: T
+): Codec<{ [K in keyof T]: z.output<T[K]> }> {
+  return {
+    decode(text) {
+      const out: unknown[] = [];
+      let at = 0;
+      for (let i = 0; i < schemas.length; i++) {
+        const last = i === schemas.length - 1;
+        const nl = last ? text.length : text.indexOf("\n", at);
+        if (nl < 0) throw new FrameError(`${schemas.length} lines expected, ${i + 1} found`);
+        out.push(check(schemas[i], text.slice(at, nl), `line ${i + 1}`));
+        at = nl + 1;
+      }
+      return out as { [K in keyof T]: z.output<T[K]> };
+    },
+  };
+}
+
+/** A decimal count (acknowledgements, request numbers). */
+export const decimal: Codec<number> = {
+  decode(text) {
+    if (!/^\d{1,15}$/.test(text)) throw new FrameError("not a decimal count");
+    return Number(text);
+  },
+};
+
+/** A decimal count as one line of `lines`. */
+export const decimalLine = z.string().regex(/^\d{1,15}$/, "not a decimal count").transform(Number);
+
+/** A JID as the whole payload. */
+export const jidText: Codec<Jid> = { decode: (text) => check(jid, text, "the JID") };
+
+/** The XML of a stanza, checked for its shape only (parsed where a handler needs the tree). */
+export function checkStanza(xml: string): string {
+  if (!isStanzaText(xml)) throw new FrameError("the stanza: not a stanza");
+  return xml;
+}
