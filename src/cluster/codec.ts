@@ -1,5 +1,5 @@
 // How a frame's payload becomes a value a handler may trust. Every frame type names a codec
-// (frame_types.ts); the node decodes each frame with it before any handler runs, and anything
+// (frame_type.ts, all of them in frame_registry.ts); the node decodes each frame with it before any handler runs, and anything
 // that does not decode closes the link it came on (node.ts). JSON payloads are checked with zod
 // schemas (types, ranges, lengths); JIDs come out prepared; stanzas travel as XML text and are
 // checked for their shape here, parsed only where a handler needs the tree.
@@ -51,15 +51,14 @@ function isStanzaText(xml: string): boolean {
 /** A stanza's XML as sent. */
 export const stanzaXml = z.string().refine(isStanzaText, "not a stanza");
 
-const decoder = new TextDecoder("utf-8", { fatal: true });
+const decoder = new TextDecoder();
 
-/** The payload's text; invalid UTF-8 is a FrameError. */
+/**
+ * The payload's text. Bytes that are not UTF-8 become U+FFFD, a character XML and JSON allow:
+ * checking them would cost every frame more than they can harm (the schemas see the result).
+ */
 export function utf8(payload: Uint8Array): string {
-  try {
-    return decoder.decode(payload);
-  } catch {
-    throw new FrameError("not UTF-8");
-  }
+  return decoder.decode(payload);
 }
 
 function check<T extends z.ZodType>(schema: T, value: unknown, what: string): z.output<T> {

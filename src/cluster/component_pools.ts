@@ -23,6 +23,7 @@ import type { ClusterNode, PeerObserver } from "./node.ts";
 import type { ClusterExtension } from "./extensions.ts";
 import { Acks } from "./acks.ts";
 import { FrameError } from "./codec.ts";
+import { PeerOwned } from "./peer_owned.ts";
 import {
   FORWARD,
   FORWARDED,
@@ -83,11 +84,17 @@ class PeerForwards extends Acks {
 
 export class ComponentLinks implements PeerObserver, PoolObserver {
   #peers = new Map<string, PeerForwards>();
+  /** Other nodes' instances ("domain id"), counted per node. */
+  #held: PeerOwned<null>;
   #statsWaits = new Map<number, { waiting: Set<string>; done: () => void }>();
   #statsNext = 0;
   #refreshing: Promise<void> | undefined;
 
   constructor(readonly node: ClusterNode, readonly pools: Map<string, ComponentPool>) {
+    this.#held = new PeerOwned(
+      node.maxRecordsPerPeer,
+      "component instances (max_records_per_peer)",
+    );
     this.#registerFrames();
     node.follow(this);
     for (const pool of pools.values()) pool.observer = this;
@@ -137,14 +144,17 @@ export class ComponentLinks implements PeerObserver, PoolObserver {
     this.node.send(peer, INSTANCES, JSON.stringify(records));
   }
 
-  down(peer: string, stalled: boolean): void {
+  woke(): void {
+    for (const forwards of this.#peers.values()) forwards.assumeAcked();
+  }
+
+  down(peer: string): void {
     const forwards = this.#peers.get(peer);
     this.#peers.delete(peer);
     this.#dropInstancesOf(peer);
     for (const wait of this.#statsWaits.values()) wait.waiting.delete(peer);
     this.#statsSettled();
     if (!forwards) return;
-    if (stalled) forwards.assumeAcked();
     // What the peer may not have handed over goes to the instances left (its own are gone).
     const pending = forwards.unacked();
     if (pending.length) {
@@ -171,7 +181,10 @@ export class ComponentLinks implements PeerObserver, PoolObserver {
     this.node.on(LEFT, (peer, { domain, id }) => {
       const pool = this.pools.get(domain);
       const instance = pool?.instances.get(id);
-      if (instance && instance.node === peer) pool!.remove(instance);
+      if (instance && instance.node === peer) {
+        pool!.remove(instance);
+        this.#held.delete(`${domain} ${id}`);
+      }
     });
     this.node.on(FORWARD, (peer, f) => this.#handOver(peer, forwards(peer), f));
     this.node.on(FORWARDED, (peer, n) => forwards(peer).acked(n));
@@ -212,28 +225,14 @@ export class ComponentLinks implements PeerObserver, PoolObserver {
         },
       );
     }
-    const current = pool.instances.get(r.id);
-    // An instance id names one connection on one node (n1-1): another node's is not this peer's.
-    if (current && current.node !== peer) {
-      throw new FrameError(
-        `instance ${r.id} of ${r.domain} is held by ${current.node ?? "this node"}`,
-      );
-    }
-    if (!current) {
-      let held = 0;
-      for (const p of this.pools.values()) {
-        for (const i of p.instances.values()) if (i.node === peer) held++;
-      }
-      if (held >= this.node.maxRecordsPerPeer) {
-        throw new FrameError(
-          `more than ${this.node.maxRecordsPerPeer} component instances (max_records_per_peer)`,
-        );
-      }
-    }
+    // An instance id is `node/connection`: a peer names only its own instances.
+    if (!r.id.startsWith(peer + "/")) throw new FrameError(`instance ${r.id} is not ${peer}'s`);
+    this.#held.set(`${r.domain} ${r.id}`, peer, null);
     pool.add(new RemoteInstance(r.id, peer, r.remote, r.since, this));
   }
 
   #dropInstancesOf(peer: string): void {
+    this.#held.drop(peer);
     for (const pool of this.pools.values()) {
       for (const i of [...pool.instances.values()]) if (i.node === peer) pool.remove(i);
     }

@@ -17,7 +17,7 @@ import {
   type SessionRegistry,
 } from "../router/sessions.ts";
 import type { SessionRecord, WireRecord } from "./wire.ts";
-import { FrameError } from "./codec.ts";
+import { PeerOwned } from "./peer_owned.ts";
 import { logger } from "../log/logger.ts";
 import { LimitedLog } from "../log/limited.ts";
 
@@ -28,12 +28,14 @@ const limited = new LimitedLog(logger("cluster"));
  * conflict for that full JID (the newer bind wins), so it is not believed.
  */
 export const MAX_CLOCK_SKEW_MS = 60_000;
+/** Presence text a peer's sessions may hold, on average per session it may have. */
+const PRESENCE_BYTES = 2048;
 
 /** What a peer is believed about. */
 export interface DirectoryLimits {
   /** The domains this cluster serves: sessions of others are not believed. */
   domains: ReadonlySet<string>;
-  /** Most sessions believed of one peer; more are invalid input. */
+  /** Most sessions believed of one peer (and 2 KiB of presence each); more are invalid input. */
   maxPerNode: number;
 }
 
@@ -94,10 +96,8 @@ export function toWire(s: Session): WireRecord {
 }
 
 export class Directory {
-  /** Records of other nodes by full JID. */
-  #remote = new Map<string, RemoteSession>();
-  /** How many of them each node holds. */
-  #counts = new Map<string, number>();
+  /** Records of other nodes by full JID, counted per node. */
+  #remote: PeerOwned<RemoteSession>;
   /** Local sessions shown each full JID available (and not unavailable since). */
   #watchers = new Map<string, Set<LocalSession>>();
   /** The full JIDs each local session watches, to forget it when it ends. */
@@ -107,11 +107,17 @@ export class Directory {
     readonly self: string,
     readonly sessions: SessionRegistry,
     readonly limits: DirectoryLimits,
-  ) {}
+  ) {
+    this.#remote = new PeerOwned(
+      limits.maxPerNode,
+      "sessions (max_records_per_peer)",
+      limits.maxPerNode * PRESENCE_BYTES,
+    );
+  }
 
   /** Records held for `node`. */
   count(node: string): number {
-    return this.#counts.get(node) ?? 0;
+    return this.#remote.count(node);
   }
 
   /** Whether `a`, bound on `aNode`, wins over `b`: the newer bind; the larger name on a tie. */
@@ -150,26 +156,20 @@ export class Directory {
       return;
     }
     const current = this.sessions.get(jid);
+    const bytes = r.presence?.length ?? 0;
     if (
       current instanceof RemoteSession && current.node === node && current.boundAt === r.boundAt
     ) {
+      this.#remote.set(jid.full, node, current, bytes);
       current.update(r);
       return;
     }
     // Another session with this full JID: the newer stays (its node replaces the older).
     if (current && !this.#newer(r, node, current)) return;
-    if (!(current instanceof RemoteSession && current.node === node)) {
-      const n = this.count(node);
-      if (n >= this.limits.maxPerNode) {
-        throw new FrameError(`more than ${this.limits.maxPerNode} sessions (max_records_per_peer)`);
-      }
-      this.#counts.set(node, n + 1);
-      if (current instanceof RemoteSession) this.#uncount(current.node);
-    }
     const session = new RemoteSession(jid, node, r.boundAt);
+    this.#remote.set(jid.full, node, session, bytes);
     session.update(r);
     this.sessions.put(session);
-    this.#remote.set(jid.full, session);
     if (!current || !isLocal(current)) return;
     current.replace();
     return current;
@@ -178,26 +178,19 @@ export class Directory {
   /** `node` ended a session: it tells its contacts itself. */
   unbound(node: string, full: string): void {
     const r = this.#remote.get(full);
-    if (r?.node === node) this.#gone(r, false);
+    if (r?.node === node) this.#gone(r.value, false);
   }
 
   /** `node` is declared dead: its sessions are gone, as on a logout. */
   dropNode(node: string): void {
-    for (const r of [...this.#remote.values()]) if (r.node === node) this.#gone(r, true);
+    for (const [, r] of this.#remote.drop(node)) this.#gone(r, true);
   }
 
   /** A local bind replaced `old`: a remote record is forgotten (its node closes the session). */
   replaced(old: Session): void {
-    if (old instanceof RemoteSession && this.#remote.get(old.jid.full) === old) {
+    if (old instanceof RemoteSession && this.#remote.get(old.jid.full)?.value === old) {
       this.#remote.delete(old.jid.full);
-      this.#uncount(old.node);
     }
-  }
-
-  #uncount(node: string): void {
-    const n = (this.#counts.get(node) ?? 1) - 1;
-    if (n > 0) this.#counts.set(node, n);
-    else this.#counts.delete(node);
   }
 
   /** Notes which local sessions are shown which full JIDs available. */
@@ -233,7 +226,6 @@ export class Directory {
 
   #gone(r: RemoteSession, tell: boolean): void {
     this.#remote.delete(r.jid.full);
-    this.#uncount(r.node);
     this.sessions.drop(r);
     const watchers = this.#watchers.get(r.jid.full);
     this.#watchers.delete(r.jid.full);

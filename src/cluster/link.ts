@@ -31,6 +31,8 @@ export interface LinkOwner {
   /** An application frame on a link that is up; `payload` is only valid during the call. */
   message(link: Link, type: number, payload: Uint8Array): void;
   closed(link: Link, reason: string): void;
+  /** This node's event loop runs at `now` (performance.now()): see Mesh.awake. */
+  awake(now: number): void;
 }
 
 export interface LinkLimits {
@@ -52,8 +54,6 @@ export class Link {
   incarnation = 0;
   /** Closed by this node for invalid input. */
   refused = false;
-  /** Closed because this node stalled past `deadAfterMs` (see MeshEvents.down). */
-  stalled = false;
   /** Last heartbeat round trip in ms. */
   rtt = NaN;
   readonly opened = performance.now();
@@ -84,15 +84,16 @@ export class Link {
     this.#reader = new FrameReader(limits.maxFrame, this.#onFrame);
     socket.setNoDelay(true);
     socket.on("data", (chunk: Uint8Array) => {
-      // This process was stalled (stopped, swapped out) for longer than the peer waits: the peer
-      // has declared this node dead and handled elsewhere what it had sent here, so what is
-      // still buffered must not be handled a second time.
+      // Heartbeats keep a link from being silent this long, unless one side was stalled
+      // (stopped, swapped out) past the other's patience: the peer has declared this node dead,
+      // or this node it, and what each had sent was handled as undelivered. What is still
+      // buffered must not be handled a second time.
       const now = performance.now();
       const silent = now - this.#lastData;
       this.#lastData = now;
+      owner.awake(now);
       if (this.state === "up" && silent > limits.deadAfterMs) {
-        this.stalled = true;
-        return this.close(`silent for ${Math.round(silent)} ms (this node stalled): declared dead`);
+        return this.close(`silent for ${Math.round(silent)} ms: declared dead`);
       }
       this.heard = true;
       this.bytesIn += chunk.length;

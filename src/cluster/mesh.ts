@@ -57,12 +57,14 @@ export interface MeshOptions {
 
 export interface MeshEvents {
   up(peer: string, incarnation: number): void;
+  down(peer: string): void;
   /**
-   * `stalled`: the link closed because this node stalled (stopped, swapped out) past the peer's
-   * patience: the peer, up all along, handled what this node had sent, though its
-   * acknowledgements were lost with the link.
+   * This node's event loop ran again after a stall (stopped, swapped out) of over half
+   * `deadAfterMs`: its peers, up all along, have handled what it had sent them, though their
+   * acknowledgements may be lost with links that close now (see Link). Said before anything is
+   * sent after the stall.
    */
-  down(peer: string, stalled: boolean): void;
+  woke?(): void;
   /** `payload` is only valid during the call: copy it to keep it. */
   message(peer: string, type: number, payload: Uint8Array): void;
 }
@@ -192,8 +194,20 @@ export class Mesh implements LinkOwner {
     return { host: bound.address, port: bound.port };
   }
 
+  /**
+   * Notes that this node's event loop runs at `now`. The tick is due every quarter of the
+   * shorter period: this late, this node was stalled, not its peers (`woke`).
+   */
+  awake(now: number): void {
+    const late = now - this.#lastTick > this.options.deadAfterMs / 2;
+    this.#lastTick = now;
+    if (late) this.events.woke?.();
+  }
+
   /** Queues a frame (type ≥ FIRST_APP_TYPE) for `peer`; false when there is no link to it. */
   send(peer: string, type: number, payload: Uint8Array | string): boolean {
+    // Nothing leaves after a stall before the layers above have heard of it.
+    this.awake(performance.now());
     const link = this.#peers.get(peer)?.link;
     return link !== undefined && link.send(type, payload);
   }
@@ -358,7 +372,7 @@ export class Mesh implements LinkOwner {
     for (const c of others) c.close("another connection became the link");
     if (old) {
       old.close("replaced by a new link");
-      this.#down(peer, "replaced by a new link", false);
+      this.#down(peer, "replaced by a new link");
     }
     peer.since = Date.now();
     log.info("link to {peer} up ({direction}, protocol {version}, incarnation {incarnation})", {
@@ -370,10 +384,10 @@ export class Mesh implements LinkOwner {
     this.events.up(peer.node, link.incarnation);
   }
 
-  #down(peer: Peer, reason: string, stalled: boolean): void {
+  #down(peer: Peer, reason: string): void {
     peer.since = Date.now();
     log.info("link to {peer} down: {reason}", { peer: peer.node, reason });
-    this.events.down(peer.node, stalled);
+    this.events.down(peer.node);
   }
 
   closed(link: Link, reason: string): void {
@@ -381,8 +395,11 @@ export class Mesh implements LinkOwner {
     const peer = this.#peers.get(link.peer)!;
     if (peer.link === link) {
       peer.link = undefined;
-      if (!link.refused) peer.strikes = 0;
-      this.#down(peer, reason, link.stalled);
+      // A link that lasted is a fresh start; one that only said nothing wrong before it went is not.
+      if (!link.refused && performance.now() - link.opened > 10 * this.options.deadAfterMs) {
+        peer.strikes = 0;
+      }
+      this.#down(peer, reason);
     } else if (!peer.candidates.delete(link)) {
       return; // superseded or replaced by the link in place
     } else if (peer.link) {
@@ -407,9 +424,7 @@ export class Mesh implements LinkOwner {
   #tick = (): void => {
     const now = performance.now();
     const { heartbeatMs, deadAfterMs } = this.options;
-    // Due every quarter of the shorter period: this late, this node was stalled, not its peers.
-    const late = now - this.#lastTick > deadAfterMs / 2;
-    this.#lastTick = now;
+    this.awake(now);
     for (const peer of this.#peers.values()) {
       for (const c of peer.candidates) {
         if (now - c.opened > deadAfterMs) c.close("the handshake timed out");
@@ -420,7 +435,6 @@ export class Mesh implements LinkOwner {
         link.heard = false;
         link.lastHeard = now;
       } else if (now - link.lastHeard > deadAfterMs) {
-        link.stalled = late;
         link.close(`silent for ${Math.round(now - link.lastHeard)} ms: declared dead`);
         continue;
       }

@@ -41,6 +41,7 @@ import {
   type WireRecord,
 } from "./wire.ts";
 import { FrameError, utf8 } from "./codec.ts";
+import { ALL_FRAMES } from "./frame_registry.ts";
 import type { FrameType } from "./frame_type.ts";
 import { logger } from "../log/logger.ts";
 import { LimitedLog } from "../log/limited.ts";
@@ -51,6 +52,8 @@ import { Acks } from "./acks.ts";
 const log = logger("cluster");
 /** What peers' bad input causes to be logged, at a bounded rate per peer. */
 const limited = new LimitedLog(log);
+/** Every frame type of this protocol version, served here or not. */
+const KNOWN_TYPES = new Set(ALL_FRAMES.map((f) => f.type));
 
 /** A member as `parley cluster status` shows it. */
 export interface MemberStatus extends Omit<PeerStatus, "state"> {
@@ -66,8 +69,9 @@ export interface MemberStatus extends Omit<PeerStatus, "state"> {
  */
 export interface PeerObserver {
   up?(peer: string, incarnation: number): void;
-  /** `stalled`: see MeshEvents.down. */
-  down?(peer: string, stalled: boolean): void;
+  down?(peer: string): void;
+  /** This node woke from a stall (MeshEvents.woke): what it had sent counts as handled. */
+  woke?(): void;
 }
 
 /**
@@ -88,6 +92,8 @@ export class ClusterNode implements SessionObserver {
   #links = new Map<string, Acks>();
   #invalidations = new Map<number, { waiting: Set<string>; done: () => void }>();
   #handlers = new Map<number, Registered>();
+  /** Peers whose snapshot's last part came on the current link. */
+  #snapshotDone = new Set<string>();
   #observers: PeerObserver[] = [];
   #statusParts: ((member: string) => Record<string, unknown>)[] = [];
   #nextId = 0;
@@ -121,7 +127,8 @@ export class ClusterNode implements SessionObserver {
     const node = new ClusterNode(ctx, hosts, (self) =>
       new Mesh(options, {
         up: (peer, incarnation) => self.#up(peer, incarnation),
-        down: (peer, stalled) => self.#down(peer, stalled),
+        down: (peer) => self.#down(peer),
+        woke: () => self.#woke(),
         message: (peer, type, payload) => self.#message(peer, type, payload),
       }));
     node.#registerSessionFrames();
@@ -244,10 +251,33 @@ export class ClusterNode implements SessionObserver {
       records = [];
     }
     this.#mesh.send(peer, SNAPSHOT.type, JSON.stringify({ records, last: true }));
-    for (const o of this.#observers) o.up?.(peer, incarnation);
+    this.#tell("up", (o) => o.up?.(peer, incarnation));
   }
 
-  #down(peer: string, stalled: boolean): void {
+  #woke(): void {
+    for (const link of this.#links.values()) link.assumeAcked();
+    this.#tell("woke", (o) => o.woke?.());
+  }
+
+  /**
+   * Tells each service of a peer event. These run outside any frame's handling (a socket
+   * closing, a timer): a service's error is logged here, never left to end the process.
+   */
+  #tell(event: string, call: (o: PeerObserver) => void): void {
+    for (const o of this.#observers) {
+      try {
+        call(o);
+      } catch (e) {
+        log.error("a service failed on peer event {event}: {error}", {
+          event,
+          error: e instanceof Error ? e.stack ?? e.message : String(e),
+        });
+      }
+    }
+  }
+
+  #down(peer: string): void {
+    this.#snapshotDone.delete(peer);
     const link = this.#links.get(peer);
     this.#links.delete(peer);
     this.#directory.dropNode(peer);
@@ -260,7 +290,6 @@ export class ClusterNode implements SessionObserver {
       }
     }
     if (!link) return;
-    if (stalled) link.assumeAcked();
     // What the peer may not have handled is handled here, its sessions being gone now.
     for (const payload of link.unacked()) {
       const nl = payload.indexOf("\n");
@@ -268,7 +297,7 @@ export class ClusterNode implements SessionObserver {
       const stanza = parseStanza(payload.slice(nl + 1));
       if (to && stanza) this.#vanished(to, stanza, payload[0]);
     }
-    for (const o of this.#observers) o.down?.(peer, stalled);
+    this.#tell("down", (o) => o.down?.(peer));
   }
 
   /** Every frame from a peer passes here: decoded and checked before any handler sees it. */
@@ -286,15 +315,12 @@ export class ClusterNode implements SessionObserver {
   }
 
   /**
-   * A frame type nobody here handles: from a peer of a newer version, a frame this one does not
-   * know yet (ignored); from any other, invalid input.
+   * A frame type nobody here handles: of a service this node does not run, or from a peer of a
+   * newer version, a frame this one does not know yet (ignored); from any other, invalid input.
    */
   #unknown(peer: string, type: number): void {
-    if ((this.#mesh.peerVersion(peer) ?? 0) > this.#mesh.version) {
-      return limited.debug(peer, "ignored a frame of type {type} from {peer}, a newer node", {
-        type,
-        peer,
-      });
+    if (KNOWN_TYPES.has(type) || (this.#mesh.peerVersion(peer) ?? 0) > this.#mesh.version) {
+      return limited.debug(peer, "ignored a frame of type {type} from {peer}", { type, peer });
     }
     this.#refuse(peer, { type, name: `type ${type}` }, new FrameError("an unknown frame type"));
   }
@@ -325,12 +351,17 @@ export class ClusterNode implements SessionObserver {
     this.on(RECORD, (peer, r) => this.#record(peer, r));
     this.on(UNBOUND, (peer, jid) => this.#directory.unbound(peer, jid.full));
     this.on(SNAPSHOT, (peer, { records, last }) => {
+      if (this.#snapshotDone.has(peer)) throw new FrameError("a snapshot after the last part");
+      if (last) this.#snapshotDone.add(peer);
       // The peer's records were dropped when its link went down: these are all it holds.
       for (const r of records) this.#record(peer, r);
       // Sessions there may have missed what ours said meanwhile (a healed partition).
       if (last) { for (const host of this.hosts.values()) host.events.fire("node/up", peer); }
     });
     this.on(HANDOVER, (_peer, { jid, directed }) => {
+      if (!this.hosts.has(jid.domain)) throw new FrameError(`${jid.domain} is not served here`);
+      const max = this.ctx.config.limits.max_directed_presences;
+      if (directed.length > max) throw new FrameError(`more than ${max} directed presences`);
       const s = this.ctx.sessions.get(jid);
       if (s && isLocal(s)) { for (const to of directed) s.directed.add(to.full); }
       else if (!s) {
@@ -342,14 +373,17 @@ export class ClusterNode implements SessionObserver {
         }
       }
     });
-    // Only a removed account's sessions are closed at a peer's word: the store says whether it is.
-    this.on(CLOSE, async (_peer, { jid, condition, text }) => {
+    // Only a removed account's sessions are closed at a peer's word: the store says whether it
+    // is (a store that cannot say, or an account made again meanwhile, keeps them).
+    this.on(CLOSE, async (peer, { jid, condition, text }) => {
       const s = this.ctx.sessions.get(jid);
       if (!s || !isLocal(s)) return;
-      if (await this.ctx.store.getCredentials(jid.local, jid.domain) !== null) {
-        throw new FrameError(`${jid.bare} has an account: its sessions stay`);
-      }
-      s.close(condition, text);
+      const account = await this.ctx.store.getCredentials(jid.local, jid.domain).catch(() => true);
+      if (account === null) return s.close(condition, text);
+      limited.info(peer, "kept {jid}: {peer} asked to close it, but its account exists", {
+        jid: jid.full,
+        peer,
+      });
     });
     this.on(INVALIDATE, (peer, { id, cache, key }) => {
       this.ctx.caches.clear(cache, key);
@@ -370,6 +404,8 @@ export class ClusterNode implements SessionObserver {
    * directed presence to go with it to its new node, which tells them when it goes unavailable.
    */
   #record(peer: string, r: SessionRecord): void {
+    // Read when contacts probe: it must parse then, within the depth any node allows.
+    if (r.presence !== null) this.#links.get(peer)!.decoder.stanza(r.presence);
     const replaced = this.#directory.record(peer, r);
     if (!replaced?.directed.size) return;
     this.#mesh.send(

@@ -1,13 +1,20 @@
-// Things peers say they own (rooms they run, replicas they hold), by key, with how many each
-// peer owns: a peer may own at most `max` (cluster.max_records_per_peer); a claim beyond that is
+// Things peers say they own (sessions, rooms they run, replicas, component instances), by key,
+// with how many each peer owns and how many bytes they hold: a peer may own at most `max` of a
+// kind (cluster.max_records_per_peer) and `maxBytes` of their text; a claim beyond either is
 // invalid input.
 import { FrameError } from "./codec.ts";
 
-export class PeerOwned<V> {
-  #of = new Map<string, { node: string; value: V }>();
-  #counts = new Map<string, number>();
+interface Owned<V> {
+  node: string;
+  value: V;
+  bytes: number;
+}
 
-  constructor(readonly max: number, readonly what: string) {}
+export class PeerOwned<V> {
+  #of = new Map<string, Owned<V>>();
+  #totals = new Map<string, { count: number; bytes: number }>();
+
+  constructor(readonly max: number, readonly what: string, readonly maxBytes = Infinity) {}
 
   get size(): number {
     return this.#of.size;
@@ -26,38 +33,47 @@ export class PeerOwned<V> {
     return this.#of.has(key);
   }
 
-  /** `node` owns `key` now; a FrameError when it would own more than `max`. */
-  set(key: string, node: string, value: V): void {
-    const old = this.#of.get(key)?.node;
-    if (old !== node) {
-      const n = this.#counts.get(node) ?? 0;
-      if (n >= this.max) throw new FrameError(`more than ${this.max} ${this.what}`);
-      this.#counts.set(node, n + 1);
-      if (old !== undefined) this.#uncount(old);
+  /** How many keys `node` owns. */
+  count(node: string): number {
+    return this.#totals.get(node)?.count ?? 0;
+  }
+
+  /** `node` owns `key` now, held in `bytes`; a FrameError when that is over its limits. */
+  set(key: string, node: string, value: V, bytes = 0): void {
+    const old = this.#of.get(key);
+    const same = old?.node === node;
+    const total = this.#totals.get(node) ?? { count: 0, bytes: 0 };
+    const count = total.count + (same ? 0 : 1);
+    const held = total.bytes + bytes - (same ? old.bytes : 0);
+    if (count > this.max) throw new FrameError(`more than ${this.max} ${this.what}`);
+    if (held > this.maxBytes) {
+      throw new FrameError(`more than ${this.maxBytes} bytes of ${this.what}`);
     }
-    this.#of.set(key, { node, value });
+    if (old && !same) this.#release(old);
+    this.#totals.set(node, { count, bytes: held });
+    this.#of.set(key, { node, value, bytes });
   }
 
   delete(key: string): void {
-    const old = this.#of.get(key)?.node;
-    if (old === undefined) return;
+    const old = this.#of.get(key);
+    if (!old) return;
     this.#of.delete(key);
-    this.#uncount(old);
+    this.#release(old);
   }
 
   /** Forgets what `node` owns; returns it, by key. */
   drop(node: string): [string, V][] {
     const out: [string, V][] = [];
-    if (!this.#counts.has(node)) return out;
+    if (!this.#totals.has(node)) return out;
     for (const [key, o] of this.#of) if (o.node === node) out.push([key, o.value]);
     for (const [key] of out) this.#of.delete(key);
-    this.#counts.delete(node);
+    this.#totals.delete(node);
     return out;
   }
 
-  #uncount(node: string): void {
-    const n = (this.#counts.get(node) ?? 1) - 1;
-    if (n > 0) this.#counts.set(node, n);
-    else this.#counts.delete(node);
+  #release(o: Owned<V>): void {
+    const total = this.#totals.get(o.node)!;
+    if (--total.count === 0) this.#totals.delete(o.node);
+    else total.bytes -= o.bytes;
   }
 }

@@ -162,14 +162,15 @@ class Proxy65Cluster implements PeerObserver {
       if (!this.#streams.has(peer)) this.#streams.set(peer, new Map());
       const streams = this.#streams.get(peer)!;
       if (!owner || !domain) return void streams.delete(key);
-      if (!streams.has(key) && streams.size >= this.node.maxRecordsPerPeer) {
-        throw new FrameError(
-          `more than ${this.node.maxRecordsPerPeer} streams (max_records_per_peer)`,
-        );
+      const proxy = this.proxies.get(domain);
+      if (!proxy) return;
+      // No node runs more streams than the proxy allows in all.
+      if (!streams.has(key) && streams.size >= proxy.config.max_streams) {
+        throw new FrameError(`more than ${proxy.config.max_streams} streams (max_streams)`);
       }
       streams.set(key, { domain, owner });
       // Connections with its hash that wait here were not paired: they wait for nothing.
-      this.proxies.get(domain)?.relay.dropWaiting(key.slice(domain.length + 1));
+      proxy.relay.dropWaiting(key.slice(domain.length + 1));
     });
   }
 
@@ -205,6 +206,8 @@ class Proxy65Cluster implements PeerObserver {
     if (!proxy) return Promise.resolve(undefined);
     switch (r.op) {
       case "activate":
+        // Only the decider decides (nodes may briefly disagree on which one that is).
+        if (this.#decider() !== this.node.name) return Promise.resolve("no-pair");
         return this.#decide(proxy, r.hash, r.owner);
       case "lookup":
         return Promise.resolve(proxy.relay.held(r.hash));

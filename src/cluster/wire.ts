@@ -23,6 +23,8 @@ import { frameType } from "./frame_type.ts";
 
 /** Directed presences a handed-over session may carry (limits.max_directed_presences' ceiling). */
 const MAX_DIRECTED = 1_000_000;
+/** Longest presence of a session record (a client's is well under 2 KiB). */
+const MAX_PRESENCE = 65_536;
 /** Deepest nesting in a stanza from a peer (limits.max_depth's ceiling). */
 const MAX_DEPTH = 1024;
 
@@ -34,7 +36,7 @@ const record = z.object({
   boundAt: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   available: z.boolean(),
   priority: z.number().int().min(-128).max(127),
-  presence: stanzaXml.nullable(),
+  presence: z.string().max(MAX_PRESENCE).pipe(stanzaXml).nullable(),
   roster: z.boolean(),
   blocklist: z.boolean(),
   carbons: z.boolean(),
@@ -140,12 +142,6 @@ export function deliverPayload(flag: string, to: string, stanza: Element): strin
   return flag + to + "\n" + stanza.toString();
 }
 
-const decoder = new TextDecoder();
-
-export function text(payload: Uint8Array): string {
-  return decoder.decode(payload);
-}
-
 /**
  * Parses the stanzas of one peer's DELIVER frames with one long-lived stream parser (a parser
  * per stanza would cost more than the delivery itself).
@@ -176,7 +172,8 @@ export class StanzaDecoder {
     this.#last = null;
     this.#stanzas = 0;
     this.#parser.writeText(xml);
-    if (this.#stanzas === 1) return this.#last;
+    // One stanza, and nothing begun after it (which would swallow the next frame's stanza).
+    if (this.#stanzas === 1 && this.#parser.betweenStanzas) return this.#last;
     this.#parser = this.#fresh();
     return null;
   }

@@ -9,9 +9,13 @@ const MAX_SOURCES = 1024;
 
 export class LimitedLog {
   #buckets = new Map<string, { bucket: TokenBucket; left: number }>();
+  /** All sources together (many sources must not add up to a flood either). */
+  #all: TokenBucket;
 
   /** At most `burst` lines per source at once, then one per `everyMs`. */
-  constructor(readonly log: Logger, readonly burst = 5, readonly everyMs = 10_000) {}
+  constructor(readonly log: Logger, readonly burst = 5, readonly everyMs = 10_000) {
+    this.#all = new TokenBucket(10 * 1000 / everyMs, 10 * burst);
+  }
 
   warn(source: string, message: string, props: Record<string, unknown>): void {
     this.at("warn", source, message, props);
@@ -21,12 +25,16 @@ export class LimitedLog {
     this.at("error", source, message, props);
   }
 
+  info(source: string, message: string, props: Record<string, unknown>): void {
+    this.at("info", source, message, props);
+  }
+
   debug(source: string, message: string, props: Record<string, unknown>): void {
     this.at("debug", source, message, props);
   }
 
   at(
-    level: "warn" | "error" | "debug",
+    level: "warn" | "error" | "info" | "debug",
     source: string,
     message: string,
     props: Record<string, unknown>,
@@ -39,7 +47,7 @@ export class LimitedLog {
         s = { bucket: new TokenBucket(1000 / this.everyMs, this.burst), left: 0 },
       );
     }
-    if (!s.bucket.take()) {
+    if (!s.bucket.take() || !this.#all.take()) {
       s.left++;
       return;
     }

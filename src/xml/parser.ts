@@ -18,6 +18,8 @@ export interface ParserLimits {
  * its table of state methods, and what namespace resolution reads (see `reset`). */
 interface SaxInternals {
   stateTable: unknown[];
+  /** saxes' state: S_TEXT (13) between markup. */
+  state: number;
   topNS: Record<string, string | undefined>;
   resolve(prefix: string): string | undefined;
   openTagHandler(tag: SaxesTagNS): void;
@@ -37,6 +39,8 @@ const PREDEFINED = new Map([
   ["xml", "http://www.w3.org/XML/1998/namespace"],
   ["xmlns", "http://www.w3.org/2000/xmlns/"],
 ]);
+/** saxes' state between markup (saxes 6.0.0). */
+const S_TEXT = 13;
 /** Thrown through saxes to abandon the chunk it is parsing (saxes has no way to stop). */
 const STOP = Symbol("stop parsing");
 /** A handler of a parser replaced by reset(): nothing more of the old stream is parsed. */
@@ -131,6 +135,15 @@ export class StreamParser {
       const known = SAX_ERRORS.find(([suffix]) => msg.endsWith(suffix));
       this.#refuse(sax, known?.[1] ?? "not-well-formed", known?.[2] ?? msg.split("\n")[0]);
     };
+  }
+
+  /**
+   * Whether the parser stands between stanzas: no element open, no tag half read (the next text
+   * starts a new stanza).
+   */
+  get betweenStanzas(): boolean {
+    return !this.#failed && this.#stack.length === 1 &&
+      (this.#sax as unknown as SaxInternals).state === S_TEXT;
   }
 
   get failed(): boolean {

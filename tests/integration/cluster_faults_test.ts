@@ -200,3 +200,27 @@ clusterTest("ten nodes form a full mesh from one static peer list within 10 s", 
     await c.stop();
   }
 });
+
+clusterTest(
+  "start-up, a restart and a wake from a stall log no warning: simultaneous dials settle quietly",
+  async () => {
+    const c = await startCluster(3);
+    try {
+      await c.formed();
+      await c.restart(1);
+      await c.formed();
+      // A stall shorter than dead_after: the links stay, nothing to say.
+      const pid = c.nodes[2].process!.child.pid;
+      Deno.kill(pid, "SIGSTOP");
+      await new Promise((r) => setTimeout(r, DEAD_AFTER_MS / 2));
+      Deno.kill(pid, "SIGCONT");
+      await c.formed();
+      for (const [i, node] of c.nodes.entries()) {
+        const loud = node.process!.logs.filter((r) => r.level === "WARNING" || r.level === "ERROR");
+        assert.deepEqual(loud.map((r) => r.message), [], `n${i + 1} warned`);
+      }
+    } finally {
+      await c.stop();
+    }
+  },
+);

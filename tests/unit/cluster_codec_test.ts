@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { ALL_FRAMES } from "../../src/cluster/frame_registry.ts";
 import { FrameError, utf8 } from "../../src/cluster/codec.ts";
 import { mutations } from "../helpers/malformed.ts";
+import { StanzaDecoder } from "../../src/cluster/wire.ts";
 
 Deno.test("every frame type's example decodes", () => {
   for (const f of ALL_FRAMES) {
@@ -54,4 +55,14 @@ Deno.test("a JSON frame's wrong types, missing fields and huge arrays are refuse
   }
   assert.ok(refusedOf("jid: an invalid JID"));
   assert.ok(refusedOf("priority: a huge number"));
+});
+
+Deno.test("a peer's stanza decoder takes one whole stanza, and nothing left open spoils the next", () => {
+  const d = new StanzaDecoder();
+  for (
+    const bad of ["<message/><message>", "<message/><a b='>", "<message><body>", "<message/><iq/>"]
+  ) {
+    assert.equal(d.decode(bad), null, bad);
+    assert.equal(d.decode("<message id='ok'/>")?.attrs.id, "ok", `after ${bad}`);
+  }
 });
