@@ -37,12 +37,20 @@
 // What it had forwarded before the stall reached peers that stayed up and was handled there; their
 // acknowledgements, which came meanwhile, are dropped with the links (link.ts): it counts as
 // acknowledged, and only what it forwarded after waking is sent again.
-import type { Element } from "../xml/element.ts";
+//
+// A peer is believed only about what it owns: a merge only into a room this node runs or should
+// run now, a room's message only from a room of a MUC domain served here and only to sessions of
+// this cluster's domains, and no room state beyond this node's MUC limits (occupants, history,
+// owners): a merge never makes a room outgrow its maxUsers. Stanzas a peer sent are read with
+// that peer's decoder; this node's own kept frames with a parser of their own.
+import { type Element, x } from "../xml/element.ts";
+import { NS } from "../xml/ns.ts";
+import { parseStanza } from "../xml/parse_string.ts";
 import { type Jid, parseJid } from "../jid/jid.ts";
 import { readdressed } from "../im/delivery.ts";
 import type { MucService } from "../muc/service.ts";
 import type { Occupant } from "../muc/occupant.ts";
-import type { Room } from "../muc/room.ts";
+import type { OccupantData, Room, RoomSnapshot } from "../muc/room.ts";
 import type { RoomStatus } from "../admin/socket.ts";
 import { pick } from "../component/balance.ts";
 import { localRoomStatus, mucPlugin, statusOfRoom } from "../server/services.ts";
@@ -81,9 +89,12 @@ import {
   withHeader,
 } from "./muc_wire.ts";
 import { logger } from "../log/logger.ts";
+import { LimitedLog } from "../log/limited.ts";
 import { parseDuration } from "./config.ts";
 
 const log = logger("cluster");
+/** What peers' frames cause to be logged, at a bounded rate per peer. */
+const limited = new LimitedLog(log);
 
 /** Longest a room's change waits before its replica hears of it (what a takeover may miss). */
 const REPLICATE_MS = 100;
@@ -148,8 +159,6 @@ export class MucRooms implements PeerObserver {
   #flush: ReturnType<typeof setTimeout> | undefined;
   /** Per linked peer: the M_STANZA frames it has not acknowledged, and its stanzas' decoder. */
   #links = new Map<string, Acks>();
-  /** Reads stanzas kept as text (replicas, frames sent again). */
-  #parser = new StanzaDecoder();
   /** What each peer runs, by MUC domain: its last M_ROOMS, with M_CLAIM and M_RELEASE since. */
   #peerRooms = new Map<string, Map<string, RoomIndex<AnnouncedRoom>>>();
   /** Rooms added here since the last M_CLAIM went out. */
@@ -293,7 +302,7 @@ export class MucRooms implements PeerObserver {
     for (const payload of kept) {
       const { header: [from, to, hops], xml } = M_STANZA.codec.decode(payload);
       const addr = jids(from, to);
-      const stanza = this.#parse(xml);
+      const stanza = parseStanza(xml); // this node's own frame: no peer's parser state
       const muc = addr && this.mucs.get(addr[1].domain);
       if (!addr || !stanza || !muc) continue;
       this.counters.resent++;
@@ -322,12 +331,18 @@ export class MucRooms implements PeerObserver {
     }
     if (!remote) return;
     const xml = stanza.toString();
-    for (const [peer, to] of remote) {
-      // Acknowledges the peer's M_STANZA frames handled so far (this message's among them).
-      const header: FanoutHeader = [from.full, to, this.#links.get(peer)?.receivedCount ?? 0];
-      if (this.node.send(peer, M_FANOUT, withHeader(header, xml))) {
+    // A peer takes at most max_occupants targets a frame (occupants with several sessions there
+    // may need more: then several frames).
+    const most = this.mucs.get(from.domain)?.config.max_occupants ?? Infinity;
+    for (const [peer, all] of remote) {
+      for (let at = 0; at < all.length; at += most) {
+        const to = all.length > most ? all.slice(at, at + most) : all;
+        // Acknowledges the peer's M_STANZA frames handled so far (this message's among them).
+        const header: FanoutHeader = [from.full, to, this.#links.get(peer)?.receivedCount ?? 0];
+        // Not sent: the peer is gone, its sessions leave the room once it is declared dead.
+        if (!this.node.send(peer, M_FANOUT, withHeader(header, xml))) break;
         this.counters.fanoutFramesSent++;
-      } // else the peer is gone: its sessions leave the room once it is declared dead
+      }
     }
   }
 
@@ -335,29 +350,34 @@ export class MucRooms implements PeerObserver {
     peer: string,
     { header: [from, to, acked], xml }: { header: FanoutHeader; xml: string },
   ): void {
+    const sender = parseJid(from)!;
+    const muc = this.mucs.get(sender.domain);
+    // Only a room speaks here: a room of a MUC domain served here, or one of its occupants.
+    if (!muc || sender.isDomain) throw new FrameError(`${from} is not a room of this cluster`);
+    const most = muc.config.max_occupants;
+    if (to.length > most) throw new FrameError(`more than ${most} targets (max_occupants)`);
     if (acked) this.#links.get(peer)?.acked(acked);
     const stanza = this.#decoder(peer).stanza(xml);
-    const sender = parseJid(from)!;
-    if (!this.#runsAt(peer, sender)) return; // a stale copy (a node frozen, back): not the room
+    if (!this.#runsAt(peer, muc, sender.local)) return; // a stale copy (a node frozen, back)
     this.counters.fanoutFramesReceived++;
     for (const c of stanza.children) if (typeof c !== "string") c.toString();
     for (const full of to) {
       const target = parseJid(full);
-      if (!target) continue;
+      // Only this cluster's sessions: a peer does not make this node send elsewhere.
+      if (!target || !this.node.hosts.has(target.domain)) continue;
       this.node.ctx.router.route(readdressed(stanza, full), sender, target);
       this.counters.fanoutDelivered++;
     }
   }
 
   /**
-   * Whether `peer` may speak for the room of `from`: not when this node knows the room runs
+   * Whether `peer` may speak for `room`: not when it runs here, nor when this node knows it runs
    * elsewhere. A new room's first stanzas come before its claim, and a room taken over or merged
    * is claimed before it speaks.
    */
-  #runsAt(peer: string, from: Jid): boolean {
-    const muc = this.mucs.get(from.domain);
-    if (!muc || muc.rooms.has(from.local)) return !muc;
-    const owner = this.#owners.nodeOf(key(muc.domain, from.local));
+  #runsAt(peer: string, muc: MucService, room: string): boolean {
+    if (muc.rooms.has(room)) return false;
+    const owner = this.#owners.nodeOf(key(muc.domain, room));
     return owner === undefined || owner === peer;
   }
 
@@ -432,7 +452,8 @@ export class MucRooms implements PeerObserver {
         continue;
       }
       this.#replicaAt.set(k, target);
-      const snap = room.snapshot();
+      // Within the limits the peer checks (admins may join a full room: not in the replica).
+      const [snap] = withinLimits(muc, room.snapshot());
       this.counters.replicated++;
       if (changed || before !== target) {
         const data: RoomData = { ...ref, snapshot: snapshotToWire(snap) };
@@ -456,6 +477,11 @@ export class MucRooms implements PeerObserver {
     this.#sayRooms(true);
   }
 
+  /** The mesh found this node woke from a stall: what went out before it counts as handled. */
+  woke(): void {
+    this.#stalled();
+  }
+
   down(peer: string): void {
     // First: a stall found now counts the frames sent before it as acknowledged, this link's too.
     const woke = this.#stalled();
@@ -472,11 +498,13 @@ export class MucRooms implements PeerObserver {
       }
     }
     const orphans = this.#replicas.drop(peer);
+    // The replicas' stanzas are the peer's: read with its parser, as they would have been.
+    const decoder = link?.decoder ?? new StanzaDecoder();
     const takeOver = () => {
       for (const [k, snapshot] of orphans) {
         const at = k.lastIndexOf("@");
         const muc = this.mucs.get(k.slice(at + 1));
-        if (muc) this.#takeOver(muc, k.slice(0, at), snapshot);
+        if (muc) this.#takeOver(muc, k.slice(0, at), snapshot, decoder);
       }
     };
     // Just woken: the peer is likely alive, and back within moments; if not, it did die.
@@ -511,13 +539,18 @@ export class MucRooms implements PeerObserver {
   }
 
   /** A dead node's room comes back here, or on the node that runs it now. */
-  #takeOver(muc: MucService, name: string, snapshot: WireSnapshot): void {
+  #takeOver(
+    muc: MucService,
+    name: string,
+    snapshot: WireSnapshot,
+    decoder: StanzaDecoder,
+  ): void {
     const owner = this.#ownerOf(muc, name);
     if (owner !== undefined && owner !== this.node.name) {
       const data: RoomData = { domain: muc.domain, room: name, snapshot };
       if (this.node.send(owner, M_MERGE, JSON.stringify(data))) return;
     }
-    const room = muc.restore(name, snapshotFromWire(snapshot, (xml) => this.#parse(xml)));
+    const room = muc.restore(name, snapshotFromWire(snapshot, (xml) => decoder.decode(xml)));
     this.#sendClaims(); // before the room speaks: the other nodes take its word from here on
     this.counters.takeovers++;
     log.info("took over room {room}", { room: room.jid.bare });
@@ -563,7 +596,11 @@ export class MucRooms implements PeerObserver {
         for (const room of muc.rooms.values()) this.#mark(room, false);
       }
     });
-    node.on(M_CLAIM, (peer, claim) => this.#claimed(peer, claim));
+    node.on(M_CLAIM, (peer, claim) => {
+      const muc = this.mucs.get(claim.domain);
+      if (muc) checkOwners(muc, claim.status);
+      this.#claimed(peer, claim);
+    });
     node.on(M_RELEASE, (peer, { domain, room }) => {
       const k = key(domain, room);
       if (this.#owners.nodeOf(k) === peer) this.#owners.delete(k);
@@ -571,11 +608,17 @@ export class MucRooms implements PeerObserver {
     });
     // A replica is believed only from the node that runs the room (its claim came first).
     node.on(M_REPLICA, (peer, { domain, room, snapshot }) => {
+      const muc = this.mucs.get(domain);
+      if (!muc) return;
+      checkSnapshot(muc, snapshot);
       const k = key(domain, room);
       if (this.#owners.nodeOf(k) !== peer) return; // a stale copy's, or not the peer's room
       this.#replicas.set(k, peer, snapshot);
     });
     node.on(M_HISTORY, (peer, { domain, room, history }) => {
+      const muc = this.mucs.get(domain);
+      if (!muc) return;
+      checkHistory(muc, history);
       const replica = this.#replicas.get(key(domain, room));
       if (replica?.node === peer) replica.value.history = history;
     });
@@ -583,16 +626,22 @@ export class MucRooms implements PeerObserver {
       const k = key(domain, room);
       if (this.#replicas.get(k)?.node === peer) this.#replicas.delete(k);
     });
-    node.on(M_MERGE, (_peer, data) => this.#merge(data));
+    node.on(M_MERGE, (peer, data) => this.#merge(peer, data));
     node.on(M_ROOMS, (peer, rooms) => {
       if (rooms.length > node.maxRecordsPerPeer) {
         throw new FrameError(`more than ${node.maxRecordsPerPeer} rooms (max_records_per_peer)`);
       }
-      this.#peerRooms.delete(peer);
+      // Rooms of MUC domains served here (others mean nothing here), each checked first.
+      const known: [MucService, string, AnnouncedRoom][] = [];
       for (const r of rooms) {
         const at = r.jid.lastIndexOf("@");
-        this.#peerIndex(peer, r.jid.slice(at + 1)).set(r.jid.slice(0, at), r);
+        const muc = this.mucs.get(r.jid.slice(at + 1));
+        if (!muc) continue;
+        checkOwners(muc, r);
+        known.push([muc, r.jid.slice(0, at), r]);
       }
+      this.#peerRooms.delete(peer);
+      for (const [muc, room, r] of known) this.#peerIndex(peer, muc.domain).set(room, r);
     });
   }
 
@@ -612,22 +661,38 @@ export class MucRooms implements PeerObserver {
     }
     if (pick([this.node.name, peer], k) === this.node.name) return; // the peer merges into ours
     this.#owners.set(k, peer, null);
-    const data: RoomData = { domain, room, snapshot: snapshotToWire(mine.snapshot()) };
+    // Within the limits the peer checks; occupants left out (admins who joined a full room) are
+    // told they left, as the peer would tell them.
+    const [snap, cut] = withinLimits(muc, mine.snapshot());
+    for (const o of cut) this.#toldGone(muc, mine.jid, o, FULL);
+    const data: RoomData = { domain, room, snapshot: snapshotToWire(snap) };
     this.node.send(peer, M_MERGE, JSON.stringify(data));
     log.info("room {room} also ran on {peer}: merged into it", { room: k, peer });
     muc.unload(mine);
   }
 
-  #merge({ domain, room, snapshot }: RoomData): void {
+  /**
+   * Another node's copy of a room, believed only for a room this node runs or should run now (a
+   * peer's word does not bring a room here that belongs elsewhere; nodes briefly disagreeing on
+   * that is no fault of the peer's: ignored).
+   */
+  #merge(peer: string, { domain, room, snapshot }: RoomData): void {
     const muc = this.mucs.get(domain);
     if (!muc) return;
-    const snap = snapshotFromWire(snapshot, (xml) => this.#parse(xml));
+    checkSnapshot(muc, snapshot);
+    if (this.#ownerOf(muc, room) !== this.node.name) {
+      return limited.info(peer, "ignored {peer}'s copy of room {room}: not run here", {
+        peer,
+        room: key(domain, room),
+      });
+    }
+    const snap = snapshotFromWire(snapshot, (xml) => this.#decoder(peer).decode(xml));
     const mine = muc.rooms.get(room);
     if (mine) {
       // Claimed again, before the room speaks: the other nodes take its word from here on, and
       // send it the departures the absorbed copy had missed.
       this.#announceClaim(muc, mine);
-      mine.absorb(snap);
+      mine.absorb(this.#fit(muc, mine, snap));
       this.#sendDepartures(muc, room);
       this.#mark(mine, true);
     } else {
@@ -636,6 +701,40 @@ export class MucRooms implements PeerObserver {
       this.counters.takeovers++;
       this.#dropGone(restored);
     }
+  }
+
+  /**
+   * What of `snap` fits into `room`: occupants new to it only while it has room (its maxUsers:
+   * merges do not make it grow past that); those left out are told they left.
+   */
+  #fit(muc: MucService, room: Room, snap: RoomSnapshot): RoomSnapshot {
+    let free = room.config.maxUsers - room.occupantCount;
+    const occupants = snap.occupants.filter((o) => {
+      // Its nick is held here, or its sessions are in already: absorb decides.
+      if (room.occupantByNick(o.nick) || o.sessions.every((s) => room.occupantOf(s.jid))) {
+        return true;
+      }
+      if (free-- > 0) return true;
+      this.#toldGone(muc, room.jid, o, FULL);
+      return false;
+    });
+    return { ...snap, occupants };
+  }
+
+  /** Tells an occupant of a copy of a room that did not make it into the other that it left. */
+  #toldGone(muc: MucService, room: Jid, o: OccupantData, reason: string): void {
+    const from = room.withResource(o.nick);
+    const p = x(
+      "presence",
+      { from: from.full, type: "unavailable" },
+      x(
+        "x",
+        { xmlns: NS.mucUser },
+        x("item", { affiliation: "none", role: "none" }, x("reason", {}, reason)),
+        x("status", { code: "110" }),
+      ),
+    );
+    for (const s of o.sessions) muc.router.route(readdressed(p, s.jid.full), from, s.jid);
   }
 
   // --- Status.
@@ -682,13 +781,44 @@ export class MucRooms implements PeerObserver {
     for (const peer of this.node.peers()) this.node.send(peer, type, payload);
   }
 
+  /** The parser of `peer`'s stanzas (a handler runs only while its link is up). */
   #decoder(peer: string): StanzaDecoder {
-    return this.#links.get(peer)?.decoder ?? this.#parser;
+    return this.#links.get(peer)?.decoder ?? new StanzaDecoder();
   }
+}
 
-  #parse(xml: string): Element | null {
-    return this.#parser.decode(xml);
+/** Why an occupant of a merged copy of a room is not in the room that stays. */
+const FULL = "the room was full when its two copies merged";
+
+/** A room's state as this node sends it: within the limits its peers check. */
+function withinLimits(muc: MucService, snap: RoomSnapshot): [RoomSnapshot, OccupantData[]] {
+  const { max_occupants, max_history } = muc.config;
+  if (snap.occupants.length <= max_occupants && snap.history.length <= max_history) {
+    return [snap, []];
   }
+  const occupants = snap.occupants.slice(0, max_occupants);
+  const history = max_history === 0 ? [] : snap.history.slice(-max_history);
+  return [{ ...snap, occupants, history }, snap.occupants.slice(max_occupants)];
+}
+
+/** A room's state from a peer: within this node's limits of its MUC service, or a FrameError. */
+function checkSnapshot(muc: MucService, snapshot: WireSnapshot): void {
+  const most = muc.config.max_occupants;
+  if (snapshot.occupants.length > most) {
+    throw new FrameError(`a room of more than ${most} occupants (max_occupants)`);
+  }
+  checkHistory(muc, snapshot.history);
+}
+
+function checkHistory(muc: MucService, history: WireSnapshot["history"]): void {
+  const most = muc.config.max_history;
+  if (history.length > most) throw new FrameError(`more than ${most} messages of history`);
+}
+
+/** A room's owners as a peer announces them: at most max_affiliations, or a FrameError. */
+function checkOwners(muc: MucService, room: AnnouncedRoom): void {
+  const most = muc.config.max_affiliations;
+  if (room.owners.length > most) throw new FrameError(`more than ${most} owners of a room`);
 }
 
 /** A room run here as announced to the other nodes. */

@@ -2,6 +2,11 @@
 // runs, stanzas forwarded to a room's node, one copy of a room's message per node for its local
 // occupants, and a room's state as plain data (replicas, merges). Stanzas travel as XML text
 // after a one-line JSON header; a room's state as JSON with its stanzas as XML text.
+//
+// Room names are prepared localparts and nicks valid nicknames, as a room made here has them;
+// free text (names, descriptions, subject, password, nicks) holds only characters XML allows,
+// for it reaches clients' streams. Limits of the receiver's MUC service (occupants, history,
+// owners) are checked by the handlers (muc_rooms.ts), which know the service.
 import { z } from "zod";
 import type { Element } from "../xml/element.ts";
 import { type Jid, parseJid } from "../jid/jid.ts";
@@ -9,13 +14,42 @@ import type { RoomSnapshot } from "../muc/room.ts";
 import type { RoomStatus } from "../admin/socket.ts";
 import { ALLOW_PM, type RoomConfig, WHOIS } from "../muc/room_config.ts";
 import { MUC_TYPES } from "./wire.ts";
+import { prepLocal, prepNickname } from "../jid/precis.ts";
 import { count, decimal, domain, headed, jid, json, name, stanzaXml } from "./codec.ts";
 import { frameType } from "./frame_type.ts";
 
 /** JIDs in room frames stay text (checked and prepared). */
 const jidText = jid.transform((j) => j.full);
+
+/** Characters XML 1.0 does not allow (controls but tab and newlines, U+FFFE, U+FFFF). */
+// deno-lint-ignore no-control-regex -- the controls are what it finds
+const NOT_XML = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/;
+
+/** Whether `s` can be written to an XML stream as it is (no lone surrogates either). */
+function xmlSafe(s: string): boolean {
+  return !NOT_XML.test(s) && s.isWellFormed();
+}
+
+/** Free text of at most `max` UTF-16 units that XML allows. */
+const freeText = (max: number) =>
+  z.string().max(max).refine(xmlSafe, "a character XML does not allow");
+
 /** Longest free text of a room (name, description, subject). */
-const text = z.string().max(65_536);
+const text = freeText(65_536);
+
+/** A room's name: a localpart as prepared (RFC 7622), the room JID's. */
+const roomName = z.string().max(1023).refine(
+  (s) => prepLocal(s) === s,
+  "not a prepared localpart",
+);
+
+/** An occupant's nick: a valid nickname (RFC 8266). */
+const nick = freeText(1023).refine((s) => prepNickname(s) !== null, "not a valid nickname");
+
+/** The JID of a room: bare, with a localpart. */
+const roomJid = jid.refine((j) => j.isBare && j.local !== "", "not a room JID").transform((j) =>
+  j.full
+);
 /** Most entries of a room's lists (occupants, affiliations, history) in one frame. */
 const MAX_ENTRIES = 1_000_000;
 
@@ -27,11 +61,11 @@ function bounded<V extends z.ZodType>(key: z.ZodType<string, string>, value: V, 
   ).pipe(z.record(key, value));
 }
 
-const roomRef = z.object({ domain, room: name });
+const roomRef = z.object({ domain, room: roomName });
 export type RoomRef = z.output<typeof roomRef>;
 
 const roomStatus = z.object({
-  jid: jidText,
+  jid: roomJid,
   name: text,
   occupants: count,
   persistent: z.boolean(),
@@ -45,8 +79,11 @@ const roomStatus = z.object({
 const announcedRoom = roomStatus.extend({ owners: z.array(jidText).max(MAX_ENTRIES) });
 export type AnnouncedRoom = z.output<typeof announcedRoom>;
 
-/** M_CLAIM: the room, as it is just after the stanza that brought it here. */
-const claim = roomRef.extend({ status: announcedRoom });
+/** M_CLAIM: the room, as it is just after the stanza that brought it here; its status is its own. */
+const claim = roomRef.extend({ status: announcedRoom }).refine(
+  (c) => c.status.jid === `${c.room}@${c.domain}`,
+  "the status of another room",
+);
 export type Claim = z.output<typeof claim>;
 
 const hello = z.object({
@@ -64,7 +101,7 @@ const roomConfig = z.object({
   membersOnly: z.boolean(),
   moderated: z.boolean(),
   passwordProtected: z.boolean(),
-  password: z.string().max(1024),
+  password: freeText(1024),
   whois: z.enum(WHOIS),
   maxUsers: z.number().int().min(1).max(1_000_000),
   changeSubject: z.boolean(),
@@ -82,10 +119,10 @@ const wireSnapshot = z.object({
     z.enum(["owner", "admin", "member", "outcast", "none"]),
     MAX_ENTRIES,
   ),
-  subject: z.object({ text, nick: z.string().max(1023) }),
+  subject: z.object({ text, nick: z.union([z.literal(""), nick]) }),
   locked: z.boolean(),
   occupants: z.array(z.object({
-    nick: z.string().min(1).max(1023),
+    nick,
     bare: jidText,
     role: z.enum(["moderator", "participant", "visitor", "none"]),
     sessions: z.array(z.object({ jid: jidText, presence: stanzaXml })).max(10_000),

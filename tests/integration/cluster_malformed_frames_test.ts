@@ -17,7 +17,17 @@ clusterTest(
   async () => {
     const c = await startCluster(2, {
       start: [0],
-      overrides: { cluster: { invalid_input_backoff: "0ms" } },
+      overrides: {
+        cluster: { invalid_input_backoff: "0ms" },
+        // Every service runs, so that every frame type reaches its handler (the examples name
+        // these domains).
+        hosts: [{
+          domain: "localhost",
+          muc: { domain: "conference.localhost", message_rate: 0 },
+          proxy65: { domain: "proxy.localhost", bind: "{node_host}", port: 0 },
+          components: [{ domain: "echo.localhost", secret: "s" }],
+        }],
+      },
     });
     let exited = false;
     void c.nodes[0].process!.exited.then(() => exited = true);
