@@ -16,7 +16,7 @@ import {
   type Session,
   type SessionRegistry,
 } from "../router/sessions.ts";
-import type { SessionRecord, WireRecord } from "./wire.ts";
+import { PEER_STANZA_LIMITS, type SessionRecord, type WireRecord } from "./wire.ts";
 import { PeerOwned } from "./peer_owned.ts";
 import { logger } from "../log/logger.ts";
 import { LimitedLog } from "../log/limited.ts";
@@ -54,7 +54,8 @@ export class RemoteSession implements Session {
   constructor(readonly jid: Jid, readonly node: string, readonly boundAt: number) {}
 
   get presence(): Element | null {
-    return this.#presence === null ? null : parseStanza(this.#presence);
+    // A peer's text: within the depth any node allows, or none at all.
+    return this.#presence === null ? null : parseStanza(this.#presence, PEER_STANZA_LIMITS);
   }
 
   set presence(p: Element | null) {

@@ -404,8 +404,6 @@ export class ClusterNode implements SessionObserver {
    * directed presence to go with it to its new node, which tells them when it goes unavailable.
    */
   #record(peer: string, r: SessionRecord): void {
-    // Read when contacts probe: it must parse then, within the depth any node allows.
-    if (r.presence !== null) this.#links.get(peer)!.decoder.stanza(r.presence);
     const replaced = this.#directory.record(peer, r);
     if (!replaced?.directed.size) return;
     this.#mesh.send(

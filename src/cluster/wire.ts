@@ -25,8 +25,11 @@ import { frameType } from "./frame_type.ts";
 const MAX_DIRECTED = 1_000_000;
 /** Longest presence of a session record (a client's is well under 2 KiB). */
 const MAX_PRESENCE = 65_536;
-/** Deepest nesting in a stanza from a peer (limits.max_depth's ceiling). */
-const MAX_DEPTH = 1024;
+/**
+ * A stanza from a peer: nodes pass on what clients sent within their own limits, so the largest
+ * depth any node may allow (limits.max_depth's ceiling); the frame size bounds the stanza.
+ */
+export const PEER_STANZA_LIMITS = { maxStanzaSize: Infinity, maxDepth: 1024 };
 
 /** Records per SNAPSHOT frame (a few hundred bytes each). */
 export const SNAPSHOT_PART = 2000;
@@ -152,8 +155,6 @@ export class StanzaDecoder {
   #parser = this.#fresh();
 
   #fresh(): StreamParser {
-    // Nodes pass on what clients sent within their own limits: the largest depth any node may
-    // allow (limits.max_depth's ceiling); the frame size bounds the stanza.
     const parser = new StreamParser({
       streamStart() {},
       stanza: (el) => {
@@ -162,7 +163,7 @@ export class StanzaDecoder {
       },
       streamEnd() {},
       streamError: () => this.#stanzas = -1,
-    }, { maxStanzaSize: Infinity, maxDepth: MAX_DEPTH });
+    }, PEER_STANZA_LIMITS);
     parser.writeText(`<stream:stream xmlns="jabber:client" xmlns:stream="${NS_STREAM}">`);
     return parser;
   }

@@ -1,6 +1,16 @@
 // Loads and validates the YAML configuration. Unknown keys, wrong types and out-of-range values
-// are errors that name file:line:column and the key, never silently ignored.
-import { Document, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
+// are errors that name file:line:column and the key, never silently ignored. A YAML syntax error
+// is reported once, at its first position, with what to write instead for a known pitfall.
+import {
+  Document,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  parseDocument,
+  type YAMLError,
+} from "yaml";
 import { type Config, CONFIG_SPEC, type Spec } from "./schema.ts";
 import { prepDomain } from "../jid/precis.ts";
 import { parseJid } from "../jid/jid.ts";
@@ -20,7 +30,7 @@ interface Problem {
 
 class Validator {
   found: Problem[] = [];
-  constructor(readonly file: string, readonly lines: LineCounter) {}
+  constructor(readonly file: string, readonly lines: LineCounter, readonly text = "") {}
 
   /** Problems in file order. */
   get problems(): string[] {
@@ -44,7 +54,7 @@ class Validator {
     switch (spec.kind) {
       case "string": {
         if (!isScalar(node) || typeof node.value !== "string") {
-          return this.at(node, path, "expected a string");
+          return this.at(node, path, `expected a string${this.braceHint(node)}`);
         }
         const v = node.value;
         if (spec.enum && !spec.enum.includes(v)) {
@@ -100,6 +110,19 @@ class Validator {
     }
   }
 
+  /**
+   * A hint for a value such as `{node}` written unquoted: YAML reads it as a mapping whose keys
+   * have no values, where a string was meant.
+   */
+  braceHint(node: Node): string {
+    if (!isMap(node) || !node.flow || !node.items.length || !node.range) return "";
+    if (node.items.some((p) => !isScalar(p.key) || (p.value !== null && !isNullScalar(p.value)))) {
+      return "";
+    }
+    const written = this.text.slice(node.range[0], node.range[1]).trim();
+    return ` (YAML reads ${written} as a mapping: quote the value, "${written}")`;
+  }
+
   missing(spec: Spec, node: Node | null | undefined, path: string): unknown {
     if (spec.kind === "object") {
       return spec.optional ? undefined : this.value(spec, emptyMap(), path);
@@ -116,6 +139,52 @@ class Validator {
 
 const emptyMap = (): Node => parseDocument("{}").contents as Node;
 
+const isNullScalar = (n: unknown): boolean => isScalar(n) && n.value === null;
+
+/**
+ * A plain (unquoted) value with a `{…}` in it, such as `certs/{node}.pem`, after its key if it has
+ * one: in YAML its `{` opens a mapping.
+ */
+const BRACED_VALUE =
+  /(?<=^|[\s,[{])(?:([\w.-]+):[ \t]+)?((?:[^\s,[\]{}"'#]*\{[\w-]*\})+[^\s,[\]{}"'#]*)/g;
+
+/**
+ * The syntax error to report: the first one only (after it the parser reports every following
+ * token again), and for a known pitfall what to write instead. An unquoted `{` inside a value
+ * (`cert: certs/{node}.pem`, or `{node}.pem` anywhere) opens a mapping where a string was meant:
+ * the error is reported at that `{`, with the value quoted (and any such value after it on the
+ * line, which would be the next error).
+ */
+function syntaxError(text: string, errors: YAMLError[]): { offset: number; text: string } {
+  const first = errors.reduce((a, b) => (b.pos[0] < a.pos[0] ? b : a));
+  const offset = first.pos[0];
+  const lineStart = text.lastIndexOf("\n", offset - 1) + 1;
+  const lineEnd = text.indexOf("\n", offset) < 0 ? text.length : text.indexOf("\n", offset);
+  const column = offset - lineStart;
+  let brace: number | undefined;
+  const quoted: string[] = [];
+  for (const m of text.slice(lineStart, lineEnd).matchAll(BRACED_VALUE)) {
+    const [whole, key, value] = m;
+    const start = m.index + whole.length - value.length;
+    // `{node}` alone is a valid mapping (its hint comes with "expected a string").
+    if (/^\{[\w-]*\}$/.test(value) || column > start + value.length) continue;
+    if (brace === undefined) {
+      if (column < start) break;
+      brace = lineStart + start + value.indexOf("{");
+    }
+    quoted.push(`${key ? `${key}: ` : ""}"${value}"`);
+  }
+  if (brace !== undefined) {
+    return {
+      offset: Math.min(brace, offset),
+      text: `invalid YAML: a "{" in an unquoted value opens a mapping: quote the value${
+        quoted.length > 1 ? "s" : ""
+      } (${quoted.join(", ")})`,
+    };
+  }
+  return { offset, text: `invalid YAML: ${first.message}` };
+}
+
 /**
  * Parses and validates configuration text; `file` names it in error messages. `node` (from
  * `parley serve --node`) names this cluster node when the file serves several.
@@ -124,9 +193,12 @@ export function parseConfig(text: string, file: string, node?: string): Config {
   const lines = new LineCounter();
   // prettyErrors off: messages without the library's own "at line …, column …:" and excerpt.
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
-  const v = new Validator(file, lines);
-  for (const e of doc.errors) v.add(e.pos[0], `invalid YAML: ${e.message}`);
-  if (v.found.length) throw new ConfigError(v.problems);
+  const v = new Validator(file, lines, text);
+  if (doc.errors.length) {
+    const error = syntaxError(text, doc.errors);
+    v.add(error.offset, error.text);
+    throw new ConfigError(v.problems);
+  }
   const root = doc.contents && !(isScalar(doc.contents) && doc.contents.value === null)
     ? doc.contents as Node
     : emptyMap();

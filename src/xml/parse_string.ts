@@ -2,13 +2,14 @@
 // private XML). It goes through the stream parser, so a stored stanza comes back exactly as the
 // live one was built: same namespace normalization, same prefix declarations.
 import type { Element } from "./element.ts";
-import { NS_STREAM, StreamParser } from "./parser.ts";
+import { NS_STREAM, type ParserLimits, StreamParser } from "./parser.ts";
 
 // Stored top-level stanzas carry no xmlns: bind jabber:client so children resolve as before.
 const HEADER = `<stream:stream xmlns="jabber:client" xmlns:stream="${NS_STREAM}">`;
 const UNLIMITED = { maxStanzaSize: Infinity, maxDepth: Infinity };
 
-export function parseStanza(xml: string): Element | null {
+/** The stanza `xml` holds; null when it does not parse within `limits` (none by default). */
+export function parseStanza(xml: string, limits: ParserLimits = UNLIMITED): Element | null {
   let first: Element | null = null;
   let error = false;
   const parser = new StreamParser({
@@ -16,7 +17,7 @@ export function parseStanza(xml: string): Element | null {
     stanza: (el) => first ??= el,
     streamEnd() {},
     streamError: () => error = true,
-  }, UNLIMITED);
+  }, limits);
   parser.writeText(HEADER + xml + "</stream:stream>");
   return error ? null : first;
 }

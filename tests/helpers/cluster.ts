@@ -244,3 +244,19 @@ export const presenceFrom = (full: string, type?: string) => (el: Element) =>
   el.name === "presence" && el.attrs.from === full && el.attrs.type === type;
 
 export { until };
+
+/** Logs users in, each on its node as resource `r`, available; returns them by name. */
+export async function usersOnline(
+  c: TestCluster,
+  users: [string, number][],
+  clients: RawClient[],
+): Promise<Record<string, RawClient>> {
+  const out: Record<string, RawClient> = {};
+  for (const [user, i] of users) {
+    const r = await c.login(i, user, "r");
+    clients.push(r);
+    r.send("<presence/>");
+    out[user] = r;
+  }
+  return out;
+}

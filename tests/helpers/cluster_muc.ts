@@ -92,3 +92,21 @@ export async function roomOn(c: TestCluster, i: number, prefix = "room"): Promis
   }
   throw new Error(`no room name placed on ${c.nodes[i].name}`);
 }
+
+/** Waits until every node lists `room` once, run on one node, with `occupants` occupants. */
+export async function oneRoom(c: TestCluster, room: string, occupants: number): Promise<void> {
+  let seen: RoomStatus[][] = [];
+  await poll(
+    async () => {
+      seen = await Promise.all(c.nodes.map((_, i) => rooms(c, i)));
+      return seen.every((all) => {
+        const here = all.filter((r) => r.jid === room);
+        return here.length === 1 && here[0].occupants === occupants;
+      });
+    },
+    `one room ${room} with ${occupants} occupants`,
+    10_000,
+  ).catch((e) => {
+    throw new Error(`${e.message}: ${JSON.stringify(seen)}`);
+  });
+}

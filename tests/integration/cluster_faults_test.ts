@@ -2,29 +2,13 @@
 // link and a blackholed link (through a fault-injecting proxy), nodes started in any order, and a
 // ten-node cluster forming from one static peer list. heartbeat 200ms, dead_after 1s.
 import assert from "node:assert/strict";
-import { clusterTest, presenceFrom, startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { clusterTest, presenceFrom, startCluster, usersOnline } from "../helpers/cluster.ts";
 import { FaultProxy } from "../helpers/fault_proxy.ts";
 import type { RawClient } from "../helpers/raw_client.ts";
 import type { MemberStatus } from "../../src/cluster/node.ts";
 import { parley } from "../helpers/process.ts";
 
 const DEAD_AFTER_MS = 1000;
-
-/** Logs users in, each on its node, available; returns them by name. */
-async function online(
-  c: TestCluster,
-  users: [string, number][],
-  clients: RawClient[],
-): Promise<Record<string, RawClient>> {
-  const out: Record<string, RawClient> = {};
-  for (const [user, i] of users) {
-    const r = await c.login(i, user, "r");
-    clients.push(r);
-    r.send("<presence/>");
-    out[user] = r;
-  }
-  return out;
-}
 
 clusterTest(
   "kill -9 of a node: others keep working, see its users go within dead_after + 1 s, and its users log in again on a survivor at once",
@@ -36,7 +20,11 @@ clusterTest(
       await c.befriend("alice", "bob");
       await c.befriend("alice", "carol");
       await c.formed();
-      const { alice, carol } = await online(c, [["alice", 0], ["bob", 1], ["carol", 2]], clients);
+      const { alice, carol } = await usersOnline(
+        c,
+        [["alice", 0], ["bob", 1], ["carol", 2]],
+        clients,
+      );
       await alice.waitFor(presenceFrom("bob@localhost/r"), 5000, "bob online");
       await alice.waitFor(presenceFrom("carol@localhost/r"), 5000, "carol online");
 
@@ -89,7 +77,7 @@ async function partitionTest(mode: "cut" | "blackhole"): Promise<void> {
     await c.befriend("alice", "bob");
     await c.befriend("alice", "dave");
     await c.formed();
-    const { alice, bob, dave } = await online(
+    const { alice, bob, dave } = await usersOnline(
       c,
       [["alice", 0], ["bob", 1], ["dave", 1]],
       clients,

@@ -7,14 +7,13 @@ import {
   counters,
   lookup,
   mucCluster,
+  oneRoom,
   online,
   poll,
-  rooms,
   settled,
 } from "../helpers/cluster_muc.ts";
 import { createRoom, isMessage, isPresence, join, MUC } from "../helpers/muc.ts";
 import type { RawClient } from "../helpers/raw_client.ts";
-import type { RoomStatus } from "../../src/admin/socket.ts";
 import type { Element } from "../../src/xml/element.ts";
 
 /** A room name that rendezvous hashing places on node `i`. */
@@ -72,20 +71,7 @@ clusterTest(
       const stay = ["A1", "B1"];
       const gone = ["A2", "A3", "A4", "B2", "B3", "B4"];
       // One room, on one node, as every node sees it, with the remaining occupants exactly.
-      let seen: unknown[] = [];
-      await poll(
-        async () => {
-          seen = await Promise.all([0, 1, 2].map((i) => rooms(c, i)));
-          return seen.every((all) => {
-            const here = (all as RoomStatus[]).filter((r) => r.jid === ROOM);
-            return here.length === 1 && here[0].occupants === stay.length;
-          });
-        },
-        "one room with the remaining occupants",
-        10_000,
-      ).catch((e) => {
-        throw new Error(`${e.message}: ${JSON.stringify(seen)}`);
-      });
+      await oneRoom(c, ROOM, stay.length);
       // Each remaining occupant was told of each departure, once.
       for (const u of ["a1", "b1"]) for (const nick of gone) await told(u, nick);
       // A groupchat reaches exactly the remaining occupants.

@@ -5,11 +5,10 @@
 // other nodes exactly once, or its sender gets an error for it.
 import assert from "node:assert/strict";
 import { clusterTest, startCluster, type TestCluster } from "../helpers/cluster.ts";
-import { counters, mucHost, poll, roomOn, rooms } from "../helpers/cluster_muc.ts";
+import { counters, mucHost, oneRoom, poll, roomOn } from "../helpers/cluster_muc.ts";
 import { FaultProxy } from "../helpers/fault_proxy.ts";
 import { createRoom, isPresence, join, MUC } from "../helpers/muc.ts";
 import type { RawClient } from "../helpers/raw_client.ts";
-import type { RoomStatus } from "../../src/admin/socket.ts";
 
 const DEAD_AFTER_MS = 1000;
 /** Each sender sends one message this often: 10 a second. */
@@ -118,20 +117,7 @@ async function groupchatThroughFault(fault: Fault): Promise<void> {
     await c.formed(15_000);
 
     // The two copies of the room (n2's, and the one taken over) are one again.
-    let seen: unknown[] = [];
-    await poll(
-      async () => {
-        seen = await Promise.all([0, 1, 2].map((i) => rooms(c, i)));
-        return seen.every((all) => {
-          const here = (all as RoomStatus[]).filter((r) => r.jid === ROOM);
-          return here.length === 1 && here[0].occupants === 3;
-        });
-      },
-      "one room with its three occupants",
-      10_000,
-    ).catch((e) => {
-      throw new Error(`${e.message}: ${JSON.stringify(seen)}`);
-    });
+    await oneRoom(c, ROOM, 3);
     // Each message has reached a and b, or was refused to its sender.
     const settledFor = ([id, sender]: [string, RawClient]) =>
       refused(sender, id) || (got(a, id) >= 1 && got(b, id) >= 1);

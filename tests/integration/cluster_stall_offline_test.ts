@@ -2,28 +2,18 @@
 // when it comes back, on the same connection, exactly once, and leave the store (issue 14, 3).
 // heartbeat 200ms, dead_after 1s.
 import assert from "node:assert/strict";
-import { clusterTest, presenceFrom, startCluster, type TestCluster } from "../helpers/cluster.ts";
+import {
+  clusterTest,
+  presenceFrom,
+  startCluster,
+  type TestCluster,
+  usersOnline,
+} from "../helpers/cluster.ts";
 import { offlineView } from "../helpers/cluster_offline.ts";
 import { FaultProxy } from "../helpers/fault_proxy.ts";
 import type { RawClient } from "../helpers/raw_client.ts";
 
 const DEAD_AFTER_MS = 1000;
-
-/** Logs users in, each on its node as resource `r`, available; returns them by name. */
-async function online(
-  c: TestCluster,
-  users: [string, number][],
-  clients: RawClient[],
-): Promise<Record<string, RawClient>> {
-  const out: Record<string, RawClient> = {};
-  for (const [user, i] of users) {
-    const r = await c.login(i, user, "r");
-    clients.push(r);
-    r.send("<presence/>");
-    out[user] = r;
-  }
-  return out;
-}
 
 /** Resolves once `pred` holds (asked every 50 ms); fails after `ms`. */
 async function eventually(pred: () => Promise<boolean>, what: string, ms = 10_000) {
@@ -140,7 +130,7 @@ clusterTest(
       await c.befriend("alice", "bob");
       await c.befriend("carol", "bob");
       await c.formed();
-      const { alice, bob, carol } = await online(
+      const { alice, bob, carol } = await usersOnline(
         c,
         [["alice", 0], ["bob", 1], ["carol", 2]],
         clients,
@@ -211,7 +201,7 @@ clusterTest(
       for (const u of ["alice", "bob"]) await c.addUser(u);
       await c.befriend("alice", "bob");
       await c.formed();
-      const { alice, bob } = await online(c, [["alice", 0], ["bob", 1]], clients);
+      const { alice, bob } = await usersOnline(c, [["alice", 0], ["bob", 1]], clients);
       await alice.waitFor(presenceFrom("bob@localhost/r"), 5000, "bob online");
       await bob.waitFor(presenceFrom("alice@localhost/r"), 5000, "alice online");
 

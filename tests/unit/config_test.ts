@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { ConfigError, defaultConfig, parseConfig } from "../../src/config/load.ts";
+import { parley } from "../helpers/process.ts";
 
 function problems(yaml: string): string[] {
   try {
@@ -226,10 +228,9 @@ Deno.test("proxy65: a wildcard bind needs an announced host", () => {
 });
 
 Deno.test("YAML syntax errors read as one sentence; an empty listeners list is refused", () => {
+  // Only the first: the parser's two further errors at 3:2 follow from it.
   assert.deepEqual(problems("hosts:\n  - domain: a.org\n - x\n"), [
     "parley.yaml:3:1: invalid YAML: A block sequence may not be used as an implicit map key",
-    "parley.yaml:3:2: invalid YAML: Implicit keys need to be on a single line",
-    "parley.yaml:3:2: invalid YAML: Implicit map keys need to be followed by map values",
   ]);
   assert.deepEqual(problems('log:\n  level: "info\n'), [
     `parley.yaml:3:1: invalid YAML: Missing closing "quote`,
@@ -237,4 +238,96 @@ Deno.test("YAML syntax errors read as one sentence; an empty listeners list is r
   assert.deepEqual(problems("listeners: []\n"), [
     "parley.yaml:1:12: listeners: needs at least 1 entry",
   ]);
+});
+
+// The README's three-node walkthrough had this line; the parser reported 12 errors for it, and
+// `config check` printed 18 lines (every token after the first error again).
+const UNQUOTED_NODE_TLS =
+  "  tls: { ca: certs/cluster-ca.pem, cert: certs/{node}.pem, key: certs/{node}.key }\n";
+
+Deno.test("a YAML syntax error is reported once, at its first position", () => {
+  // The parser reports four errors for this (at 2:3, 3:1, 2:3, 3:1: not in order).
+  assert.deepEqual(problems("hosts: [{ domain: a.org }\n  listeners: [a\n"), [
+    "parley.yaml:2:3: invalid YAML: Missing , or : between flow sequence items",
+  ]);
+});
+
+Deno.test("an unquoted { inside a value: one error at the {, saying to quote the value", () => {
+  assert.deepEqual(problems(`cluster:\n${UNQUOTED_NODE_TLS}  heartbeat: 1s\n  dead_after: 5s\n`), [
+    'parley.yaml:2:48: invalid YAML: a "{" in an unquoted value opens a mapping: quote the values ' +
+    '(cert: "certs/{node}.pem", key: "certs/{node}.key")',
+  ]);
+  // At the start of a value, in block context too; the error is placed at the "{".
+  assert.deepEqual(problems("data_dir: {node}.d\n"), [
+    'parley.yaml:1:11: invalid YAML: a "{" in an unquoted value opens a mapping: quote the value ' +
+    '(data_dir: "{node}.d")',
+  ]);
+  assert.deepEqual(problems("cluster:\n  tls: [a, certs/{node}.pem]\n"), [
+    'parley.yaml:2:18: invalid YAML: a "{" in an unquoted value opens a mapping: quote the value ' +
+    '("certs/{node}.pem")',
+  ]);
+  // Quoted values are not named again.
+  assert.deepEqual(
+    problems('cluster:\n  tls: { ca: "c/{node}.pem", cert: c/{node}.pem, key: "c/{node}.key" }\n'),
+    [
+      'parley.yaml:2:38: invalid YAML: a "{" in an unquoted value opens a mapping: quote the ' +
+      'value (cert: "c/{node}.pem")',
+    ],
+  );
+  // `{node}` alone is valid YAML (a mapping with the key "node"), where a string was meant.
+  assert.deepEqual(problems("data_dir: {node}\nhosts: [{ domain: a.org }]\n"), [
+    "parley.yaml:1:11: data_dir: expected a string (YAML reads {node} as a mapping: quote the " +
+    'value, "{node}")',
+  ]);
+  // A real mapping where a string belongs gets no such hint.
+  assert.deepEqual(problems("data_dir: { a: b }\n"), [
+    "parley.yaml:1:11: data_dir: expected a string",
+  ]);
+  // Quoted, the walkthrough's line is read as three paths ({node} filled in), which this test
+  // did not create.
+  const quoted = UNQUOTED_NODE_TLS.replace(/(certs\/\{node\}\.\w+)/g, '"$1"');
+  const text = `storage: { type: postgres, url: "postgres://p@db/x" }\ncluster:\n` +
+    `  peers: [{ node: n1, address: 127.0.0.1:7370 }]\n${quoted}`;
+  let found: string[] = [];
+  try {
+    parseConfig(text, "p.yaml", "n1");
+  } catch (e) {
+    found = (e as ConfigError).problems;
+  }
+  assert.deepEqual(found, [
+    "p.yaml:4:14: cluster.tls.ca: certs/cluster-ca.pem: no such file",
+    "p.yaml:4:42: cluster.tls.cert: certs/n1.pem: no such file",
+    "p.yaml:4:67: cluster.tls.key: certs/n1.key: no such file",
+  ]);
+});
+
+Deno.test("config check prints the walkthrough's unquoted {node} as one line with the hint", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "parley-config-" });
+  try {
+    const file = join(dir, "parley.yaml");
+    await Deno.writeTextFile(
+      file,
+      `data_dir: data/{node}
+hosts: [{ domain: example.org }]
+listeners: [{ type: c2s, bind: "{node_host}", port: 5222 }]
+storage: { type: postgres, url: "postgres://parley@127.0.0.1/parley" }
+cluster:
+  peers:
+    - { node: n1, address: 127.0.0.1:7370 }
+    - { node: n2, address: 127.0.0.2:7370 }
+${UNQUOTED_NODE_TLS}  heartbeat: 1s
+  dead_after: 5s
+`,
+    );
+    const out = await parley(["config", "check", file]);
+    assert.equal(out.code, 1);
+    assert.equal(out.stdout, "");
+    assert.equal(
+      out.stderr,
+      `${file}:9:48: invalid YAML: a "{" in an unquoted value opens a mapping: quote the values ` +
+        `(cert: "certs/{node}.pem", key: "certs/{node}.key")\n`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
