@@ -1,7 +1,18 @@
 // What nodes say to each other about external component instances (frame types COMPONENT_TYPES
 // + 0 … 15): the instances each holds, stanzas forwarded to one of them, and their counters.
 import { z } from "zod";
-import { count, decimal, decimalLine, domain, json, lines, name, stanzaXml } from "./codec.ts";
+import {
+  checkStanza,
+  count,
+  decimal,
+  decimalText,
+  domain,
+  FrameError,
+  intIn,
+  json,
+  name,
+} from "./codec.ts";
+import { parseJid } from "../jid/jid.ts";
 import { frameType } from "./frame_type.ts";
 import { COMPONENT_TYPES } from "./wire.ts";
 
@@ -51,7 +62,21 @@ export const LEFT = frameType(
 export const FORWARD = frameType(
   COMPONENT_TYPES + 3,
   "component forward",
-  lines(decimalLine, domain, name, stanzaXml),
+  {
+    // Read by hand: this is every stanza for a component instance on another node.
+    decode(text): [hops: number, domain: string, id: string, xml: string] {
+      const a = text.indexOf("\n");
+      const b = text.indexOf("\n", a + 1);
+      const c = text.indexOf("\n", b + 1);
+      if (a < 0 || b < 0 || c < 0) throw new FrameError("not hops, domain, id and a stanza");
+      const hops = intIn(decimalText(text.slice(0, a), "hops"), 0, 16, "hops");
+      const to = parseJid(text.slice(a + 1, b));
+      if (!to?.isDomain || !to.isBare) throw new FrameError("not a domain");
+      const id = text.slice(b + 1, c);
+      if (id.length === 0 || id.length > 1023) throw new FrameError("not an instance id");
+      return [hops, to.domain, id, checkStanza(text.slice(c + 1))];
+    },
+  },
   "0\necho.localhost\nn1/1\n<message from='alice@localhost/r' to='echo.localhost'/>",
 );
 /** How many FORWARD frames of this link the receiver has handled (decimal). */

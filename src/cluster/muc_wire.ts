@@ -15,7 +15,19 @@ import type { RoomStatus } from "../admin/socket.ts";
 import { ALLOW_PM, type RoomConfig, WHOIS } from "../muc/room_config.ts";
 import { MUC_TYPES } from "./wire.ts";
 import { prepLocal, prepNickname } from "../jid/precis.ts";
-import { count, decimal, domain, headed, jid, json, name, stanzaXml } from "./codec.ts";
+import {
+  count,
+  decimal,
+  domain,
+  FrameError,
+  headed,
+  intIn,
+  jid,
+  jidString,
+  json,
+  name,
+  stanzaXml,
+} from "./codec.ts";
 import { frameType } from "./frame_type.ts";
 
 /** JIDs in room frames stay text (checked and prepared). */
@@ -134,9 +146,6 @@ export type WireSnapshot = z.output<typeof wireSnapshot>;
 const roomData = roomRef.extend({ snapshot: wireSnapshot });
 export type RoomData = z.output<typeof roomData>;
 
-/** How many times a room's stanza may be passed on (muc_rooms.ts MAX_HOPS, with room to spare). */
-const hops = z.number().int().min(0).max(16);
-
 const REF = `{"domain":"conference.localhost","room":"lobby"}`;
 const STATUS = `{"jid":"lobby@conference.localhost","name":"Lobby","occupants":1,` +
   `"persistent":false,"public":true,"membersOnly":false,"locked":false,` +
@@ -174,7 +183,12 @@ export const M_RELEASE = frameType(MUC_TYPES + 2, "muc release", json(roomRef), 
 export const M_STANZA = frameType(
   MUC_TYPES + 3,
   "muc stanza",
-  headed(z.tuple([jidText, jidText, hops])),
+  headed((h): [from: string, to: string, hops: number] => {
+    if (!Array.isArray(h) || h.length !== 3) {
+      throw new FrameError("the header: not [from, to, hops]");
+    }
+    return [jidString(h[0], "from"), jidString(h[1], "to"), intIn(h[2], 0, 16, "hops")];
+  }),
   `["alice@localhost/r","lobby@conference.localhost",0]\n` +
     `<message type='groupchat' to='lobby@conference.localhost'><body>hi</body></message>`,
 );
@@ -185,7 +199,18 @@ export const M_STANZA = frameType(
 export const M_FANOUT = frameType(
   MUC_TYPES + 4,
   "muc fanout",
-  headed(z.tuple([jidText, z.array(jidText).max(MAX_ENTRIES), count.optional()])),
+  headed((h): [from: string, to: string[], acked?: number] => {
+    // Read by hand: every message of a room goes to each other node as one of these.
+    const [from, to, acked] = Array.isArray(h) ? h : [];
+    if (!Array.isArray(to) || to.length > MAX_ENTRIES || (h as unknown[]).length > 3) {
+      throw new FrameError("the header: not [from, [to…], acked]");
+    }
+    return [
+      jidString(from, "from"),
+      to.map((t) => jidString(t, "to")),
+      acked === undefined ? undefined : intIn(acked, 0, Number.MAX_SAFE_INTEGER, "acked"),
+    ];
+  }),
   `["lobby@conference.localhost/alice",["bob@localhost/r"],3]\n` +
     `<message type='groupchat' from='lobby@conference.localhost/alice'><body>hi</body></message>`,
 );
