@@ -88,8 +88,8 @@ clusterTest(
         assert.ok(!on[u].received.some(after), `${u} left and got no message after`);
       }
       // Every departure is shown. Through a stall (unlike a crash) one may be shown twice, when
-      // the woken node's last broadcasts race its own quieting (README, "Chat rooms in a
-      // cluster"); never more.
+      // the woken node's last broadcasts race its own quieting (docs/clustering.md, "Chat rooms
+      // in a cluster"); never more.
       for (const u of ["a1", "b1"]) {
         for (const nick of gone) {
           const n = on[u].received.filter(isPresence(`${ROOM}/${nick}`, "unavailable")).length;

@@ -240,8 +240,8 @@ Deno.test("YAML syntax errors read as one sentence; an empty listeners list is r
   ]);
 });
 
-// The README's three-node walkthrough had this line; the parser reported 12 errors for it, and
-// `config check` printed 18 lines (every token after the first error again).
+// The three-node walkthrough (then in the README) had this line; the parser reported 12 errors
+// for it, and `config check` printed 18 lines (every token after the first error again).
 const UNQUOTED_NODE_TLS =
   "  tls: { ca: certs/cluster-ca.pem, cert: certs/{node}.pem, key: certs/{node}.key }\n";
 

@@ -183,11 +183,11 @@ for (const block of blocks) {
   });
 }
 
-Deno.test("the README's three-node walkthrough is among the configurations checked", () => {
+Deno.test("the three-node walkthrough (docs/clustering.md) is among the configurations checked", () => {
   const walkthrough = blocks.filter((b) =>
-    b.file === "README.md" && /^cluster:/m.test(b.text) && !isFragment(b.text)
+    b.file === "docs/clustering.md" && /^cluster:/m.test(b.text) && !isFragment(b.text)
   );
-  assert.ok(walkthrough.length >= 1, "no yaml block with a cluster: section in README.md");
+  assert.ok(walkthrough.length >= 1, "no yaml block with a cluster: section in docs/clustering.md");
 });
 
 Deno.test("yaml blocks are found in fences of any length, indented, and only yaml ones", () => {
