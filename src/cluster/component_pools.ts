@@ -17,10 +17,7 @@
 import type { Element } from "../xml/element.ts";
 import { type Jid, parseJid } from "../jid/jid.ts";
 import type { ComponentInstance, ComponentPool, PoolObserver } from "../component/pool.ts";
-import type { Services } from "../server/service.ts";
-import { componentPlugin } from "../server/services.ts";
 import type { ClusterNode, PeerObserver } from "./node.ts";
-import type { ClusterExtension } from "./extensions.ts";
 import { Acks } from "./acks.ts";
 import { FrameError } from "./codec.ts";
 import { PeerOwned } from "./peer_owned.ts";
@@ -314,9 +311,7 @@ function record(pool: ComponentPool, i: ComponentInstance): InstanceRecord {
 }
 
 /** The entry in CLUSTER_EXTENSIONS. */
-export const componentCluster: ClusterExtension = {
-  name: "components",
-  start(node: ClusterNode, services: Services): void {
-    new ComponentLinks(node, services.of(componentPlugin));
-  },
-};
+/** Component pools' cluster side (src/cluster/extensions.ts). */
+export function startComponentPools(node: ClusterNode, pools: Map<string, ComponentPool>): void {
+  new ComponentLinks(node, pools);
+}

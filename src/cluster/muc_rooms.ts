@@ -53,10 +53,9 @@ import type { Occupant } from "../muc/occupant.ts";
 import type { OccupantData, Room, RoomSnapshot } from "../muc/room.ts";
 import type { RoomStatus } from "../admin/socket.ts";
 import { pick } from "../component/balance.ts";
-import { localRoomStatus, mucPlugin, statusOfRoom } from "../server/services.ts";
+import { localRoomStatus, statusOfRoom } from "../muc/room_status.ts";
 import { RoomIndex } from "../muc/room_index.ts";
 import type { ClusterNode, PeerObserver } from "./node.ts";
-import type { ClusterExtension } from "./extensions.ts";
 import { StanzaDecoder } from "./wire.ts";
 import { FrameError } from "./codec.ts";
 import { PeerOwned } from "./peer_owned.ts";
@@ -137,13 +136,10 @@ export interface MucCounters {
 
 const key = (domain: string, room: string) => `${room}@${domain}`;
 
-export const mucCluster: ClusterExtension = {
-  name: "muc",
-  start(node, services) {
-    const mucs = services.of(mucPlugin);
-    if (mucs.size > 0) new MucRooms(node, mucs);
-  },
-};
+/** MUC's cluster side (src/cluster/extensions.ts). */
+export function startMucRooms(node: ClusterNode, mucs: Map<string, MucService>): void {
+  if (mucs.size > 0) new MucRooms(node, mucs);
+}
 
 export class MucRooms implements PeerObserver {
   /** MUC domains each linked peer runs rooms for. */

@@ -45,8 +45,6 @@ import { ALL_FRAMES } from "./frame_registry.ts";
 import type { FrameType } from "./frame_type.ts";
 import { logger } from "../log/logger.ts";
 import { LimitedLog } from "../log/limited.ts";
-import type { Services } from "../server/service.ts";
-import { CLUSTER_EXTENSIONS } from "./extensions.ts";
 import { Acks } from "./acks.ts";
 
 const log = logger("cluster");
@@ -117,10 +115,11 @@ export class ClusterNode implements SessionObserver {
     this.#mesh = mesh(this);
   }
 
+  /** Starts this node's part; `sides` start the services' cluster sides before any link is up. */
   static async start(
     ctx: ServerContext,
     hosts: Map<string, Host>,
-    services: Services,
+    sides: (node: ClusterNode) => Promise<void>,
   ): Promise<ClusterNode> {
     const cluster = ctx.config.cluster!;
     const options = meshOptions(cluster, await readClusterTls(cluster.tls));
@@ -134,8 +133,8 @@ export class ClusterNode implements SessionObserver {
     node.#registerSessionFrames();
     ctx.sessions.observe(node);
     ctx.caches.broadcast = (cache, key) => node.#invalidate(cache, key);
-    // Before the mesh: extensions see every peer come up.
-    for (const ext of CLUSTER_EXTENSIONS) await ext.start(node, services);
+    // Before the mesh: the services see every peer come up.
+    await sides(node);
     await node.#mesh.start();
     return node;
   }

@@ -14,10 +14,7 @@
 //   the stream starts.
 // - A node that dies ends the streams that ran through it (their connections or links close),
 //   and nothing else: the others run on their own nodes, and its stream records are dropped.
-import type { ClusterExtension } from "./extensions.ts";
 import type { ClusterNode, PeerObserver } from "./node.ts";
-import type { Services } from "../server/service.ts";
-import { proxy65Plugin } from "../server/services.ts";
 import type { Proxy65Service } from "../proxy65/service.ts";
 import type { Activation, Held } from "../proxy65/relay.ts";
 import { HELLO, REQUEST, type Request, RESPONSE, RESULTS, STREAM } from "./proxy65_wire.ts";
@@ -352,15 +349,15 @@ class Proxy65Cluster implements PeerObserver {
   }
 }
 
-export const proxy65Cluster: ClusterExtension = {
-  name: "proxy65",
-  async start(node: ClusterNode, services: Services): Promise<void> {
-    const proxies = services.of(proxy65Plugin);
-    if (proxies.size === 0) return;
-    const cluster = node.ctx.config.cluster!;
-    const own = cluster.peers.find((p) => p.node === node.name)!;
-    const creds = await readClusterTls(cluster.tls);
-    const relays = new Proxy65Cluster(node, proxies, creds, parseAddress(own.address)!.host);
-    relays.start(parseAddress(cluster.listen!)!.host);
-  },
-};
+/** The proxy's cluster side (src/cluster/extensions.ts). */
+export async function startProxy65Relay(
+  node: ClusterNode,
+  proxies: Map<string, Proxy65Service>,
+): Promise<void> {
+  if (proxies.size === 0) return;
+  const cluster = node.ctx.config.cluster!;
+  const own = cluster.peers.find((p) => p.node === node.name)!;
+  const creds = await readClusterTls(cluster.tls);
+  const relays = new Proxy65Cluster(node, proxies, creds, parseAddress(own.address)!.host);
+  relays.start(parseAddress(cluster.listen!)!.host);
+}

@@ -29,6 +29,7 @@ import { DescriptorBudget } from "../stream/descriptor_budget.ts";
 import { descriptorLimit } from "./fd_limit.ts";
 import { SharedCaches } from "../core/caches.ts";
 import { ClusterNode } from "../cluster/node.ts";
+import { startClusterSides } from "../cluster/extensions.ts";
 
 const log = logger("server");
 /** Waits between attempts to reach the store at start: from the first, doubling to the last. */
@@ -115,7 +116,16 @@ export class Server implements ServerContext {
       }
     }
     if (this.config.cluster) {
-      this.cluster = await ClusterNode.start(this, this.hosts, this.services);
+      const services = {
+        pools: this.services.of(componentPlugin),
+        mucs: this.services.of(mucPlugin),
+        proxies: this.services.of(proxy65Plugin),
+      };
+      this.cluster = await ClusterNode.start(
+        this,
+        this.hosts,
+        (node) => startClusterSides(node, services),
+      );
     }
     const tls = await TlsContexts.load(this.config);
     for (const lc of this.config.listeners) {

@@ -4,7 +4,7 @@
 import type { AdminCommand, ComponentStatus, RoomLookup, RoomStatus } from "../admin/socket.ts";
 import { ComponentPool } from "../component/pool.ts";
 import { MucService } from "../muc/service.ts";
-import type { Room } from "../muc/room.ts";
+import { localRoomStatus } from "../muc/room_status.ts";
 import { Proxy65Service } from "../proxy65/service.ts";
 import type { ServicePlugin } from "./service.ts";
 import { parseJid } from "../jid/jid.ts";
@@ -65,25 +65,6 @@ function roomStatus(mucs: Map<string, MucService>, one?: string): RoomStatus[] |
   if (found) return found;
   const node = jid && mucs.get(jid.domain)?.placement?.nodeOf(jid.local);
   return { jid: jid?.bare ?? one, node: node ?? null, running: false };
-}
-
-/** The rooms this node runs. */
-export function localRoomStatus(muc: MucService): RoomStatus[] {
-  return [...muc.rooms.values()].map((room) => statusOfRoom(muc, room));
-}
-
-/** One room this node runs, as `parley rooms` shows it. */
-export function statusOfRoom(muc: MucService, room: Room): RoomStatus {
-  return {
-    jid: room.jid.bare,
-    name: room.config.name,
-    occupants: room.occupantCount,
-    persistent: room.config.persistent,
-    public: room.config.public,
-    membersOnly: room.config.membersOnly,
-    locked: room.locked,
-    ...muc.placement && { node: muc.placement.node },
-  };
 }
 
 /** Every instance of every pool, on this node and (in a cluster) on the others. */
