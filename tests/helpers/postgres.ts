@@ -106,3 +106,66 @@ async function startPostgres(): Promise<Postgres> {
     },
   };
 }
+
+/** A PostgreSQL that asks for a password on TCP, as Debian's default cluster does. */
+export interface PasswordPostgres {
+  port: number;
+  /** The directory of its Unix socket (PGHOST for psql and createdb). */
+  socketDir: string;
+  /** Stops the server (immediate shutdown) and removes its directory. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A throwaway PostgreSQL authenticating as Debian's `pg_hba.conf` does: `peer` on the Unix socket
+ * (the superuser `postgres` is the OS user `postgres`; trust when not run as root, where there is
+ * no such user to be) and `scram-sha-256` on TCP (`host all all 127.0.0.1/32 scram-sha-256`), so a
+ * role without a password, or with the wrong one, is refused over 127.0.0.1. Not shared, and not
+ * stopped at exit: the caller stops it.
+ */
+export async function startPasswordPostgres(): Promise<PasswordPostgres> {
+  const bin = binDir();
+  const dir = await Deno.makeTempDir({ prefix: "parley-pgpw-" });
+  const data = join(dir, "data");
+  try {
+    if (asRoot) {
+      const chown = await new Deno.Command("chown", { args: ["postgres:", dir] }).output();
+      if (!chown.success) throw new Error(`chown postgres ${dir} failed`);
+    }
+    await run(bin, "initdb", [
+      "-D",
+      data,
+      `--auth-local=${asRoot ? "peer" : "trust"}`,
+      "--auth-host=scram-sha-256",
+      "-U",
+      "postgres",
+      "-E",
+      "UTF8",
+      "--no-sync",
+    ]);
+    const hba = await Deno.readTextFile(join(data, "pg_hba.conf"));
+    if (!/^host\s+all\s+all\s+127\.0\.0\.1\/32\s+scram-sha-256\s*$/m.test(hba)) {
+      throw new Error(`initdb wrote no scram-sha-256 line for 127.0.0.1 in pg_hba.conf:\n${hba}`);
+    }
+    const port = freePort();
+    const options = [
+      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1`,
+      "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+    ].join(" ");
+    await run(bin, "pg_ctl", ["-D", data, "-o", options, "-l", join(dir, "log"), "-w", "start"]);
+    return {
+      port,
+      socketDir: dir,
+      async stop() {
+        try {
+          await run(bin, "pg_ctl", ["-D", data, "-m", "immediate", "-w", "stop"]);
+        } finally {
+          await Deno.remove(dir, { recursive: true });
+        }
+      },
+    };
+  } catch (e) {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw e;
+  }
+}
