@@ -6,12 +6,24 @@
 // - Several nodes may change one account at once. Each read-modify-write is one transaction that
 //   first takes a transaction-scoped advisory lock on (what, account): a roster change and its
 //   version, the offline limit, the private-storage cap. Other writes are single statements that
-//   are atomic by themselves (upserts, deletes that report what they removed).
+//   are atomic by themselves (upserts, deletes that report what they removed). The generic shapes
+//   (shapes.ts) write with such single statements only; an archive query reads one snapshot.
 // - The pool connects on demand and reconnects by itself after an outage or a restart; meanwhile
 //   every call rejects with StoreBusyError, which callers answer with a `wait` error.
 import postgres, { type Sql, type TransactionSql } from "postgres";
 import { randomBytes } from "node:crypto";
 import { MIGRATIONS } from "./postgres_migrations.ts";
+import {
+  Archive,
+  type ArchiveStore,
+  KeyMap,
+  KeyVal,
+  type KeyValStore,
+  type MapStore,
+  type Row as ShapeRow,
+  type ShapeDb,
+  type Statement,
+} from "./shapes.ts";
 import {
   ACCOUNT_TABLES,
   type Credentials,
@@ -98,6 +110,35 @@ export class PostgresStore implements Store {
 
   #tx<T>(fn: (tx: TransactionSql) => Promise<T>): Promise<T> {
     return this.#do((sql) => sql.begin(fn) as Promise<T>);
+  }
+
+  /**
+   * How the shapes run their statements: `?` placeholders numbered for PostgreSQL; a snapshot is a
+   * read-only repeatable-read transaction.
+   */
+  #shapes: ShapeDb = {
+    all: (s) => this.#do(async (sql) => [...await sql.unsafe(...numbered(s))] as ShapeRow[]),
+    run: (s) => this.#do(async (sql) => (await sql.unsafe(...numbered(s))).count),
+    snapshot: (list) =>
+      this.#do((sql) =>
+        sql.begin("isolation level repeatable read read only", async (tx) => {
+          const results: ShapeRow[][] = [];
+          for (const s of list) results.push([...await tx.unsafe(...numbered(s))] as ShapeRow[]);
+          return results;
+        }) as Promise<ShapeRow[][]>
+      ),
+  };
+
+  keyval<T = unknown>(name: string): KeyValStore<T> {
+    return new KeyVal<T>(this.#shapes, name);
+  }
+
+  map<T = unknown>(name: string): MapStore<T> {
+    return new KeyMap<T>(this.#shapes, name);
+  }
+
+  archive(name: string): ArchiveStore {
+    return new Archive(this.#shapes, name);
   }
 
   async createAccount(user: string, host: string, creds: Credentials): Promise<boolean> {
@@ -348,6 +389,12 @@ export class PostgresStore implements Store {
   close(): Promise<void> {
     return this.#do((sql) => sql.end({ timeout: 5 }));
   }
+}
+
+/** A statement written with `?` placeholders, as npm:postgres's unsafe() takes it ($1, $2…). */
+function numbered(s: Statement): [string, Statement["params"]] {
+  let n = 0;
+  return [s.sql.replace(/\?/g, () => `$${++n}`), s.params];
 }
 
 /** Applies the migrations not yet recorded, one node at a time. */

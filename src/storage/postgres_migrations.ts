@@ -1,6 +1,8 @@
 // Schema migrations for the PostgreSQL store, applied in order at start; the schema_version table
 // records how many have run. Never edit a released migration: append a new one. Names are sorted
 // byte-wise (COLLATE "C") where order is returned, as SQLite does, whatever the database's locale.
+import { shapeTables } from "./shapes.ts";
+
 export const MIGRATIONS: string[] = [
   `CREATE TABLE accounts (
      host text NOT NULL, username text NOT NULL, credentials text NOT NULL,
@@ -31,4 +33,5 @@ export const MIGRATIONS: string[] = [
    CREATE TABLE muc_rooms (
      service text NOT NULL, room text NOT NULL, state text NOT NULL, PRIMARY KEY (service, room));
    CREATE TABLE secrets (name text PRIMARY KEY, value bytea NOT NULL);`,
+  shapeTables({ text: 'text COLLATE "C"', bigint: "bigint", serial: "bigserial PRIMARY KEY" }),
 ];

@@ -9,6 +9,16 @@ import { mkdirSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { MIGRATIONS } from "./sqlite_migrations.ts";
 import {
+  Archive,
+  type ArchiveStore,
+  KeyMap,
+  KeyVal,
+  type KeyValStore,
+  type MapStore,
+  type Row as ShapeRow,
+  type ShapeDb,
+} from "./shapes.ts";
+import {
   ACCOUNT_TABLES,
   type Credentials,
   type PendingSubscription,
@@ -92,6 +102,38 @@ export class SqliteStore implements Store {
     return s;
   }
 
+  /** Reads on one snapshot of the database (a deferred transaction). */
+  #read<T>(fn: () => T): T {
+    this.#db.exec("BEGIN");
+    try {
+      return fn();
+    } finally {
+      if (this.#db.isTransaction) this.#db.exec("COMMIT");
+    }
+  }
+
+  /** How the shapes run their statements: as every other call, busy errors retried or mapped. */
+  #shapes: ShapeDb = {
+    all: (s) => this.#do(() => this.#q(s.sql).all(...s.params) as ShapeRow[]),
+    run: (s) => this.#do(() => Number(this.#q(s.sql).run(...s.params).changes)),
+    snapshot: (list) =>
+      this.#do(() =>
+        this.#read(() => list.map((s) => this.#q(s.sql).all(...s.params) as ShapeRow[]))
+      ),
+  };
+
+  keyval<T = unknown>(name: string): KeyValStore<T> {
+    return new KeyVal<T>(this.#shapes, name);
+  }
+
+  map<T = unknown>(name: string): MapStore<T> {
+    return new KeyMap<T>(this.#shapes, name);
+  }
+
+  archive(name: string): ArchiveStore {
+    return new Archive(this.#shapes, name);
+  }
+
   #tx<T>(fn: () => T): T {
     this.#db.exec("BEGIN IMMEDIATE");
     try {
@@ -108,14 +150,14 @@ export class SqliteStore implements Store {
   createAccount(user: string, host: string, creds: Credentials): Promise<boolean> {
     return this.#do(() =>
       this.#q(
-        "INSERT OR IGNORE INTO accounts (host, user, credentials, created_at) VALUES (?, ?, ?, ?)",
+        "INSERT OR IGNORE INTO accounts (host, username, credentials, created_at) VALUES (?, ?, ?, ?)",
       ).run(host, user, JSON.stringify(creds), Date.now()).changes === 1
     );
   }
 
   getCredentials(user: string, host: string): Promise<Credentials | null> {
     return this.#do(() => {
-      const row = this.#q("SELECT credentials FROM accounts WHERE host = ? AND user = ?")
+      const row = this.#q("SELECT credentials FROM accounts WHERE host = ? AND username = ?")
         .get(host, user) as Row | undefined;
       return row ? JSON.parse(row.credentials as string) : null;
     });
@@ -123,7 +165,7 @@ export class SqliteStore implements Store {
 
   setCredentials(user: string, host: string, creds: Credentials): Promise<boolean> {
     return this.#do(() =>
-      this.#q("UPDATE accounts SET credentials = ? WHERE host = ? AND user = ?")
+      this.#q("UPDATE accounts SET credentials = ? WHERE host = ? AND username = ?")
         .run(JSON.stringify(creds), host, user).changes === 1
     );
   }
@@ -131,9 +173,9 @@ export class SqliteStore implements Store {
   deleteAccount(user: string, host: string): Promise<boolean> {
     return this.#do(() =>
       this.#tx(() => {
-        const r = this.#q("DELETE FROM accounts WHERE host = ? AND user = ?").run(host, user);
+        const r = this.#q("DELETE FROM accounts WHERE host = ? AND username = ?").run(host, user);
         for (const t of ACCOUNT_TABLES) {
-          this.#q(`DELETE FROM ${t} WHERE host = ? AND user = ?`).run(host, user);
+          this.#q(`DELETE FROM ${t} WHERE host = ? AND username = ?`).run(host, user);
         }
         return r.changes === 1;
       })
@@ -142,37 +184,39 @@ export class SqliteStore implements Store {
 
   listAccounts(host: string): Promise<string[]> {
     return this.#do(() =>
-      (this.#q("SELECT user FROM accounts WHERE host = ? ORDER BY user").all(host) as Row[])
-        .map((r) => r.user as string)
+      (this.#q("SELECT username FROM accounts WHERE host = ? ORDER BY username").all(host) as Row[])
+        .map((r) => r.username as string)
     );
   }
 
   getRoster(user: string, host: string): Promise<Roster> {
     return this.#do(() => {
       const rows = this.#q(
-        "SELECT * FROM roster_items WHERE host = ? AND user = ? ORDER BY contact",
+        "SELECT * FROM roster_items WHERE host = ? AND username = ? ORDER BY contact",
       ).all(host, user) as Row[];
       return { version: this.#version(user, host), items: rows.map(toItem) };
     });
   }
 
   #version(user: string, host: string): number {
-    const row = this.#q("SELECT version FROM roster_versions WHERE host = ? AND user = ?")
+    const row = this.#q("SELECT version FROM roster_versions WHERE host = ? AND username = ?")
       .get(host, user) as Row | undefined;
     return row ? row.version as number : 0;
   }
 
   #bump(user: string, host: string): number {
     const row = this.#q(
-      `INSERT INTO roster_versions (host, user, version) VALUES (?, ?, 1)
-       ON CONFLICT (host, user) DO UPDATE SET version = version + 1 RETURNING version`,
+      `INSERT INTO roster_versions (host, username, version) VALUES (?, ?, 1)
+       ON CONFLICT (host, username) DO UPDATE SET version = version + 1 RETURNING version`,
     ).get(host, user) as Row;
     return row.version as number;
   }
 
   getRosterItem(user: string, host: string, contact: string): Promise<RosterItem | null> {
     return this.#do(() => {
-      const row = this.#q("SELECT * FROM roster_items WHERE host = ? AND user = ? AND contact = ?")
+      const row = this.#q(
+        "SELECT * FROM roster_items WHERE host = ? AND username = ? AND contact = ?",
+      )
         .get(host, user, contact) as Row | undefined;
       return row ? toItem(row) : null;
     });
@@ -187,13 +231,13 @@ export class SqliteStore implements Store {
     return this.#do(() =>
       this.#tx(() => {
         const row = this.#q(
-          "SELECT * FROM roster_items WHERE host = ? AND user = ? AND contact = ?",
+          "SELECT * FROM roster_items WHERE host = ? AND username = ? AND contact = ?",
         )
           .get(host, user, contact) as Row | undefined;
         const item = change(row ? toItem(row) : null);
         if (!item) return null;
         this.#q(
-          `INSERT OR REPLACE INTO roster_items (host, user, contact, name, subscription, ask, groups)
+          `INSERT OR REPLACE INTO roster_items (host, username, contact, name, subscription, ask, groups)
            VALUES (?, ?, ?, ?, ?, ?, ?)`,
         ).run(
           host,
@@ -213,7 +257,7 @@ export class SqliteStore implements Store {
     return this.#do(() =>
       this.#tx(() => {
         const row = this.#q(
-          "DELETE FROM roster_items WHERE host = ? AND user = ? AND contact = ? RETURNING *",
+          "DELETE FROM roster_items WHERE host = ? AND username = ? AND contact = ? RETURNING *",
         ).get(host, user, contact) as Row | undefined;
         return row ? { item: toItem(row), version: this.#bump(user, host) } : null;
       })
@@ -223,21 +267,21 @@ export class SqliteStore implements Store {
   addPendingIn(user: string, host: string, contact: string, stanza: string): Promise<void> {
     return this.#do(() => {
       this.#q(
-        "INSERT OR REPLACE INTO pending_in (host, user, contact, stanza) VALUES (?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO pending_in (host, username, contact, stanza) VALUES (?, ?, ?, ?)",
       ).run(host, user, contact, stanza);
     });
   }
 
   removePendingIn(user: string, host: string, contact: string): Promise<boolean> {
     return this.#do(() =>
-      this.#q("DELETE FROM pending_in WHERE host = ? AND user = ? AND contact = ?")
+      this.#q("DELETE FROM pending_in WHERE host = ? AND username = ? AND contact = ?")
         .run(host, user, contact).changes === 1
     );
   }
 
   getPendingIn(user: string, host: string): Promise<PendingSubscription[]> {
     return this.#do(() =>
-      (this.#q("SELECT contact, stanza FROM pending_in WHERE host = ? AND user = ?")
+      (this.#q("SELECT contact, stanza FROM pending_in WHERE host = ? AND username = ?")
         .all(host, user) as Row[]).map((r) => ({
           contact: r.contact as string,
           stanza: r.stanza as string,
@@ -248,10 +292,10 @@ export class SqliteStore implements Store {
   pushOffline(user: string, host: string, stanza: string, max: number): Promise<boolean> {
     return this.#do(() =>
       this.#tx(() => {
-        const row = this.#q("SELECT count(*) AS n FROM offline WHERE host = ? AND user = ?")
+        const row = this.#q("SELECT count(*) AS n FROM offline WHERE host = ? AND username = ?")
           .get(host, user) as Row;
         if ((row.n as number) >= max) return false;
-        this.#q("INSERT INTO offline (host, user, stanza, stored_at) VALUES (?, ?, ?, ?)")
+        this.#q("INSERT INTO offline (host, username, stanza, stored_at) VALUES (?, ?, ?, ?)")
           .run(host, user, stanza, Date.now());
         return true;
       })
@@ -261,9 +305,13 @@ export class SqliteStore implements Store {
   takeOffline(user: string, host: string): Promise<string[]> {
     return this.#do(() =>
       this.#tx(() => {
-        const rows = this.#q("SELECT stanza FROM offline WHERE host = ? AND user = ? ORDER BY id")
+        const rows = this.#q(
+          "SELECT stanza FROM offline WHERE host = ? AND username = ? ORDER BY id",
+        )
           .all(host, user) as Row[];
-        if (rows.length) this.#q("DELETE FROM offline WHERE host = ? AND user = ?").run(host, user);
+        if (rows.length) {
+          this.#q("DELETE FROM offline WHERE host = ? AND username = ?").run(host, user);
+        }
         return rows.map((r) => r.stanza as string);
       })
     );
@@ -271,7 +319,7 @@ export class SqliteStore implements Store {
 
   getVcard(user: string, host: string): Promise<string | null> {
     return this.#do(() => {
-      const row = this.#q("SELECT vcard FROM vcards WHERE host = ? AND user = ?")
+      const row = this.#q("SELECT vcard FROM vcards WHERE host = ? AND username = ?")
         .get(host, user) as Row | undefined;
       return row ? row.vcard as string : null;
     });
@@ -279,14 +327,16 @@ export class SqliteStore implements Store {
 
   setVcard(user: string, host: string, vcard: string): Promise<void> {
     return this.#do(() => {
-      this.#q("INSERT OR REPLACE INTO vcards (host, user, vcard) VALUES (?, ?, ?)")
+      this.#q("INSERT OR REPLACE INTO vcards (host, username, vcard) VALUES (?, ?, ?)")
         .run(host, user, vcard);
     });
   }
 
   getPrivate(user: string, host: string, key: string): Promise<string | null> {
     return this.#do(() => {
-      const row = this.#q("SELECT xml FROM private_storage WHERE host = ? AND user = ? AND key = ?")
+      const row = this.#q(
+        "SELECT xml FROM private_storage WHERE host = ? AND username = ? AND key = ?",
+      )
         .get(host, user, key) as Row | undefined;
       return row ? row.xml as string : null;
     });
@@ -296,13 +346,15 @@ export class SqliteStore implements Store {
     return this.#do(() =>
       this.#tx(() => {
         const replaced = this.#q(
-          "UPDATE private_storage SET xml = ? WHERE host = ? AND user = ? AND key = ?",
+          "UPDATE private_storage SET xml = ? WHERE host = ? AND username = ? AND key = ?",
         ).run(xml, host, user, key).changes === 1;
         if (replaced) return true;
-        const row = this.#q("SELECT count(*) AS n FROM private_storage WHERE host = ? AND user = ?")
+        const row = this.#q(
+          "SELECT count(*) AS n FROM private_storage WHERE host = ? AND username = ?",
+        )
           .get(host, user) as Row;
         if ((row.n as number) >= max) return false;
-        this.#q("INSERT INTO private_storage (host, user, key, xml) VALUES (?, ?, ?, ?)")
+        this.#q("INSERT INTO private_storage (host, username, key, xml) VALUES (?, ?, ?, ?)")
           .run(host, user, key, xml);
         return true;
       })
@@ -311,7 +363,7 @@ export class SqliteStore implements Store {
 
   getBlocklist(user: string, host: string): Promise<string[]> {
     return this.#do(() =>
-      (this.#q("SELECT jid FROM blocklist WHERE host = ? AND user = ? ORDER BY jid")
+      (this.#q("SELECT jid FROM blocklist WHERE host = ? AND username = ? ORDER BY jid")
         .all(host, user) as Row[]).map((r) => r.jid as string)
     );
   }
@@ -319,7 +371,7 @@ export class SqliteStore implements Store {
   block(user: string, host: string, jids: string[]): Promise<void> {
     return this.#do(() =>
       this.#tx(() => {
-        const s = this.#q("INSERT OR IGNORE INTO blocklist (host, user, jid) VALUES (?, ?, ?)");
+        const s = this.#q("INSERT OR IGNORE INTO blocklist (host, username, jid) VALUES (?, ?, ?)");
         for (const j of jids) s.run(host, user, j);
       })
     );
@@ -329,10 +381,10 @@ export class SqliteStore implements Store {
     return this.#do(() =>
       this.#tx(() => {
         if (jids === null) {
-          this.#q("DELETE FROM blocklist WHERE host = ? AND user = ?").run(host, user);
+          this.#q("DELETE FROM blocklist WHERE host = ? AND username = ?").run(host, user);
           return;
         }
-        const s = this.#q("DELETE FROM blocklist WHERE host = ? AND user = ? AND jid = ?");
+        const s = this.#q("DELETE FROM blocklist WHERE host = ? AND username = ? AND jid = ?");
         for (const j of jids) s.run(host, user, j);
       })
     );

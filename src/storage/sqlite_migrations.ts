@@ -1,5 +1,19 @@
 // Schema migrations for the SQLite store, applied in order; PRAGMA user_version records how many
 // have run. Never edit a released migration: append a new one.
+import { shapeTables } from "./shapes.ts";
+
+/** The tables whose owner column was `user` up to migration 3 (`username` since, as in PostgreSQL). */
+const USER_TABLES = [
+  "accounts",
+  "roster_items",
+  "roster_versions",
+  "pending_in",
+  "offline",
+  "vcards",
+  "private_storage",
+  "blocklist",
+];
+
 export const MIGRATIONS: string[] = [
   `CREATE TABLE accounts (
      host TEXT NOT NULL, user TEXT NOT NULL, credentials TEXT NOT NULL,
@@ -27,4 +41,7 @@ export const MIGRATIONS: string[] = [
   `CREATE TABLE muc_rooms (
      service TEXT NOT NULL, room TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (service, room));`,
   `CREATE TABLE secrets (name TEXT NOT NULL PRIMARY KEY, value BLOB NOT NULL);`,
+  // The same column names as PostgreSQL's; keys and indexes follow the renamed column.
+  USER_TABLES.map((t) => `ALTER TABLE ${t} RENAME COLUMN user TO username;`).join("\n"),
+  shapeTables({ text: "TEXT", bigint: "INTEGER", serial: "INTEGER PRIMARY KEY AUTOINCREMENT" }),
 ];

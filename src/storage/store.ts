@@ -6,6 +6,21 @@
 // is one atomic store operation (updateRosterItem, pushOffline's limit, setPrivate's cap), never a
 // read followed by a write in the caller. No backend caches what it stores: a write that has
 // resolved is seen by the next read from any node.
+//
+// Relational data has explicit methods here; features store theirs in the generic shapes
+// (src/storage/shapes.ts: key-value, map and archive, by store name), which the Store hands out.
+import { SHAPE_TABLES, type Shapes } from "./shapes.ts";
+
+export type {
+  ArchiveItem,
+  ArchivePage,
+  ArchiveQuery,
+  ArchiveStore,
+  KeyValStore,
+  MapStore,
+  NewArchiveItem,
+} from "./shapes.ts";
+export { UnknownItemError } from "./shapes.ts";
 
 /** SCRAM keys for one hash (RFC 5802 §3); the password itself is never stored. */
 export interface ScramCredential {
@@ -47,7 +62,7 @@ export interface PendingSubscription {
   stanza: string;
 }
 
-export interface Store {
+export interface Store extends Shapes {
   createAccount(user: string, host: string, creds: Credentials): Promise<boolean>;
   getCredentials(user: string, host: string): Promise<Credentials | null>;
   setCredentials(user: string, host: string, creds: Credentials): Promise<boolean>;
@@ -110,7 +125,10 @@ export interface Store {
   close(): Promise<void>;
 }
 
-/** The tables holding an account's data besides its credentials, named alike in every backend. */
+/**
+ * The tables holding an account's data besides its credentials, named alike in every backend, with
+ * the owner in (host, username).
+ */
 export const ACCOUNT_TABLES = [
   "roster_items",
   "roster_versions",
@@ -119,6 +137,7 @@ export const ACCOUNT_TABLES = [
   "vcards",
   "private_storage",
   "blocklist",
+  ...SHAPE_TABLES,
 ] as const;
 
 /** Size of the cluster secret, in bytes. */

@@ -1,8 +1,11 @@
 // The storage contract against a real, throwaway PostgreSQL (tests/helpers/postgres.ts), plus
 // what only a shared server has: migrations raced by nodes starting at once, and outages.
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import postgres from "postgres";
 import { PostgresStore } from "../../src/storage/postgres.ts";
+import { SqliteStore } from "../../src/storage/sqlite.ts";
 import { StoreBusyError } from "../../src/storage/store.ts";
 import { MIGRATIONS } from "../../src/storage/postgres_migrations.ts";
 import { sharedPostgres } from "../helpers/postgres.ts";
@@ -61,4 +64,80 @@ Deno.test("postgres: while the server is down every call rejects as busy; then i
     PostgresStore.open("postgres://postgres@127.0.0.1:1/none", 1),
     StoreBusyError,
   );
+});
+
+Deno.test("postgres: a database written before the shapes migrates forward, data kept", async () => {
+  const url = await pg.database();
+  // The schema as the release before the shapes made it (its one migration), then its data.
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  const creds = { "SHA-1": { salt: "s" }, "SHA-256": { salt: "t" } };
+  try {
+    await sql.begin(async (tx) => {
+      await tx.unsafe(MIGRATIONS[0]);
+      await tx`CREATE TABLE schema_version (version integer NOT NULL)`;
+      await tx`INSERT INTO schema_version (version) VALUES (1)`;
+      await tx.unsafe(`
+        INSERT INTO accounts (host, username, credentials, created_at)
+          VALUES ('h', 'ann', '${JSON.stringify(creds)}', 1);
+        INSERT INTO roster_items (host, username, contact, name, subscription, ask, groups)
+          VALUES ('h', 'ann', 'bob@h', 'Bob', 'both', false, '["friends"]');
+        INSERT INTO roster_versions (host, username, version) VALUES ('h', 'ann', 7);
+        INSERT INTO offline (host, username, stanza, stored_at) VALUES ('h', 'ann', '<m1/>', 1);
+        INSERT INTO vcards (host, username, vcard) VALUES ('h', 'ann', '<vCard/>');
+        INSERT INTO muc_rooms (service, room, state) VALUES ('conf.h', 'r', '{"v":1}');`);
+    });
+  } finally {
+    await sql.end();
+  }
+  const s = await PostgresStore.open(url, 2);
+  try {
+    assert.deepEqual(await s.getCredentials("ann", "h"), creds);
+    assert.deepEqual(await s.getRoster("ann", "h"), {
+      version: 7,
+      items: [{ jid: "bob@h", name: "Bob", subscription: "both", ask: false, groups: ["friends"] }],
+    });
+    assert.equal(await s.getVcard("ann", "h"), "<vCard/>");
+    assert.equal(await s.loadRoom("conf.h", "r"), '{"v":1}');
+    assert.equal(await s.pushOffline("ann", "h", "<m2/>", 10), true);
+    assert.deepEqual(await s.takeOffline("ann", "h"), ["<m1/>", "<m2/>"]);
+    await s.archive("mam").append("ann", "h", { at: 1, payload: "<m/>" });
+    assert.equal((await s.archive("mam").query("ann", "h", { max: 5 })).count, 1);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("postgres and sqlite name every column alike", async () => {
+  const url = await pg.database();
+  await (await PostgresStore.open(url, 1)).close();
+  const sql = postgres(url, { max: 1 });
+  const pgColumns = new Map<string, string[]>();
+  try {
+    for (
+      const r of await sql`SELECT table_name, column_name FROM information_schema.columns
+                           WHERE table_schema = 'public' AND table_name <> 'schema_version'
+                           ORDER BY table_name, column_name`
+    ) pgColumns.set(r.table_name, [...pgColumns.get(r.table_name) ?? [], r.column_name]);
+  } finally {
+    await sql.end();
+  }
+  const path = join(await Deno.makeTempDir(), "cols.db");
+  await new SqliteStore(path).close();
+  const db = new DatabaseSync(path, { readOnly: true });
+  const sqliteColumns = new Map<string, string[]>();
+  try {
+    const tables = db.prepare(
+      "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+    ).all() as { name: string }[];
+    for (const { name } of tables) {
+      const cols = (db.prepare(`PRAGMA table_info(${name})`).all() as { name: string }[])
+        .map((c) => c.name).sort();
+      sqliteColumns.set(name, cols);
+    }
+  } finally {
+    db.close();
+  }
+  const sorted = (m: Map<string, string[]>) =>
+    Object.fromEntries([...m].map(([t, c]) => [t, c.toSorted()]).sort());
+  assert.deepEqual(sorted(sqliteColumns), sorted(pgColumns));
 });

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { SqliteStore } from "../../src/storage/sqlite.ts";
-import { StoreBusyError } from "../../src/storage/store.ts";
+import { ACCOUNT_TABLES, StoreBusyError } from "../../src/storage/store.ts";
+import { MIGRATIONS } from "../../src/storage/sqlite_migrations.ts";
 import { storageSuite } from "./storage_suite.ts";
 
 storageSuite({
@@ -124,4 +125,69 @@ Deno.test("sqlite: writes waiting for another connection's lock leave the event 
   }
   // 20 writes each blocking for SQLite's busy timeout stalled the loop for seconds.
   assert.ok(maxLag < 100, `the event loop lagged ${maxLag.toFixed(0)} ms`);
+});
+
+Deno.test("sqlite: a database written before the shapes (column `user`) migrates forward, data kept", async () => {
+  const path = join(await Deno.makeTempDir(), "old.db");
+  // The schema as the release before the shapes made it: its three migrations, then its data.
+  const old = new DatabaseSync(path);
+  for (const [v, m] of MIGRATIONS.slice(0, 3).entries()) {
+    old.exec(m);
+    old.exec(`PRAGMA user_version = ${v + 1}`);
+  }
+  const creds = { "SHA-1": { salt: "s" }, "SHA-256": { salt: "t" } };
+  old.exec(`
+    INSERT INTO accounts (host, user, credentials, created_at)
+      VALUES ('h', 'ann', '${JSON.stringify(creds)}', 1), ('h', 'bob', '{}', 2);
+    INSERT INTO roster_items (host, user, contact, name, subscription, ask, groups)
+      VALUES ('h', 'ann', 'bob@h', 'Bob', 'both', 0, '["friends"]');
+    INSERT INTO roster_versions (host, user, version) VALUES ('h', 'ann', 7);
+    INSERT INTO pending_in (host, user, contact, stanza) VALUES ('h', 'ann', 'cy@h', '<presence/>');
+    INSERT INTO offline (host, user, stanza, stored_at)
+      VALUES ('h', 'ann', '<m1/>', 1), ('h', 'ann', '<m2/>', 2);
+    INSERT INTO vcards (host, user, vcard) VALUES ('h', 'ann', '<vCard/>');
+    INSERT INTO private_storage (host, user, key, xml) VALUES ('h', 'ann', 'k', '<x/>');
+    INSERT INTO blocklist (host, user, jid) VALUES ('h', 'ann', 'spam@x');
+    INSERT INTO muc_rooms (service, room, state) VALUES ('conf.h', 'r', '{"v":1}');
+    INSERT INTO secrets (name, value) VALUES ('cluster', x'${"ab".repeat(32)}');`);
+  old.close();
+
+  const s = new SqliteStore(path);
+  try {
+    assert.deepEqual(await s.getCredentials("ann", "h"), creds);
+    assert.deepEqual(await s.listAccounts("h"), ["ann", "bob"]);
+    assert.deepEqual(await s.getRoster("ann", "h"), {
+      version: 7,
+      items: [{ jid: "bob@h", name: "Bob", subscription: "both", ask: false, groups: ["friends"] }],
+    });
+    assert.deepEqual(await s.getPendingIn("ann", "h"), [{
+      contact: "cy@h",
+      stanza: "<presence/>",
+    }]);
+    assert.equal(await s.getVcard("ann", "h"), "<vCard/>");
+    assert.equal(await s.getPrivate("ann", "h", "k"), "<x/>");
+    assert.deepEqual(await s.getBlocklist("ann", "h"), ["spam@x"]);
+    assert.equal(await s.loadRoom("conf.h", "r"), '{"v":1}');
+    assert.deepEqual(await s.clusterSecret(), new Uint8Array(32).fill(0xab));
+    // The offline queue keeps its order and its ids go on growing.
+    assert.equal(await s.pushOffline("ann", "h", "<m3/>", 10), true);
+    assert.deepEqual(await s.takeOffline("ann", "h"), ["<m1/>", "<m2/>", "<m3/>"]);
+    // Both backends now name the owner column alike; keys still hold.
+    const db = new DatabaseSync(path, { readOnly: true });
+    try {
+      for (const t of ["accounts", ...ACCOUNT_TABLES]) {
+        const cols = (db.prepare(`PRAGMA table_info(${t})`).all() as { name: string }[])
+          .map((c) => c.name);
+        assert.ok(cols.includes("username") && !cols.includes("user"), `${t}: ${cols}`);
+      }
+    } finally {
+      db.close();
+    }
+    assert.equal(await s.createAccount("ann", "h", creds as never), false);
+    assert.equal(await s.deleteAccount("ann", "h"), true);
+    assert.equal((await s.getRoster("ann", "h")).items.length, 0);
+    assert.equal(await s.getVcard("ann", "h"), null);
+  } finally {
+    await s.close();
+  }
 });
