@@ -19,6 +19,7 @@ import { type Jid, parseJid } from "../jid/jid.ts";
 import type { ComponentInstance, ComponentPool, PoolObserver } from "../component/pool.ts";
 import type { ClusterNode, PeerObserver } from "./node.ts";
 import { Acks } from "./acks.ts";
+import { Asks } from "./asks.ts";
 import { FrameError } from "./codec.ts";
 import { PeerOwned } from "./peer_owned.ts";
 import {
@@ -83,8 +84,8 @@ export class ComponentLinks implements PeerObserver, PoolObserver {
   #peers = new Map<string, PeerForwards>();
   /** Other nodes' instances ("domain id"), counted per node. */
   #held: PeerOwned<null>;
-  #statsWaits = new Map<number, { waiting: Set<string>; done: () => void }>();
-  #statsNext = 0;
+  /** Requests for other nodes' instance counters (`parley components`). */
+  #stats = new Asks<true>();
   #refreshing: Promise<void> | undefined;
 
   constructor(readonly node: ClusterNode, readonly pools: Map<string, ComponentPool>) {
@@ -149,8 +150,7 @@ export class ComponentLinks implements PeerObserver, PoolObserver {
     const forwards = this.#peers.get(peer);
     this.#peers.delete(peer);
     this.#dropInstancesOf(peer);
-    for (const wait of this.#statsWaits.values()) wait.waiting.delete(peer);
-    this.#statsSettled();
+    this.#stats.gone(peer);
     if (!forwards) return;
     // What the peer may not have handed over goes to the instances left (its own are gone).
     const pending = forwards.unacked();
@@ -203,8 +203,7 @@ export class ComponentLinks implements PeerObserver, PoolObserver {
           }
         }
       }
-      this.#statsWaits.get(n)?.waiting.delete(peer);
-      this.#statsSettled();
+      this.#stats.answered(peer, n, true);
     });
   }
 
@@ -268,32 +267,12 @@ export class ComponentLinks implements PeerObserver, PoolObserver {
     reroute();
   }
 
-  #askStats(): Promise<void> {
-    const waiting = new Set(this.#peers.keys());
-    if (waiting.size === 0) return Promise.resolve();
-    const n = ++this.#statsNext;
-    for (const peer of waiting) this.node.send(peer, STATS, String(n));
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#statsWaits.delete(n);
-        resolve();
-      }, STATS_WAIT_MS);
-      this.#statsWaits.set(n, {
-        waiting,
-        done: () => {
-          clearTimeout(timer);
-          resolve();
-        },
-      });
-    });
-  }
-
-  #statsSettled(): void {
-    for (const [n, wait] of this.#statsWaits) {
-      if (wait.waiting.size > 0) continue;
-      this.#statsWaits.delete(n);
-      wait.done();
-    }
+  async #askStats(): Promise<void> {
+    await this.#stats.ask(
+      this.#peers.keys(),
+      (peer, n) => this.node.send(peer, STATS, String(n)),
+      STATS_WAIT_MS,
+    );
   }
 
   #broadcast(type: FrameType<unknown>, payload: string): void {

@@ -46,6 +46,7 @@ import type { FrameType } from "./frame_type.ts";
 import { logger } from "../log/logger.ts";
 import { LimitedLog } from "../log/limited.ts";
 import { Acks } from "./acks.ts";
+import { Asks } from "./asks.ts";
 
 const log = logger("cluster");
 /** What peers' bad input causes to be logged, at a bounded rate per peer. */
@@ -88,13 +89,13 @@ export class ClusterNode implements SessionObserver {
   #mesh: Mesh;
   #directory: Directory;
   #links = new Map<string, Acks>();
-  #invalidations = new Map<number, { waiting: Set<string>; done: () => void }>();
+  /** Cache invalidations waiting for every peer to have cleared the key. */
+  #invalidations = new Asks<true>();
   #handlers = new Map<number, Registered>();
   /** Peers whose snapshot's last part came on the current link. */
   #snapshotDone = new Set<string>();
   #observers: PeerObserver[] = [];
   #statusParts: ((member: string) => Record<string, unknown>)[] = [];
-  #nextId = 0;
   /** Stanzas this node already rerouted once, after their target was gone. */
   #rerouted = new WeakSet<Element>();
   readonly startedAt = Date.now();
@@ -281,13 +282,7 @@ export class ClusterNode implements SessionObserver {
     this.#links.delete(peer);
     this.#directory.dropNode(peer);
     this.ctx.caches.clear();
-    for (const [id, inv] of this.#invalidations) {
-      inv.waiting.delete(peer);
-      if (inv.waiting.size === 0) {
-        this.#invalidations.delete(id);
-        inv.done();
-      }
-    }
+    this.#invalidations.gone(peer);
     if (!link) return;
     // What the peer may not have handled is handled here, its sessions being gone now.
     for (const payload of link.unacked()) {
@@ -388,14 +383,7 @@ export class ClusterNode implements SessionObserver {
       this.ctx.caches.clear(cache, key);
       this.#mesh.send(peer, CLEARED.type, String(id));
     });
-    this.on(CLEARED, (peer, id) => {
-      const inv = this.#invalidations.get(id);
-      inv?.waiting.delete(peer);
-      if (inv?.waiting.size === 0) {
-        this.#invalidations.delete(id);
-        inv.done();
-      }
-    });
+    this.on(CLEARED, (peer, id) => this.#invalidations.answered(peer, id, true));
   }
 
   /**
@@ -457,12 +445,10 @@ export class ClusterNode implements SessionObserver {
     for (const peer of this.#links.keys()) this.#mesh.send(peer, frame.type, payload);
   }
 
-  #invalidate(cache: string, key: string): Promise<void> {
-    if (this.#links.size === 0) return Promise.resolve();
-    const id = ++this.#nextId;
-    const waiting = new Set(this.#links.keys());
-    const payload = JSON.stringify({ id, cache, key });
-    for (const peer of waiting) this.#mesh.send(peer, INVALIDATE.type, payload);
-    return new Promise((done) => this.#invalidations.set(id, { waiting, done }));
+  async #invalidate(cache: string, key: string): Promise<void> {
+    await this.#invalidations.ask(
+      this.#links.keys(),
+      (peer, id) => this.#mesh.send(peer, INVALIDATE.type, JSON.stringify({ id, cache, key })),
+    );
   }
 }

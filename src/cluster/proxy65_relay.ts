@@ -19,6 +19,7 @@ import type { Proxy65Service } from "../proxy65/service.ts";
 import type { Activation, Held } from "../proxy65/relay.ts";
 import { HELLO, REQUEST, type Request, RESPONSE, RESULTS, STREAM } from "./proxy65_wire.ts";
 import { FrameError } from "./codec.ts";
+import { Asks } from "./asks.ts";
 import { parseAddress } from "./config.ts";
 import { type ClusterTls, readClusterTls } from "./tls.ts";
 import {
@@ -42,11 +43,9 @@ interface Counted {
 }
 
 class Proxy65Cluster implements PeerObserver {
-  #pending = new Map<
-    number,
-    { peer: string; op: Request["op"]; done: (result: unknown) => void }
-  >();
-  #nextId = 0;
+  /** Requests to other nodes waiting for their answers, and what each asked (to check them). */
+  #asks = new Asks<unknown>();
+  #ops = new Map<number, Request["op"]>();
   /** Each peer's stream listener per proxy domain, from its HELLO. */
   #listeners = new Map<string, Map<string, { host: string; port: number }>>();
   /** The streams each node counts (a cross-node one by the node that dialled), by key. */
@@ -120,11 +119,7 @@ class Proxy65Cluster implements PeerObserver {
     this.#streams.delete(peer);
     for (const end of this.#links.get(peer) ?? []) end.close();
     this.#links.delete(peer);
-    for (const [id, p] of this.#pending) {
-      if (p.peer !== peer) continue;
-      this.#pending.delete(id);
-      p.done(undefined);
-    }
+    this.#asks.gone(peer);
   }
 
   #registerFrames(): void {
@@ -148,12 +143,11 @@ class Proxy65Cluster implements PeerObserver {
         ),
     );
     this.node.on(RESPONSE, (peer, { id, result }) => {
-      const p = this.#pending.get(id);
-      if (!p || p.peer !== peer) return; // answered too late: the asker gave up
-      const checked = RESULTS[p.op].safeParse(result);
-      if (!checked.success) throw new FrameError(`not an answer to ${p.op}`);
-      this.#pending.delete(id);
-      p.done(checked.data);
+      const op = this.#ops.get(id);
+      if (!op || !this.#asks.waits(peer, id)) return; // answered too late: the asker gave up
+      const checked = RESULTS[op].safeParse(result);
+      if (!checked.success) throw new FrameError(`not an answer to ${op}`);
+      this.#asks.answered(peer, id, checked.data);
     });
     this.node.on(STREAM, (peer, { key, domain, owner }) => {
       if (!this.#streams.has(peer)) this.#streams.set(peer, new Map());
@@ -174,27 +168,16 @@ class Proxy65Cluster implements PeerObserver {
   // --- Requests between nodes
 
   /** Asks `peer`; undefined when it does not answer (gone, or too slow). */
-  #ask<T>(peer: string, request: Request): Promise<T | undefined> {
+  async #ask<T>(peer: string, request: Request): Promise<T | undefined> {
     if (peer === this.node.name) return this.#handle(request, peer) as Promise<T>;
-    const id = ++this.#nextId;
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(id);
-        resolve(undefined);
-      }, REQUEST_MS);
-      this.#pending.set(id, {
-        peer,
-        op: request.op,
-        done: (result) => {
-          clearTimeout(timer);
-          resolve(result as T | undefined);
-        },
-      });
-      if (!this.node.send(peer, REQUEST, JSON.stringify({ id, ...request }))) {
-        this.#pending.get(id)?.done(undefined);
-        this.#pending.delete(id);
-      }
-    });
+    let asked = 0;
+    const answers = await this.#asks.ask([peer], (to, id) => {
+      asked = id;
+      this.#ops.set(id, request.op);
+      return this.node.send(to, REQUEST, JSON.stringify({ id, ...request }));
+    }, REQUEST_MS);
+    this.#ops.delete(asked);
+    return answers.get(peer) as T | undefined;
   }
 
   /** Answers `r` from node `from`. */
