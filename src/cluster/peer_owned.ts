@@ -29,10 +29,6 @@ export class PeerOwned<V> {
     return this.#of.get(key)?.node;
   }
 
-  has(key: string): boolean {
-    return this.#of.has(key);
-  }
-
   /** How many keys `node` owns. */
   count(node: string): number {
     return this.#totals.get(node)?.count ?? 0;

@@ -53,14 +53,20 @@ export function sharedPostgres(): Promise<Postgres> {
   return shared ??= startPostgres();
 }
 
-async function startPostgres(): Promise<Postgres> {
-  const bin = binDir();
-  const dir = await Deno.makeTempDir({ prefix: "parley-pg-" });
-  const data = join(dir, "data");
+/** A directory for a server's data, owned by the `postgres` user when run as root. */
+async function serverDir(prefix: string): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix });
   if (asRoot) {
     const chown = await new Deno.Command("chown", { args: ["postgres:", dir] }).output();
     if (!chown.success) throw new Error(`chown postgres ${dir} failed`);
   }
+  return dir;
+}
+
+async function startPostgres(): Promise<Postgres> {
+  const bin = binDir();
+  const dir = await serverDir("parley-pg-");
+  const data = join(dir, "data");
   await run(bin, "initdb", [
     "-D",
     data,
@@ -125,13 +131,9 @@ export interface PasswordPostgres {
  */
 export async function startPasswordPostgres(): Promise<PasswordPostgres> {
   const bin = binDir();
-  const dir = await Deno.makeTempDir({ prefix: "parley-pgpw-" });
+  const dir = await serverDir("parley-pgpw-");
   const data = join(dir, "data");
   try {
-    if (asRoot) {
-      const chown = await new Deno.Command("chown", { args: ["postgres:", dir] }).output();
-      if (!chown.success) throw new Error(`chown postgres ${dir} failed`);
-    }
     await run(bin, "initdb", [
       "-D",
       data,
