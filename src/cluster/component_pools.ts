@@ -16,7 +16,7 @@
 // Replies from components go through the router like any stanza, to users on any node.
 import type { Element } from "../xml/element.ts";
 import { type Jid, parseJid } from "../jid/jid.ts";
-import type { ComponentInstance, ComponentPool, PoolObserver } from "../component/pool.ts";
+import type { ComponentInstance, ComponentPool, PoolDistribution } from "../component/pool.ts";
 import type { ClusterNode, PeerObserver } from "./node.ts";
 import { Acks } from "./acks.ts";
 import { Asks } from "./asks.ts";
@@ -80,7 +80,10 @@ class PeerForwards extends Acks {
   }
 }
 
-export class ComponentLinks implements PeerObserver, PoolObserver {
+/** Component pools' distribution over a cluster. */
+export class ComponentLinks implements PeerObserver, PoolDistribution {
+  /** The pools of this node, by domain. */
+  readonly pools = new Map<string, ComponentPool>();
   #peers = new Map<string, PeerForwards>();
   /** Other nodes' instances ("domain id"), counted per node. */
   #held: PeerOwned<null>;
@@ -88,25 +91,33 @@ export class ComponentLinks implements PeerObserver, PoolObserver {
   #stats = new Asks<true>();
   #refreshing: Promise<void> | undefined;
 
-  constructor(readonly node: ClusterNode, readonly pools: Map<string, ComponentPool>) {
+  constructor(readonly node: ClusterNode) {
     this.#held = new PeerOwned(
       node.maxRecordsPerPeer,
       "component instances (max_records_per_peer)",
     );
+  }
+
+  /** A node with no pool takes no part in their frames. */
+  serve(pool: ComponentPool): void {
+    if (this.pools.size === 0) this.#join();
+    this.pools.set(pool.domain, pool);
+  }
+
+  #join(): void {
     this.#registerFrames();
-    node.follow(this);
-    for (const pool of pools.values()) pool.observer = this;
+    this.node.follow(this);
     // `parley cluster status`: how many component instances each member holds.
-    node.addStatus((member) => {
+    this.node.addStatus((member) => {
       let instances = 0;
-      for (const pool of pools.values()) {
+      for (const pool of this.pools.values()) {
         for (const i of pool.instances.values()) if (i.node === member) instances++;
       }
       return { components: instances };
     });
   }
 
-  // --- PoolObserver: this node's instances, told to every peer.
+  // --- PoolDistribution: this node's instances, told to every peer.
 
   joined(pool: ComponentPool, instance: ComponentInstance): void {
     this.#broadcast(JOINED, JSON.stringify(record(pool, instance)));
@@ -287,10 +298,4 @@ function isAnswer(xml: string): boolean {
 
 function record(pool: ComponentPool, i: ComponentInstance): InstanceRecord {
   return { domain: pool.domain, id: i.instanceId, since: i.connectedAt, remote: i.remote };
-}
-
-/** The entry in CLUSTER_EXTENSIONS. */
-/** Component pools' cluster side (src/cluster/extensions.ts). */
-export function startComponentPools(node: ClusterNode, pools: Map<string, ComponentPool>): void {
-  new ComponentLinks(node, pools);
 }

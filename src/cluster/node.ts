@@ -116,12 +116,12 @@ export class ClusterNode implements SessionObserver {
     this.#mesh = mesh(this);
   }
 
-  /** Starts this node's part; `sides` start the services' cluster sides before any link is up. */
-  static async start(
-    ctx: ServerContext,
-    hosts: Map<string, Host>,
-    sides: (node: ClusterNode) => Promise<void>,
-  ): Promise<ClusterNode> {
+  /**
+   * Makes this node's part, with no link yet: the services' distributions register their frames
+   * and follow peers on it (`on`, `follow`) before `connect` brings the links up, so that they
+   * see every peer come up.
+   */
+  static async create(ctx: ServerContext, hosts: Map<string, Host>): Promise<ClusterNode> {
     const cluster = ctx.config.cluster!;
     const options = meshOptions(cluster, await readClusterTls(cluster.tls));
     const node = new ClusterNode(ctx, hosts, (self) =>
@@ -134,10 +134,12 @@ export class ClusterNode implements SessionObserver {
     node.#registerSessionFrames();
     ctx.sessions.observe(node);
     ctx.caches.broadcast = (cache, key) => node.#invalidate(cache, key);
-    // Before the mesh: the services see every peer come up.
-    await sides(node);
-    await node.#mesh.start();
     return node;
+  }
+
+  /** Listens for peers and dials them. */
+  async connect(): Promise<void> {
+    await this.#mesh.start();
   }
 
   stop(): Promise<void> {
@@ -166,7 +168,7 @@ export class ClusterNode implements SessionObserver {
     return members.map((m) => Object.assign(m, ...this.#statusParts.map((part) => part(m.node))));
   }
 
-  // --- For services (src/cluster/extensions.ts).
+  // --- For the services' distributions.
 
   /** Routes frames of `frame`'s type, decoded and checked, to `handle`. */
   on<T>(frame: FrameType<T>, handle: FrameHandler<T>): void {

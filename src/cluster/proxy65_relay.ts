@@ -15,7 +15,7 @@
 // - A node that dies ends the streams that ran through it (their connections or links close),
 //   and nothing else: the others run on their own nodes, and its stream records are dropped.
 import type { ClusterNode, PeerObserver } from "./node.ts";
-import type { Proxy65Service } from "../proxy65/service.ts";
+import type { Proxy65Service, StreamDistribution } from "../proxy65/service.ts";
 import type { Activation, Held } from "../proxy65/relay.ts";
 import { HELLO, REQUEST, type Request, RESPONSE, RESULTS, STREAM } from "./proxy65_wire.ts";
 import { FrameError } from "./codec.ts";
@@ -42,7 +42,10 @@ interface Counted {
   owner: string;
 }
 
-class Proxy65Cluster implements PeerObserver {
+/** The proxy's distribution over a cluster. */
+export class Proxy65Cluster implements PeerObserver, StreamDistribution {
+  /** The proxies of this node, by domain. */
+  readonly proxies = new Map<string, Proxy65Service>();
   /** Requests to other nodes waiting for their answers, and what each asked (to check them). */
   #asks = new Asks<unknown>();
   #ops = new Map<number, Request["op"]>();
@@ -58,21 +61,32 @@ class Proxy65Cluster implements PeerObserver {
   #ports = new Map<string, number>();
   /** Each proxy's tickets for the links it expects, by domain. */
   #tickets = new Map<string, StreamTickets>();
+  /** This node's credentials for stream links, and its host in the peer list (where it is dialled). */
+  #creds: ClusterTls | undefined;
+  #host = "";
 
-  constructor(
-    readonly node: ClusterNode,
-    readonly proxies: Map<string, Proxy65Service>,
-    readonly creds: ClusterTls,
-    /** This node's host in the peer list, where the others dial it. */
-    readonly host: string,
-  ) {
+  constructor(readonly node: ClusterNode) {
     this.#streams.set(node.name, new Map());
   }
 
-  start(listenHost: string): void {
+  serve(proxy: Proxy65Service): void {
+    this.proxies.set(proxy.domain, proxy);
+  }
+
+  /**
+   * Listens for other nodes' stream links, one port per proxy, and joins the cluster's frames (a
+   * node with no proxy takes no part in them).
+   */
+  async start(): Promise<void> {
+    if (this.proxies.size === 0) return;
+    const cluster = this.node.ctx.config.cluster!;
+    const own = cluster.peers.find((p) => p.node === this.node.name)!;
+    this.#host = parseAddress(own.address)!.host;
+    const creds = await readClusterTls(cluster.tls);
+    const listenHost = parseAddress(cluster.listen!)!.host;
     for (const proxy of this.proxies.values()) {
       const relayPort = listenForStreams(
-        this.creds,
+        creds,
         listenHost,
         proxy.config.relay_port,
         (expected, end) => this.#accept(proxy, expected, end),
@@ -81,16 +95,23 @@ class Proxy65Cluster implements PeerObserver {
       this.#tickets.set(proxy.domain, relayPort.tickets);
       const port = relayPort.port;
       this.#ports.set(proxy.domain, port);
-      proxy.activator = (hash, owner) => this.#activate(proxy.domain, hash, owner);
-      proxy.relay.activeElsewhere = (hash) => this.#runsElsewhere(proxy.domain, hash);
       log.info("proxy65 {domain}: streams from other nodes on {host}:{port}", {
         domain: proxy.domain,
         host: listenHost,
         port,
       });
     }
+    this.#creds = creds;
     this.#registerFrames();
     this.node.follow(this);
+  }
+
+  activate(proxy: Proxy65Service, hash: string, owner: string): Promise<Activation> {
+    return this.#activate(proxy.domain, hash, owner);
+  }
+
+  activeElsewhere(proxy: Proxy65Service, hash: string): boolean {
+    return this.#runsElsewhere(proxy.domain, hash);
   }
 
   // --- Peers
@@ -103,7 +124,7 @@ class Proxy65Cluster implements PeerObserver {
         HELLO,
         JSON.stringify({
           domain: proxy.domain,
-          host: this.host,
+          host: this.#host,
           port: this.#ports.get(proxy.domain),
           streamhost: `${host}:${port}`,
         }),
@@ -269,7 +290,7 @@ class Proxy65Cluster implements PeerObserver {
     if (!ticket) return "no-pair";
     let end: LinkEnd;
     try {
-      end = await dialStream(this.creds, peer, address, ticket);
+      end = await dialStream(this.#creds!, peer, address, ticket);
     } catch (e) {
       log.warn("proxy65: no link to {peer} for a stream: {error}", {
         peer,
@@ -330,17 +351,4 @@ class Proxy65Cluster implements PeerObserver {
   #broadcast(payload: string): void {
     for (const peer of this.node.peers()) this.node.send(peer, STREAM, payload);
   }
-}
-
-/** The proxy's cluster side (src/cluster/extensions.ts). */
-export async function startProxy65Relay(
-  node: ClusterNode,
-  proxies: Map<string, Proxy65Service>,
-): Promise<void> {
-  if (proxies.size === 0) return;
-  const cluster = node.ctx.config.cluster!;
-  const own = cluster.peers.find((p) => p.node === node.name)!;
-  const creds = await readClusterTls(cluster.tls);
-  const relays = new Proxy65Cluster(node, proxies, creds, parseAddress(own.address)!.host);
-  relays.start(parseAddress(cluster.listen!)!.host);
 }

@@ -10,6 +10,7 @@ import type { Element } from "../xml/element.ts";
 import type { Jid } from "../jid/jid.ts";
 import type { DomainHandler, Router } from "../router/router.ts";
 import type { ComponentConfig } from "../config/schema.ts";
+import type { Distribution } from "../core/distribution.ts";
 import { balanceKey, pick } from "./balance.ts";
 import { HandshakeDelays } from "./handshake_delay.ts";
 import { logger } from "../log/logger.ts";
@@ -42,9 +43,14 @@ export interface ComponentInstance {
   deliverText?(xml: string, unwritten: () => void): boolean;
 }
 
-/** Told of this node's own instances coming and going (the cluster side). */
-export interface PoolObserver {
+/**
+ * How component pools are spread over nodes (src/core/distribution.ts): alone, LocalPools; in a
+ * cluster, src/cluster/component_pools.ts tells every node of each instance coming and going.
+ */
+export interface PoolDistribution extends Distribution<ComponentPool> {
+  /** An instance connected to this node joined `pool`. */
   joined(pool: ComponentPool, instance: ComponentInstance): void;
+  /** An instance connected to this node left `pool`. */
   left(pool: ComponentPool, instance: ComponentInstance): void;
   /** Brings the traffic counters of other nodes' instances up to date. */
   refresh(): Promise<void>;
@@ -61,7 +67,6 @@ export class ComponentPool implements DomainHandler {
   readonly instances = new Map<string, ComponentInstance>();
   /** Wrong secrets for this domain, per source address. */
   readonly handshakeDelays = new HandshakeDelays();
-  observer: PoolObserver | undefined;
   /** Ids of this node's instances that left within the reconnect grace. */
   #vacant: Vacancy[] = [];
   /**
@@ -75,9 +80,12 @@ export class ComponentPool implements DomainHandler {
     /** The virtual host the component is configured under (it sends keepalive pings). */
     readonly hostDomain: string,
     readonly router: Router,
+    readonly distribution: PoolDistribution,
     /** This node's name: the first half of its instances' ids. */
     readonly node = "local",
-  ) {}
+  ) {
+    distribution.serve(this);
+  }
 
   get domain(): string {
     return this.config.domain;
@@ -100,7 +108,7 @@ export class ComponentPool implements DomainHandler {
   add(instance: ComponentInstance): void {
     this.instances.set(instance.instanceId, instance);
     this.#picks.clear();
-    if (instance.node === this.node) this.observer?.joined(this, instance);
+    if (instance.node === this.node) this.distribution.joined(this, instance);
   }
 
   remove(instance: ComponentInstance): void {
@@ -116,7 +124,7 @@ export class ComponentPool implements DomainHandler {
         until: Date.now() + grace,
       });
     }
-    this.observer?.left(this, instance);
+    this.distribution.left(this, instance);
   }
 
   /** The instance a stanza from `from` to `to` goes to now. */

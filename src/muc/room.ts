@@ -32,14 +32,9 @@ export interface RoomServices {
   removed(room: Room): void;
   /** An account became or ceased to be an owner (the service counts the rooms each owns). */
   ownersChanged(room: Room): void;
-  /**
-   * Sends one stanza to every session of `occupants` (a cluster groups them by node); unset, the
-   * room routes one copy per session.
-   */
-  readonly fanout?: Fanout;
+  /** Sends one stanza to every session of `occupants` (a cluster groups them by node). */
+  fanout(stanza: Element, from: Jid, occupants: Iterable<Occupant>): void;
 }
-
-export type Fanout = (stanza: Element, from: Jid, occupants: Iterable<Occupant>) => void;
 
 /** The state that outlives occupants and restarts. */
 export interface RoomState {
@@ -176,51 +171,34 @@ export class Room {
     return occ;
   }
 
+  /** Adds sessions to an occupant, telling nobody (another copy of the room had them in it). */
+  addSessions(occ: Occupant, sessions: OccupantData["sessions"]): void {
+    for (const s of sessions) {
+      occ.sessions.set(s.jid.full, s);
+      this.#bySession.set(s.jid.full, occ);
+    }
+  }
+
   /**
-   * Merges in another copy of this room (two made during a network partition): this copy's
-   * configuration wins; the other's affiliations fill gaps, its history joins in time order, and
-   * its occupants enter, seeing everyone and seen by everyone, unless another account holds
-   * their nick here (then they are told they left).
+   * An occupant of another copy of this room enters as if it had joined: it is sent everyone's
+   * presence, and everyone its own.
    */
-  absorb(other: RoomSnapshot): void {
-    for (const [bare, aff] of Object.entries(other.affiliations)) {
-      if (!this.#affiliations.has(bare) && !this.affiliationsFull()) this.setAffiliation(bare, aff);
+  enterFromCopy(o: OccupantData): void {
+    const occ = this.#admit(o);
+    for (const other of this.#occupants.values()) {
+      if (other === occ) continue;
+      const p = this.#presenceOf(other, other.primary.presence, undefined, {}, this.seesJids(occ));
+      this.#sendTo(occ, p, other.jid);
     }
-    for (const o of other.occupants) {
-      const holder = this.occupantByNick(o.nick);
-      const fresh = o.sessions.filter((s) => !this.#bySession.has(s.jid.full));
-      if (fresh.length === 0) continue;
-      if (holder && holder.bare !== o.bare) {
-        const gone = new Occupant(this.jid.withResource(o.nick), o.bare, "none", this.#outsiders);
-        for (const s of fresh) gone.sessions.set(s.jid.full, s);
-        const reason = "another occupant holds this nick in the room after a network partition";
-        const p = this.#presenceOf(gone, null, "unavailable", { reason }, true, true);
-        this.#sendTo(gone, p, gone.jid);
-        continue;
-      }
-      if (holder) {
-        for (const s of fresh) {
-          holder.sessions.set(s.jid.full, s);
-          this.#bySession.set(s.jid.full, holder);
-        }
-        continue;
-      }
-      const occ = this.#admit({ ...o, sessions: fresh });
-      for (const other of this.#occupants.values()) {
-        if (other === occ) continue;
-        const p = this.#presenceOf(
-          other,
-          other.primary.presence,
-          undefined,
-          {},
-          this.seesJids(occ),
-        );
-        this.#sendTo(occ, p, other.jid);
-      }
-      this.#broadcastPresence(occ, occ.primary.presence, undefined, {});
-    }
-    this.history.restore(other.history);
-    this.svc.persist(this);
+    this.#broadcastPresence(occ, occ.primary.presence, undefined, {});
+  }
+
+  /** Tells the sessions of an occupant of another copy of this room that they left, and why. */
+  refuseFromCopy(o: OccupantData, reason: string): void {
+    const gone = new Occupant(this.jid.withResource(o.nick), o.bare, "none", this.#outsiders);
+    for (const s of o.sessions) gone.sessions.set(s.jid.full, s);
+    const p = this.#presenceOf(gone, null, "unavailable", { reason }, true, true);
+    this.#sendTo(gone, p, gone.jid);
   }
 
   /** A session proved gone (an error from it, its node died): it leaves with status 333. */
@@ -311,8 +289,7 @@ export class Room {
   /** Sends one stanza to every occupant session, serializing its payload once. */
   broadcast(stanza: Element, from: Jid): void {
     for (const c of stanza.children) if (typeof c !== "string") c.toString();
-    if (this.svc.fanout) return this.svc.fanout(stanza, from, this.#occupants.values());
-    for (const occ of this.#occupants.values()) this.#sendTo(occ, stanza, from);
+    this.svc.fanout(stanza, from, this.#occupants.values());
   }
 
   // ---- presence: entering, updates, nick changes, leaving (§7.2–7.4, §7.6, §7.14)

@@ -18,6 +18,6 @@ export function statusOfRoom(muc: MucService, room: Room): RoomStatus {
     public: room.config.public,
     membersOnly: room.config.membersOnly,
     locked: room.locked,
-    ...muc.placement && { node: muc.placement.node },
+    ...muc.distribution.node !== null && { node: muc.distribution.node },
   };
 }

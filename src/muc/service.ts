@@ -1,8 +1,8 @@
 // A Multi-User Chat service (XEP-0045), e.g. conference.example.org: the domain handler that
 // finds or creates the room a stanza is for, answers discovery, and keeps persistent rooms in
-// storage. Rooms reach users only through the router. A cluster (src/cluster/muc_*.ts) plugs in
-// through `intercept` (stanzas for rooms another node runs), `fanout`, `observer`, `restore` and
-// `unload`; the service itself knows nothing of other nodes.
+// storage. Rooms reach users only through the router. The service is spread over nodes through
+// the RoomDistribution it is given (src/core/distribution.ts): alone, LocalRooms; in a cluster,
+// src/cluster/muc_rooms.ts, which uses `handle`, `restore` and `unload`. It never learns which.
 import type { Element } from "../xml/element.ts";
 import { x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
@@ -16,34 +16,37 @@ import type { SharedCaches } from "../core/caches.ts";
 import { failureError, logFailure } from "../core/failure.ts";
 import type { MucConfig } from "../config/schema.ts";
 import { logger } from "../log/logger.ts";
-import { type Fanout, Room, type RoomServices, type RoomSnapshot, type RoomState } from "./room.ts";
+import { Room, type RoomServices, type RoomSnapshot, type RoomState } from "./room.ts";
 import { roomFeatures } from "./room_config.ts";
 import { adminIq } from "./room_admin.ts";
 import { mucBounce } from "./room_stanzas.ts";
 import { ownerIq } from "./room_owner.ts";
 import type { RoomStatus } from "../admin/socket.ts";
+import type { Distribution } from "../core/distribution.ts";
+import type { Occupant } from "./occupant.ts";
 import { type RoomFacts, RoomIndex, storedFacts } from "./room_index.ts";
 import { type ListedRoom, roomItems } from "./disco_items.ts";
 
 const log = logger("muc");
 
-/** Where rooms run when a cluster spreads them over its nodes (for `parley rooms`). */
-export interface RoomPlacement {
-  /** This node's name. */
-  readonly node: string;
-  /** The node running `room`, or the one that would run it now; null when none may. */
-  nodeOf(room: string): string | null;
-  /** The rooms of this service that other nodes run, as they last reported them. */
-  elsewhere(): RoomStatus[];
-  /** The names of the rooms of this service that other nodes run and `bare` owns. */
-  ownedElsewhere(bare: string): Iterable<string>;
-}
-
-/** Hears of rooms coming into this service's memory and leaving it. */
-export interface RoomObserver {
-  added(room: Room): void;
-  /** Destroyed, emptied while temporary, hibernated or unloaded. */
-  removed(room: Room): void;
+/** How Multi-User Chat is spread over nodes: where a room runs, how its stanzas reach it. */
+export interface RoomDistribution extends Distribution<MucService> {
+  /** This node's name in a cluster (shown beside each room it runs), null alone. */
+  readonly node: string | null;
+  /** Takes a stanza for a room: handled here (`muc.handle`), or where the room runs. */
+  route(muc: MucService, stanza: Element, from: Jid, to: Jid): void;
+  /** Sends one stanza of a room to every session of `occupants`. */
+  fanout(muc: MucService, stanza: Element, from: Jid, occupants: Iterable<Occupant>): void;
+  /** A room came into `muc`'s memory. */
+  added(muc: MucService, room: Room): void;
+  /** A room left it: destroyed, emptied while temporary, hibernated or unloaded. */
+  removed(muc: MucService, room: Room): void;
+  /** The node running `room`, or the one that would run it now; null when none may (or alone). */
+  nodeOf(muc: MucService, room: string): string | null;
+  /** The rooms of `muc` that other nodes run, as they last reported them. */
+  elsewhere(muc: MucService): RoomStatus[];
+  /** The names of the rooms of `muc` that other nodes run and `bare` owns. */
+  ownedElsewhere(muc: MucService, bare: string): Iterable<string>;
 }
 
 export class MucService implements DomainHandler, RoomServices {
@@ -64,11 +67,6 @@ export class MucService implements DomainHandler, RoomServices {
   /** Stanzas waiting for a room being read from storage. */
   #loading = new Map<string, [Element, Jid, Jid][]>();
   #sweeper: ReturnType<typeof setInterval> | undefined;
-  /** Sees each stanza first; true when it took it (a cluster forwarding to the room's node). */
-  intercept: ((stanza: Element, from: Jid, to: Jid) => boolean) | undefined;
-  fanout: Fanout | undefined;
-  observer: RoomObserver | undefined;
-  placement: RoomPlacement | undefined;
 
   constructor(
     readonly config: MucConfig,
@@ -77,12 +75,12 @@ export class MucService implements DomainHandler, RoomServices {
     readonly serial: SerialQueues,
     /** Domains whose users may create rooms when `create` is "local". */
     readonly localDomains: Set<string>,
-    /** Persistent rooms are read from storage when first needed, not all at start (a cluster). */
-    readonly onDemand = false,
+    readonly distribution: RoomDistribution,
     /** Stored-room changes made by other nodes of a cluster arrive as invalidations. */
     readonly caches?: SharedCaches,
   ) {
     this.jid = new Jid("", config.domain);
+    distribution.serve(this);
     const info = discoInfoPayload(
       [{ category: "conference", type: "text", name: config.name }],
       [NS.discoInfo, NS.discoItems, NS.muc],
@@ -106,13 +104,12 @@ export class MucService implements DomainHandler, RoomServices {
   }
 
   /**
-   * Reads what is stored of each persistent room, brings the rooms back (on demand: none, they
-   * load when first needed), and starts hibernating idle ones.
+   * Indexes what is stored of each persistent room (a room is read again and brought back when
+   * first needed, by the node that runs it), and starts hibernating idle ones.
    */
   async start(): Promise<void> {
     const stored = await this.store.loadRooms(this.domain);
     for (const { room, state } of stored) this.#indexStored(room, state);
-    if (!this.onDemand) { for (const s of stored) this.#loaded(s); }
     this.caches?.register(`muc rooms ${this.domain}`, (room) => this.#reread(room));
     const idleMs = this.config.hibernate_after * 1000;
     if (idleMs > 0) {
@@ -163,7 +160,7 @@ export class MucService implements DomainHandler, RoomServices {
   #add(room: Room): void {
     this.rooms.set(room.name, room);
     this.#live.set(room.name, liveFacts(room));
-    this.observer?.added(room);
+    this.distribution.added(this, room);
   }
 
   /** Persistent rooms nobody has been in for `idleMs` leave memory; storage keeps them. */
@@ -181,7 +178,7 @@ export class MucService implements DomainHandler, RoomServices {
     if (this.rooms.get(room.name) !== room) return;
     this.rooms.delete(room.name);
     this.#live.delete(room.name);
-    this.observer?.removed(room);
+    this.distribution.removed(this, room);
   }
 
   /** Brings a room back from a snapshot taken on another node (a takeover), occupants included. */
@@ -200,8 +197,12 @@ export class MucService implements DomainHandler, RoomServices {
   }
 
   receive(stanza: Element, from: Jid, to: Jid): void {
-    if (this.intercept?.(stanza, from, to)) return;
-    this.handle(stanza, from, to);
+    if (to.isDomain) this.#dispatch(stanza, from, to);
+    else this.distribution.route(this, stanza, from, to);
+  }
+
+  fanout(stanza: Element, from: Jid, occupants: Iterable<Occupant>): void {
+    this.distribution.fanout(this, stanza, from, occupants);
   }
 
   /** Handles a stanza here, reading its room from storage first if it may be there. */
@@ -301,7 +302,7 @@ export class MucService implements DomainHandler, RoomServices {
       seen.set(jid, f.public && !f.locked ? { jid, name } : null);
     };
     for (const room of this.rooms.values()) see(room.jid.bare, liveFacts(room));
-    for (const r of this.placement?.elsewhere() ?? []) see(r.jid, r);
+    for (const r of this.distribution.elsewhere(this)) see(r.jid, r);
     for (const [room, f] of this.#stored.rooms) see(`${room}@${this.domain}`, f);
     return [...seen.values()].filter((r) => r !== null);
   }
@@ -309,7 +310,7 @@ export class MucService implements DomainHandler, RoomServices {
   /** The rooms `bare` owns: running here, elsewhere, or stored. */
   #ownedCount(bare: string): number {
     const owned = new Set([...this.#live.owned(bare), ...this.#stored.owned(bare)]);
-    for (const room of this.placement?.ownedElsewhere(bare) ?? []) owned.add(room);
+    for (const room of this.distribution.ownedElsewhere(this, bare)) owned.add(room);
     return owned.size;
   }
 

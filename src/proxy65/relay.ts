@@ -85,13 +85,13 @@ export class Socks5Relay {
   #listener: Deno.TcpListener | undefined;
   #sweeper: ReturnType<typeof setInterval>;
   #closers: (() => void)[] = [];
-  /** Whether the stream `hash` runs on another node (set by the cluster). */
-  activeElsewhere: (hash: string) => boolean = () => false;
 
   constructor(
     readonly config: Proxy65Config,
     /** Shared with the XMPP listeners: the proxy's connections hold descriptors too. */
     readonly descriptors: DescriptorBudget,
+    /** Whether the stream `hash` runs on another node (in a cluster). */
+    readonly activeElsewhere: (hash: string) => boolean = () => false,
   ) {
     this.#sweeper = setInterval(() => this.#sweep(Date.now()), 1000);
   }

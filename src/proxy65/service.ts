@@ -1,6 +1,8 @@
 // The SOCKS5 Bytestreams proxy's XMPP side (XEP-0065 §6): discovery, the streamhost query, and
 // activation. Who may use it: users of this server's hosts by default, or the configured domains
-// and bare JIDs. A refusal by policy is not-allowed (§6.3.2).
+// and bare JIDs. A refusal by policy is not-allowed (§6.3.2). The proxy is spread over nodes
+// through the StreamDistribution it is given (src/core/distribution.ts): alone, LocalStreams; in a
+// cluster, src/cluster/proxy65_relay.ts. It never learns which.
 import { createHash } from "node:crypto";
 import type { Element } from "../xml/element.ts";
 import { x } from "../xml/element.ts";
@@ -13,11 +15,20 @@ import type { Proxy65Config } from "../config/schema.ts";
 import type { DescriptorBudget } from "../stream/descriptor_budget.ts";
 import { type Activation, Socks5Relay } from "./relay.ts";
 import type { Host } from "../core/host.ts";
+import type { Distribution } from "../core/distribution.ts";
 
 const OFFERS_MAX = 10_000;
 const log = logger("proxy65");
 
 export const NS_BYTESTREAMS = "http://jabber.org/protocol/bytestreams";
+
+/** How the proxy is spread over nodes: where a stream is activated, whether one runs elsewhere. */
+export interface StreamDistribution extends Distribution<Proxy65Service> {
+  /** Activates the stream `hash` for `owner` (a bare JID), wherever its connections are. */
+  activate(proxy: Proxy65Service, hash: string, owner: string): Activation | Promise<Activation>;
+  /** Whether the stream `hash` runs on another node. */
+  activeElsewhere(proxy: Proxy65Service, hash: string): boolean;
+}
 
 export class Proxy65Service implements DomainHandler {
   readonly relay: Socks5Relay;
@@ -25,12 +36,6 @@ export class Proxy65Service implements DomainHandler {
   #announcedPort = 0;
   /** Offers naming this proxy seen on their way to the target: "sid\ntarget" → requester. */
   #offers = new Map<string, string>();
-  /**
-   * Activates the stream `hash` for `owner` (a bare JID): here, the local relay; in a cluster,
-   * wherever the stream's connections are, with the limits counted over every node.
-   */
-  activator: (hash: string, owner: string) => Activation | Promise<Activation> = (hash, owner) =>
-    this.relay.activate(hash, owner);
   /** `allow`, prepared (RFC 7622): domains, and bare JIDs. */
   #allowDomains = new Set<string>();
   #allowBare = new Set<string>();
@@ -41,8 +46,14 @@ export class Proxy65Service implements DomainHandler {
     /** Domains whose users may use the proxy when `allow` is empty. */
     readonly localDomains: Set<string>,
     descriptors: DescriptorBudget,
+    readonly distribution: StreamDistribution,
   ) {
-    this.relay = new Socks5Relay(config, descriptors);
+    this.relay = new Socks5Relay(
+      config,
+      descriptors,
+      (hash) => distribution.activeElsewhere(this, hash),
+    );
+    distribution.serve(this);
     for (const entry of config.allow) {
       const j = parseJid(entry);
       if (!j) log.warn("proxy65 allow: {entry} is not a JID; ignored", { entry });
@@ -129,7 +140,7 @@ export class Proxy65Service implements DomainHandler {
     // DST.ADDR = SHA1(SID + Requester JID + Target JID): only the real requester's hash matches.
     const hash = createHash("sha1").update(sid + from.full + target.full).digest("hex");
     const offer = `${sid}\n${target.full}`;
-    switch (await this.activator(hash, from.bare)) {
+    switch (await this.distribution.activate(this, hash, from.bare)) {
       case "ok":
         this.#offers.delete(offer);
         return iq.reply();

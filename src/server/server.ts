@@ -29,7 +29,6 @@ import { DescriptorBudget } from "../stream/descriptor_budget.ts";
 import { descriptorLimit } from "./fd_limit.ts";
 import { SharedCaches } from "../core/caches.ts";
 import { ClusterNode } from "../cluster/node.ts";
-import { startClusterSides } from "../cluster/extensions.ts";
 
 const log = logger("server");
 /** Waits between attempts to reach the store at start: from the first, doubling to the last. */
@@ -105,28 +104,21 @@ export class Server implements ServerContext {
       this.router.addDomain(host.domain, host);
     }
     const local = new Set(this.hosts.keys());
+    if (this.config.cluster) this.cluster = await ClusterNode.create(this, this.hosts);
     for (const plugin of SERVICES) {
+      const distribution = this.cluster ? plugin.clustered(this.cluster) : plugin.local();
       for (const host of this.hosts.values()) {
-        for (const service of plugin.create(host, local)) {
+        for (const service of plugin.create(host, local, distribution)) {
           await plugin.start?.(service, host);
           this.services.of(plugin).set(service.domain, service);
           this.router.addDomain(service.domain, service);
           host.items.push(plugin.item(service));
         }
       }
+      await distribution.start?.();
     }
-    if (this.config.cluster) {
-      const services = {
-        pools: this.services.of(componentPlugin),
-        mucs: this.services.of(mucPlugin),
-        proxies: this.services.of(proxy65Plugin),
-      };
-      this.cluster = await ClusterNode.start(
-        this,
-        this.hosts,
-        (node) => startClusterSides(node, services),
-      );
-    }
+    // The links come up once every service can take what its peers send.
+    await this.cluster?.connect();
     const tls = await TlsContexts.load(this.config);
     for (const lc of this.config.listeners) {
       if (lc.plain_without_tls) {

@@ -1,10 +1,13 @@
 // Services on domains of their own beside a virtual host (MUC, the SOCKS5 proxy, external
 // components) share one plug-in shape, as modules do on a host: the server makes each kind's
-// services from every host's configuration, starts them, routes their domains to them, lists them
-// in the host's disco#items, answers admin requests from them and stops them, knowing nothing else
-// about any kind.
+// distribution (alone: the local one; in a cluster: the cluster's), makes the services from every
+// host's configuration with it, starts them, routes their domains to them, lists them in the
+// host's disco#items, answers admin requests from them and stops them, knowing nothing else about
+// any kind.
 import type { DomainHandler } from "../router/router.ts";
 import type { Host } from "../core/host.ts";
+import type { Distribution } from "../core/distribution.ts";
+import type { ClusterNode } from "../cluster/node.ts";
 
 /** A service: the handler of its own domain. */
 export interface Service extends DomainHandler {
@@ -12,12 +15,19 @@ export interface Service extends DomainHandler {
 }
 
 /** One kind of service. Methods, not function properties, so a list may hold every kind. */
-export interface ServicePlugin<S extends Service = Service> {
+export interface ServicePlugin<
+  S extends Service = Service,
+  D extends Distribution<S> = Distribution<S>,
+> {
+  /** This kind on one node alone. */
+  local(): D;
+  /** This kind over a cluster, through this node's part in it (no link is up yet). */
+  clustered(node: ClusterNode): D;
   /**
-   * The services `host` configures (often none), not yet started; `localDomains` are the domains
-   * of every local virtual host.
+   * The services `host` configures (often none), not yet started, each going through
+   * `distribution`; `localDomains` are the domains of every local virtual host.
    */
-  create(host: Host, localDomains: Set<string>): S[];
+  create(host: Host, localDomains: Set<string>, distribution: D): S[];
   /** Binds sockets, loads state, hooks `host`: the service works once this resolves. */
   start?(service: S, host: Host): Promise<void>;
   /** The entry for `service` in its host's disco#items. */

@@ -1,20 +1,28 @@
 // The kinds of service the server runs beside its virtual hosts, in start order (and the order
-// of each host's disco#items). Each adapts its service's own API to the plug-in shape; adding a
-// kind is one entry here.
+// of each host's disco#items). Each adapts its service's own API to the plug-in shape and names
+// its two distributions (alone, and over a cluster); adding a kind is one entry here.
 import type { AdminCommand, ComponentStatus, RoomLookup, RoomStatus } from "../admin/socket.ts";
-import { ComponentPool } from "../component/pool.ts";
-import { MucService } from "../muc/service.ts";
+import { ComponentPool, type PoolDistribution } from "../component/pool.ts";
+import { LocalPools } from "../component/local_pools.ts";
+import { MucService, type RoomDistribution } from "../muc/service.ts";
+import { LocalRooms } from "../muc/local_rooms.ts";
 import { localRoomStatus } from "../muc/room_status.ts";
-import { Proxy65Service } from "../proxy65/service.ts";
+import { Proxy65Service, type StreamDistribution } from "../proxy65/service.ts";
+import { LocalStreams } from "../proxy65/local_streams.ts";
+import { ComponentLinks } from "../cluster/component_pools.ts";
+import { MucRooms } from "../cluster/muc_rooms.ts";
+import { Proxy65Cluster } from "../cluster/proxy65_relay.ts";
 import type { ServicePlugin } from "./service.ts";
 import { parseJid } from "../jid/jid.ts";
 
 /** SOCKS5 Bytestreams (XEP-0065), `proxy65:` of a host. */
-export const proxy65Plugin: ServicePlugin<Proxy65Service> = {
-  create: (host, local) => {
+export const proxy65Plugin: ServicePlugin<Proxy65Service, StreamDistribution> = {
+  local: () => new LocalStreams(),
+  clustered: (node) => new Proxy65Cluster(node),
+  create: (host, local, streams) => {
     const pc = host.config.proxy65;
     const { router, descriptors } = host.server;
-    return pc ? [new Proxy65Service(pc, router, local, descriptors)] : [];
+    return pc ? [new Proxy65Service(pc, router, local, descriptors, streams)] : [];
   },
   async start(proxy, host) {
     await proxy.start();
@@ -25,12 +33,13 @@ export const proxy65Plugin: ServicePlugin<Proxy65Service> = {
 };
 
 /** Multi-User Chat (XEP-0045), `muc:` of a host. */
-export const mucPlugin: ServicePlugin<MucService> = {
-  create: (host, local) => {
+export const mucPlugin: ServicePlugin<MucService, RoomDistribution> = {
+  local: () => new LocalRooms(),
+  clustered: (node) => new MucRooms(node),
+  create: (host, local, rooms) => {
     const mc = host.config.muc;
-    const { router, store, serial, config, caches } = host.server;
-    // In a cluster a room is read from storage by the node that runs it, when first needed.
-    return mc ? [new MucService(mc, router, store, serial, local, !!config.cluster, caches)] : [];
+    const { router, store, serial, caches } = host.server;
+    return mc ? [new MucService(mc, router, store, serial, local, rooms, caches)] : [];
   },
   start: (muc) => muc.start(),
   item: (muc) => ({ jid: muc.domain, name: muc.config.name }),
@@ -41,11 +50,15 @@ export const mucPlugin: ServicePlugin<MucService> = {
 };
 
 /** External components (XEP-0114), `components:` of a host: one balanced pool per domain. */
-export const componentPlugin: ServicePlugin<ComponentPool> = {
-  create: (host) => {
+export const componentPlugin: ServicePlugin<ComponentPool, PoolDistribution> = {
+  local: () => new LocalPools(),
+  clustered: (node) => new ComponentLinks(node),
+  create: (host, _local, pools) => {
     const { router, config } = host.server;
     const node = config.cluster?.node;
-    return host.config.components.map((cc) => new ComponentPool(cc, host.domain, router, node));
+    return host.config.components.map((cc) =>
+      new ComponentPool(cc, host.domain, router, pools, node)
+    );
   },
   item: (pool) => ({ jid: pool.domain }),
   admin: (pools) => ({ components: () => componentStatus(pools) }),
@@ -57,20 +70,21 @@ export const SERVICES: ServicePlugin[] = [proxy65Plugin, mucPlugin, componentPlu
 function roomStatus(mucs: Map<string, MucService>, one?: string): RoomStatus[] | RoomLookup {
   const all = [...mucs.values()].flatMap((muc) => [
     ...localRoomStatus(muc),
-    ...muc.placement?.elsewhere() ?? [],
+    ...muc.distribution.elsewhere(muc),
   ]).sort((a, b) => a.jid < b.jid ? -1 : 1);
   if (one === undefined) return all;
   const jid = parseJid(one);
   const found = jid && all.find((r) => r.jid === jid.bare);
   if (found) return found;
-  const node = jid && mucs.get(jid.domain)?.placement?.nodeOf(jid.local);
-  return { jid: jid?.bare ?? one, node: node ?? null, running: false };
+  const muc = jid && mucs.get(jid.domain);
+  const node = muc ? muc.distribution.nodeOf(muc, jid.local) : null;
+  return { jid: jid?.bare ?? one, node, running: false };
 }
 
 /** Every instance of every pool, on this node and (in a cluster) on the others. */
 async function componentStatus(pools: Map<string, ComponentPool>): Promise<ComponentStatus[]> {
-  const observers = new Set([...pools.values()].map((p) => p.observer));
-  await Promise.all([...observers].map((o) => o?.refresh()));
+  const distributions = new Set([...pools.values()].map((p) => p.distribution));
+  await Promise.all([...distributions].map((d) => d.refresh()));
   return [...pools.values()].map((pool): ComponentStatus => {
     const shares = pool.shares();
     return {

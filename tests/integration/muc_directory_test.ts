@@ -9,6 +9,7 @@ import { until } from "../helpers/until.ts";
 import { NS } from "../../src/xml/ns.ts";
 import type { Element } from "../../src/xml/element.ts";
 import { MucService } from "../../src/muc/service.ts";
+import { LocalRooms } from "../../src/muc/local_rooms.ts";
 import { SharedCaches } from "../../src/core/caches.ts";
 import { type Store, StoreBusyError } from "../../src/storage/store.ts";
 import { DISCO_PAGE } from "../../src/muc/disco_items.ts";
@@ -121,11 +122,12 @@ function countingStore(base: Store) {
 
 const ONDEMAND = "ondemand.localhost";
 
-/** An on-demand MUC service (as every node of a cluster runs) beside the test server's. */
+/** A second MUC service beside the test server's, with a store of the test's. */
 async function onDemandService(t: TestServer, store: Store, caches: SharedCaches) {
   const config = { ...t.server.mucs.get(MUC)!.config, domain: ONDEMAND };
   const { router, serial } = t.server;
-  const svc = new MucService(config, router, store, serial, new Set(["localhost"]), true, caches);
+  const local = new Set(["localhost"]);
+  const svc = new MucService(config, router, store, serial, local, new LocalRooms(), caches);
   await svc.start();
   router.addDomain(ONDEMAND, svc);
   return svc;

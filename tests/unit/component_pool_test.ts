@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { LocalPools } from "../../src/component/local_pools.ts";
 import {
   type ComponentInstance,
   ComponentPool,
@@ -28,6 +29,7 @@ Deno.test("pool: a stanza for an instance already gone is rerouted, then bounced
     { domain: "gw.localhost", secret: "s", balance: "bare_source", reconnect_grace_ms: 0 },
     "localhost",
     router,
+    new LocalPools(),
   );
   const got: string[] = [];
   let aAlive = true;
@@ -65,6 +67,7 @@ function pool(reconnectGraceMs = 0, bounced: Element[] = []): ComponentPool {
     },
     "localhost",
     router,
+    new LocalPools(),
     "n1",
   );
 }
