@@ -11,7 +11,7 @@ import { Jid } from "../jid/jid.ts";
 import type { DomainHandler, Router } from "../router/router.ts";
 import { discoInfoPayload, IqHandlers, type IqRequest } from "../core/iq.ts";
 import type { SerialQueues } from "../core/serial.ts";
-import type { Store } from "../storage/store.ts";
+import { type MapStore, type Store, STORES } from "../storage/store.ts";
 import type { SharedCaches } from "../core/caches.ts";
 import { failureError, logFailure } from "../core/failure.ts";
 import type { MucConfig } from "../config/schema.ts";
@@ -62,6 +62,8 @@ export class MucService implements DomainHandler, RoomServices {
   #live = new RoomIndex();
   /** A full re-read of the stored rooms is under way; `again` when another was asked meanwhile. */
   #reindexing: { again: boolean } | undefined;
+  /** Persistent rooms' state: owner (user "", host this service), key the room's name. */
+  #storage: MapStore<RoomState>;
   #serviceIq: IqHandlers;
   #roomIq: IqHandlers;
   /** Stanzas waiting for a room being read from storage. */
@@ -80,6 +82,7 @@ export class MucService implements DomainHandler, RoomServices {
     readonly caches?: SharedCaches,
   ) {
     this.jid = new Jid("", config.domain);
+    this.#storage = store.map<RoomState>(STORES.rooms);
     distribution.serve(this);
     const info = discoInfoPayload(
       [{ category: "conference", type: "text", name: config.name }],
@@ -108,8 +111,8 @@ export class MucService implements DomainHandler, RoomServices {
    * first needed, by the node that runs it), and starts hibernating idle ones.
    */
   async start(): Promise<void> {
-    const stored = await this.store.loadRooms(this.domain);
-    for (const { room, state } of stored) this.#indexStored(room, state);
+    const stored = await this.#storage.entries("", this.domain);
+    for (const [room, state] of stored) this.#indexStored(room, state);
     this.caches?.register(`muc rooms ${this.domain}`, (room) => this.#reread(room));
     const idleMs = this.config.hibernate_after * 1000;
     if (idleMs > 0) {
@@ -117,18 +120,18 @@ export class MucService implements DomainHandler, RoomServices {
     }
   }
 
-  #loaded({ room, state }: { room: string; state: string }): void {
+  #loaded(room: string, state: RoomState): void {
     try {
-      this.#add(new Room(this, new Jid(room, this.domain), JSON.parse(state) as RoomState));
+      this.#add(new Room(this, new Jid(room, this.domain), state));
     } catch (e) {
       log.error("room {room} could not be loaded: {error}", { room, error: String(e) });
     }
   }
 
-  #indexStored(room: string, state: string | null): void {
+  #indexStored(room: string, state: RoomState | null): void {
     if (state === null) return void this.#stored.delete(room);
     try {
-      this.#stored.set(room, storedFacts(JSON.parse(state) as RoomState));
+      this.#stored.set(room, storedFacts(state));
     } catch (e) {
       log.error("room {room} could not be read: {error}", { room, error: String(e) });
     }
@@ -140,7 +143,7 @@ export class MucService implements DomainHandler, RoomServices {
    */
   #reread(room?: string): void {
     if (room !== undefined) {
-      this.serial.call(this.#key(room), () => this.store.loadRoom(this.domain, room)).then(
+      this.serial.call(this.#key(room), () => this.#storage.get("", this.domain, room)).then(
         (state) => this.#indexStored(room, state),
         (e) => logFailure(`reading room ${room}@${this.domain}`, e),
       );
@@ -148,9 +151,9 @@ export class MucService implements DomainHandler, RoomServices {
     }
     if (this.#reindexing) return void (this.#reindexing.again = true);
     const run = this.#reindexing = { again: false };
-    this.store.loadRooms(this.domain).then((all) => {
+    this.#storage.entries("", this.domain).then((all) => {
       this.#stored.clear();
-      for (const { room, state } of all) this.#indexStored(room, state);
+      for (const [room, state] of all) this.#indexStored(room, state);
     }, (e) => logFailure(`reading the rooms of ${this.domain}`, e)).finally(() => {
       this.#reindexing = undefined;
       if (run.again) this.#reread();
@@ -220,11 +223,11 @@ export class MucService implements DomainHandler, RoomServices {
   #load(name: string, first: [Element, Jid, Jid]): void {
     const queued = [first];
     this.#loading.set(name, queued);
-    this.serial.call(this.#key(name), () => this.store.loadRoom(this.domain, name)).then(
+    this.serial.call(this.#key(name), () => this.#storage.get("", this.domain, name)).then(
       (state) => {
         this.#loading.delete(name);
         if (state === null) this.#stored.delete(name);
-        if (state !== null && !this.rooms.has(name)) this.#loaded({ room: name, state });
+        if (state !== null && !this.rooms.has(name)) this.#loaded(name, state);
         for (const [stanza, from, to] of queued) this.#dispatch(stanza, from, to);
       },
       (e) => {
@@ -321,8 +324,9 @@ export class MucService implements DomainHandler, RoomServices {
       const state = room.state();
       // Other nodes re-read the room only when what they index of it changed.
       const changed = this.#stored.set(name, storedFacts(state));
-      const json = JSON.stringify(state);
-      this.#write(name, () => this.store.saveRoom(this.domain, name, json), changed);
+      // Written later, behind the room's earlier writes: as it is now.
+      const copy = structuredClone(state);
+      this.#write(name, () => this.#storage.set("", this.domain, name, copy), changed);
     } else this.#forget(name);
   }
 
@@ -339,7 +343,7 @@ export class MucService implements DomainHandler, RoomServices {
   /** Deletes a room's stored state, if it has any. */
   #forget(name: string): void {
     if (this.#stored.delete(name)) {
-      this.#write(name, () => this.store.deleteRoom(this.domain, name), true);
+      this.#write(name, () => this.#storage.set("", this.domain, name, null), true);
     }
   }
 
@@ -347,7 +351,7 @@ export class MucService implements DomainHandler, RoomServices {
    * Storage writes of one room run in order; once one is done, `tell` has the other nodes of a
    * cluster read the room again (not awaited: nothing here depends on when they have).
    */
-  #write(room: string, task: () => Promise<void>, tell: boolean): void {
+  #write(room: string, task: () => Promise<unknown>, tell: boolean): void {
     this.serial.run(this.#key(room), async () => {
       await task();
       if (tell) void this.caches?.invalidate(`muc rooms ${this.domain}`, room);

@@ -1,5 +1,7 @@
-// vCard-temp (XEP-0054): an account sets its own vCard; anyone may read it.
+// vCard-temp (XEP-0054): an account sets its own vCard; anyone may read it. Stored as a string in
+// the key-value shape STORES.vcard of the account.
 import type { Module } from "../core/host.ts";
+import { STORES } from "../storage/store.ts";
 import { x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
 import { parseStanza } from "../xml/parse_string.ts";
@@ -11,13 +13,14 @@ export const vcardModule: Module = {
     const { store } = host.server;
     host.onIq("account", NS.vcard, async (iq) => {
       const { local, domain } = iq.to;
+      const vcards = store.keyval<string>(STORES.vcard);
       if (iq.type === "set") {
         if (!iq.self) return iq.error("forbidden");
         if (iq.payload.name !== "vCard") return iq.error("bad-request");
-        await store.setVcard(local, domain, iq.payload.toString());
+        await vcards.set(local, domain, iq.payload.toString());
         return iq.reply();
       }
-      const stored = await store.getVcard(local, domain);
+      const stored = await vcards.get(local, domain);
       if (stored === null) {
         if (!iq.self && !await store.getCredentials(local, domain)) {
           return iq.error("service-unavailable");

@@ -1,7 +1,8 @@
 // Schema migrations for the PostgreSQL store, applied in order at start; the schema_version table
 // records how many have run. Never edit a released migration: append a new one. Names are sorted
 // byte-wise (COLLATE "C") where order is returned, as SQLite does, whatever the database's locale.
-import { shapeTables } from "./shapes.ts";
+// Migrations after the first are described once for both backends in schema.ts where they can be.
+import { featuresIntoShapes, POSTGRES, shapeTables } from "./schema.ts";
 
 export const MIGRATIONS: string[] = [
   `CREATE TABLE accounts (
@@ -34,4 +35,5 @@ export const MIGRATIONS: string[] = [
      service text NOT NULL, room text NOT NULL, state text NOT NULL, PRIMARY KEY (service, room));
    CREATE TABLE secrets (name text PRIMARY KEY, value bytea NOT NULL);`,
   shapeTables({ text: 'text COLLATE "C"', bigint: "bigint", serial: "bigserial PRIMARY KEY" }),
+  featuresIntoShapes(POSTGRES),
 ];

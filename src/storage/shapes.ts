@@ -7,8 +7,9 @@
 // service. Values of the key-value and map shapes are anything JSON can hold (strings included).
 //
 // Everything below is written once: the SQL text (with `?` placeholders) is the same for both
-// backends, which only supply how to run a statement (ShapeDb): the driver, their error mapping
-// (StoreBusyError) and their transactions. The tables are described once too (shapeTables).
+// backends, which only supply how to run a statement (SqlDriver, driver.ts): the driver, their
+// error mapping (StoreBusyError) and their transactions. The tables are described in schema.ts.
+import { type Param, type Row, type SqlDriver, st, type Statement } from "./driver.ts";
 
 /** A value per owner under one store name. */
 export interface KeyValStore<T = unknown> {
@@ -16,15 +17,30 @@ export interface KeyValStore<T = unknown> {
   get(user: string, host: string): Promise<T | null>;
   /** Replaces the owner's value; null removes it. */
   set(user: string, host: string, value: T | null): Promise<void>;
+  /**
+   * Stores `value` unless the owner has one: true when stored. Of writers racing from any node,
+   * exactly one stores; the others keep what it stored.
+   */
+  add(user: string, host: string, value: T): Promise<boolean>;
 }
 
 /** Values per owner and key under one store name. */
 export interface MapStore<T = unknown> {
   get(user: string, host: string, key: string): Promise<T | null>;
-  /** Replaces the value under `key`; null removes it. */
-  set(user: string, host: string, key: string, value: T | null): Promise<void>;
+  /**
+   * Replaces the value under `key`; null removes it. With `max`, a new key is refused (false,
+   * nothing written) when the owner has `max` keys already in this store; replacing a stored key
+   * is always allowed. The cap holds across nodes writing at once, among writes that give it.
+   */
+  set(user: string, host: string, key: string, value: T | null, options?: MapSet): Promise<boolean>;
   /** The owner's keys, sorted byte-wise. */
   keys(user: string, host: string): Promise<string[]>;
+  /** The owner's keys and their values, sorted byte-wise by key. */
+  entries(user: string, host: string): Promise<[string, T][]>;
+}
+
+export interface MapSet {
+  max?: number;
 }
 
 export interface ArchiveItem {
@@ -95,138 +111,133 @@ export interface Shapes {
 /** An archive query named an item id (`after`, `before`) that is not in the archive. */
 export class UnknownItemError extends Error {}
 
-/** The tables of the shapes, whose owner columns are (host, username) as in account tables. */
-export const SHAPE_TABLES = ["keyval_store", "map_store", "archive_store"] as const;
-
-export type Param = string | number | null;
-export interface Statement {
-  sql: string;
-  params: Param[];
-}
-export type Row = Record<string, unknown>;
-
-/** What a backend provides: running statements, its errors already mapped (StoreBusyError). */
-export interface ShapeDb {
-  /** Runs one statement; the rows it returns. */
-  all(s: Statement): Promise<Row[]>;
-  /** Runs one statement; how many rows it changed. */
-  run(s: Statement): Promise<number>;
-  /** Runs read-only statements on one snapshot of the database; the rows of each. */
-  snapshot(s: Statement[]): Promise<Row[][]>;
-}
-
-/** A backend's column types for the shape tables. */
-export interface Dialect {
-  /** Text compared and sorted byte-wise. */
-  text: string;
-  bigint: string;
-  /** An integer primary key growing with each insert. */
-  serial: string;
-}
-
-/**
- * The shape tables, described once for every backend (a released migration: never edit it, add a
- * new one).
- */
-export function shapeTables(d: Dialect): string {
-  const owner = `host ${d.text} NOT NULL, username ${d.text} NOT NULL, store ${d.text} NOT NULL`;
-  return `CREATE TABLE keyval_store (
-     ${owner}, value ${d.text} NOT NULL, PRIMARY KEY (host, username, store));
-   CREATE TABLE map_store (
-     ${owner}, key ${d.text} NOT NULL, value ${d.text} NOT NULL,
-     PRIMARY KEY (host, username, store, key));
-   CREATE TABLE archive_store (
-     seq ${d.serial}, ${owner}, id ${d.text} NOT NULL, at ${d.bigint} NOT NULL,
-     with_jid ${d.text}, payload ${d.text} NOT NULL);
-   CREATE UNIQUE INDEX archive_store_id ON archive_store (host, username, store, id);
-   CREATE INDEX archive_store_time ON archive_store (host, username, store, at, seq);
-   CREATE INDEX archive_store_age ON archive_store (store, at);`;
-}
-
-const st = (sql: string, ...params: Param[]): Statement => ({ sql, params });
-
 const OWNER = "host = ? AND username = ? AND store = ?";
 
-export class KeyVal<T> implements KeyValStore<T> {
-  private db: ShapeDb;
-  private name: string;
-  constructor(db: ShapeDb, name: string) {
+/** One shape of one store name, over a backend's driver. */
+abstract class Shape {
+  protected db: SqlDriver;
+  protected name: string;
+  constructor(db: SqlDriver, name: string) {
     this.db = db;
     this.name = name;
   }
+}
 
+/** The parameters of OWNER. */
+const ownerOf = (user: string, host: string, name: string): Param[] => [host, user, name];
+
+export class KeyVal<T> extends Shape implements KeyValStore<T> {
   async get(user: string, host: string): Promise<T | null> {
     const [row] = await this.db.all(
-      st(`SELECT value FROM keyval_store WHERE ${OWNER}`, host, user, this.name),
+      st(`SELECT value FROM keyval_store WHERE ${OWNER}`, ...ownerOf(user, host, this.name)),
     );
     return row ? JSON.parse(row.value as string) : null;
   }
 
   async set(user: string, host: string, value: T | null): Promise<void> {
     if (value === null) {
-      await this.db.run(st(`DELETE FROM keyval_store WHERE ${OWNER}`, host, user, this.name));
+      await this.db.run(
+        st(`DELETE FROM keyval_store WHERE ${OWNER}`, ...ownerOf(user, host, this.name)),
+      );
       return;
     }
-    await this.db.run(st(
+    await this.db.run(this.#insert(user, host, value, "DO UPDATE SET value = excluded.value"));
+  }
+
+  async add(user: string, host: string, value: T): Promise<boolean> {
+    return await this.db.run(this.#insert(user, host, value, "DO NOTHING")) === 1;
+  }
+
+  #insert(user: string, host: string, value: T, onConflict: string): Statement {
+    return st(
       `INSERT INTO keyval_store (host, username, store, value) VALUES (?, ?, ?, ?)
-       ON CONFLICT (host, username, store) DO UPDATE SET value = excluded.value`,
-      host,
-      user,
-      this.name,
+       ON CONFLICT (host, username, store) ${onConflict}`,
+      ...ownerOf(user, host, this.name),
       json(value),
-    ));
+    );
   }
 }
 
-export class KeyMap<T> implements MapStore<T> {
-  private db: ShapeDb;
-  private name: string;
-  constructor(db: ShapeDb, name: string) {
-    this.db = db;
-    this.name = name;
-  }
-
+export class KeyMap<T> extends Shape implements MapStore<T> {
   async get(user: string, host: string, key: string): Promise<T | null> {
     const [row] = await this.db.all(
-      st(`SELECT value FROM map_store WHERE ${OWNER} AND key = ?`, host, user, this.name, key),
+      st(
+        `SELECT value FROM map_store WHERE ${OWNER} AND key = ?`,
+        ...ownerOf(user, host, this.name),
+        key,
+      ),
     );
     return row ? JSON.parse(row.value as string) : null;
   }
 
-  async set(user: string, host: string, key: string, value: T | null): Promise<void> {
+  async set(
+    user: string,
+    host: string,
+    key: string,
+    value: T | null,
+    { max }: MapSet = {},
+  ): Promise<boolean> {
+    const owner = ownerOf(user, host, this.name);
     if (value === null) {
-      await this.db.run(
-        st(`DELETE FROM map_store WHERE ${OWNER} AND key = ?`, host, user, this.name, key),
-      );
-      return;
+      await this.db.run(st(`DELETE FROM map_store WHERE ${OWNER} AND key = ?`, ...owner, key));
+      return true;
     }
-    await this.db.run(st(
+    const text = json(value);
+    const upsert = st(
       `INSERT INTO map_store (host, username, store, key, value) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (host, username, store, key) DO UPDATE SET value = excluded.value`,
-      host,
-      user,
-      this.name,
+      ...owner,
       key,
-      json(value),
-    ));
+      text,
+    );
+    if (max === undefined) {
+      await this.db.run(upsert);
+      return true;
+    }
+    if (!Number.isSafeInteger(max) || max < 0) {
+      throw new RangeError("max is a non-negative integer");
+    }
+    // Counting and adding is one transaction, serialized per owner and store name across nodes.
+    return await this.db.transaction(async (tx) => {
+      await tx.lock(`map ${this.name}`, user, host);
+      const replace = st(
+        `UPDATE map_store SET value = ? WHERE ${OWNER} AND key = ?`,
+        text,
+        ...owner,
+        key,
+      );
+      if (await tx.run(replace) === 1) return true;
+      const [{ n }] = await tx.all(
+        st(`SELECT CAST(count(*) AS integer) AS n FROM map_store WHERE ${OWNER}`, ...owner),
+      );
+      if (Number(n) >= max) return false;
+      await tx.run(upsert);
+      return true;
+    });
   }
 
   async keys(user: string, host: string): Promise<string[]> {
     const rows = await this.db.all(
-      st(`SELECT key FROM map_store WHERE ${OWNER} ORDER BY key`, host, user, this.name),
+      st(
+        `SELECT key FROM map_store WHERE ${OWNER} ORDER BY key`,
+        ...ownerOf(user, host, this.name),
+      ),
     );
     return rows.map((r) => r.key as string);
   }
+
+  async entries(user: string, host: string): Promise<[string, T][]> {
+    const rows = await this.db.all(
+      st(
+        `SELECT key, value FROM map_store WHERE ${OWNER} ORDER BY key`,
+        ...ownerOf(user, host, this.name),
+      ),
+    );
+    return rows.map((r) => [r.key as string, JSON.parse(r.value as string)]);
+  }
 }
 
-export class Archive implements ArchiveStore {
-  private db: ShapeDb;
-  private name: string;
-  constructor(db: ShapeDb, name: string) {
-    this.db = db;
-    this.name = name;
-  }
-
+export class Archive extends Shape implements ArchiveStore {
   async append(user: string, host: string, item: NewArchiveItem): Promise<string> {
     const id = item.id ?? crypto.randomUUID();
     if (typeof id !== "string" || !id) throw new TypeError("an archive id is a non-empty string");
@@ -234,9 +245,7 @@ export class Archive implements ArchiveStore {
     await this.db.run(st(
       `INSERT INTO archive_store (host, username, store, id, at, with_jid, payload)
        VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      host,
-      user,
-      this.name,
+      ...ownerOf(user, host, this.name),
       id,
       item.at,
       item.with ?? null,
@@ -249,7 +258,7 @@ export class Archive implements ArchiveStore {
     if (!Number.isSafeInteger(q.max) || q.max < 0) {
       throw new RangeError("max is a non-negative integer");
     }
-    const owner = [host, user, this.name];
+    const owner = ownerOf(user, host, this.name);
     // The filters, which the count obeys too.
     let where = OWNER;
     const params: Param[] = [...owner];
@@ -305,15 +314,15 @@ export class Archive implements ArchiveStore {
     if (options.before === undefined) return await this.deleteOwner(user, host);
     return await this.db.run(st(
       `DELETE FROM archive_store WHERE ${OWNER} AND at < ?`,
-      host,
-      user,
-      this.name,
+      ...ownerOf(user, host, this.name),
       options.before,
     ));
   }
 
   async deleteOwner(user: string, host: string): Promise<number> {
-    return await this.db.run(st(`DELETE FROM archive_store WHERE ${OWNER}`, host, user, this.name));
+    return await this.db.run(
+      st(`DELETE FROM archive_store WHERE ${OWNER}`, ...ownerOf(user, host, this.name)),
+    );
   }
 
   async expire(before: number): Promise<number> {

@@ -1,6 +1,7 @@
 // Schema migrations for the SQLite store, applied in order; PRAGMA user_version records how many
-// have run. Never edit a released migration: append a new one.
-import { shapeTables } from "./shapes.ts";
+// have run. Never edit a released migration: append a new one (described once for both backends in
+// schema.ts where it can be).
+import { featuresIntoShapes, shapeTables, SQLITE } from "./schema.ts";
 
 /** The tables whose owner column was `user` up to migration 3 (`username` since, as in PostgreSQL). */
 const USER_TABLES = [
@@ -44,4 +45,5 @@ export const MIGRATIONS: string[] = [
   // The same column names as PostgreSQL's; keys and indexes follow the renamed column.
   USER_TABLES.map((t) => `ALTER TABLE ${t} RENAME COLUMN user TO username;`).join("\n"),
   shapeTables({ text: "TEXT", bigint: "INTEGER", serial: "INTEGER PRIMARY KEY AUTOINCREMENT" }),
+  featuresIntoShapes(SQLITE),
 ];

@@ -1,15 +1,17 @@
-// The storage interface. Every backend (the embedded SQLite one, PostgreSQL shared by a cluster)
-// implements it and passes tests/unit/storage_suite.ts. Stanzas are stored as serialized XML.
-// Every method reports a failure by rejecting, never by throwing.
+// The storage interface. Both backends (the embedded SQLite one, PostgreSQL shared by a cluster)
+// implement it with the same code (sql_store.ts, over a driver of each) and pass
+// tests/unit/storage_suite.ts. Stanzas are stored as serialized XML. Every method reports a
+// failure by rejecting, never by throwing.
 //
 // Several nodes may write the same account at once (a shared PostgreSQL): every read-modify-write
-// is one atomic store operation (updateRosterItem, pushOffline's limit, setPrivate's cap), never a
-// read followed by a write in the caller. No backend caches what it stores: a write that has
+// is one atomic store operation (updateRosterItem, pushOffline's limit, a map's capped set), never
+// a read followed by a write in the caller. No backend caches what it stores: a write that has
 // resolved is seen by the next read from any node.
 //
 // Relational data has explicit methods here; features store theirs in the generic shapes
-// (src/storage/shapes.ts: key-value, map and archive, by store name), which the Store hands out.
-import { SHAPE_TABLES, type Shapes } from "./shapes.ts";
+// (src/storage/shapes.ts: key-value, map and archive, by store name), which the Store hands out:
+// vCards, private XML storage, persistent MUC rooms and the cluster secret among them (STORES).
+import type { Shapes } from "./shapes.ts";
 
 export type {
   ArchiveItem,
@@ -17,6 +19,7 @@ export type {
   ArchiveQuery,
   ArchiveStore,
   KeyValStore,
+  MapSet,
   MapStore,
   NewArchiveItem,
 } from "./shapes.ts";
@@ -96,57 +99,41 @@ export interface Store extends Shapes {
   /** Returns and deletes all offline messages, oldest first. */
   takeOffline(user: string, host: string): Promise<string[]>;
 
-  getVcard(user: string, host: string): Promise<string | null>;
-  setVcard(user: string, host: string, vcard: string): Promise<void>;
-
-  getPrivate(user: string, host: string, key: string): Promise<string | null>;
-  /** Stores `xml` under `key`; false when the key is new and `max` keys are already stored. */
-  setPrivate(user: string, host: string, key: string, xml: string, max: number): Promise<boolean>;
-
   getBlocklist(user: string, host: string): Promise<string[]>;
   block(user: string, host: string, jids: string[]): Promise<void>;
   /** Unblocks the given JIDs, or all of them when `jids` is null. */
   unblock(user: string, host: string, jids: string[] | null): Promise<void>;
 
-  /** Persistent MUC rooms of one service: each room's state as saved (JSON). */
-  loadRooms(service: string): Promise<StoredRoom[]>;
-  /** One persistent room's saved state, or null when it is not stored. */
-  loadRoom(service: string, room: string): Promise<string | null>;
-  saveRoom(service: string, room: string, state: string): Promise<void>;
-  deleteRoom(service: string, room: string): Promise<void>;
-
   /**
    * The secret behind answers about unknown accounts (fake SCRAM salts): 32 random bytes made at
    * first use, then the same for every node and every restart, so that comparing answers across
-   * nodes or over time tells nothing.
+   * nodes or over time tells nothing. Kept in the key-value STORES.secret of owner (user
+   * "cluster", host ""), as a JSON string of lowercase hexadecimal; the first node to write it wins.
    */
   clusterSecret(): Promise<Uint8Array>;
 
   close(): Promise<void>;
 }
 
+export { ACCOUNT_TABLES } from "./schema.ts";
+
 /**
- * The tables holding an account's data besides its credentials, named alike in every backend, with
- * the owner in (host, username).
+ * Store names in the shapes of what the server keeps there (the migration into the shapes,
+ * schema.ts's featuresIntoShapes, wrote these names).
  */
-export const ACCOUNT_TABLES = [
-  "roster_items",
-  "roster_versions",
-  "pending_in",
-  "offline",
-  "vcards",
-  "private_storage",
-  "blocklist",
-  ...SHAPE_TABLES,
-] as const;
+export const STORES = {
+  /** Key-value: an account's vCard (XEP-0054), its XML as a string. */
+  vcard: "vcard",
+  /** Map: an account's private XML (XEP-0049), key "namespace name", the XML as a string. */
+  private: "private",
+  /** Map: a service's persistent rooms (owner user "", host the service), by room name. */
+  rooms: "muc_rooms",
+  /** Key-value: secrets by name (owner user the name, host ""), as lowercase hexadecimal. */
+  secret: "secret",
+} as const;
 
 /** Size of the cluster secret, in bytes. */
 export const SECRET_BYTES = 32;
-
-export interface StoredRoom {
-  room: string;
-  state: string;
-}
 
 /** The store cannot be used for now (the database is locked or busy): worth retrying later. */
 export class StoreBusyError extends Error {}

@@ -11,7 +11,7 @@ import type { Element } from "../../src/xml/element.ts";
 import { MucService } from "../../src/muc/service.ts";
 import { LocalRooms } from "../../src/muc/local_rooms.ts";
 import { SharedCaches } from "../../src/core/caches.ts";
-import { type Store, StoreBusyError } from "../../src/storage/store.ts";
+import { type MapStore, type Store, StoreBusyError, STORES } from "../../src/storage/store.ts";
 import { DISCO_PAGE } from "../../src/muc/disco_items.ts";
 import {
   accounts,
@@ -70,7 +70,7 @@ serverTest("MUC: disco#items answers at most a page and pages with RSM (XEP-0059
   try {
     const total = DISCO_PAGE + 5;
     const names = Array.from({ length: total }, (_, i) => `r${String(i).padStart(3, "0")}`);
-    for (const n of names) await t.server.store.saveRoom(MUC, n, stored(n, "x@localhost"));
+    for (const n of names) await saveRoom(t.server.store, MUC, n, stored(n, "x@localhost"));
     t = await t.restart();
     const [ann] = await accounts(t, "ann");
     await createRoom(ann, "hidden", "Ann");
@@ -101,23 +101,35 @@ serverTest("MUC: disco#items answers at most a page and pages with RSM (XEP-0059
   }
 });
 
-/** A store that counts loadRoom calls, and throws StoreBusyError from it while `busy`. */
+/** A store whose rooms' map counts reads of one room, and throws StoreBusyError while `busy`. */
 function countingStore(base: Store) {
   const probe = { reads: 0, busy: false };
+  const rooms = base.map(STORES.rooms);
+  const counted: MapStore = {
+    get: (user, host, key) => {
+      probe.reads++;
+      if (probe.busy) return Promise.reject(new StoreBusyError("busy"));
+      return rooms.get(user, host, key);
+    },
+    set: (user, host, key, value, options) => rooms.set(user, host, key, value, options),
+    keys: (user, host) => rooms.keys(user, host),
+    entries: (user, host) => rooms.entries(user, host),
+  };
   const store = new Proxy(base, {
     get(target, key) {
-      if (key === "loadRoom") {
-        return (service: string, room: string) => {
-          probe.reads++;
-          if (probe.busy) return Promise.reject(new StoreBusyError("busy"));
-          return target.loadRoom(service, room);
-        };
+      if (key === "map") {
+        return (name: string) => name === STORES.rooms ? counted : target.map(name);
       }
       const v = Reflect.get(target, key);
       return typeof v === "function" ? v.bind(target) : v;
     },
   });
   return { store, probe };
+}
+
+/** Stores a room as another node (or an earlier run) would have. */
+function saveRoom(store: Store, service: string, room: string, state: string): Promise<unknown> {
+  return store.map(STORES.rooms).set("", service, room, JSON.parse(state));
 }
 
 const ONDEMAND = "ondemand.localhost";
@@ -138,8 +150,8 @@ withServer(
   mucServer(),
   async (t) => {
     const [ann] = await accounts(t, "ann");
-    await t.server.store.saveRoom(ONDEMAND, "kept", stored("Kept", "ann@localhost"));
-    await t.server.store.saveRoom(ONDEMAND, "other", stored("Other", "ann@localhost"));
+    await saveRoom(t.server.store, ONDEMAND, "kept", stored("Kept", "ann@localhost"));
+    await saveRoom(t.server.store, ONDEMAND, "other", stored("Other", "ann@localhost"));
     const { store, probe } = countingStore(t.server.store);
     const caches = new SharedCaches();
     const svc = await onDemandService(t, store, caches);
@@ -161,7 +173,7 @@ withServer(
     assert.ok(svc.rooms.has("kept"));
 
     // Another node stores a room and invalidates it: it is read and then found.
-    await t.server.store.saveRoom(ONDEMAND, "late", stored("Late", "bob@localhost"));
+    await saveRoom(t.server.store, ONDEMAND, "late", stored("Late", "bob@localhost"));
     assert.equal(errorCondition(await info("late")), "item-not-found", "not known yet");
     caches.clear(`muc rooms ${ONDEMAND}`, "late");
     await until(() => probe.reads === 2, "the invalidated room is read");

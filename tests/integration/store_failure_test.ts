@@ -10,17 +10,33 @@ import type { Store } from "../../src/storage/store.ts";
 import type { Element } from "../../src/xml/element.ts";
 import { NS } from "../../src/xml/ns.ts";
 
-/** Makes methods of the server's store reject on demand; `fail(null)` heals it. */
+/**
+ * Makes methods of the server's store (those of every class it is made of) reject on demand, and
+ * those of the shapes it hands out (keyval, map, archive: failing as that method); `fail(null)`
+ * heals it.
+ */
 function failingStore(store: Store): { fail(except: string[] | null): void } {
   let failing: Set<string> | null = null;
-  const methods = Object.getOwnPropertyNames(Object.getPrototypeOf(store)).filter((m) =>
-    m !== "constructor" && m !== "close"
-  );
-  const target = store as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+  const names = new Set<string>();
+  for (let p = Object.getPrototypeOf(store); p !== Object.prototype; p = Object.getPrototypeOf(p)) {
+    for (const m of Object.getOwnPropertyNames(p)) names.add(m);
+  }
+  const methods = [...names].filter((m) => m !== "constructor" && m !== "close");
+  type Method = (...a: unknown[]) => unknown;
+  const fails = (m: string, real: Method): Method => (...a) =>
+    failing?.has(m) ? Promise.reject(new Error(`injected failure of ${m}`)) : real(...a);
+  const target = store as unknown as Record<string, Method>;
   for (const m of methods) {
     const real = target[m].bind(store);
-    target[m] = (...a) =>
-      failing?.has(m) ? Promise.reject(new Error(`injected failure of ${m}`)) : real(...a);
+    target[m] = ["keyval", "map", "archive"].includes(m)
+      ? (...a) =>
+        new Proxy(real(...a) as object, {
+          get: (shape, key) => {
+            const v = Reflect.get(shape, key);
+            return typeof v === "function" ? fails(m, v.bind(shape)) : v;
+          },
+        })
+      : fails(m, real);
   }
   return {
     fail(except) {

@@ -6,10 +6,15 @@ import { DatabaseSync } from "node:sqlite";
 import postgres from "postgres";
 import { PostgresStore } from "../../src/storage/postgres.ts";
 import { SqliteStore } from "../../src/storage/sqlite.ts";
-import { StoreBusyError } from "../../src/storage/store.ts";
+import { StoreBusyError, STORES } from "../../src/storage/store.ts";
 import { MIGRATIONS } from "../../src/storage/postgres_migrations.ts";
 import { sharedPostgres } from "../helpers/postgres.ts";
-import { storageSuite } from "./storage_suite.ts";
+import {
+  assertReleasedKept,
+  assertReleasedUnedited,
+  releasedInserts,
+  storageSuite,
+} from "./storage_suite.ts";
 
 const pg = await sharedPostgres();
 
@@ -46,16 +51,19 @@ Deno.test("postgres: a database newer than this Parley is refused", async () => 
 
 Deno.test("postgres: while the server is down every call rejects as busy; then it reconnects", async () => {
   const store = await PostgresStore.open(await pg.database(), 2);
+  const vcards = store.keyval<string>(STORES.vcard);
   try {
-    await store.setVcard("u", "h", "<vCard/>");
+    await vcards.set("u", "h", "<vCard/>");
     await pg.stop();
     try {
-      await assert.rejects(store.getVcard("u", "h"), StoreBusyError);
+      await assert.rejects(vcards.get("u", "h"), StoreBusyError);
       await assert.rejects(store.pushOffline("u", "h", "<m/>", 5), StoreBusyError);
+      await assert.rejects(store.getRoster("u", "h"), StoreBusyError);
+      await assert.rejects(store.map("m").set("u", "h", "k", 1, { max: 5 }), StoreBusyError);
     } finally {
       await pg.start();
     }
-    assert.equal(await store.getVcard("u", "h"), "<vCard/>");
+    assert.equal(await vcards.get("u", "h"), "<vCard/>");
     assert.equal(await store.pushOffline("u", "h", "<m/>", 5), true);
   } finally {
     await store.close();
@@ -96,8 +104,8 @@ Deno.test("postgres: a database written before the shapes migrates forward, data
       version: 7,
       items: [{ jid: "bob@h", name: "Bob", subscription: "both", ask: false, groups: ["friends"] }],
     });
-    assert.equal(await s.getVcard("ann", "h"), "<vCard/>");
-    assert.equal(await s.loadRoom("conf.h", "r"), '{"v":1}');
+    assert.equal(await s.keyval(STORES.vcard).get("ann", "h"), "<vCard/>");
+    assert.deepEqual(await s.map(STORES.rooms).get("", "conf.h", "r"), { v: 1 });
     assert.equal(await s.pushOffline("ann", "h", "<m2/>", 10), true);
     assert.deepEqual(await s.takeOffline("ann", "h"), ["<m1/>", "<m2/>"]);
     await s.archive("mam").append("ann", "h", { at: 1, payload: "<m/>" });
@@ -105,6 +113,47 @@ Deno.test("postgres: a database written before the shapes migrates forward, data
   } finally {
     await s.close();
   }
+});
+
+/** The migrations of the release that kept vCards, private XML, rooms and secrets in tables. */
+const RELEASED_MIGRATIONS = 2;
+
+Deno.test("postgres: a database of the release before features moved into the shapes migrates forward, every value kept", async () => {
+  const url = await pg.database();
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    await sql.begin(async (tx) => {
+      for (const m of MIGRATIONS.slice(0, RELEASED_MIGRATIONS)) await tx.unsafe(m);
+      await tx`CREATE TABLE schema_version (version integer NOT NULL)`;
+      await tx`INSERT INTO schema_version (version) VALUES (${RELEASED_MIGRATIONS})`;
+      await tx.unsafe(releasedInserts((hex) => `decode('${hex}', 'hex')`));
+    });
+  } finally {
+    await sql.end();
+  }
+  const s = await PostgresStore.open(url, 2);
+  try {
+    await assertReleasedKept(s);
+  } finally {
+    await s.close();
+  }
+  const check = postgres(url, { max: 1 });
+  try {
+    const tables = await check`SELECT table_name FROM information_schema.tables
+                               WHERE table_schema = 'public'`;
+    for (const gone of ["vcards", "private_storage", "muc_rooms", "secrets"]) {
+      assert.ok(!tables.some((t) => t.table_name === gone), `${gone} is still there`);
+    }
+    assert.deepEqual([...await check`SELECT version FROM schema_version`], [
+      { version: MIGRATIONS.length },
+    ]);
+  } finally {
+    await check.end();
+  }
+});
+
+Deno.test("postgres: released migrations are never edited", async () => {
+  await assertReleasedUnedited(MIGRATIONS, ["fe6b017a07e39d2b", "e28a58230fe19f3a"]);
 });
 
 Deno.test("postgres and sqlite name every column alike", async () => {

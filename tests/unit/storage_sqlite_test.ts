@@ -2,9 +2,14 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { SqliteStore } from "../../src/storage/sqlite.ts";
-import { ACCOUNT_TABLES, StoreBusyError } from "../../src/storage/store.ts";
+import { ACCOUNT_TABLES, StoreBusyError, STORES } from "../../src/storage/store.ts";
 import { MIGRATIONS } from "../../src/storage/sqlite_migrations.ts";
-import { storageSuite } from "./storage_suite.ts";
+import {
+  assertReleasedKept,
+  assertReleasedUnedited,
+  releasedInserts,
+  storageSuite,
+} from "./storage_suite.ts";
 
 storageSuite({
   name: "sqlite",
@@ -56,12 +61,13 @@ Deno.test("sqlite: migrations are recorded and not run twice", async () => {
 Deno.test("sqlite: a database locked by another connection rejects writes as busy, soon", async () => {
   const path = join(await Deno.makeTempDir(), "locked.db");
   const s = new SqliteStore(path);
-  await s.setVcard("u", "h", "<vCard/>");
+  const vcards = s.keyval<string>(STORES.vcard);
+  await vcards.set("u", "h", "<vCard/>");
   const other = new DatabaseSync(path);
   other.exec("BEGIN EXCLUSIVE");
   try {
     const started = performance.now();
-    await assert.rejects(s.setVcard("u", "h", "<vCard>2</vCard>"), StoreBusyError);
+    await assert.rejects(vcards.set("u", "h", "<vCard>2</vCard>"), StoreBusyError);
     await assert.rejects(
       s.updateRosterItem("u", "h", "a@b", () => ({
         jid: "a@b",
@@ -74,19 +80,20 @@ Deno.test("sqlite: a database locked by another connection rejects writes as bus
     // Bounded: a retry-later answer, not a wait without end.
     assert.ok(performance.now() - started < 3000);
     // Reads still work (WAL), and writes again once the lock is gone.
-    assert.equal(await s.getVcard("u", "h"), "<vCard/>");
+    assert.equal(await vcards.get("u", "h"), "<vCard/>");
   } finally {
     other.exec("ROLLBACK");
     other.close();
   }
-  await s.setVcard("u", "h", "<vCard>3</vCard>");
-  assert.equal(await s.getVcard("u", "h"), "<vCard>3</vCard>");
+  await vcards.set("u", "h", "<vCard>3</vCard>");
+  assert.equal(await vcards.get("u", "h"), "<vCard>3</vCard>");
   await s.close();
 });
 
 Deno.test("sqlite: writes waiting for another connection's lock leave the event loop free", async () => {
   const path = join(await Deno.makeTempDir(), "waiting.db");
   const s = new SqliteStore(path);
+  const vcards = s.keyval<string>(STORES.vcard);
   const other = new DatabaseSync(path);
   other.exec("BEGIN IMMEDIATE");
   // The event loop's lag, measured by a timer that should fire every 5 ms.
@@ -100,7 +107,7 @@ Deno.test("sqlite: writes waiting for another connection's lock leave the event 
   try {
     const writes = Array.from(
       { length: 20 },
-      (_, i) => s.setVcard(`u${i}`, "h", `<vCard>${i}</vCard>`),
+      (_, i) => vcards.set(`u${i}`, "h", `<vCard>${i}</vCard>`),
     );
     const order: number[] = [];
     writes.forEach((w, i) => w.then(() => order.push(i)));
@@ -108,12 +115,12 @@ Deno.test("sqlite: writes waiting for another connection's lock leave the event 
     other.exec("COMMIT"); // the lock is released: the queued writes go through, in order
     await Promise.all(writes);
     assert.deepEqual(order, order.toSorted((a, b) => a - b));
-    assert.equal(await s.getVcard("u19", "h"), "<vCard>19</vCard>");
+    assert.equal(await vcards.get("u19", "h"), "<vCard>19</vCard>");
     // Held past the bound: the writes are refused as busy, each within the bound.
     other.exec("BEGIN IMMEDIATE");
     const started = performance.now();
     const refused = await Promise.allSettled(
-      Array.from({ length: 20 }, (_, i) => s.setVcard(`v${i}`, "h", "<vCard/>")),
+      Array.from({ length: 20 }, (_, i) => vcards.set(`v${i}`, "h", "<vCard/>")),
     );
     assert.ok(refused.every((r) => r.status === "rejected" && r.reason instanceof StoreBusyError));
     assert.ok(performance.now() - started < 2000, "all refused within about the bound");
@@ -164,10 +171,10 @@ Deno.test("sqlite: a database written before the shapes (column `user`) migrates
       contact: "cy@h",
       stanza: "<presence/>",
     }]);
-    assert.equal(await s.getVcard("ann", "h"), "<vCard/>");
-    assert.equal(await s.getPrivate("ann", "h", "k"), "<x/>");
+    assert.equal(await s.keyval(STORES.vcard).get("ann", "h"), "<vCard/>");
+    assert.equal(await s.map(STORES.private).get("ann", "h", "k"), "<x/>");
     assert.deepEqual(await s.getBlocklist("ann", "h"), ["spam@x"]);
-    assert.equal(await s.loadRoom("conf.h", "r"), '{"v":1}');
+    assert.deepEqual(await s.map(STORES.rooms).get("", "conf.h", "r"), { v: 1 });
     assert.deepEqual(await s.clusterSecret(), new Uint8Array(32).fill(0xab));
     // The offline queue keeps its order and its ids go on growing.
     assert.equal(await s.pushOffline("ann", "h", "<m3/>", 10), true);
@@ -186,7 +193,96 @@ Deno.test("sqlite: a database written before the shapes (column `user`) migrates
     assert.equal(await s.createAccount("ann", "h", creds as never), false);
     assert.equal(await s.deleteAccount("ann", "h"), true);
     assert.equal((await s.getRoster("ann", "h")).items.length, 0);
-    assert.equal(await s.getVcard("ann", "h"), null);
+    assert.equal(await s.keyval(STORES.vcard).get("ann", "h"), null);
+  } finally {
+    await s.close();
+  }
+});
+
+/** The migrations of the release that kept vCards, private XML, rooms and secrets in tables. */
+const RELEASED_MIGRATIONS = 5;
+
+Deno.test("sqlite: a database of the release before features moved into the shapes migrates forward, every value kept", async () => {
+  const path = join(await Deno.makeTempDir(), "released.db");
+  const old = new DatabaseSync(path);
+  for (const [v, m] of MIGRATIONS.slice(0, RELEASED_MIGRATIONS).entries()) {
+    old.exec(m);
+    old.exec(`PRAGMA user_version = ${v + 1}`);
+  }
+  old.exec(releasedInserts((hex) => `x'${hex}'`));
+  old.close();
+  const s = new SqliteStore(path);
+  try {
+    await assertReleasedKept(s);
+  } finally {
+    await s.close();
+  }
+  // The old tables are gone; the version is recorded.
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as {
+      name: string;
+    }[]).map((t) => t.name);
+    for (const gone of ["vcards", "private_storage", "muc_rooms", "secrets"]) {
+      assert.ok(!tables.includes(gone), `${gone} is still there`);
+    }
+    assert.equal(db.prepare("PRAGMA user_version").get()!.user_version, MIGRATIONS.length);
+  } finally {
+    db.close();
+  }
+});
+
+Deno.test("sqlite: released migrations are never edited", async () => {
+  await assertReleasedUnedited(MIGRATIONS, [
+    "089933ea9ecb91d9",
+    "c169fcc2b52034d7",
+    "b309fe3fd042a1a2",
+    "14ff971f6d430b38",
+    "e54e34d9c6f75497",
+  ]);
+});
+
+Deno.test("sqlite: read-modify-writes at once on one store stay atomic, other calls wait their turn", async () => {
+  const s = new SqliteStore(join(await Deno.makeTempDir(), "atomic.db"));
+  const vcards = s.keyval<string>(STORES.vcard);
+  try {
+    const N = 20;
+    const max = 5;
+    const [changes, pushed, capped] = await Promise.all([
+      Promise.all(
+        Array.from({ length: N }, (_, i) =>
+          s.updateRosterItem("u", "h", "c@d", (old) => ({
+            jid: "c@d",
+            subscription: "none",
+            ask: false,
+            groups: [...old?.groups ?? [], `g${i}`],
+          }))),
+      ),
+      Promise.all(Array.from({ length: N }, (_, i) => s.pushOffline("u", "h", `<m${i}/>`, max))),
+      Promise.all(
+        Array.from({ length: N }, (_, i) => s.map("m").set("u", "h", `k${i}`, i, { max })),
+      ),
+      // Single statements and reads in between.
+      Promise.all(Array.from({ length: N }, (_, i) => vcards.set(`v${i}`, "h", `<v${i}/>`))),
+      Promise.all(Array.from({ length: N }, () => s.getRoster("u", "h"))),
+    ]);
+    assert.deepEqual(changes.map((c) => c!.version), Array.from({ length: N }, (_, i) => i + 1));
+    const roster = await s.getRoster("u", "h");
+    assert.equal(roster.version, N);
+    assert.equal(roster.items[0].groups.length, N, "an update was lost");
+    assert.deepEqual(pushed.filter(Boolean).length, max);
+    assert.equal((await s.takeOffline("u", "h")).length, max);
+    assert.deepEqual(capped.filter(Boolean).length, max);
+    assert.equal((await s.map("m").keys("u", "h")).length, max);
+    // A write made while another call's transaction is open is not rolled back with it.
+    const failing = s.updateRosterItem("u", "h", "x@d", () => {
+      throw new Error("refused");
+    });
+    const written = vcards.set("w", "h", "<kept/>");
+    await assert.rejects(failing, /refused/);
+    await written;
+    assert.equal(await vcards.get("w", "h"), "<kept/>");
+    assert.equal(await s.getRosterItem("u", "h", "x@d"), null);
   } finally {
     await s.close();
   }

@@ -1,0 +1,67 @@
+// What an SQL backend provides to the code written once above it (the Store in sql_store.ts, the
+// shapes in shapes.ts): running statements written with `?` placeholders in SQL both PostgreSQL
+// and SQLite accept, its errors already mapped (StoreBusyError when worth retrying later), reads
+// on one snapshot, and transactions that serialize a read-modify-write across every writer.
+
+export type Param = string | number | boolean | null;
+export interface Statement {
+  sql: string;
+  params: Param[];
+}
+export type Row = Record<string, unknown>;
+
+/** A statement with its parameters. */
+export const st = (sql: string, ...params: Param[]): Statement => ({ sql, params });
+
+/** Runs statements one at a time. */
+export interface SqlRunner {
+  /** Runs one statement; the rows it returns. */
+  all(s: Statement): Promise<Row[]>;
+  /** Runs one statement; how many rows it changed. */
+  run(s: Statement): Promise<number>;
+}
+
+/** The statements of one transaction. */
+export interface SqlTx extends SqlRunner {
+  /**
+   * Serializes one kind of read-modify-write (`what`) on one owner until the transaction ends,
+   * across every connection and node: an advisory lock in PostgreSQL; nothing in SQLite, where a
+   * transaction holds the database's only write lock from its start (BEGIN IMMEDIATE).
+   */
+  lock(what: string, user: string, host: string): Promise<void>;
+}
+
+export interface SqlDriver extends SqlRunner {
+  /** How this backend's SQL differs (schema.ts). */
+  readonly dialect: Dialect;
+  /** Runs read-only statements on one snapshot of the database; the rows of each. */
+  snapshot(s: Statement[]): Promise<Row[][]>;
+  /**
+   * Runs `body` in one transaction: committed when it resolves, rolled back when it rejects. The
+   * body runs its statements on `tx` only (never on the driver, which may wait for it), and may
+   * run more than once when the database was busy, so it has no other side effects.
+   */
+  transaction<T>(body: (tx: SqlTx) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** A backend's column types (the shape tables were described with these alone). */
+export interface ColumnTypes {
+  /** Text compared and sorted byte-wise. */
+  text: string;
+  bigint: string;
+  /** An integer primary key growing with each insert. */
+  serial: string;
+}
+
+/** Where a backend's SQL differs from the common SQL the rest is written in. */
+export interface Dialect extends ColumnTypes {
+  /** Follows a text expression in ORDER BY for byte-wise order, whatever the locale. */
+  byteOrder: string;
+  /** A boolean as a statement parameter. */
+  bool(b: boolean): Param;
+  /** SQL for the JSON string holding a text expression. */
+  jsonString(text: string): string;
+  /** SQL for the lowercase hexadecimal text of a bytes expression. */
+  hex(bytes: string): string;
+}

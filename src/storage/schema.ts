@@ -1,0 +1,86 @@
+// The SQL schema described once for both backends: the two dialects side by side (all that
+// differs between SQLite and PostgreSQL in what the store runs), the tables by kind, and the
+// migrations written for both (each backend's list in sqlite_migrations.ts and
+// postgres_migrations.ts, whose released entries are never edited: add a new one).
+import type { ColumnTypes, Dialect } from "./driver.ts";
+
+export const SQLITE: Dialect = {
+  text: "TEXT",
+  bigint: "INTEGER",
+  serial: "INTEGER PRIMARY KEY AUTOINCREMENT",
+  byteOrder: "", // SQLite's default collation (BINARY) is byte-wise
+  bool: (b) => b ? 1 : 0,
+  jsonString: (text) => `json_quote(${text})`,
+  hex: (bytes) => `lower(hex(${bytes}))`,
+};
+
+export const POSTGRES: Dialect = {
+  text: 'text COLLATE "C"',
+  bigint: "bigint",
+  serial: "bigserial PRIMARY KEY",
+  byteOrder: ' COLLATE "C"',
+  bool: (b) => b,
+  jsonString: (text) => `CAST(to_json(${text}) AS text)`,
+  hex: (bytes) => `encode(${bytes}, 'hex')`,
+};
+
+/** The tables of the shapes, whose owner columns are (host, username) as in account tables. */
+export const SHAPE_TABLES = ["keyval_store", "map_store", "archive_store"] as const;
+
+/**
+ * The tables holding an account's data besides its credentials, named alike in every backend, with
+ * the owner in (host, username).
+ */
+export const ACCOUNT_TABLES = [
+  "roster_items",
+  "roster_versions",
+  "pending_in",
+  "offline",
+  "blocklist",
+  ...SHAPE_TABLES,
+] as const;
+
+/**
+ * The shape tables, described once for every backend (a released migration: never edit it, add a
+ * new one).
+ */
+export function shapeTables(d: ColumnTypes): string {
+  const owner = `host ${d.text} NOT NULL, username ${d.text} NOT NULL, store ${d.text} NOT NULL`;
+  return `CREATE TABLE keyval_store (
+     ${owner}, value ${d.text} NOT NULL, PRIMARY KEY (host, username, store));
+   CREATE TABLE map_store (
+     ${owner}, key ${d.text} NOT NULL, value ${d.text} NOT NULL,
+     PRIMARY KEY (host, username, store, key));
+   CREATE TABLE archive_store (
+     seq ${d.serial}, ${owner}, id ${d.text} NOT NULL, at ${d.bigint} NOT NULL,
+     with_jid ${d.text}, payload ${d.text} NOT NULL);
+   CREATE UNIQUE INDEX archive_store_id ON archive_store (host, username, store, id);
+   CREATE INDEX archive_store_time ON archive_store (host, username, store, at, seq);
+   CREATE INDEX archive_store_age ON archive_store (store, at);`;
+}
+
+/**
+ * vCards, private XML, persistent MUC rooms and secrets move into the shapes, as JSON the shapes
+ * read, and their tables go (a released migration once shipped: never edit it, add a new one).
+ * The store names are written out: they are those of store.ts's STORES when this was written.
+ * - vCard: key-value "vcard" of the account, the XML as a JSON string;
+ * - private XML: map "private" of the account, key as it was, the XML as a JSON string;
+ * - a room: map "muc_rooms" of owner (user "", host the service), key the room, its state (JSON
+ *   already);
+ * - a secret: key-value "secret" of owner (user its name, host ""), its bytes as a JSON string of
+ *   lowercase hexadecimal.
+ */
+export function featuresIntoShapes(d: Dialect): string {
+  return `INSERT INTO keyval_store (host, username, store, value)
+     SELECT host, username, 'vcard', ${d.jsonString("vcard")} FROM vcards;
+   INSERT INTO map_store (host, username, store, key, value)
+     SELECT host, username, 'private', key, ${d.jsonString("xml")} FROM private_storage;
+   INSERT INTO map_store (host, username, store, key, value)
+     SELECT service, '', 'muc_rooms', room, state FROM muc_rooms;
+   INSERT INTO keyval_store (host, username, store, value)
+     SELECT '', name, 'secret', ${d.jsonString(d.hex("value"))} FROM secrets;
+   DROP TABLE vcards;
+   DROP TABLE private_storage;
+   DROP TABLE muc_rooms;
+   DROP TABLE secrets;`;
+}
