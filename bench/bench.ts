@@ -10,6 +10,7 @@ import {
   rssKiB as rssOf,
   runGenerator,
   SECONDS,
+  type Transport,
   ulimit,
   USERS,
 } from "./generator.ts";
@@ -23,10 +24,12 @@ const SERVER_CPU = Deno.env.get("BENCH_SERVER_CPU") ?? "0";
 const ITERATIONS = Number(Deno.env.get("BENCH_ITERATIONS") ?? 16);
 const IDLE_SESSIONS = Number(Deno.env.get("BENCH_IDLE_SESSIONS") ?? 10_000);
 /**
- * Comma-separated subset (memory, logins, throughput, latency, muc, proxy65, components,
- * cluster, cluster-components: only the component part of cluster); default all. `muc` and
- * `proxy65` each measure one node, then the same across a cluster in the same run
- * (bench/muc_cluster.ts: three nodes; bench/proxy65_cluster.ts: two), with the ratio.
+ * Comma-separated subset (memory, logins, throughput, latency, websocket, muc, proxy65,
+ * components, cluster, cluster-components: only the component part of cluster); default all. `muc`
+ * and `proxy65` each measure one node, then the same across a cluster in the same run
+ * (bench/muc_cluster.ts: three nodes; bench/proxy65_cluster.ts: two), with the ratio. `websocket`
+ * measures throughput, latency and memory per idle session over RFC 7395 next to TCP's of the same
+ * run (those of `throughput`, `latency`, `memory` when they ran, else measured in this part).
  */
 const ONLY = Deno.env.get("BENCH_ONLY")?.split(",");
 const wanted = (part: string) => !ONLY || ONLY.includes(part);
@@ -50,6 +53,7 @@ auth: { scram_iterations: ${ITERATIONS} }
 listeners:
   - { type: c2s, bind: 127.0.0.1, port: 0, starttls: optional, plain_without_tls: true }
   - { type: component, bind: 127.0.0.1, port: 0 }
+  - { type: http, bind: 127.0.0.1, port: 0, plain_without_tls: true }
 limits:
   connections_per_ip: 100000
   rate_bytes_per_second: 1073741824
@@ -65,23 +69,23 @@ timeouts: { ping_interval: 0, handshake: 600, auth_failure_delay_ms: 0 }
 // scenario pays for the garbage or caches another left behind.
 const pin = SERVER_CPU ? ["taskset", "-c", SERVER_CPU] : [];
 let server = await serveProcess(configFile, [...ulimit, ...pin]);
-let [port, componentPort] = server.ports;
+let [port, componentPort, httpPort] = server.ports;
 
 async function freshServer(): Promise<void> {
   server.child.kill("SIGTERM");
   await server.exited;
   server = await serveProcess(configFile, [...ulimit, ...pin]);
-  [port, componentPort] = server.ports;
+  [port, componentPort, httpPort] = server.ports;
 }
 const loadCommand = (args: Record<string, unknown>) =>
-  generatorCommand({ port, componentPort, ...args });
+  generatorCommand({ port, componentPort, httpPort, ...args });
 
 /**
  * Runs a scenario; `busy` is the share of its core the server used between the generator's
  * {"phase":"start"} line and its result (1 = saturated).
  */
 const load = (args: Record<string, unknown>) =>
-  runGenerator({ port, componentPort, ...args }, () => [server.child.pid]);
+  runGenerator({ port, componentPort, httpPort, ...args }, () => [server.child.pid]);
 
 const pct = (r: Record<string, number>) => ` (server core ${(r.busy * 100).toFixed(0)}% busy)`;
 
@@ -93,23 +97,108 @@ const row = (what: string, value: string, yardstick: string) => {
   console.log(`${what.padEnd(72)} ${value.padStart(14)}   ${yardstick}`);
 };
 
-/** RSS with no sessions, then with IDLE_SESSIONS authenticated idle ones (first: a fresh heap). */
-async function memory(): Promise<void> {
+/**
+ * RSS with no sessions, then with IDLE_SESSIONS authenticated idle ones over `transport` (on a
+ * fresh server: a fresh heap); KiB per session.
+ */
+async function memory(transport: Transport): Promise<number> {
   await new Promise((r) => setTimeout(r, 2000));
   const rss0 = rssKiB();
-  const idle = loadCommand({ scenario: "idle", sessions: IDLE_SESSIONS, concurrency: 64 }).spawn();
+  const idle = loadCommand({
+    scenario: "idle",
+    sessions: IDLE_SESSIONS,
+    concurrency: 64,
+    transport,
+  }).spawn();
   const ready = await idleReady(idle);
   await new Promise((r) => setTimeout(r, 3000)); // let the server settle (GC)
   const rssN = rssKiB();
   idle.kill("SIGKILL");
   await idle.status;
-  row("RSS with 0 sessions (KiB)", String(rss0), "");
-  row(`RSS with ${ready} idle sessions (KiB)`, String(rssN), "");
+  const on = transport === "websocket" ? "WebSocket: " : "";
+  row(`${on}RSS with 0 sessions (KiB)`, String(rss0), "");
+  row(`${on}RSS with ${ready} idle sessions (KiB)`, String(rssN), "");
+  return (rssN - rss0) / ready;
+}
+
+type Result = Record<string, number>;
+const throughput = (transport: Transport) =>
+  load({ scenario: "throughput", concurrency: 50, transport });
+const latency = (transport: Transport) =>
+  load({ scenario: "latency", concurrency: 50, rate: 2000, transport });
+
+/** TCP's figures of this run, for the WebSocket part to compare with. */
+const tcp: { memory?: number; throughput?: Result; latency?: Result } = {};
+
+async function tcpMemory(): Promise<void> {
+  tcp.memory = await memory("tcp");
   row(
     "memory per idle authenticated session (KiB)",
-    ((rssN - rss0) / ready).toFixed(1),
+    tcp.memory.toFixed(1),
     "Prosody 0.12: ~36 KiB",
   );
+}
+
+async function tcpThroughput(): Promise<void> {
+  const thr = tcp.throughput = await throughput("tcp");
+  row(
+    "messages/s routed one-to-one at saturation" + pct(thr),
+    thr.rate.toFixed(0),
+    "ejabberd 23.01: ~16,000",
+  );
+}
+
+async function tcpLatency(): Promise<void> {
+  const lat = tcp.latency = await latency("tcp");
+  row("latency p50 at 2,000 messages/s (ms)", lat.p50.toFixed(3), "");
+  row("latency p99 at 2,000 messages/s (ms)", lat.p99.toFixed(3), "ejabberd 23.01: 0.9 ms");
+  row(
+    "latency p99.9 / max at 2,000 messages/s (ms)",
+    `${lat.p999.toFixed(2)} / ${lat.max.toFixed(2)}`,
+    "",
+  );
+}
+
+/**
+ * Throughput, latency and memory per idle session over WebSocket (RFC 7395), each next to TCP's
+ * of this run (measured here, the same way, when their parts did not run) and the ratio.
+ */
+async function websocket(): Promise<void> {
+  const ratio = (ws: number, base: number) => `${(ws / base).toFixed(2)}×`;
+  if (!tcp.throughput) {
+    await freshServer();
+    await tcpThroughput();
+  }
+  if (!tcp.latency) await tcpLatency();
+  await freshServer();
+  const thr = await throughput("websocket");
+  const t = tcp.throughput!;
+  row(
+    "WebSocket: messages/s routed one-to-one at saturation" + pct(thr),
+    thr.rate.toFixed(0),
+    `TCP, same run: ${t.rate.toFixed(0)}${pct(t)}`,
+  );
+  row("  WebSocket / TCP", ratio(thr.rate, t.rate), "");
+  const lat = await latency("websocket");
+  const l = tcp.latency!;
+  row(
+    "WebSocket: latency p50 / p99 at 2,000 messages/s (ms)",
+    `${lat.p50.toFixed(3)} / ${lat.p99.toFixed(3)}`,
+    `TCP, same run: ${l.p50.toFixed(3)} / ${l.p99.toFixed(3)}`,
+  );
+  row("  WebSocket / TCP", `${ratio(lat.p50, l.p50)} / ${ratio(lat.p99, l.p99)}`, "");
+  if (tcp.memory === undefined) {
+    await freshServer();
+    await tcpMemory();
+  }
+  await freshServer();
+  const mem = await memory("websocket");
+  row(
+    "WebSocket: memory per idle authenticated session (KiB)",
+    mem.toFixed(1),
+    `TCP, same run: ${tcp.memory!.toFixed(1)}`,
+  );
+  row("  WebSocket / TCP", ratio(mem, tcp.memory!), "");
 }
 
 async function logins(): Promise<void> {
@@ -138,31 +227,20 @@ const loadAverage = () => Deno.loadavg()[0].toFixed(2);
 const loadBefore = loadAverage();
 try {
   await load({ scenario: "register" });
-  if (wanted("memory")) await memory();
+  if (wanted("memory")) await tcpMemory();
   if (wanted("logins")) {
     await freshServer();
     await logins();
   }
   if (wanted("throughput")) {
     await freshServer();
-    const thr = await load({ scenario: "throughput", concurrency: 50 });
-    row(
-      "messages/s routed one-to-one at saturation" + pct(thr),
-      thr.rate.toFixed(0),
-      "ejabberd 23.01: ~16,000",
-    );
+    await tcpThroughput();
   }
   if (wanted("latency")) {
     if (!wanted("throughput")) await freshServer();
-    const lat = await load({ scenario: "latency", concurrency: 50, rate: 2000 });
-    row("latency p50 at 2,000 messages/s (ms)", lat.p50.toFixed(3), "");
-    row("latency p99 at 2,000 messages/s (ms)", lat.p99.toFixed(3), "ejabberd 23.01: 0.9 ms");
-    row(
-      "latency p99.9 / max at 2,000 messages/s (ms)",
-      `${lat.p999.toFixed(2)} / ${lat.max.toFixed(2)}`,
-      "",
-    );
+    await tcpLatency();
   }
+  if (wanted("websocket")) await websocket();
   if (wanted("muc")) {
     const oneNode = new Map<number, MucFigures>();
     for (const occupants of MUC_SIZES) {

@@ -4,6 +4,8 @@
 export const LOAD_CPU = "1";
 export const USERS = 200;
 export const SECONDS = Number(Deno.env.get("BENCH_SECONDS") ?? 8);
+/** How the generator's clients reach the server: c2s over TCP, or RFC 7395 on the http listener. */
+export type Transport = "tcp" | "websocket";
 /** Runs a command with a raised descriptor limit (thousands of sessions). */
 export const ulimit = ["bash", "-c", 'ulimit -n 20000 2>/dev/null; exec "$@"', "bash"];
 

@@ -1,12 +1,15 @@
 // The load generator (run pinned to its own core by bench/bench.ts). One scenario per run; prints
-// one JSON line with its results. Sessions log in with the raw test client, then message traffic
-// is counted by scanning bytes, so the generator stays far cheaper than the server it measures.
+// one JSON line with its results. Sessions log in with the raw test client (over WebSocket, with
+// bench/ws_client.ts), then message traffic is counted by scanning text, so the generator stays
+// far cheaper than the server it measures.
 import net from "node:net";
 import tls from "node:tls";
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from "node:crypto";
 import { componentLogin, HEADER, RawClient } from "../tests/helpers/raw_client.ts";
 import { NS } from "../src/xml/ns.ts";
 import { NativeClient } from "./native_client.ts";
+import { WsClient } from "./ws_client.ts";
+import type { Transport } from "./generator.ts";
 
 interface Args {
   scenario:
@@ -50,6 +53,12 @@ interface Args {
   presence?: boolean;
   /** Message body of the throughput scenario. */
   body?: string;
+  /**
+   * The clients' transport in the idle, throughput and latency scenarios (default tcp); websocket
+   * logs them in at `httpPort` (RFC 7395, one node: no `peerPort`).
+   */
+  transport?: Transport;
+  httpPort?: number;
 }
 
 const args: Args = JSON.parse(Deno.args[0]);
@@ -202,23 +211,41 @@ async function login(): Promise<void> {
   out({ logins: done, failed, seconds: secs, rate: done / secs });
 }
 
+/** A logged-in client of the scenarios that take a `transport`. */
+interface Session {
+  /** Sends `stanza` `times` times: over TCP in one write, over a WebSocket a message each. */
+  send(stanza: string, times?: number): void;
+  /** From now on `fn` gets whole messages' text as it arrives; nothing is parsed or kept. */
+  onMessages(fn: (chunk: string) => void): void;
+}
+
+/** Logs `name` in over `args.transport`: TCP at `port` (SCRAM), a WebSocket at `httpPort` (PLAIN). */
+async function session(port: number, name: string, resource: string): Promise<Session> {
+  if (args.transport === "websocket") {
+    if (port !== args.port) throw new Error("WebSocket sessions are on one node (httpPort)");
+    return await WsClient.login(args.httpPort!, name, PASSWORD, resource);
+  }
+  const c = await RawClient.login(port, name, PASSWORD, { starttls: false, resource });
+  return {
+    send: (stanza, times = 1) => c.send(stanza.repeat(times)),
+    onMessages: (fn) => onMessages(c, fn),
+  };
+}
+
 async function idle(): Promise<void> {
   const n = args.sessions!;
-  const clients: RawClient[] = [];
+  const clients: Session[] = [];
   let next = 0;
   const worker = async () => {
     while (next < n) {
       const i = next++;
-      const c = await RawClient.login(args.port, user(i % args.users), PASSWORD, {
-        starttls: false,
-        resource: "idle" + i,
-      });
+      const c = await session(args.port, user(i % args.users), "idle" + i);
       if (args.presence) c.send("<presence/>");
       clients.push(c);
     }
   };
   await Promise.all(Array.from({ length: args.concurrency }, worker));
-  for (const c of clients) c.received.length = 0;
+  for (const c of clients) c.onMessages(() => {});
   out({ ready: clients.length });
   await new Promise(() => {}); // held open until the orchestrator has measured and kills us
 }
@@ -239,20 +266,14 @@ function onMessages(c: RawClient, fn: (chunk: string) => void): void {
   });
 }
 
-/** Logged-in sender/receiver pairs; the receiver's bytes are scanned for message ends. */
+/** Logged-in sender/receiver pairs; the receiver's text is scanned for message ends. */
 async function pairs(n: number, onMessage: (pair: number, chunk: string) => void) {
-  const list: { s: RawClient; r: RawClient }[] = [];
+  const list: { s: Session; r: Session }[] = [];
   for (let i = 0; i < n; i++) {
-    const s = await RawClient.login(args.port, user(2 * i), PASSWORD, {
-      starttls: false,
-      resource: "s",
-    });
-    const r = await RawClient.login(args.peerPort ?? args.port, user(2 * i + 1), PASSWORD, {
-      starttls: false,
-      resource: "r",
-    });
-    onMessages(r, (chunk) => onMessage(i, chunk));
-    s.socket.removeAllListeners("data");
+    const s = await session(args.port, user(2 * i), "s");
+    const r = await session(args.peerPort ?? args.port, user(2 * i + 1), "r");
+    r.onMessages((chunk) => onMessage(i, chunk));
+    s.onMessages(() => {});
     list.push({ s, r });
   }
   return list;
@@ -276,9 +297,9 @@ async function throughput(): Promise<void> {
   const list = await pairs(n, (i, chunk) => {
     const k = count(chunk);
     if (counting) received += k;
-    list[i].s.send(msg(i).repeat(k)); // closed loop: one new message per message delivered
+    list[i].s.send(msg(i), k); // closed loop: one new message per message delivered
   });
-  for (let i = 0; i < n; i++) list[i].s.send(msg(i).repeat(WINDOW));
+  for (let i = 0; i < n; i++) list[i].s.send(msg(i), WINDOW);
   await new Promise((r) => setTimeout(r, 1000)); // warm-up
   out({ phase: "start" });
   counting = true;

@@ -12,6 +12,7 @@ import { NS } from "../xml/ns.ts";
 import { MECHANISMS } from "../sasl/mechanisms.ts";
 import type { SaslContext, SaslFailure, SaslMechanism, SaslStep } from "../sasl/mechanism.ts";
 import type { AttemptOutcome, AuthAttempt, AuthThrottle } from "../sasl/throttle.ts";
+import { type AuthCounts, type AuthOutcomes, OTHER_MECHANISM } from "../metrics/counters.ts";
 import { logger } from "../log/logger.ts";
 
 const log = logger("sasl");
@@ -29,6 +30,8 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 export interface SaslPeer {
   send(el: Element | string): void;
+  /** Where each <success/> and <failure/> is counted (/metrics). */
+  auth: AuthCounts;
   /** Mechanisms offered on this stream now. */
   offered(): string[];
   context(): Omit<SaslContext, "throttled">;
@@ -48,8 +51,12 @@ export class SaslNegotiation {
   #pending = 0;
   #queue: Promise<void> = Promise.resolve();
   #closed = false;
+  /** Counts of the mechanism the last <auth> named. */
+  #outcomes: AuthOutcomes;
 
-  constructor(readonly peer: SaslPeer, readonly baseDelayMs: number) {}
+  constructor(readonly peer: SaslPeer, readonly baseDelayMs: number) {
+    this.#outcomes = peer.auth.of(OTHER_MECHANISM);
+  }
 
   /** Handles one element in the SASL namespace, after those before it. Never rejects. */
   handle(el: Element): Promise<void> {
@@ -87,6 +94,7 @@ export class SaslNegotiation {
     }
     if (el.name === "auth") {
       const name = el.attrs.mechanism ?? "";
+      this.#outcomes = this.peer.auth.of(name);
       if (!this.peer.offered().includes(name)) {
         // A mechanism we have but do not offer here is PLAIN on an unencrypted stream.
         return this.#fail(name in MECHANISMS ? "encryption-required" : "invalid-mechanism", false);
@@ -134,6 +142,7 @@ export class SaslNegotiation {
       this.peer.send(x("challenge", { xmlns: NS.sasl }, b64(step.data)));
     } else if (step.kind === "success") {
       this.#mech = null;
+      this.#outcomes.success++;
       this.peer.send(x("success", { xmlns: NS.sasl }, step.data ? b64(step.data) : undefined));
       this.peer.succeeded(step.user);
     } else {
@@ -155,6 +164,7 @@ export class SaslNegotiation {
 
   #send(condition: SaslFailure, text?: string): void {
     if (this.#closed) return;
+    this.#outcomes.failure++;
     this.peer.send(
       x(
         "failure",

@@ -1,12 +1,12 @@
 // A client-to-server session (RFC 6120): stream header checks, STARTTLS, SASL, resource binding,
 // then validation and stamping of every stanza the client sends before its host routes it.
-import type net from "node:net";
 import { randomBytes } from "node:crypto";
 import { type Attrs, type Element, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
 import { Jid, parseJid } from "../jid/jid.ts";
 import { prepResource } from "../jid/precis.ts";
 import { XmlStream } from "../stream/xml_stream.ts";
+import type { Transport } from "../stream/transport.ts";
 import type { Host } from "../core/host.ts";
 import type { ServerContext } from "../core/context.ts";
 import type { ListenerConfig } from "../config/schema.ts";
@@ -52,10 +52,10 @@ export class C2SSession extends XmlStream implements LocalSession {
   /** Created by the first SASL element, dropped once authenticated (memory per session). */
   #sasl: SaslNegotiation | undefined;
 
-  constructor(socket: net.Socket, secure: boolean, readonly deps: C2SDeps) {
+  constructor(transport: Transport, secure: boolean, readonly deps: C2SDeps) {
     const l = deps.ctx.config.limits;
     super(
-      socket,
+      transport,
       secure,
       {
         // Raised to max_stanza_size once the client has authenticated (the parser reads it live).
@@ -84,7 +84,12 @@ export class C2SSession extends XmlStream implements LocalSession {
     return this.#state === "replaced";
   }
 
+  /** Every stanza for this session passes here: counted as stanzas out (/metrics). */
   deliver(stanza: Element | string): void {
+    if (this.closed) return;
+    const out = this.deps.ctx.counters.stanzasOut;
+    if (typeof stanza === "string") out.text(stanza);
+    else out.element(stanza.name);
     this.send(stanza);
   }
 
@@ -162,6 +167,7 @@ export class C2SSession extends XmlStream implements LocalSession {
   #saslPeer() {
     return {
       send: (el: Element | string) => this.send(el),
+      auth: this.deps.ctx.counters.auth,
       offered: () => this.#mechanisms(),
       remote: this.remote,
       throttle: this.deps.ctx.authThrottle,

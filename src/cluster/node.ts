@@ -147,8 +147,15 @@ export class ClusterNode implements SessionObserver {
   }
 
   status(): MemberStatus[] {
+    return this.members().map((m) =>
+      Object.assign(m, ...this.#statusParts.map((part) => part(m.node)))
+    );
+  }
+
+  /** This node and its peers, without what services add (addStatus): cheap, for /metrics. */
+  members(): MemberStatus[] {
     const listen = this.#mesh.options.listen;
-    const members: MemberStatus[] = [
+    return [
       {
         node: this.name,
         address: `${listen.host}:${listen.port}`,
@@ -165,7 +172,6 @@ export class ClusterNode implements SessionObserver {
       },
       ...this.#mesh.status().map((p) => ({ ...p, sessions: this.#directory.count(p.node) })),
     ];
-    return members.map((m) => Object.assign(m, ...this.#statusParts.map((part) => part(m.node))));
   }
 
   // --- For the services' distributions.

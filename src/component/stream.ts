@@ -2,12 +2,12 @@
 // (hex SHA-1 of stream id + secret) it is one instance in its domain's pool. A component may only
 // send from its own domain: any other `from` is an invalid-from stream error (RFC 6120 §4.9.3.9),
 // which closes this instance only, so its users move to the others.
-import type net from "node:net";
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Attrs, Element } from "../xml/element.ts";
 import { type Jid, parseJid } from "../jid/jid.ts";
 import { prepDomain } from "../jid/precis.ts";
 import { XmlStream } from "../stream/xml_stream.ts";
+import type { Transport } from "../stream/transport.ts";
 import type { ServerContext } from "../core/context.ts";
 import { errorReply } from "../router/stanza_error.ts";
 import { type ComponentInstance, type ComponentPool, originalId, requestId } from "./pool.ts";
@@ -38,10 +38,10 @@ export class ComponentStream extends XmlStream implements ComponentInstance {
   #pending: Pending[] = [];
   #flushQueued = false;
 
-  constructor(socket: net.Socket, readonly deps: ComponentDeps) {
+  constructor(transport: Transport, readonly deps: ComponentDeps) {
     const l = deps.ctx.config.limits;
     super(
-      socket,
+      transport,
       false,
       {
         maxStanzaSize: l.max_stanza_size,
@@ -90,6 +90,7 @@ export class ComponentStream extends XmlStream implements ComponentInstance {
       return;
     }
     this.stats.sent++;
+    this.deps.ctx.counters.stanzasIn.element(el.name);
     const { type, id } = el.attrs;
     if (el.name === "iq" && (type === "get" || type === "set") && id !== undefined) {
       el.setAttr("id", requestId(this.instanceId, id));
@@ -140,7 +141,7 @@ export class ComponentStream extends XmlStream implements ComponentInstance {
   }
 
   #queue(p: Pending): boolean {
-    if (this.closed || this.socket.destroyed) return false;
+    if (this.closed || this.transport.destroyed) return false;
     this.#pending.push(p);
     if (!this.#flushQueued) {
       this.#flushQueued = true;
@@ -154,7 +155,7 @@ export class ComponentStream extends XmlStream implements ComponentInstance {
     const batch = this.#pending;
     if (batch.length === 0) return;
     this.#pending = [];
-    if (this.closed || this.socket.destroyed) return this.#reroute(batch);
+    if (this.closed || this.transport.destroyed) return this.#reroute(batch);
     for (const p of batch) {
       if ("xml" in p) {
         this.send(p.xml);

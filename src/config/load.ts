@@ -15,6 +15,7 @@ import { type Config, CONFIG_SPEC, type Spec } from "./schema.ts";
 import { prepDomain } from "../jid/precis.ts";
 import { parseJid } from "../jid/jid.ts";
 import { checkCluster } from "../cluster/config.ts";
+import { parseRange } from "../http/addresses.ts";
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -269,6 +270,19 @@ function crossCheck(cfg: Config, root: Node, v: Validator): void {
         "is already served",
       );
     });
+  });
+  const ranges = (entries: string[], node: Node | undefined, path: string) =>
+    entries.forEach((entry, i) => {
+      try {
+        parseRange(entry);
+      } catch {
+        v.at(item(node, i), `${path}[${i}]`, "is not an IP address or CIDR range");
+      }
+    });
+  ranges(cfg.metrics.allow, child(child(root, "metrics"), "allow"), "metrics.allow");
+  cfg.listeners.forEach((l, i) => {
+    const node = child(item(child(root, "listeners"), i), "trusted_proxies");
+    ranges(l.trusted_proxies, node, `listeners[${i}].trusted_proxies`);
   });
 }
 

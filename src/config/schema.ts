@@ -27,7 +27,7 @@ const obj = (fields: Record<string, Spec>, optional?: true): Spec => ({
   optional,
 });
 
-export const LISTENER_TYPES = ["c2s", "c2s_tls", "component"] as const;
+export const LISTENER_TYPES = ["c2s", "c2s_tls", "component", "http"] as const;
 export const BALANCE_MODES = [
   "bare_source",
   "source",
@@ -111,6 +111,7 @@ export const CONFIG_SPEC: Spec = obj({
     default: [
       { type: "c2s", bind: "127.0.0.1", port: 5222 },
       { type: "c2s_tls", bind: "127.0.0.1", port: 5223 },
+      { type: "http", bind: "127.0.0.1", port: 5280 },
     ],
     of: obj({
       type: str(undefined, { enum: LISTENER_TYPES }),
@@ -118,8 +119,23 @@ export const CONFIG_SPEC: Spec = obj({
       port: { kind: "int", min: 0, max: 65535 },
       starttls: str("required", { enum: ["required", "optional", "disabled"] }),
       plain_without_tls: bool(false),
+      tls: bool(false),
+      trusted_proxies: { kind: "list", of: { kind: "string" }, default: [] },
     }),
   },
+  http: obj({
+    allowed_origins: { kind: "list", of: { kind: "string" }, default: [] },
+    public_url: { kind: "string", optional: true },
+  }),
+  bosh: obj({
+    inactivity: int(60, 5, 3600),
+    max_wait: int(60, 1, 3600),
+    max_hold: int(1, 1, 10),
+    max_requests_per_second: int(50, 1, 100_000),
+  }),
+  metrics: obj({
+    allow: { kind: "list", of: { kind: "string" }, default: ["127.0.0.0/8", "::1/128"] },
+  }),
   storage: obj({
     type: str("sqlite", { enum: STORAGE_TYPES }),
     path: { kind: "string", optional: true },
@@ -253,6 +269,10 @@ export interface ListenerConfig {
   port: number;
   starttls: "required" | "optional" | "disabled";
   plain_without_tls: boolean;
+  /** http: https and wss with the hosts' certificates. */
+  tls: boolean;
+  /** http: addresses (CIDR) whose X-Forwarded-For and Forwarded headers are believed. */
+  trusted_proxies: string[];
 }
 
 export interface Config {
@@ -260,6 +280,26 @@ export interface Config {
   log: { level: "debug" | "info" | "warning" | "error" };
   hosts: HostConfig[];
   listeners: ListenerConfig[];
+  http: {
+    /** Origins browsers may connect from (WebSocket, BOSH); empty: any. */
+    allowed_origins: string[];
+    /** The base URL clients reach the http listener at (XEP-0156 discovery), e.g. behind a proxy. */
+    public_url?: string;
+  };
+  bosh: {
+    /** Seconds a BOSH session may go without a request before it ends. */
+    inactivity: number;
+    /** Longest a request is held waiting for data (the client's `wait`, capped). */
+    max_wait: number;
+    /** Requests held at once per session (the client's `hold`, capped). */
+    max_hold: number;
+    /** Requests per second one session may make before it is refused. */
+    max_requests_per_second: number;
+  };
+  metrics: {
+    /** Addresses (CIDR) that may read /metrics; others get 403. */
+    allow: string[];
+  };
   storage: {
     /** sqlite: one node's own file; postgres: a database shared by every node of a cluster. */
     type: (typeof STORAGE_TYPES)[number];

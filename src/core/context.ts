@@ -7,6 +7,7 @@ import type { SerialQueues } from "./serial.ts";
 import type { AuthThrottle } from "../sasl/throttle.ts";
 import type { DescriptorBudget } from "../stream/descriptor_budget.ts";
 import type { SharedCaches } from "./caches.ts";
+import type { Counters } from "../metrics/counters.ts";
 
 export interface ServerContext {
   readonly config: Config;
@@ -23,4 +24,6 @@ export interface ServerContext {
   readonly descriptors: DescriptorBudget;
   /** Per-node caches of stored data, invalidated on every node before a write is answered. */
   readonly caches: SharedCaches;
+  /** What /metrics counts as it happens (stanzas, authentications, store failures). */
+  readonly counters: Counters;
 }

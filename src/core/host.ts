@@ -9,6 +9,7 @@ import type { LocalSession, Session } from "../router/sessions.ts";
 import { Hooks } from "./hooks.ts";
 import { type DiscoIdentity, type IqHandler, IqHandlers } from "./iq.ts";
 import type { ServerContext } from "./context.ts";
+import type { StanzaCounts } from "../metrics/counters.ts";
 import { logger } from "../log/logger.ts";
 
 const log = logger("host");
@@ -84,9 +85,12 @@ export class Host implements DomainHandler {
   readonly accountFeatures = new Set<string>();
   #serverIq: IqHandlers;
   #accountIq: IqHandlers;
+  /** Stanzas from clients, counted as they enter (/metrics). */
+  readonly #stanzasIn: StanzaCounts;
 
   constructor(readonly server: ServerContext, readonly config: HostConfig) {
     this.jid = new Jid("", config.domain);
+    this.#stanzasIn = server.counters.stanzasIn;
     this.#serverIq = new IqHandlers(server.router, log);
     this.#accountIq = new IqHandlers(server.router, log);
   }
@@ -119,8 +123,12 @@ export class Host implements DomainHandler {
     this.events.fire(to.isBare ? TO_BARE[kind as keyof typeof TO_BARE] : TO_FULL[kind], ev);
   }
 
-  /** A stanza from a local session: modules may take it, otherwise it is routed. */
+  /**
+   * A stanza from a local session: modules may take it, otherwise it is routed. What clients
+   * send passes here, whatever their transport: counted here as stanzas in.
+   */
   outbound(stanza: Element, session: LocalSession, to: Jid | null): void {
+    this.#stanzasIn.element(stanza.name);
     const ev: OutboundEvent = {
       stanza,
       from: session.jid,

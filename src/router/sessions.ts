@@ -6,6 +6,7 @@
 // observer, and the hot path pays for neither.
 import type { Element } from "../xml/element.ts";
 import type { Jid } from "../jid/jid.ts";
+import type { TransportKind } from "../stream/transport.ts";
 
 /** What a session is: identity and IM state, the same on every node of a cluster. */
 export interface Session {
@@ -29,6 +30,8 @@ export interface Session {
 /** A session on this node: its stream and what only this node needs to know. */
 export interface LocalSession extends Session {
   readonly node: null;
+  /** What the session's stream runs over (counted by transport for /metrics). */
+  readonly transport: { readonly kind: TransportKind };
   /** Entities that got directed presence, to be told when the session goes unavailable. */
   directed: Set<string>;
   /**
@@ -70,11 +73,18 @@ export function isLocal(session: Session): session is LocalSession {
 export class SessionRegistry {
   #accounts = new Map<string, Map<string, Session>>();
   #count = 0;
+  /** Local sessions by transport, kept with #count (per bind and unbind, never per stanza). */
+  #byTransport: Record<TransportKind, number> = { tcp: 0, websocket: 0, bosh: 0 };
   #observer: SessionObserver | undefined;
 
   /** Local sessions. */
   get size(): number {
     return this.#count;
+  }
+
+  /** Local sessions by the transport of their stream. */
+  get byTransport(): Readonly<Record<TransportKind, number>> {
+    return this.#byTransport;
   }
 
   /** Set once, by the cluster node. */
@@ -150,8 +160,8 @@ export class SessionRegistry {
     if (!account) this.#accounts.set(session.jid.bare, account = new Map());
     const old = account.get(session.jid.resource);
     account.set(session.jid.resource, session);
-    if (session.node === null) this.#count++;
-    if (old?.node === null) this.#count--;
+    if (session.node === null) this.#counted(session as LocalSession, 1);
+    if (old?.node === null) this.#counted(old as LocalSession, -1);
     return old;
   }
 
@@ -160,8 +170,13 @@ export class SessionRegistry {
     const account = this.#accounts.get(session.jid.bare);
     if (account?.get(session.jid.resource) !== session) return false;
     account.delete(session.jid.resource);
-    if (session.node === null) this.#count--;
+    if (session.node === null) this.#counted(session as LocalSession, -1);
     if (account.size === 0) this.#accounts.delete(session.jid.bare);
     return true;
+  }
+
+  #counted(session: LocalSession, n: 1 | -1): void {
+    this.#count += n;
+    this.#byTransport[session.transport.kind] += n;
   }
 }

@@ -4,11 +4,10 @@
 import type { Config } from "../config/schema.ts";
 import { Router } from "../router/router.ts";
 import { SessionRegistry } from "../router/sessions.ts";
-import { type Store, StoreBusyError } from "../storage/store.ts";
+import { type Store, StoreBusyError, STORES } from "../storage/store.ts";
 import { openStore } from "../storage/open.ts";
 import { TlsContexts } from "../tls/certificates.ts";
-import { StreamListener } from "../stream/listener.ts";
-import type { XmlStream } from "../stream/xml_stream.ts";
+import { type Listener, StreamListener } from "../stream/listener.ts";
 import { C2SSession } from "../c2s/session.ts";
 import type { ComponentPool } from "../component/pool.ts";
 import { ComponentStream } from "../component/stream.ts";
@@ -29,6 +28,11 @@ import { DescriptorBudget } from "../stream/descriptor_budget.ts";
 import { descriptorLimit } from "./fd_limit.ts";
 import { SharedCaches } from "../core/caches.ts";
 import { ClusterNode } from "../cluster/node.ts";
+import { httpListener } from "./http.ts";
+import { Counters } from "../metrics/counters.ts";
+import { countFailures } from "../metrics/counted_store.ts";
+import type { ServerState } from "../metrics/metrics.ts";
+import { Monitoring } from "../http/monitoring.ts";
 
 const log = logger("server");
 /** Waits between attempts to reach the store at start: from the first, doubling to the last. */
@@ -46,7 +50,9 @@ export class Server implements ServerContext {
   readonly sessions = new SessionRegistry();
   readonly serial = new SerialQueues();
   readonly hosts = new Map<string, Host>();
-  readonly listeners: StreamListener<XmlStream>[] = [];
+  readonly listeners: Listener[] = [];
+  /** The http listeners: /health says 503 on them while the others stop. */
+  readonly #lastToClose = new Set<Listener>();
   /** Services beside the hosts (MUC, proxies, components), by kind and domain. */
   readonly services = new Services();
   /** Client and component connections against the descriptor limit, on every listener. */
@@ -55,6 +61,13 @@ export class Server implements ServerContext {
   readonly caches = new SharedCaches();
   /** This node's part in the cluster, when the configuration has a `cluster:` section. */
   cluster: ClusterNode | undefined;
+  readonly counters = new Counters();
+  /** The store, its failures counted (parley_store_errors_total). */
+  readonly store: Store;
+  /** /metrics and /health, on every http listener. */
+  readonly #monitoring: Monitoring;
+  /** Every listener is up (until stop() begins). */
+  #running = false;
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #admin: AdminSocket | undefined;
   #stopping: Promise<void> | undefined;
@@ -78,10 +91,20 @@ export class Server implements ServerContext {
 
   private constructor(
     readonly config: Config,
-    readonly store: Store,
+    store: Store,
     readonly secret: Uint8Array,
   ) {
     this.authThrottle = new AuthThrottle(config.auth);
+    this.store = countFailures(store, () => this.counters.storeErrors++);
+    // Health probes read the store itself: they are not the server's work failing.
+    const probed = store.keyval(STORES.secret);
+    this.#monitoring = new Monitoring(this, () => probed.get("health", ""));
+  }
+
+  /** starting: until every listener is up; stopping: once stop() has begun (/health). */
+  get state(): ServerState {
+    if (this.#stopping) return "stopping";
+    return this.#running ? "running" : "starting";
   }
 
   static async start(config: Config): Promise<Server> {
@@ -97,6 +120,7 @@ export class Server implements ServerContext {
   }
 
   async #start(): Promise<void> {
+    this.#monitoring.start();
     for (const hc of this.config.hosts) {
       const host = new Host(this, hc);
       for (const m of MODULES) m.install(host);
@@ -129,6 +153,7 @@ export class Server implements ServerContext {
       }
       const l = this.#listener(lc, tls);
       this.listeners.push(l);
+      if (lc.type === "http") this.#lastToClose.add(l);
       this.addresses.push({ type: lc.type, ...await l.listen() });
     }
     const admin = SERVICES.map((plugin) => plugin.admin?.(this.services.of(plugin)));
@@ -139,6 +164,7 @@ export class Server implements ServerContext {
       const now = Date.now();
       for (const l of this.listeners) l.sweep(now);
     }, SWEEP_MS);
+    this.#running = true;
     log.info("Parley {version} started: hosts {hosts}", {
       version: VERSION,
       hosts: [...this.hosts.keys()].join(", "),
@@ -146,7 +172,8 @@ export class Server implements ServerContext {
     });
   }
 
-  #listener(lc: ListenerConfig, tls: TlsContexts): StreamListener<XmlStream> {
+  #listener(lc: ListenerConfig, tls: TlsContexts): Listener {
+    if (lc.type === "http") return httpListener(lc, this, this.hosts, tls, this.#monitoring);
     const base = {
       name: lc.type,
       bind: lc.bind,
@@ -157,13 +184,13 @@ export class Server implements ServerContext {
     };
     if (lc.type === "component") {
       const deps = { ctx: this, pools: this.components };
-      return new StreamListener(base, (socket) => new ComponentStream(socket, deps));
+      return new StreamListener(base, (transport) => new ComponentStream(transport, deps));
     }
     const deps = { ctx: this, hosts: this.hosts, tls, listener: lc };
     const direct = lc.type === "c2s_tls" ? { tls: (name?: string) => tls.select(name) } : {};
     return new StreamListener(
       { ...base, ...direct },
-      (socket, secure) => new C2SSession(socket, secure, deps),
+      (transport, secure) => new C2SSession(transport, secure, deps),
     );
   }
 
@@ -174,13 +201,16 @@ export class Server implements ServerContext {
 
   async #stop(): Promise<void> {
     clearInterval(this.#sweeper);
+    this.#monitoring.stop();
     await this.#admin?.close();
     const stopping = SERVICES.flatMap((plugin) =>
       [...this.services.of(plugin).values()].map((s) => plugin.stop?.(s))
     );
     await Promise.all(stopping);
     // server.close() resolves only once every connection is gone, so streams are closed meanwhile.
-    const closing: Promise<void>[] = this.listeners.map((l) => l.close());
+    // The http listeners close last: until then /health answers 503 to load balancers.
+    const closing: Promise<void>[] = this.listeners.filter((l) => !this.#lastToClose.has(l))
+      .map((l) => l.close());
     for (const l of this.listeners) {
       for (const s of l.streams) {
         closing.push(s.whenClosed);
@@ -189,6 +219,7 @@ export class Server implements ServerContext {
     }
     await Promise.all(closing);
     await this.serial.idle();
+    await Promise.all([...this.#lastToClose].map((l) => l.close()));
     await this.cluster?.stop();
     await this.store.close();
     log.info("stopped");

@@ -3,12 +3,11 @@
 // or beyond the cap per IP address, and given a deadline for its TLS handshake. Live streams are
 // kept for idle checks and shutdown.
 import net from "node:net";
-import tls from "node:tls";
-import { Buffer } from "node:buffer";
+import type tls from "node:tls";
 import type { XmlStream } from "./xml_stream.ts";
+import { SocketTransport } from "./socket_transport.ts";
 import type { DescriptorBudget } from "./descriptor_budget.ts";
-import { tlsDeadline } from "./tls_deadline.ts";
-import { handshakeRecordBytes, helloServerName, RECORD_HEADER_BYTES } from "../tls/client_hello.ts";
+import { acceptTls } from "./tls_accept.ts";
 import { logger } from "../log/logger.ts";
 
 const log = logger("listener");
@@ -27,7 +26,17 @@ export interface ListenerOptions {
   descriptors: DescriptorBudget;
 }
 
-export class StreamListener<S extends XmlStream> {
+/** What the server keeps of any listener (TCP here, HTTP in src/http/): streams, sweep, close. */
+export interface Listener {
+  readonly streams: Set<XmlStream>;
+  listen(): Promise<{ address: string; port: number }>;
+  /** Called every second: idle checks. */
+  sweep(now: number): void;
+  /** Stops accepting; resolves once the listener is closed. */
+  close(): Promise<void>;
+}
+
+export class StreamListener<S extends XmlStream> implements Listener {
   readonly streams = new Set<S>();
   /** Direct-TLS connections still waiting for their ClientHello. */
   #hello = new Set<net.Socket>();
@@ -36,7 +45,7 @@ export class StreamListener<S extends XmlStream> {
 
   constructor(
     readonly options: ListenerOptions,
-    readonly open: (socket: net.Socket, secure: boolean) => S,
+    readonly open: (transport: SocketTransport, secure: boolean) => S,
   ) {
     // Direct TLS wraps the accepted socket here rather than using tls.Server, so that admission
     // comes before any TLS work.
@@ -102,7 +111,7 @@ export class StreamListener<S extends XmlStream> {
   }
 
   #open(socket: net.Socket, secure: boolean, release: () => void): S {
-    const stream = this.open(socket, secure);
+    const stream = this.open(new SocketTransport(socket), secure);
     this.streams.add(stream);
     stream.whenClosed.then(() => {
       this.streams.delete(stream);
@@ -111,58 +120,18 @@ export class StreamListener<S extends XmlStream> {
     return stream;
   }
 
-  /**
-   * Direct TLS: reads the ClientHello for the name it asks for, then hands the connection to TLS
-   * with that host's certificate (Deno's TLSSocket with an SNICallback kept ~6 KiB for every
-   * connection that closed before finishing its handshake). The deadline covers both.
-   */
+  /** Direct TLS (tls_accept.ts), then the stream; `#hello` holds it until its ClientHello. */
   #startTls(
     socket: net.Socket,
     context: (serverName: string | undefined) => tls.SecureContext,
     release: () => void,
   ): void {
-    const secured = tlsDeadline(socket, this.options.tlsHandshakeMs);
     this.#hello.add(socket);
     socket.once("close", () => this.#hello.delete(socket));
-    // The record header says how many bytes the ClientHello takes: they are copied into one
-    // buffer of that size and parsed once, whatever pieces they come in (gathering and re-parsing
-    // everything on each piece made a trickling peer cost quadratic time and memory).
-    let head: Uint8Array[] = [];
-    let headBytes = 0;
-    let record: Buffer | undefined;
-    let filled = 0;
-    const handOff = (data: Uint8Array, isHandshake: boolean) => {
-      socket.off("data", onData);
+    acceptTls(socket, context, this.options.tlsHandshakeMs, (secure) => {
       this.#hello.delete(socket);
-      socket.pause();
-      socket.unshift(data);
-      const name = isHandshake ? helloServerName(data) : undefined;
-      const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: context(name) });
-      secured(secure);
       this.#open(secure, true, release);
-    };
-    const onData = (chunk: Uint8Array) => {
-      if (!record) {
-        head.push(chunk);
-        headBytes += chunk.length;
-        if (headBytes < RECORD_HEADER_BYTES) return;
-        const start = head.length === 1 ? chunk : Buffer.concat(head);
-        head = [];
-        const need = handshakeRecordBytes(start);
-        if (need === undefined || start.length >= need) return handOff(start, need !== undefined);
-        record = Buffer.allocUnsafe(need);
-        record.set(start);
-        filled = start.length;
-        return;
-      }
-      const n = Math.min(chunk.length, record.length - filled);
-      record.set(chunk.subarray(0, n), filled);
-      filled += n;
-      if (filled < record.length) return;
-      handOff(n < chunk.length ? Buffer.concat([record, chunk.subarray(n)]) : record, true);
-    };
-    socket.on("data", onData);
-    socket.on("error", (e) => log.debug("socket error before TLS: {error}", { error: e.message }));
+    });
   }
 
   /**

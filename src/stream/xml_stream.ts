@@ -1,17 +1,16 @@
-// One XML stream over a TCP or TLS socket: parsing in, batched writes out, rate limiting on
-// input, backpressure on output, stream errors and orderly close. Client (c2s) and component
-// streams build on it.
-import type net from "node:net";
-import tls from "node:tls";
+// One XML stream over a transport (a TCP or TLS socket, a WebSocket, a BOSH session): parsing in,
+// batched writes out, rate limiting on input, backpressure on output, stream errors and orderly
+// close. Client (c2s) and component streams build on it.
+import type tls from "node:tls";
 import { randomBytes } from "node:crypto";
 import type { Logger } from "@logtape/logtape";
 import { type StreamHandler, StreamParser } from "../xml/parser.ts";
 import type { Attrs, Element } from "../xml/element.ts";
 import { escapeAttr } from "../xml/escape.ts";
 import { NS } from "../xml/ns.ts";
+import type { Transport } from "./transport.ts";
 import { TokenBucket } from "../core/token_bucket.ts";
 import { type StreamErrorCondition, streamErrorXml } from "./stream_error.ts";
-import { tlsDeadline } from "./tls_deadline.ts";
 
 export interface StreamLimits {
   maxStanzaSize: number;
@@ -26,10 +25,12 @@ export interface StreamLimits {
 
 const CLOSE_GRACE_MS = 2000;
 
+/** Input as a transport hands it over: bytes off a socket, or text a framing already decoded. */
+type Input = Uint8Array | string;
+
 export abstract class XmlStream implements StreamHandler {
   readonly id = randomBytes(9).toString("base64url");
   readonly remote: string;
-  socket: net.Socket;
   secure: boolean;
   closed = false;
   /** Milliseconds timestamp of the last byte received (idle and ping checks). */
@@ -41,34 +42,35 @@ export abstract class XmlStream implements StreamHandler {
   #input: TokenBucket;
   #rateWait: ReturnType<typeof setTimeout> | undefined;
   #waitingDrain = false;
-  #held: Uint8Array[] = [];
+  #held: Input[] = [];
   #pingSentAt = 0;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
   #gone_ = false;
-  #onData = (chunk: Uint8Array) => this.#receive(chunk);
-  #onDrain = () => {
-    this.#waitingDrain = false;
-    this.#resumeIfFree();
-  };
-  #onClose = () => this.#gone();
   #closedResolve!: () => void;
   /** Settles once the connection is gone, whatever the cause. */
   readonly whenClosed = new Promise<void>((r) => this.#closedResolve = r);
 
   constructor(
-    socket: net.Socket,
+    readonly transport: Transport,
     secure: boolean,
     protected readonly limits: StreamLimits,
     protected readonly log: Logger,
     /** The content namespace of this kind of stream (jabber:client, jabber:component:accept). */
     protected readonly contentNs: string,
   ) {
-    this.socket = socket;
     this.secure = secure;
-    this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.remote = transport.remote;
     this.#input = new TokenBucket(limits.rateBytesPerSecond, limits.rateBurstBytes);
     this.parser = new StreamParser(this, limits);
-    this.#attach(socket);
+    transport.attach({
+      data: (chunk) => this.#receive(chunk),
+      drain: () => {
+        this.#waitingDrain = false;
+        this.#resumeIfFree();
+      },
+      close: () => this.#gone(),
+      refuse: (condition, text) => this.error(condition, text),
+    });
   }
 
   abstract streamStart(attrs: Attrs, defaultNs: string | undefined): void;
@@ -85,16 +87,7 @@ export abstract class XmlStream implements StreamHandler {
     this.error(condition as StreamErrorCondition, text);
   }
 
-  #attach(socket: net.Socket): void {
-    socket.on("data", this.#onData);
-    socket.on("drain", this.#onDrain);
-    socket.on("close", this.#onClose);
-    socket.on("error", (e: Error) => {
-      this.log.debug("socket error on {id}: {error}", { id: this.id, error: e.message });
-    });
-  }
-
-  #receive(chunk: Uint8Array): void {
+  #receive(chunk: Input): void {
     if (this.closed) return;
     this.lastActivity = Date.now();
     // pause() does not stop data a TLS socket has already decrypted: hold it until our turn.
@@ -106,9 +99,10 @@ export abstract class XmlStream implements StreamHandler {
    * Feeds the parser, which hands stanzas to this stream's handling and on through the router. A
    * bug anywhere on that path ends this one stream with internal-server-error, never the server.
    */
-  #parse(data: Uint8Array): void {
+  #parse(data: Input): void {
     try {
-      this.parser.write(data);
+      if (typeof data === "string") this.parser.writeText(data);
+      else this.parser.write(data);
     } catch (e) {
       this.log.error("failed handling input on {id}: {error}", {
         id: this.id,
@@ -118,16 +112,19 @@ export abstract class XmlStream implements StreamHandler {
     }
   }
 
-  /** Parses as much of `chunk` as the token bucket allows now; holds the rest for later. */
-  #consume(chunk: Uint8Array): void {
+  /**
+   * Parses as much of `chunk` as the token bucket allows now (text counts its characters); holds
+   * the rest for later.
+   */
+  #consume(chunk: Input): void {
     const now = Date.now();
     const allowed = this.#input.takeUpTo(chunk.length, now);
-    if (allowed > 0) this.#parse(allowed === chunk.length ? chunk : chunk.subarray(0, allowed));
+    if (allowed > 0) this.#parse(allowed === chunk.length ? chunk : part(chunk, 0, allowed));
     if (allowed === chunk.length || this.closed) return;
     // Over the rate: stop reading until the bucket refills (TCP pushes back on the sender).
-    const rest = chunk.subarray(allowed);
+    const rest = part(chunk, allowed);
     this.#held.unshift(rest);
-    this.socket.pause();
+    this.transport.pause();
     this.#rateWait = setTimeout(() => {
       this.#rateWait = undefined;
       while (this.#held.length && this.#rateWait === undefined && !this.closed) {
@@ -138,7 +135,9 @@ export abstract class XmlStream implements StreamHandler {
   }
 
   #resumeIfFree(): void {
-    if (!this.closed && this.#rateWait === undefined && !this.#waitingDrain) this.socket.resume();
+    if (!this.closed && this.#rateWait === undefined && !this.#waitingDrain) {
+      this.transport.resume();
+    }
   }
 
   /** Queues data for the peer; writes are batched until the current task ends. */
@@ -153,28 +152,25 @@ export abstract class XmlStream implements StreamHandler {
 
   flush(): void {
     this.#flushQueued = false;
-    if (this.#out.length === 0 || this.socket.destroyed) return;
-    const data = this.#out.length === 1 ? this.#out[0] : this.#out.join("");
-    this.#out.length = 0;
-    // Strings go to the socket as they are: encoding them here into a Buffer measured slower in
-    // both throughput and tail latency (bench: one-to-one and MUC fan-out).
-    if (!this.socket.write(data)) {
-      if (this.socket.writableLength > this.limits.maxOutboundBuffer) {
+    const out = this.#out;
+    if (out.length === 0 || this.transport.destroyed) return;
+    this.#out = [];
+    if (!this.transport.write(out)) {
+      if (this.transport.queuedBytes > this.limits.maxOutboundBuffer) {
         this.log.info("dropping {id}: peer does not read", { id: this.id });
-        this.socket.destroy();
+        this.transport.destroy();
         return;
       }
       // Our peer reads slowly: stop reading its requests until it catches up.
       this.#waitingDrain = true;
-      this.socket.pause();
+      this.transport.pause();
     }
   }
 
   sendHeader(attrs: Attrs): void {
-    let s =
-      `<?xml version='1.0'?><stream:stream xmlns='${this.contentNs}' xmlns:stream='${NS.streams}'`;
+    let s = "";
     for (const k in attrs) if (attrs[k] !== undefined) s += ` ${k}='${escapeAttr(attrs[k]!)}'`;
-    this.send(s + ">");
+    this.send(this.transport.header(this.contentNs, s));
     this.headerSent = true;
   }
 
@@ -196,11 +192,11 @@ export abstract class XmlStream implements StreamHandler {
   close(): void {
     if (this.closed) return;
     if (!this.headerSent) this.sendHeader({ id: this.id, version: "1.0" });
-    this.send("</stream:stream>");
+    this.send(this.transport.closing);
     this.flush();
     this.closed = true;
-    this.socket.end();
-    this.#closeTimer = setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS);
+    this.transport.end();
+    this.#closeTimer = setTimeout(() => this.transport.destroy(), CLOSE_GRACE_MS);
   }
 
   #gone(): void {
@@ -215,20 +211,9 @@ export abstract class XmlStream implements StreamHandler {
 
   /** Upgrades the connection to TLS in place (STARTTLS, RFC 6120 §5.4.3.3). */
   protected startTls(context: tls.SecureContext): void {
-    const raw = this.socket;
-    // Stop reading before <proceed/> goes out: a ClientHello read by the plain socket before the
-    // TLS wrap owns it would be handed to us as plaintext (seen with Deno's node:tls).
-    raw.pause();
     this.flush();
-    raw.off("data", this.#onData);
-    raw.off("close", this.#onClose);
-    raw.off("drain", this.#onDrain);
-    const deadline = this.limits.tlsHandshakeMs && tlsDeadline(raw, this.limits.tlsHandshakeMs);
-    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context });
-    if (deadline) deadline(secure);
-    this.socket = secure;
+    this.transport.startTls!(context, this.limits.tlsHandshakeMs);
     this.secure = true;
-    this.#attach(secure);
     this.parser.reset();
   }
 
@@ -264,4 +249,9 @@ export abstract class XmlStream implements StreamHandler {
     this.parser.reset();
     this.headerSent = false;
   }
+}
+
+/** A part of some input, without copying bytes. */
+function part(chunk: Input, start: number, end?: number): Input {
+  return typeof chunk === "string" ? chunk.slice(start, end) : chunk.subarray(start, end);
 }

@@ -3,7 +3,7 @@
 // connection at once and resolving a namespace costs the same at any depth, so other users never
 // wait; each attacker gets policy-violation, and logging in still works.
 import assert from "node:assert/strict";
-import { abuseServer, MAX_STALL_MS, stallProbe } from "../helpers/abuse.ts";
+import { abuseServer, assertUnstalled, stallProbe } from "../helpers/abuse.ts";
 import { serverTest } from "../helpers/server.ts";
 import { HEADER, RawClient } from "../helpers/raw_client.ts";
 import { NS } from "../../src/xml/ns.ts";
@@ -47,11 +47,7 @@ serverTest("abuse: deeply nested pre-auth stanzas do not stall the server", asyn
     } finally {
       stall = await probe.stop();
     }
-    assert.ok(stall.pings > 0, "the probe pinged during the attack");
-    assert.ok(
-      stall.maxWaitMs < MAX_STALL_MS,
-      `a logged-in user waited ${stall.maxWaitMs.toFixed(0)} ms for a pong`,
-    );
+    assertUnstalled(stall!);
   } finally {
     for (const a of open) a.drop();
     await server.stop();

@@ -5,7 +5,7 @@
 // waits meanwhile.
 import assert from "node:assert/strict";
 import net from "node:net";
-import { abuseServer, MAX_STALL_MS, stallProbe } from "../helpers/abuse.ts";
+import { abuseServer, assertUnstalled, stallProbe } from "../helpers/abuse.ts";
 import { serverTest } from "../helpers/server.ts";
 import { RawClient } from "../helpers/raw_client.ts";
 import { loginDirectTls } from "../helpers/direct_tls.ts";
@@ -82,11 +82,7 @@ serverTest("abuse: running out of descriptors does not stop logins for good", as
       server.logs.some((r) => String(r.message).includes("refusing connections")),
       "the refusal is logged",
     );
-    assert.ok(stall.pings > 0, "the probe pinged during the attack");
-    assert.ok(
-      stall.maxWaitMs < MAX_STALL_MS,
-      `a logged-in user waited ${stall.maxWaitMs.toFixed(0)} ms for a pong`,
-    );
+    assertUnstalled(stall!);
   } finally {
     for (const f of floods) for (const s of f.sockets) s.destroy();
     await server.stop();

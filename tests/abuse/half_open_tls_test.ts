@@ -5,7 +5,7 @@
 // goes through.
 import assert from "node:assert/strict";
 import net from "node:net";
-import { abuseServer, MAX_STALL_MS, stallProbe } from "../helpers/abuse.ts";
+import { abuseServer, allClosed, assertUnstalled, stallProbe } from "../helpers/abuse.ts";
 import { serverTest } from "../helpers/server.ts";
 import { loginDirectTls } from "../helpers/direct_tls.ts";
 import { NS } from "../../src/xml/ns.ts";
@@ -69,10 +69,7 @@ serverTest("abuse: half-open TLS connections are capped per address and time out
       assert.equal(pong.attrs.type, "result");
       user.close();
       // Every half-open connection is closed by the server, none later than the deadline allows.
-      const deadline = performance.now() + HANDSHAKE_S * 1000 + SLACK_MS;
-      while (conns.some((c) => c.lifetime === undefined) && performance.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await allClosed(conns, (c) => c.lifetime === undefined, HANDSHAKE_S * 1000 + SLACK_MS);
     } finally {
       stall = await probe.stop();
     }
@@ -83,11 +80,7 @@ serverTest("abuse: half-open TLS connections are capped per address and time out
       refused >= ADDRESSES.length * (PER_ADDRESS - CAP),
       `only ${refused} connections were refused at once by the cap per address`,
     );
-    assert.ok(stall.pings > 0, "the probe pinged during the attack");
-    assert.ok(
-      stall.maxWaitMs < MAX_STALL_MS,
-      `a logged-in user waited ${stall.maxWaitMs.toFixed(0)} ms for a pong`,
-    );
+    assertUnstalled(stall!);
   } finally {
     for (const c of conns) c.socket.destroy();
     await server.stop();

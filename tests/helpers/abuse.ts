@@ -1,6 +1,7 @@
 // The abuse suite's harness: a Parley server in its own process (so the attack's own work never
 // counts as the server's), and a stall probe, a logged-in client that pings the server every
 // 100 ms and reports the longest wait for a pong while an attack runs.
+import assert from "node:assert/strict";
 import { stringify } from "yaml";
 import { join } from "node:path";
 import { SqliteStore } from "../../src/storage/sqlite.ts";
@@ -110,3 +111,20 @@ export async function stallProbe(port: number, user = "probe", everyMs = 100): P
 
 /** The abuse suite's bound: no user may wait longer than this for the server during an attack. */
 export const MAX_STALL_MS = 1000;
+
+/** The probe pinged during the attack, and never waited past MAX_STALL_MS for a pong. */
+export function assertUnstalled(stall: { maxWaitMs: number; pings: number }): void {
+  assert.ok(stall.pings > 0, "the probe pinged during the attack");
+  assert.ok(
+    stall.maxWaitMs < MAX_STALL_MS,
+    `a logged-in user waited ${stall.maxWaitMs.toFixed(0)} ms for a pong`,
+  );
+}
+
+/** Waits until no connection of `conns` is still open, or `ms` have passed. */
+export async function allClosed<T>(conns: T[], open: (c: T) => boolean, ms: number): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (conns.some(open) && performance.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -81,6 +81,15 @@ export function freePort(hosts: string[]): number {
 
 export const DOMAIN = "localhost";
 
+/** Each node's c2s listener, on its own address (for tests that list more listeners). */
+export const C2S_LISTENER = {
+  type: "c2s",
+  bind: "{node_host}",
+  port: 0,
+  starttls: "optional",
+  plain_without_tls: true,
+};
+
 export async function startCluster(n: number, opts: ClusterOptions = {}): Promise<TestCluster> {
   const names = Array.from({ length: n }, (_, i) => `n${i + 1}`);
   const hosts = names.map((_, i) => `127.0.0.${i + 1}`);
@@ -95,13 +104,7 @@ export async function startCluster(n: number, opts: ClusterOptions = {}): Promis
     auth: { scram_iterations: 64 },
     timeouts: { auth_failure_delay_ms: 10 },
     storage: { type: "postgres", url, pool: 4 },
-    listeners: [{
-      type: "c2s",
-      bind: "{node_host}",
-      port: 0,
-      starttls: "optional",
-      plain_without_tls: true,
-    }],
+    listeners: [C2S_LISTENER],
     cluster: {
       peers: names.map((node, i) => ({ node, address: `${hosts[i]}:${port}` })),
       tls: {

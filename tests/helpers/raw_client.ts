@@ -2,10 +2,11 @@
 // bytes and exposes every element the server sends, including stream errors.
 import net from "node:net";
 import tls from "node:tls";
-import { createHash, createHmac, pbkdf2Sync, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { StreamParser } from "../../src/xml/parser.ts";
 import type { Attrs, Element } from "../../src/xml/element.ts";
 import { NS } from "../../src/xml/ns.ts";
+import { ScramClient, type ScramHash } from "./scram.ts";
 
 export const HEADER = (to = "localhost") =>
   `<?xml version='1.0'?><stream:stream to='${to}' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>`;
@@ -157,42 +158,15 @@ export class RawClient {
   }
 
   /** SASL SCRAM-SHA-1/256 as a client (RFC 5802), verifying the server's signature. */
-  async scram(
-    user: string,
-    password: string,
-    hash: "SHA-1" | "SHA-256" = "SHA-256",
-  ): Promise<boolean> {
-    const alg = hash === "SHA-1" ? "sha1" : "sha256";
-    const cnonce = randomBytes(12).toString("base64");
-    const first = `n=${user},r=${cnonce}`;
-    this.send(`<auth xmlns='${NS.sasl}' mechanism='SCRAM-${hash}'>${btoa("n,," + first)}</auth>`);
+  async scram(user: string, password: string, hash: ScramHash = "SHA-256"): Promise<boolean> {
+    const scram = new ScramClient(user, password, hash);
+    this.send(`<auth xmlns='${NS.sasl}' mechanism='${scram.mechanism}'>${scram.initial}</auth>`);
     const ch = await this.waitFor((e) => e.attrs.xmlns === NS.sasl, 10000, "SASL challenge");
     if (ch.name !== "challenge") return false;
-    const serverFirst = atob(ch.text());
-    const a = Object.fromEntries(serverFirst.split(",").map((p) => [p[0], p.slice(2)]));
-    const salted = pbkdf2Sync(
-      password,
-      Buffer.from(a.s, "base64"),
-      Number(a.i),
-      hash === "SHA-1" ? 20 : 32,
-      alg,
-    );
-    const clientKey = createHmac(alg, salted).update("Client Key").digest();
-    const storedKey = createHash(alg).update(clientKey).digest();
-    const finalBare = `c=biws,r=${a.r}`;
-    const authMessage = `${first},${serverFirst},${finalBare}`;
-    const sig = createHmac(alg, storedKey).update(authMessage).digest();
-    const proof = Buffer.from(clientKey.map((b, i) => b ^ sig[i]));
-    this.send(
-      `<response xmlns='${NS.sasl}'>${
-        btoa(`${finalBare},p=${proof.toString("base64")}`)
-      }</response>`,
-    );
+    this.send(`<response xmlns='${NS.sasl}'>${scram.respond(ch.text())}</response>`);
     const r = await this.waitFor((e) => e.attrs.xmlns === NS.sasl, 10000, "SASL outcome");
     if (r.name !== "success") return false;
-    const serverKey = createHmac(alg, salted).update("Server Key").digest();
-    const expected = createHmac(alg, serverKey).update(authMessage).digest("base64");
-    if (atob(r.text()) !== `v=${expected}`) throw new Error("server signature mismatch");
+    scram.verify(r.text());
     this.#parser.reset();
     return true;
   }

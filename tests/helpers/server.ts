@@ -9,6 +9,8 @@ export interface TestServer {
   server: Server;
   port: number;
   tlsPort: number;
+  /** The http listener's port (WebSocket, BOSH, discovery), when the server has one. */
+  httpPort: number;
   dataDir: string;
   domain: string;
   addUser(user: string, password?: string): Promise<void>;
@@ -47,6 +49,7 @@ export async function startServer(overrides: Tree = {}, dataDir?: string): Promi
     listeners: [
       { type: "c2s", bind: "127.0.0.1", port: 0, starttls: "optional", plain_without_tls: true },
       { type: "c2s_tls", bind: "127.0.0.1", port: 0 },
+      { type: "http", bind: "127.0.0.1", port: 0 },
     ],
   }, overrides);
   const server = await Server.start(parseConfig(stringify(config), "test.yaml"));
@@ -54,6 +57,7 @@ export async function startServer(overrides: Tree = {}, dataDir?: string): Promi
     server,
     port: server.addresses[0].port,
     tlsPort: server.addresses[1].port,
+    httpPort: server.addresses.find((a) => a.type === "http")?.port ?? 0,
     dataDir: dir,
     domain: "localhost",
     async addUser(user, password = "secret") {

@@ -36,7 +36,10 @@ Deno.test("defaults: localhost on 127.0.0.1, STARTTLS required, registration off
   assert.deepEqual(c.listeners.map((l) => [l.type, l.bind, l.port, l.starttls]), [
     ["c2s", "127.0.0.1", 5222, "required"],
     ["c2s_tls", "127.0.0.1", 5223, "required"],
+    ["http", "127.0.0.1", 5280, "required"],
   ]);
+  // WebSocket, BOSH and metrics out of the box, from this machine only.
+  assert.deepEqual(c.metrics.allow, ["127.0.0.0/8", "::1/128"]);
   assert.equal(c.limits.max_stanza_size, 262_144);
   assert.equal(c.data_dir, "./data");
 });
@@ -330,4 +333,21 @@ ${UNQUOTED_NODE_TLS}  heartbeat: 1s
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("listeners[].trusted_proxies: each entry an address or CIDR range", () => {
+  assert.throws(
+    () =>
+      parseConfig(
+        "listeners:\n  - { type: http, port: 0, trusted_proxies: [10.0.0.0/8, proxy.example] }\n",
+        "p.yaml",
+      ),
+    (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      assert.deepEqual(e.problems, [
+        "p.yaml:2:58: listeners[0].trusted_proxies[1]: is not an IP address or CIDR range",
+      ]);
+      return true;
+    },
+  );
 });

@@ -1,0 +1,46 @@
+// The server's HTTP listeners (`type: http`): each with the routes the server answers there
+// (WebSocket and BOSH clients, XEP-0156 discovery, /metrics and /health), built from the configuration and the server's
+// shared parts.
+import type { ListenerConfig } from "../config/schema.ts";
+import type { ServerContext } from "../core/context.ts";
+import type { Host } from "../core/host.ts";
+import type { TlsContexts } from "../tls/certificates.ts";
+import { HttpListener } from "../http/listener.ts";
+import { HttpRoutes } from "../http/routes.ts";
+import { WEBSOCKET_PATH, websocketRoute } from "../http/websocket.ts";
+import { boshRoute } from "../http/bosh.ts";
+import { HOST_META_JSON_PATH, HOST_META_PATH, hostMetaRoutes } from "../http/host_meta.ts";
+import { HEALTH_PATH, METRICS_PATH, type Monitoring } from "../http/monitoring.ts";
+
+export const BOSH_PATH = "/http-bind";
+
+export function httpListener(
+  lc: ListenerConfig,
+  ctx: ServerContext,
+  hosts: Map<string, Host>,
+  tls: TlsContexts,
+  monitoring: Monitoring,
+): HttpListener {
+  const { config } = ctx;
+  const routes = new HttpRoutes(config.http.allowed_origins);
+  const c2s = { ctx, hosts, tls, listener: lc };
+  routes.add(WEBSOCKET_PATH, websocketRoute(routes, c2s));
+  routes.add(BOSH_PATH, boshRoute(routes, c2s));
+  const meta = hostMetaRoutes(config.http.public_url, {
+    websocket: WEBSOCKET_PATH,
+    bosh: BOSH_PATH,
+  });
+  routes.add(HOST_META_PATH, meta.xrd);
+  routes.add(HOST_META_JSON_PATH, meta.json);
+  routes.add(METRICS_PATH, monitoring.metrics);
+  routes.add(HEALTH_PATH, monitoring.health);
+  return new HttpListener({
+    bind: lc.bind,
+    port: lc.port,
+    tls: lc.tls ? (name) => tls.select(name) : undefined,
+    tlsHandshakeMs: config.timeouts.tls_handshake * 1000,
+    trustedProxies: lc.trusted_proxies,
+    connectionsPerIp: config.limits.connections_per_ip,
+    descriptors: ctx.descriptors,
+  }, routes);
+}
