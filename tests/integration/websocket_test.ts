@@ -1,6 +1,7 @@
 // XMPP over WebSocket (RFC 7395) with a real client library (@xmpp/client), and the framing and
 // refusals a WebSocket client meets, checked with the browser's own WebSocket API.
 import assert from "node:assert/strict";
+import net from "node:net";
 import tls from "node:tls";
 import { client, xml } from "@xmpp/client";
 import { serverTest, startServer, type TestServer } from "../helpers/server.ts";
@@ -223,6 +224,40 @@ serverTest("https: a listener with tls serves each host's certificate (SNI)", as
     assert.equal(status, "HTTP/1.1 101 Switching Protocols");
   } finally {
     httpClient.close();
+    await t.stop();
+  }
+});
+
+serverTest("WebSocket: a client that does not answer WebSocket pings is closed", async () => {
+  const t = await startServer({ timeouts: { ping_interval: 1, handshake: 60 } });
+  const socket = net.connect(t.httpPort, "127.0.0.1");
+  try {
+    let head = "";
+    const closed = new Promise<number>((resolve) =>
+      socket.once("close", () => resolve(Date.now()))
+    );
+    socket.on("data", (d) => head += d.toString("latin1"));
+    socket.on("error", () => {});
+    socket.write(
+      "GET /xmpp-websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n" +
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\n\r\n",
+    );
+    await until(() => head.startsWith("HTTP/1.1 101"), "the upgrade");
+    const upgradedAt = Date.now();
+    // Never answering: the server's ping (0x89) goes unanswered, and it closes the connection
+    // long before the 60 s handshake timeout would.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const at = await Promise.race([
+      closed,
+      new Promise<number>((r) => timer = setTimeout(() => r(-1), 10_000)),
+    ]);
+    clearTimeout(timer);
+    assert.notEqual(at, -1, "still open 10 s after the upgrade");
+    assert.ok(at - upgradedAt < 10_000);
+    assert.ok(head.includes("\x89"), "a ping was sent");
+  } finally {
+    socket.destroy();
     await t.stop();
   }
 });
