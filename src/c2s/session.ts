@@ -7,6 +7,7 @@ import { Jid, parseJid } from "../jid/jid.ts";
 import { prepResource } from "../jid/precis.ts";
 import { XmlStream } from "../stream/xml_stream.ts";
 import type { Transport } from "../stream/transport.ts";
+import type { StanzaCounts } from "../metrics/counters.ts";
 import type { Host } from "../core/host.ts";
 import type { ServerContext } from "../core/context.ts";
 import type { ListenerConfig } from "../config/schema.ts";
@@ -51,6 +52,8 @@ export class C2SSession extends XmlStream implements LocalSession {
   #state: "unbound" | "bound" | "replaced" | "ended" = "unbound";
   /** Created by the first SASL element, dropped once authenticated (memory per session). */
   #sasl: SaslNegotiation | undefined;
+  /** The node's count of stanzas delivered to clients (/metrics). */
+  readonly #stanzasOut: StanzaCounts;
 
   constructor(transport: Transport, secure: boolean, readonly deps: C2SDeps) {
     const l = deps.ctx.config.limits;
@@ -69,6 +72,7 @@ export class C2SSession extends XmlStream implements LocalSession {
       log,
       NS.client,
     );
+    this.#stanzasOut = deps.ctx.counters.stanzasOut;
     log.info("connection {id} opened from {remote}", { id: this.id, remote: this.remote });
   }
 
@@ -87,7 +91,7 @@ export class C2SSession extends XmlStream implements LocalSession {
   /** Every stanza for this session passes here: counted as stanzas out (/metrics). */
   deliver(stanza: Element | string): void {
     if (this.closed) return;
-    const out = this.deps.ctx.counters.stanzasOut;
+    const out = this.#stanzasOut;
     if (typeof stanza === "string") out.text(stanza);
     else out.element(stanza.name);
     this.send(stanza);

@@ -15,7 +15,7 @@ import { type Config, CONFIG_SPEC, type Spec } from "./schema.ts";
 import { prepDomain } from "../jid/precis.ts";
 import { parseJid } from "../jid/jid.ts";
 import { checkCluster } from "../cluster/config.ts";
-import { parseRange } from "../http/addresses.ts";
+import { parseRange } from "../core/address_list.ts";
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {

@@ -121,6 +121,7 @@ export const CONFIG_SPEC: Spec = obj({
       plain_without_tls: bool(false),
       tls: bool(false),
       trusted_proxies: { kind: "list", of: { kind: "string" }, default: [] },
+      forwarded_header: str("x-forwarded-for", { enum: ["x-forwarded-for", "forwarded"] }),
     }),
   },
   http: obj({
@@ -271,8 +272,10 @@ export interface ListenerConfig {
   plain_without_tls: boolean;
   /** http: https and wss with the hosts' certificates. */
   tls: boolean;
-  /** http: addresses (CIDR) whose X-Forwarded-For and Forwarded headers are believed. */
+  /** http: addresses (CIDR) whose forwarded header is believed. */
   trusted_proxies: string[];
+  /** http: the one header naming the client that trusted proxies set. */
+  forwarded_header: "x-forwarded-for" | "forwarded";
 }
 
 export interface Config {

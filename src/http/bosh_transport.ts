@@ -6,21 +6,23 @@
 // after `wait` seconds, and at once when more than `hold` requests are held. The server's stream
 // header is no element: its id and from go into the session creation response (authid, from),
 // and its close makes the response type='terminate', with condition='remote-stream-error' and
-// the <stream:error/> inside when there was one.
+// the <stream:error/> inside when there was one. When the stream closes while no request is
+// held, that response is `unsent` once the session is gone, for bosh.ts to give the next request.
 //
 // Terminal binding conditions (XEP-0124 §17.2) end the session: a rid beyond the window, or a
 // repeated one whose response is no longer kept (item-not-found); more unanswered requests than
 // `requests`, two empty polls (hold 0) within `polling` seconds, more than `maxRate` requests a
 // second (policy-violation). No request held for `inactivity` seconds ends it too. Bounded: the
 // output the client does not fetch (the stream drops it past limits.max_outbound_buffer), input
-// held while the stream is rate limited (`maxHeld`), the responses kept for repeats (`requests`).
+// held while the stream is rate limited (`maxHeld`), the responses kept for repeats (`requests`),
+// the response to the stream's close that no request took (`maxKept`).
 import { escapeAttr } from "../xml/escape.ts";
 import type { Attrs } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
 import { TokenBucket } from "../core/token_bucket.ts";
 import type { Transport, TransportEvents } from "../stream/transport.ts";
 import { HeldInput } from "./held_input.ts";
-import { standalone } from "./ws_transport.ts";
+import { standalone } from "./framing.ts";
 
 export const NS_HTTPBIND = "http://jabber.org/protocol/httpbind";
 export const NS_XBOSH = "urn:xmpp:xbosh";
@@ -74,6 +76,9 @@ export interface BoshSettings {
   highWater: number;
   /** The session creation response's attributes but those the stream gives (authid, from). */
   created: string;
+  /** Characters of the response to the stream's close kept for a later request: past this, the
+   * <stream:error/> alone. */
+  maxKept: number;
 }
 
 interface Entry {
@@ -119,6 +124,11 @@ export class BoshTransport implements Transport {
   /** The stream is closed: the next response is type='terminate' (with this condition). */
   #ending = false;
   #condition: string | undefined;
+  /** The <stream:error/> written, as sent. */
+  #streamError = "";
+  /** A request took the response to the stream's close. */
+  #finished = false;
+  #unsent: string | undefined;
   #inactive: ReturnType<typeof setTimeout> | undefined;
   #gone = false;
 
@@ -140,6 +150,12 @@ export class BoshTransport implements Transport {
 
   get queuedBytes(): number {
     return this.#outBytes;
+  }
+
+  /** The response to the stream's close when no request took it: the stream closed while none
+   * was held, and the session is gone. */
+  get unsent(): string | undefined {
+    return this.#unsent;
   }
 
   /** Requests waiting for their response: held, or come before their turn. */
@@ -201,7 +217,7 @@ export class BoshTransport implements Transport {
     return answer;
   }
 
-  /** Ends the session with a terminal binding condition: the body for the request that caused it. */
+  /** Ends the session with a terminal binding condition: the body for the request causing it. */
   fail(condition: string): string {
     const body = terminal(condition);
     this.#destroyWith(body);
@@ -273,8 +289,11 @@ export class BoshTransport implements Transport {
     for (const item of items) {
       if (item === CLOSING) this.#ending = true;
       else if (item !== "") {
-        if (item.startsWith("<stream:error")) this.#condition = "remote-stream-error";
         const out = standalone(item);
+        if (item.startsWith("<stream:error")) {
+          this.#condition = "remote-stream-error";
+          this.#streamError = out;
+        }
         this.#out.push(out);
         this.#outBytes += out.length;
       }
@@ -338,6 +357,7 @@ export class BoshTransport implements Transport {
   /** The stream is closed: the oldest request held (or the one just come) gets what is left and
    * type='terminate', any other the terminate alone; then the session is gone. */
   #finish(): string {
+    this.#finished = true;
     const body = this.#respond(this.#held.shift(), this.#terminate());
     this.#destroyWith(bodyXml(this.#terminate()));
     return body;
@@ -346,6 +366,15 @@ export class BoshTransport implements Transport {
   /** The attributes of the response to the stream's close. */
   #terminate(): string {
     return ` type='terminate'${this.#condition ? ` condition='${this.#condition}'` : ""}`;
+  }
+
+  /** The response to the stream's close for a request to come: with what is left, or with the
+   * <stream:error/> alone when that is more than `maxKept`. */
+  #final(): string {
+    const body = this.#respond(undefined, this.#terminate());
+    return body.length <= this.settings.maxKept
+      ? body
+      : bodyXml(this.#terminate(), this.#streamError);
   }
 
   /** Starts counting inactivity once no request is held (XEP-0124 §10); stops when one is. */
@@ -385,6 +414,7 @@ export class BoshTransport implements Transport {
   /** The session is over: every request still waiting gets `body`. */
   #destroyWith(body: string): void {
     if (this.#gone) return;
+    if (this.#ending && !this.#finished) this.#unsent = this.#final();
     this.#gone = true;
     clearTimeout(this.#inactive);
     for (const e of [...this.#held, ...this.#early.values()]) {

@@ -2,7 +2,7 @@
 // per server, shared by its listeners, owning the event-loop sampler and the cached store check.
 // /metrics answers only clients in `metrics.allow` (the client's address as the listener sees it:
 // behind a trusted proxy, the forwarded one); /health answers anyone (docs/monitoring.md).
-import { AddressList } from "./addresses.ts";
+import { AddressList } from "../core/address_list.ts";
 import { type HttpHandler, text } from "./routes.ts";
 import { collectMetrics, type Monitored } from "../metrics/metrics.ts";
 import { CONTENT_TYPE } from "../metrics/exposition.ts";

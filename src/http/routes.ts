@@ -43,7 +43,7 @@ export class HttpRoutes {
     return route(req, client);
   }
 
-  /** Whether a browser page from the request's origin may use this server (no Origin: not a page). */
+  /** Whether a page from the request's origin may use this server (no Origin: not a page). */
   originAllowed(req: Request): boolean {
     const origin = req.headers.get("origin");
     return origin === null || this.allowedOrigins.length === 0 ||

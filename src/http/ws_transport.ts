@@ -11,14 +11,13 @@ import { NS } from "../xml/ns.ts";
 import { parseStanza } from "../xml/parse_string.ts";
 import type { Transport, TransportEvents } from "../stream/transport.ts";
 import { HeldInput } from "./held_input.ts";
+import { standalone } from "./framing.ts";
 
 export const NS_FRAMING = "urn:ietf:params:xml:ns:xmpp-framing";
 /** Largest <open/> read (it has a few short attributes). */
 const OPEN_MAX = 4096;
 /** How often output waiting for a slow reader is checked. */
 const DRAIN_CHECK_MS = 50;
-const CLIENT_NS = ` xmlns='${NS.client}'`;
-const STREAM_NS = ` xmlns:stream='${NS.streams}'`;
 
 export class WsTransport implements Transport {
   readonly kind = "websocket";
@@ -35,6 +34,8 @@ export class WsTransport implements Transport {
     readonly maxHeld: number,
     /** Bytes the client may leave unread before `write` says so. */
     readonly highWater: number,
+    /** The longest message: one stanza (RFC 7395: one element per message). */
+    readonly maxMessage: number,
   ) {
     this.#input = new HeldInput(maxHeld, () => this.#events!);
   }
@@ -62,6 +63,11 @@ export class WsTransport implements Transport {
     if (this.#closed) return;
     if (typeof data !== "string") {
       return this.#events!.refuse("unsupported-encoding", "XMPP over WebSocket is text");
+    }
+    // One element per message: a longer one is no stanza this server takes. (Deno has read it
+    // whole already, up to 64 MiB: that much is not guaranteed.)
+    if (data.length > this.maxMessage + OPEN_MAX) {
+      return this.#events!.refuse("policy-violation", "a message longer than one stanza");
     }
     this.#input.pass(this.#framed(data));
   }
@@ -124,34 +130,4 @@ export class WsTransport implements Transport {
     this.#input.clear();
     this.#events?.close();
   }
-}
-
-/**
- * An element as it stands alone, a message of its own (RFC 7395 §3.3.3) or a payload of a BOSH
- * <body/>: a stanza names jabber:client, a stream element (features, error) declares the stream
- * prefix. The serializer escapes `>` in attribute
- * values, so the first `>` ends the start tag.
- */
-export function standalone(item: string): string {
-  // Per stanza sent: first characters and one search, no regular expression, no slice to test.
-  const name = item.startsWith("<message")
-    ? 8
-    : item.startsWith("<presence")
-    ? 9
-    : item.startsWith("<iq")
-    ? 3
-    : item.startsWith("<stream:")
-    ? -1
-    : 0;
-  if (name === 0) return item;
-  const end = item.indexOf(">");
-  if (name > 0) {
-    const next = item.charCodeAt(name);
-    if (next !== 32 && next !== 62 && next !== 47) return item; // another name, e.g. <iqx>
-    if (item.lastIndexOf(" xmlns=", end) !== -1) return item;
-    return item.slice(0, name) + CLIENT_NS + item.slice(name);
-  }
-  if (item.lastIndexOf("xmlns:stream=", end) !== -1) return item;
-  const at = item.search(/[\s/>]/);
-  return item.slice(0, at) + STREAM_NS + item.slice(at);
 }

@@ -1,18 +1,19 @@
 // The server's HTTP listeners (`type: http`): each with the routes the server answers there
-// (WebSocket and BOSH clients, XEP-0156 discovery, /metrics and /health), built from the configuration and the server's
-// shared parts.
-import type { ListenerConfig } from "../config/schema.ts";
+// (WebSocket and BOSH clients, XEP-0156 discovery, /metrics and /health), built from the
+// configuration and the server's shared parts.
+import type { Config, ListenerConfig } from "../config/schema.ts";
 import type { ServerContext } from "../core/context.ts";
 import type { Host } from "../core/host.ts";
 import type { TlsContexts } from "../tls/certificates.ts";
 import { HttpListener } from "../http/listener.ts";
 import { HttpRoutes } from "../http/routes.ts";
 import { WEBSOCKET_PATH, websocketRoute } from "../http/websocket.ts";
-import { boshRoute } from "../http/bosh.ts";
+import { BOSH_PATH, boshRoute } from "../http/bosh.ts";
 import { HOST_META_JSON_PATH, HOST_META_PATH, hostMetaRoutes } from "../http/host_meta.ts";
 import { HEALTH_PATH, METRICS_PATH, type Monitoring } from "../http/monitoring.ts";
 
-export const BOSH_PATH = "/http-bind";
+/** Beyond the longest silence a live connection has, before it is taken for dead. */
+const IDLE_SLACK_S = 30;
 
 export function httpListener(
   lc: ListenerConfig,
@@ -39,8 +40,24 @@ export function httpListener(
     port: lc.port,
     tls: lc.tls ? (name) => tls.select(name) : undefined,
     tlsHandshakeMs: config.timeouts.tls_handshake * 1000,
+    idleMs: idleSeconds(config) * 1000,
     trustedProxies: lc.trusted_proxies,
+    forwardedHeader: lc.forwarded_header,
     connectionsPerIp: config.limits.connections_per_ip,
     descriptors: ctx.descriptors,
   }, routes);
+}
+
+/**
+ * How long a connection to the http listener may stay silent both ways: longer than a BOSH
+ * request may be held, than the pings on a WebSocket, and than a client may take to log in.
+ */
+function idleSeconds(config: Config): number {
+  const { bosh, timeouts } = config;
+  return Math.max(
+    bosh.max_wait,
+    timeouts.ping_interval + timeouts.ping_timeout,
+    timeouts.handshake,
+  ) +
+    IDLE_SLACK_S;
 }

@@ -29,6 +29,7 @@ import { descriptorLimit } from "./fd_limit.ts";
 import { SharedCaches } from "../core/caches.ts";
 import { ClusterNode } from "../cluster/node.ts";
 import { httpListener } from "./http.ts";
+import type { HttpListener } from "../http/listener.ts";
 import { Counters } from "../metrics/counters.ts";
 import { countFailures } from "../metrics/counted_store.ts";
 import type { ServerState } from "../metrics/metrics.ts";
@@ -51,8 +52,8 @@ export class Server implements ServerContext {
   readonly serial = new SerialQueues();
   readonly hosts = new Map<string, Host>();
   readonly listeners: Listener[] = [];
-  /** The http listeners: /health says 503 on them while the others stop. */
-  readonly #lastToClose = new Set<Listener>();
+  /** The http listeners: they close last, /health saying 503 on them while the rest stops. */
+  readonly #http = new Set<HttpListener>();
   /** Services beside the hosts (MUC, proxies, components), by kind and domain. */
   readonly services = new Services();
   /** Client and component connections against the descriptor limit, on every listener. */
@@ -153,7 +154,6 @@ export class Server implements ServerContext {
       }
       const l = this.#listener(lc, tls);
       this.listeners.push(l);
-      if (lc.type === "http") this.#lastToClose.add(l);
       this.addresses.push({ type: lc.type, ...await l.listen() });
     }
     const admin = SERVICES.map((plugin) => plugin.admin?.(this.services.of(plugin)));
@@ -173,7 +173,11 @@ export class Server implements ServerContext {
   }
 
   #listener(lc: ListenerConfig, tls: TlsContexts): Listener {
-    if (lc.type === "http") return httpListener(lc, this, this.hosts, tls, this.#monitoring);
+    if (lc.type === "http") {
+      const http = httpListener(lc, this, this.hosts, tls, this.#monitoring);
+      this.#http.add(http);
+      return http;
+    }
     const base = {
       name: lc.type,
       bind: lc.bind,
@@ -209,7 +213,10 @@ export class Server implements ServerContext {
     await Promise.all(stopping);
     // server.close() resolves only once every connection is gone, so streams are closed meanwhile.
     // The http listeners close last: until then /health answers 503 to load balancers.
-    const closing: Promise<void>[] = this.listeners.filter((l) => !this.#lastToClose.has(l))
+    for (const l of this.#http) l.drain();
+    const closing: Promise<void>[] = this.listeners.filter((l) =>
+      !this.#http.has(l as HttpListener)
+    )
       .map((l) => l.close());
     for (const l of this.listeners) {
       for (const s of l.streams) {
@@ -219,7 +226,7 @@ export class Server implements ServerContext {
     }
     await Promise.all(closing);
     await this.serial.idle();
-    await Promise.all([...this.#lastToClose].map((l) => l.close()));
+    await Promise.all([...this.#http].map((l) => l.close()));
     await this.cluster?.stop();
     await this.store.close();
     log.info("stopped");

@@ -6,9 +6,12 @@ import { logger } from "../log/logger.ts";
 
 const log = logger("listener");
 
-/** Descriptors kept back for everything that is not a client connection: a tenth, at least 32. */
+/**
+ * Descriptors kept back for everything that is not a client connection: a tenth, at least 64 (a
+ * running server with its store and every listener holds about 32 before any client).
+ */
 export function headroom(limit: number): number {
-  return Math.max(32, Math.floor(limit / 10));
+  return Math.max(64, Math.floor(limit / 10));
 }
 
 export class DescriptorBudget {
@@ -23,9 +26,12 @@ export class DescriptorBudget {
     this.ceiling = limit - headroom(limit);
   }
 
-  /** Counts a new connection in, or says it must be refused (logged once per episode). */
-  admit(): boolean {
-    if (this.open >= this.ceiling) {
+  /**
+   * Counts a new connection in, holding `n` descriptors (a relayed one holds several), or says it
+   * must be refused (logged once per episode).
+   */
+  admit(n = 1): boolean {
+    if (this.open + n > this.ceiling) {
       if (this.#refused++ === 0) {
         log.warn(
           "refusing connections: {open} open, near the descriptor limit {limit}",
@@ -38,11 +44,11 @@ export class DescriptorBudget {
       log.warn("accepting connections again after refusing {refused}", { refused: this.#refused });
       this.#refused = 0;
     }
-    this.open++;
+    this.open += n;
     return true;
   }
 
-  release(): void {
-    this.open--;
+  release(n = 1): void {
+    this.open -= n;
   }
 }

@@ -8,11 +8,11 @@ import type { XmlStream } from "./xml_stream.ts";
 import { SocketTransport } from "./socket_transport.ts";
 import type { DescriptorBudget } from "./descriptor_budget.ts";
 import { acceptTls } from "./tls_accept.ts";
+import { AddressCaps } from "./address_caps.ts";
+import { listenOn, rearm } from "./tcp_server.ts";
 import { logger } from "../log/logger.ts";
 
 const log = logger("listener");
-/** Pending connections the kernel queues for us (Node's default). */
-const BACKLOG = 511;
 
 export interface ListenerOptions {
   name: string;
@@ -40,70 +40,52 @@ export class StreamListener<S extends XmlStream> implements Listener {
   readonly streams = new Set<S>();
   /** Direct-TLS connections still waiting for their ClientHello. */
   #hello = new Set<net.Socket>();
-  #perIp = new Map<string, number>();
+  #caps: AddressCaps;
   #server: net.Server;
 
   constructor(
     readonly options: ListenerOptions,
     readonly open: (transport: SocketTransport, secure: boolean) => S,
   ) {
+    this.#caps = new AddressCaps(options.connectionsPerIp);
     // Direct TLS wraps the accepted socket here rather than using tls.Server, so that admission
     // comes before any TLS work.
     this.#server = net.createServer((socket) => this.#accept(socket));
     this.#server.on("error", (e) => log.error("listener error: {error}", { error: e.message }));
   }
 
-  listen(): Promise<{ address: string; port: number }> {
-    return new Promise((resolve, reject) => {
-      this.#server.once("error", reject);
-      const { port, bind: host } = this.options;
-      this.#server.listen({ port, host, backlog: BACKLOG }, () => {
-        this.#server.off("error", reject);
-        const a = this.#server.address() as net.AddressInfo;
-        log.info("listening for {type} on {address}:{port}", {
-          type: this.options.name,
-          address: a.address,
-          port: a.port,
-        });
-        resolve({ address: a.address, port: a.port });
-      });
-    });
+  async listen(): Promise<{ address: string; port: number }> {
+    const a = await listenOn(this.#server, this.options.bind, this.options.port);
+    log.info("listening for {type} on {address}:{port}", { type: this.options.name, ...a });
+    return a;
   }
 
   #accept(socket: net.Socket): void {
-    const { descriptors, connectionsPerIp } = this.options;
+    const { descriptors } = this.options;
     if (!descriptors.admit()) {
       socket.destroy();
       return;
     }
     const ip = socket.remoteAddress ?? "?";
-    const n = (this.#perIp.get(ip) ?? 0) + 1;
-    // A direct-TLS peer cannot be told why before a handshake, which is the work to spare.
-    if (n > connectionsPerIp && this.options.tls) {
+    const counted = this.#caps.take(ip);
+    const release = () => {
+      counted.release();
       descriptors.release();
+    };
+    // A direct-TLS peer cannot be told why before a handshake, which is the work to spare.
+    if (counted.over && this.options.tls) {
+      release();
       log.debug("refused a connection from {ip}: over {max} from that address", {
         ip,
-        max: connectionsPerIp,
+        max: this.#caps.max,
       });
       socket.destroy();
       return;
     }
-    this.#perIp.set(ip, n);
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      descriptors.release();
-      const left = (this.#perIp.get(ip) ?? 1) - 1;
-      if (left) this.#perIp.set(ip, left);
-      else this.#perIp.delete(ip);
-    };
     socket.setNoDelay(true);
     if (!this.options.tls) {
       const stream = this.#open(socket, false, release);
-      if (n > connectionsPerIp) {
-        stream.error("policy-violation", "too many connections from your address");
-      }
+      if (counted.over) stream.error("policy-violation", "too many connections from your address");
       return;
     }
     socket.once("close", release);
@@ -134,21 +116,9 @@ export class StreamListener<S extends XmlStream> implements Listener {
     });
   }
 
-  /**
-   * Called every second. Deno's node:net stops accepting for good after a failed accept (EMFILE)
-   * and reports nothing, so each listener's accept is re-armed here (listen() again on the same
-   * handle: a no-op while it accepts); a failed accept thus costs at most a second of accepting.
-   *
-   * `_handle` is node:net's private TCP wrap, checked on Deno 2.9.6 (the version deno.json's tasks
-   * pin). There is no public way: Deno.listen's accept() can be retried after EMFILE, but its
-   * connections are no node:net sockets, which tls.TLSSocket (STARTTLS, and direct TLS admitted
-   * before any TLS work) needs. If a Deno upgrade renames or drops it, the optional call does
-   * nothing and tests/abuse/descriptors_test.ts fails: it exhausts the descriptors, closes the
-   * connections, and requires a login on each client port within seconds.
-   */
+  /** Called every second: re-arms accept (tcp_server.ts), idle checks. */
   sweep(now: number): void {
-    (this.#server as unknown as { _handle?: { listen(backlog: number): number } })._handle
-      ?.listen(BACKLOG);
+    rearm(this.#server);
     for (const s of this.streams) s.checkIdle(now);
   }
 

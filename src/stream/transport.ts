@@ -35,7 +35,10 @@ export interface Transport {
   /** The server's end of the stream, as framed here. */
   readonly closing: string;
   attach(events: TransportEvents): void;
-  /** Writes a batch of top-level elements (or header, close); false when the peer reads slowly. */
+  /**
+   * Writes a batch of top-level elements (or header, close), taking them before it returns (the
+   * caller reuses the array); false when the peer reads slowly.
+   */
   write(items: string[]): boolean;
   /** Stops handing over input (rate limiting) until resume. */
   pause(): void;

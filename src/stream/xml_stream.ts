@@ -154,8 +154,10 @@ export abstract class XmlStream implements StreamHandler {
     this.#flushQueued = false;
     const out = this.#out;
     if (out.length === 0 || this.transport.destroyed) return;
-    this.#out = [];
-    if (!this.transport.write(out)) {
+    // Transports take a batch at once: the array is reused.
+    const taken = this.transport.write(out);
+    out.length = 0;
+    if (!taken) {
       if (this.transport.queuedBytes > this.limits.maxOutboundBuffer) {
         this.log.info("dropping {id}: peer does not read", { id: this.id });
         this.transport.destroy();
@@ -211,6 +213,8 @@ export abstract class XmlStream implements StreamHandler {
 
   /** Upgrades the connection to TLS in place (STARTTLS, RFC 6120 §5.4.3.3). */
   protected startTls(context: tls.SecureContext): void {
+    // Reading stops before <proceed/> goes out (socket_transport.ts says why).
+    this.transport.pause();
     this.flush();
     this.transport.startTls!(context, this.limits.tlsHandshakeMs);
     this.secure = true;

@@ -1,8 +1,9 @@
 // Abuse: the server runs with few file descriptors (prlimit) and connections are opened to every
 // listener until the server refuses them; then they all close. Near the limit the listeners
-// refuse new connections (and say so in the log), a failed accept (EMFILE) never stops one, so
-// afterwards logging in succeeds on both client ports within seconds; a logged-in user never
-// waits meanwhile.
+// refuse new connections (and say so in the log), a failed accept (EMFILE) never stops one (nor
+// the process: the http listener's Deno.serve never accepts from the network), so afterwards
+// logging in succeeds on both client ports and the http port answers within seconds; a
+// logged-in user never waits meanwhile.
 import assert from "node:assert/strict";
 import net from "node:net";
 import { abuseServer, assertUnstalled, stallProbe } from "../helpers/abuse.ts";
@@ -52,7 +53,14 @@ async function within<T>(ms: number, fn: () => Promise<T>): Promise<T> {
 
 serverTest("abuse: running out of descriptors does not stop logins for good", async () => {
   const server = await abuseServer(
-    { limits: { connections_per_ip: 100_000 } },
+    {
+      limits: { connections_per_ip: 100_000 },
+      listeners: [
+        { type: "c2s", bind: "127.0.0.1", port: 0, starttls: "optional", plain_without_tls: true },
+        { type: "c2s_tls", bind: "127.0.0.1", port: 0 },
+        { type: "http", bind: "127.0.0.1", port: 0 },
+      ],
+    },
     ["probe", "user"],
     ["prlimit", `--nofile=${DESCRIPTORS}:${DESCRIPTORS}`],
   );
@@ -61,7 +69,7 @@ serverTest("abuse: running out of descriptors does not stop logins for good", as
     const probe = await stallProbe(server.port);
     let stall: { maxWaitMs: number; pings: number } | undefined;
     try {
-      for (const port of [server.port, server.tlsPort]) {
+      for (const port of [server.port, server.tlsPort, server.ports[2]]) {
         floods.push(await flood(port, PER_LISTENER));
       }
       await new Promise((r) => setTimeout(r, HOLD_MS));
@@ -75,6 +83,11 @@ serverTest("abuse: running out of descriptors does not stop logins for good", as
       plain.close();
       const direct = await within(RECOVERY_MS, () => loginDirectTls(server.tlsPort, "user"));
       direct.close();
+      const meta = await within(RECOVERY_MS, async () => {
+        const res = await fetch(`http://127.0.0.1:${server.ports[2]}/.well-known/host-meta.json`);
+        return await res.json();
+      });
+      assert.equal(meta.links.length, 2, "the http port answers again");
     } finally {
       stall = await probe.stop();
     }

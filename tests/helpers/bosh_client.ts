@@ -142,3 +142,52 @@ export class BoshClient {
     while (this.#inflight.size > 0) await Promise.all(this.#inflight);
   }
 }
+
+/** A POST on a connection of its own that sends its headers and `sent`, the start of a body
+ * declared `length` bytes long, and nothing more: a client that stalls, or that goes away. */
+export class StalledPost {
+  private constructor(readonly conn: Deno.Conn) {}
+
+  static async start(port: number, sent: string, length: number): Promise<StalledPost> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const head = `POST /http-bind HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\n` +
+      `content-type: text/xml; charset=utf-8\r\ncontent-length: ${length}\r\n\r\n`;
+    await conn.write(new TextEncoder().encode(head + sent));
+    return new StalledPost(conn);
+  }
+
+  /** The response, once all of it has come; the connection is closed then, or after `ms`. */
+  async response(ms = 20_000): Promise<BoshResponse> {
+    const timer = setTimeout(() => this.close(), ms);
+    const decoder = new TextDecoder();
+    let raw = "";
+    try {
+      for (const buf = new Uint8Array(4096);;) {
+        const n = await this.conn.read(buf).catch(() => null);
+        if (n === null) throw new Error(`no whole response within ${ms} ms: ${raw}`);
+        raw += decoder.decode(buf.subarray(0, n), { stream: true });
+        const split = raw.indexOf("\r\n\r\n");
+        if (split < 0) continue;
+        const [status, ...lines] = raw.slice(0, split).split("\r\n");
+        const headers = new Headers(lines.map((l) => {
+          const colon = l.indexOf(":");
+          return [l.slice(0, colon).trim(), l.slice(colon + 1).trim()] as [string, string];
+        }));
+        const text = raw.slice(split + 4);
+        if (text.length < Number(headers.get("content-length") ?? Infinity)) continue;
+        return { status: Number(status.split(" ")[1]), headers, text, body: parseStanza(text) };
+      }
+    } finally {
+      clearTimeout(timer);
+      this.close();
+    }
+  }
+
+  close(): void {
+    try {
+      this.conn.close();
+    } catch {
+      // Closed already.
+    }
+  }
+}

@@ -1,10 +1,15 @@
 // BOSH (XEP-0124, XEP-0206) at /http-bind, driven with raw HTTP: a session that logs in with
 // SCRAM and chats with a TCP client, the rid rules, wait and hold, polling, inactivity,
-// termination, and the refusals with the conditions XEP-0124 §17 specifies.
+// termination, the stream's end kept for a later request, stalled and broken-off requests, and
+// the refusals with the conditions XEP-0124 §17 specifies.
 import assert from "node:assert/strict";
+import { configureSync, type LogRecord } from "@logtape/logtape";
 import type { Element } from "../../src/xml/element.ts";
 import { NS } from "../../src/xml/ns.ts";
+import { parseStanza } from "../../src/xml/parse_string.ts";
 import { BoshTransport } from "../../src/http/bosh_transport.ts";
+import { HttpListener } from "../../src/http/listener.ts";
+import { setupLogging } from "../../src/log/logger.ts";
 import { serverTest, startServer, type TestServer, withServer } from "../helpers/server.ts";
 import { RawClient } from "../helpers/raw_client.ts";
 import { until } from "../helpers/until.ts";
@@ -14,6 +19,7 @@ import {
   creation,
   NS_HTTPBIND,
   post,
+  StalledPost,
   wrap,
   XBOSH,
 } from "../helpers/bosh_client.ts";
@@ -152,7 +158,7 @@ withServer(
       for (let i = 0; i < 100; i++) {
         const sid = crypto.randomUUID();
         const r = await post(t.httpPort, wrap(` sid='${sid}' rid='${1000 + i}'`, ping("x")));
-        assert.equal(r.status, 200);
+        assert.equal(r.status, 404);
         assert.equal(condition(r.body), "item-not-found");
         answered++;
       }
@@ -268,9 +274,9 @@ withServer("BOSH: refusals with the conditions of XEP-0124 §17", {
   assert.equal(put.status, 405);
   await put.body?.cancel();
 
-  const refused = async (body: string, expected: string) => {
+  const refused = async (body: string, expected: string, status = 200) => {
     const r = await post(t.httpPort, body, page);
-    assert.equal(r.status, 200, body);
+    assert.equal(r.status, status, body);
     assert.equal(r.headers.get("access-control-allow-origin"), "https://chat.example");
     assert.equal(condition(r.body), expected, `${body}: ${r.text}`);
   };
@@ -281,7 +287,7 @@ withServer("BOSH: refusals with the conditions of XEP-0124 §17", {
   await refused(`<body xmlns='${NS_HTTPBIND}' rid='1' to='localhost' wait='5'>`, "bad-request");
   await refused(wrap(creation(1, "wait='10'", "nowhere.example")), "host-unknown");
   await refused(wrap(` rid='1' wait='10' ${XBOSH}`), "improper-addressing");
-  await refused(wrap(` sid='nope' rid='2'`), "item-not-found");
+  await refused(wrap(` sid='nope' rid='2'`), "item-not-found", 404);
   await refused(wrap(creation(1), "x".repeat(262_144 + 16_385)), "policy-violation");
 
   // A stream error ends the session: remote-stream-error with the <stream:error/> inside.
@@ -320,4 +326,137 @@ withServer("BOSH: limits per session: requests per second, output not fetched", 
   await bob.waitFor(offline, 10_000, "alice gone");
   assert.equal(transportOf(t, alice.sid), undefined);
   bob.close();
+});
+
+withServer("BOSH: the stream's end waits for the next request when none is held", {
+  bosh: { inactivity: 5 },
+}, async (t) => {
+  await t.addUser("alice");
+  const attrs = "wait='1' hold='1'";
+  const web = await BoshClient.login(t, "alice", { attrs, resource: "web" });
+  const phone = await BoshClient.login(t, "alice", { attrs, resource: "phone" });
+  await Promise.all([web.settled(), phone.settled()]);
+  // TCP logins with the same resources replace both: a conflict stream error, no request held.
+  const tcp = await Promise.all(
+    ["web", "phone"].map((resource) =>
+      RawClient.login(t.port, "alice", "secret", { starttls: false, resource })
+    ),
+  );
+  await until(() => !transportOf(t, web.sid) && !transportOf(t, phone.sid), "sessions gone");
+  const gone = Date.now();
+  const end = await post(t.httpPort, web.body("", "", ++web.rid));
+  assert.equal(condition(end.body), "remote-stream-error", end.text);
+  assert.ok(end.body!.child("error", NS.streams)?.child("conflict"), end.text);
+  // Once: then the sid is unknown.
+  const again = await post(t.httpPort, web.body("", "", ++web.rid));
+  assert.equal(condition(again.body), "item-not-found");
+  // Kept at most `inactivity` seconds.
+  await new Promise((r) => setTimeout(r, gone + 5500 - Date.now()));
+  const late = await post(t.httpPort, phone.body("", "", ++phone.rid));
+  assert.equal(condition(late.body), "item-not-found", late.text);
+  for (const c of tcp) c.close();
+});
+
+Deno.test("BOSH: the stream's end kept for a later request is bounded", () => {
+  const settings = {
+    wait: 10,
+    hold: 1,
+    inactivity: 60,
+    polling: 5,
+    maxRate: 10,
+    maxHeld: 65_536,
+    highWater: 65_536,
+    created: "",
+    maxKept: 1024,
+  };
+  const error = `<stream:error><conflict xmlns='${NS.streams}'/></stream:error>`;
+  const ended = (text: string) => {
+    const b = new BoshTransport("sid", "127.0.0.1:1", settings, "text/xml");
+    b.attach({ data() {}, drain() {}, close() {}, refuse() {} });
+    b.write([`<message to='a@b'><body>${text}</body></message>`, error, b.closing]);
+    b.destroy();
+    return parseStanza(b.unsent!)!;
+  };
+  const small = ended("hi");
+  assert.equal(condition(small), "remote-stream-error");
+  assert.equal(small.child("message")?.childText("body"), "hi", "what is left goes along");
+  const large = ended("x".repeat(2000));
+  assert.equal(condition(large), "remote-stream-error");
+  assert.equal(large.elements().length, 1, String(large));
+  assert.ok(large.child("error", NS.streams)?.child("conflict"), String(large));
+});
+
+withServer("BOSH: a stalled request is answered bad-request; a broken-off one is no error", {
+  timeouts: { handshake: 3 },
+}, async (t) => {
+  await t.addUser("alice");
+  const alice = await BoshClient.login(t, "alice", { attrs: "wait='1' hold='1'" });
+  await alice.settled();
+  // Headers and the start of a body, then nothing: answered once timeouts.handshake is over.
+  const started = Date.now();
+  const stalled = await Promise.all([
+    StalledPost.start(t.httpPort, wrap(creation(1)).slice(0, -7), 400),
+    StalledPost.start(t.httpPort, alice.body(ping("s"), "", ++alice.rid).slice(0, -7), 400),
+  ]);
+  for (const s of stalled) {
+    const r = await s.response(10_000);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get("access-control-allow-origin"), "*");
+    assert.equal(condition(r.body), "bad-request", r.text);
+  }
+  const waited = Date.now() - started;
+  assert.ok(waited >= 2900 && waited < 9000, `answered after ${waited} ms`);
+  assert.equal(transportOf(t, alice.sid), undefined, "the session it named is over");
+
+  // A client that goes away mid-body: logged at debug, no error.
+  const records: LogRecord[] = [];
+  configureSync({
+    reset: true,
+    sinks: { keep: (r) => records.push(r) },
+    loggers: [
+      { category: ["parley"], lowestLevel: "debug", sinks: ["keep"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
+    ],
+  });
+  try {
+    const gone = await StalledPost.start(t.httpPort, wrap(creation(1)).slice(0, -7), 400);
+    await new Promise((r) => setTimeout(r, 500));
+    gone.close();
+    const brokenOff = (r: LogRecord) =>
+      r.category.join(".") === "parley.bosh" && String(r.rawMessage).includes("broken off");
+    const error = (r: LogRecord) => r.level === "error" || r.level === "fatal";
+    await until(() => records.some((r) => brokenOff(r) || error(r)), "the request logged");
+    assert.deepEqual(records.filter(error).map((r) => r.message.join("")), []);
+    assert.equal(records.find(brokenOff)?.level, "debug");
+  } finally {
+    setupLogging((Deno.env.get("PARLEY_TEST_LOG") as "debug" | undefined) ?? "error");
+  }
+});
+
+withServer("BOSH: a session the listener refuses gets a <body/> a page can read", {
+  http: { allowed_origins: ["https://chat.example"] },
+  limits: { connections_per_ip: 1 },
+  // Behind a proxy: streams are counted per forwarded address, connections are not.
+  listeners: [
+    { type: "c2s", bind: "127.0.0.1", port: 0 },
+    { type: "c2s_tls", bind: "127.0.0.1", port: 0 },
+    { type: "http", bind: "127.0.0.1", port: 0, trusted_proxies: ["127.0.0.1/32"] },
+  ],
+}, async (t) => {
+  const client = { origin: "https://chat.example", "x-forwarded-for": "203.0.113.7" };
+  const refusal = async (expected: string) => {
+    const r = await post(t.httpPort, wrap(creation(1)), client);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.headers.get("access-control-allow-origin"), "https://chat.example");
+    assert.equal(r.headers.get("content-type"), "text/xml; charset=utf-8");
+    assert.equal(condition(r.body), expected, r.text);
+  };
+  // Over the cap per address: the client broke a rule.
+  const first = await post(t.httpPort, wrap(creation(1)), client);
+  assert.ok(first.body?.attrs.sid, first.text);
+  await refusal("policy-violation");
+  // The server stopping: no new sessions.
+  const http = t.server.listeners.find((l) => l instanceof HttpListener)!;
+  http.drain();
+  await refusal("system-shutdown");
 });

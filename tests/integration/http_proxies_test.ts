@@ -3,7 +3,8 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { serverTest, startServer } from "../helpers/server.ts";
-import { AddressList, clientAddress } from "../../src/http/addresses.ts";
+import { AddressList } from "../../src/core/address_list.ts";
+import { clientAddress } from "../../src/http/addresses.ts";
 import { until } from "../helpers/until.ts";
 
 /** The SASL mechanisms a WebSocket client is offered on `port`. */
@@ -29,6 +30,7 @@ function upgrade(
     const socket = net.connect(port, "127.0.0.1");
     let head = "";
     socket.on("error", reject);
+    socket.on("close", () => resolve({ status: 0, socket }));
     socket.on("data", (d) => {
       head += d.toString();
       const m = /^HTTP\/1\.1 (\d{3})/.exec(head);
@@ -63,14 +65,12 @@ Deno.test("client address: forwarded headers only from trusted proxies, rightmos
     ),
     "203.0.113.9",
   );
-  assert.equal(
-    clientAddress(
-      "::1",
-      h({ forwarded: 'for="[2001:db8::7]:4711";proto=https, for=10.0.0.2' }),
-      trusted,
-    ),
-    "2001:db8::7",
-  );
+  const fwd = 'for="[2001:db8::7]:4711";proto=https, for=10.0.0.2';
+  assert.equal(clientAddress("::1", h({ forwarded: fwd }), trusted, "forwarded"), "2001:db8::7");
+  // One header per listener: the other, which a client may send through its proxy, is ignored.
+  const both = h({ forwarded: "for=198.51.100.7", "x-forwarded-for": "203.0.113.9" });
+  assert.equal(clientAddress("127.0.0.1", both, trusted), "203.0.113.9");
+  assert.equal(clientAddress("127.0.0.1", both, trusted, "forwarded"), "198.51.100.7");
   assert.equal(
     clientAddress("127.0.0.1", h({ "x-forwarded-for": "not an address" }), trusted),
     "127.0.0.1",
@@ -125,3 +125,20 @@ serverTest(
     }
   },
 );
+
+serverTest("a failed WebSocket handshake gives its place back", async () => {
+  const t = await startServer({ limits: { connections_per_ip: 2 } });
+  try {
+    for (let i = 0; i < 5; i++) {
+      // An upgrade without a key: refused, and not counted against the address.
+      const res = await fetch(`http://127.0.0.1:${t.httpPort}/xmpp-websocket`, {
+        headers: { upgrade: "websocket", connection: "upgrade", "sec-websocket-protocol": "xmpp" },
+      });
+      assert.equal(res.status, 400);
+      await res.body?.cancel();
+    }
+    assert.match(await mechanisms(t.httpPort), /SCRAM-SHA-256/, "a real WebSocket still gets in");
+  } finally {
+    await t.stop();
+  }
+});
