@@ -19,6 +19,9 @@ const log = logger("http");
 /** Descriptors one relayed connection holds. */
 const DESCRIPTORS = 3;
 const LOOPBACK = "127.0.0.1";
+/** How long a refused connection is given to read why before it is closed. */
+const REFUSED_MS = 2000;
+const SWITCHING = new TextEncoder().encode("HTTP/1.1 101");
 const TOO_MANY_TEXT = "too many connections from your address\n";
 const TOO_MANY = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\n" +
   `Content-Length: ${TOO_MANY_TEXT.length}\r\nRetry-After: 10\r\nConnection: close\r\n\r\n` +
@@ -32,6 +35,8 @@ export interface HttpFrontOptions {
   handshakeMs: number;
   /** A connection with nothing read or written for this long is closed. */
   idleMs: number;
+  /** The longest a request may take from its first byte to the start of its answer. */
+  requestMs: number;
   descriptors: DescriptorBudget;
   /** Connections per client address (not for trusted proxies). */
   caps: AddressCaps;
@@ -48,7 +53,8 @@ export class HttpFront {
   #backend = 0;
 
   constructor(readonly options: HttpFrontOptions) {
-    this.#server = net.createServer((socket) => this.#accept(socket));
+    // Half-open: a client may send its request and close its side before the answer comes.
+    this.#server = net.createServer({ allowHalfOpen: true }, (socket) => this.#accept(socket));
     this.#server.on(
       "error",
       (e) => log.error("http listener error: {error}", { error: e.message }),
@@ -90,8 +96,11 @@ export class HttpFront {
     socket.on("error", () => socket.destroy());
     if (counted?.over) {
       // Plain http can be told why at no cost; TLS only after a handshake, the work to spare.
-      if (this.options.tls) socket.destroy();
-      else socket.end(TOO_MANY);
+      // Either way the connection goes soon, whether or not the client closes its side.
+      if (this.options.tls) return void socket.destroy();
+      socket.resume();
+      socket.setTimeout(REFUSED_MS, () => socket.destroy());
+      socket.end(TOO_MANY);
       return;
     }
     socket.setNoDelay(true);
@@ -106,16 +115,36 @@ export class HttpFront {
   }
 
   #relay(from: net.Socket, client: Peer): void {
-    const inner = net.connect({ host: LOOPBACK, port: this.#backend, localAddress: LOOPBACK });
+    const inner = net.connect({
+      host: LOOPBACK,
+      port: this.#backend,
+      localAddress: LOOPBACK,
+      allowHalfOpen: true,
+    });
     inner.setNoDelay(true);
+    // A request must be answered within requestMs of its first byte, however slowly it trickles
+    // (the idle timer restarts with each byte): each answer clears the deadline; after a
+    // WebSocket upgrade (101) there are no requests any more.
+    let upgraded = false;
+    let deadline: ReturnType<typeof setTimeout> | undefined;
     let local: number | undefined;
     inner.once("connect", () => {
       local = inner.localPort!;
       this.#clients.set(local, client);
       from.pipe(inner);
       inner.pipe(from);
+      // Only now: a listener before the pipes would take what the client sent meanwhile.
+      from.on("data", () => {
+        if (!upgraded) deadline ??= setTimeout(() => from.destroy(), this.options.requestMs);
+      });
+      inner.on("data", (d: Uint8Array) => {
+        clearTimeout(deadline);
+        deadline = undefined;
+        upgraded ||= isUpgrade(d);
+      });
     });
     const end = () => {
+      clearTimeout(deadline);
       if (local !== undefined) this.#clients.delete(local);
       inner.destroy();
       from.destroy();
@@ -130,4 +159,9 @@ export class HttpFront {
     for (const s of this.#sockets) s.destroy();
     return closed;
   }
+}
+
+/** Whether an answer starts with 101 Switching Protocols (a WebSocket from now on). */
+function isUpgrade(d: Uint8Array): boolean {
+  return d.length >= SWITCHING.length && SWITCHING.every((b, i) => d[i] === b);
 }

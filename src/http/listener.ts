@@ -28,6 +28,8 @@ export interface HttpListenerOptions {
   tlsHandshakeMs: number;
   /** Milliseconds a connection may stay silent both ways before it is closed. */
   idleMs: number;
+  /** Milliseconds a request may take from its first byte to the start of its answer. */
+  requestMs: number;
   trustedProxies: string[];
   forwardedHeader: ForwardedHeader;
   connectionsPerIp: number;
@@ -46,13 +48,14 @@ export class HttpListener implements StreamAdmission {
   constructor(readonly options: HttpListenerOptions, readonly routes: HttpRoutes) {
     this.#trusted = new AddressList(options.trustedProxies);
     this.#streamCaps = new AddressCaps(options.connectionsPerIp);
-    const { bind, port, tls, tlsHandshakeMs, idleMs, descriptors } = options;
+    const { bind, port, tls, tlsHandshakeMs, idleMs, requestMs, descriptors } = options;
     this.#front = new HttpFront({
       bind,
       port,
       tls,
       handshakeMs: tlsHandshakeMs,
       idleMs,
+      requestMs,
       descriptors,
       caps: new AddressCaps(options.connectionsPerIp),
       trusted: this.#trusted,

@@ -10,6 +10,8 @@ import { webClientSession } from "./web_client.ts";
 import { heldLimit } from "./framing.ts";
 
 export const WEBSOCKET_PATH = "/xmpp-websocket";
+/** Seconds between WebSocket pings when `timeouts.ping_interval` is 0 (no XMPP pings). */
+export const WEBSOCKET_PING_S = 120;
 
 export function websocketRoute(routes: HttpRoutes, deps: C2SDeps): HttpHandler {
   const { limits, timeouts } = deps.ctx.config;
@@ -40,7 +42,7 @@ export function websocketRoute(routes: HttpRoutes, deps: C2SDeps): HttpHandler {
       upgraded = Deno.upgradeWebSocket(req, {
         protocol: "xmpp",
         // WebSocket pings: a client that does not answer one within this time is closed.
-        idleTimeout: timeouts.ping_interval || 120,
+        idleTimeout: timeouts.ping_interval || WEBSOCKET_PING_S,
       });
     } catch (e) {
       admitted();

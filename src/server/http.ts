@@ -7,13 +7,15 @@ import type { Host } from "../core/host.ts";
 import type { TlsContexts } from "../tls/certificates.ts";
 import { HttpListener } from "../http/listener.ts";
 import { HttpRoutes } from "../http/routes.ts";
-import { WEBSOCKET_PATH, websocketRoute } from "../http/websocket.ts";
+import { WEBSOCKET_PATH, WEBSOCKET_PING_S, websocketRoute } from "../http/websocket.ts";
 import { BOSH_PATH, boshRoute } from "../http/bosh.ts";
 import { HOST_META_JSON_PATH, HOST_META_PATH, hostMetaRoutes } from "../http/host_meta.ts";
 import { HEALTH_PATH, METRICS_PATH, type Monitoring } from "../http/monitoring.ts";
 
 /** Beyond the longest silence a live connection has, before it is taken for dead. */
 const IDLE_SLACK_S = 30;
+/** Beyond the longest a request may honestly take to be sent and answered. */
+const REQUEST_SLACK_S = 5;
 
 export function httpListener(
   lc: ListenerConfig,
@@ -41,6 +43,8 @@ export function httpListener(
     tls: lc.tls ? (name) => tls.select(name) : undefined,
     tlsHandshakeMs: config.timeouts.tls_handshake * 1000,
     idleMs: idleSeconds(config) * 1000,
+    // A held BOSH request is answered within max_wait; any request sent within the login time.
+    requestMs: (config.bosh.max_wait + config.timeouts.handshake + REQUEST_SLACK_S) * 1000,
     trustedProxies: lc.trusted_proxies,
     forwardedHeader: lc.forwarded_header,
     connectionsPerIp: config.limits.connections_per_ip,
@@ -54,10 +58,6 @@ export function httpListener(
  */
 function idleSeconds(config: Config): number {
   const { bosh, timeouts } = config;
-  return Math.max(
-    bosh.max_wait,
-    timeouts.ping_interval + timeouts.ping_timeout,
-    timeouts.handshake,
-  ) +
-    IDLE_SLACK_S;
+  const ping = (timeouts.ping_interval || WEBSOCKET_PING_S) + timeouts.ping_timeout;
+  return Math.max(bosh.max_wait, ping, timeouts.handshake) + IDLE_SLACK_S;
 }

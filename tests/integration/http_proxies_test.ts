@@ -142,3 +142,56 @@ serverTest("a failed WebSocket handshake gives its place back", async () => {
     await t.stop();
   }
 });
+
+serverTest(
+  "the http front: refused connections go, slow requests end, half-closed ones are answered",
+  async () => {
+    const t = await startServer({
+      limits: { connections_per_ip: 1 },
+      timeouts: { handshake: 1 },
+      bosh: { max_wait: 1 },
+    });
+    const open: net.Socket[] = [];
+    const connect = () => {
+      const s = net.connect(t.httpPort, "127.0.0.1");
+      s.on("error", () => {});
+      open.push(s);
+      return s;
+    };
+    const closedWithin = (s: net.Socket, ms: number) =>
+      new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), ms);
+        s.once("close", () => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      });
+    try {
+      // A half-closed request is still answered.
+      const half = connect();
+      let answer = "";
+      half.on("data", (d) => answer += d.toString());
+      half.end("GET /.well-known/host-meta.json HTTP/1.1\r\nHost: x\r\n\r\n");
+      await until(() => answer.includes("alt-connections"), "the answer to a half-closed request");
+      await until(() => half.destroyed || half.closed, "the half-closed connection gone");
+      // Over the cap: told 429 and closed, even when the client keeps its side open.
+      const first = connect();
+      await new Promise((r) => first.once("connect", r));
+      const over = connect();
+      let refusal = "";
+      over.on("data", (d) => refusal += d.toString());
+      assert.ok(await closedWithin(over, 5000), "the refused connection is closed");
+      assert.match(refusal, /^HTTP\/1\.1 429/);
+      // A request trickled slower than it may take (max_wait + handshake + 5 s) is cut off.
+      const slow = first;
+      slow.write("GET /health HTTP/1.1\r\n");
+      const trickle = setInterval(() => slow.write("X"), 200);
+      const cut = await closedWithin(slow, 15_000);
+      clearInterval(trickle);
+      assert.ok(cut, "a slowly trickled request is cut off");
+    } finally {
+      for (const s of open) s.destroy();
+      await t.stop();
+    }
+  },
+);
