@@ -3,7 +3,8 @@
 // termination, the stream's end kept for a later request, stalled and broken-off requests, and
 // the refusals with the conditions XEP-0124 §17 specifies.
 import assert from "node:assert/strict";
-import { configureSync, type LogRecord } from "@logtape/logtape";
+import type { LogRecord } from "@logtape/logtape";
+import { captureLogs } from "../helpers/logs.ts";
 import type { Element } from "../../src/xml/element.ts";
 import { NS } from "../../src/xml/ns.ts";
 import { parseStanza } from "../../src/xml/parse_string.ts";
@@ -409,15 +410,10 @@ withServer("BOSH: a stalled request is answered bad-request; a broken-off one is
   assert.equal(transportOf(t, alice.sid), undefined, "the session it named is over");
 
   // A client that goes away mid-body: logged at debug, no error.
-  const records: LogRecord[] = [];
-  configureSync({
-    reset: true,
-    sinks: { keep: (r) => records.push(r) },
-    loggers: [
-      { category: ["parley"], lowestLevel: "debug", sinks: ["keep"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
-    ],
-  });
+  const { records, release } = captureLogs(
+    "debug",
+    () => setupLogging((Deno.env.get("PARLEY_TEST_LOG") as "debug" | undefined) ?? "error"),
+  );
   try {
     const gone = await StalledPost.start(t.httpPort, wrap(creation(1)).slice(0, -7), 400);
     await new Promise((r) => setTimeout(r, 500));
@@ -429,7 +425,7 @@ withServer("BOSH: a stalled request is answered bad-request; a broken-off one is
     assert.deepEqual(records.filter(error).map((r) => r.message.join("")), []);
     assert.equal(records.find(brokenOff)?.level, "debug");
   } finally {
-    setupLogging((Deno.env.get("PARLEY_TEST_LOG") as "debug" | undefined) ?? "error");
+    release();
   }
 });
 

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import tls from "node:tls";
-import { configureSync, type LogRecord, resetSync } from "@logtape/logtape";
+import { captureLogs } from "../helpers/logs.ts";
 import { Mesh, type MeshOptions, PROTOCOL_VERSION } from "../../src/cluster/mesh.ts";
 import { FIRST_APP_TYPE } from "../../src/cluster/frames.ts";
 import type { ClusterTls } from "../../src/cluster/tls.ts";
@@ -99,19 +99,11 @@ async function cluster(names = ["n1", "n2", "n3"]): Promise<Cluster> {
 
 /** Log records of the "parley" loggers while `fn` runs. */
 async function withLogs(fn: (logs: () => string[]) => Promise<void>): Promise<void> {
-  const records: LogRecord[] = [];
-  configureSync({
-    reset: true,
-    sinks: { capture: (r) => records.push(r) },
-    loggers: [
-      { category: ["parley"], lowestLevel: "info", sinks: ["capture"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
-    ],
-  });
+  const { records, release } = captureLogs("info");
   try {
     await fn(() => records.map((r) => r.message.map((p, i) => i % 2 ? String(p) : p).join("")));
   } finally {
-    resetSync();
+    release();
   }
 }
 

@@ -1,17 +1,10 @@
 import assert from "node:assert/strict";
-import { configureSync, getLogger, type LogRecord, resetSync } from "@logtape/logtape";
+import { getLogger } from "@logtape/logtape";
+import { captureLogs } from "../helpers/logs.ts";
 import { formatLine } from "../../src/log/logger.ts";
 
 Deno.test("log lines carry the message with its values filled in, and the values as properties", () => {
-  const records: LogRecord[] = [];
-  configureSync({
-    reset: true,
-    sinks: { capture: (r) => records.push(r) },
-    loggers: [
-      { category: ["parley"], lowestLevel: "debug", sinks: ["capture"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
-    ],
-  });
+  const { records, release } = captureLogs();
   try {
     getLogger(["parley", "test"]).info("connection {id} of {jid} closed after {bytes} bytes", {
       id: "c2s-7",
@@ -19,7 +12,7 @@ Deno.test("log lines carry the message with its values filled in, and the values
       bytes: 1024,
     });
   } finally {
-    resetSync();
+    release();
   }
   const line = JSON.parse(formatLine(records[0]));
   assert.equal(line.message, "connection c2s-7 of alice@localhost/phone closed after 1024 bytes");
