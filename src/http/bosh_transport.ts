@@ -31,7 +31,7 @@ const CLOSING = "</stream:stream>";
 const SUPERSEDED = `<body type='error' xmlns='${NS_HTTPBIND}'/>`;
 
 /** A <body/> of the session's responses: `attrs` is attribute text (` name='value'`…). */
-export function bodyXml(attrs: string, payloads = ""): string {
+function bodyXml(attrs: string, payloads = ""): string {
   const open = `<body xmlns='${NS_HTTPBIND}'${attrs}`;
   return payloads === "" ? open + "/>" : `${open}>${payloads}</body>`;
 }

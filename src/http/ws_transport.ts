@@ -13,7 +13,7 @@ import type { Transport, TransportEvents } from "../stream/transport.ts";
 import { HeldInput } from "./held_input.ts";
 import { standalone } from "./framing.ts";
 
-export const NS_FRAMING = "urn:ietf:params:xml:ns:xmpp-framing";
+const NS_FRAMING = "urn:ietf:params:xml:ns:xmpp-framing";
 /** Largest <open/> read (it has a few short attributes). */
 const OPEN_MAX = 4096;
 /** How often output waiting for a slow reader is checked. */

@@ -39,7 +39,7 @@ function formatLabels(labels: Labels | null): string {
   return parts.length ? `{${parts.join(",")}}` : "";
 }
 
-export function formatValue(v: number): string {
+function formatValue(v: number): string {
   if (Number.isNaN(v)) return "NaN";
   if (v === Infinity) return "+Inf";
   if (v === -Infinity) return "-Inf";
@@ -47,7 +47,7 @@ export function formatValue(v: number): string {
 }
 
 /** A label value: backslash, double quote and newline escaped. */
-export function escapeLabel(v: string): string {
+function escapeLabel(v: string): string {
   return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }
 

@@ -12,7 +12,7 @@
 import type net from "node:net";
 
 /** Pending connections the kernel queues for us (Node's default). */
-export const BACKLOG = 511;
+const BACKLOG = 511;
 
 export function rearm(server: net.Server): void {
   (server as unknown as { _handle?: { listen(backlog: number): number } })._handle
