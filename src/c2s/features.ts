@@ -17,6 +17,7 @@ export function streamFeatures(s: FeatureState): Element {
       x("bind", { xmlns: NS.bind }),
       x("session", { xmlns: NS.session }, x("optional")),
       x("ver", { xmlns: NS.rosterVer }),
+      x("sm", { xmlns: NS.sm }),
     );
     return f;
   }

@@ -1,5 +1,6 @@
-// A client-to-server session (RFC 6120): stream header checks, STARTTLS, SASL, resource binding,
-// then validation and stamping of every stanza the client sends before its host routes it.
+// A client-to-server stream (RFC 6120): stream header checks, STARTTLS, SASL, resource binding or
+// resumption (XEP-0198), then validation and stamping of every stanza the client sends before its
+// host routes it. What it binds is a ClientSession (client_session.ts), which may outlive it.
 import { randomBytes } from "node:crypto";
 import { type Attrs, type Element, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
@@ -7,53 +8,57 @@ import { Jid, parseJid } from "../jid/jid.ts";
 import { prepResource } from "../jid/precis.ts";
 import { XmlStream } from "../stream/xml_stream.ts";
 import type { Transport } from "../stream/transport.ts";
-import type { StanzaCounts } from "../metrics/counters.ts";
 import type { Host } from "../core/host.ts";
 import type { ServerContext } from "../core/context.ts";
 import type { ListenerConfig } from "../config/schema.ts";
-import { isLocal, type LocalSession } from "../router/sessions.ts";
+import { isLocal } from "../router/sessions.ts";
 import type { TlsContexts } from "../tls/certificates.ts";
 import { errorReply, iqResult } from "../router/stanza_error.ts";
 import { offeredMechanisms } from "../sasl/mechanisms.ts";
 import { SaslNegotiation } from "./sasl_negotiation.ts";
 import { streamFeatures } from "./features.ts";
 import { logger } from "../log/logger.ts";
+import type { StreamErrorCondition } from "../stream/stream_error.ts";
+import { ClientSession } from "./client_session.ts";
+import type { Resumption } from "./resumption.ts";
+import { smElement } from "./sm_elements.ts";
 
 const log = logger("c2s");
 const STANZAS = new Set(["message", "presence", "iq"]);
 const IQ_TYPES = new Set(["get", "set", "result", "error"]);
+/**
+ * Stream errors after which a resumable session waits for its client: the connection failed or
+ * was refused for its pace, not the client's standing.
+ */
+const RESUMABLE_AFTER = new Set<string>([
+  "connection-timeout",
+  "policy-violation",
+  "system-shutdown",
+  "internal-server-error",
+]);
 
 export interface C2SDeps {
   ctx: ServerContext;
   hosts: Map<string, Host>;
   tls: TlsContexts;
   listener: ListenerConfig;
+  resumption: Resumption;
 }
 
-export class C2SSession extends XmlStream implements LocalSession {
+export class C2SSession extends XmlStream {
   host: Host | undefined;
-  jid!: Jid;
-  readonly node = null;
-  boundAt = 0;
   user: string | undefined;
-  available = false;
-  priority = 0;
-  presence: Element | null = null;
-  rosterRequested = false;
-  blocklistRequested = false;
-  carbons = false;
-  directed = new Set<string>();
-  announced = false;
+  /** The session this stream bound or resumed; it may outlive the stream (XEP-0198). */
+  session: ClientSession | undefined;
   readonly startedAt = Date.now();
-  /**
-   * unbound → bound → ended; or bound → replaced, when a newer session binds the same full JID.
-   * Only an ended session was ever announced as gone: a replaced one leaves without a trace.
-   */
-  #state: "unbound" | "bound" | "replaced" | "ended" = "unbound";
+  /** Resent stanzas after a resumption are checked against handled ids until a new one comes. */
+  dedupe = false;
+  /** A resumption is being looked up (perhaps on another node). */
+  resuming = false;
+  /** The stream error this stream is closing with, if any. */
+  #condition: string | undefined;
   /** Created by the first SASL element, dropped once authenticated (memory per session). */
   #sasl: SaslNegotiation | undefined;
-  /** The node's count of stanzas delivered to clients (/metrics). */
-  readonly #stanzasOut: StanzaCounts;
 
   constructor(transport: Transport, secure: boolean, readonly deps: C2SDeps) {
     const l = deps.ctx.config.limits;
@@ -72,7 +77,6 @@ export class C2SSession extends XmlStream implements LocalSession {
       log,
       NS.client,
     );
-    this.#stanzasOut = deps.ctx.counters.stanzasOut;
     log.info("connection {id} opened from {remote}", { id: this.id, remote: this.remote });
   }
 
@@ -81,20 +85,12 @@ export class C2SSession extends XmlStream implements LocalSession {
   }
 
   get bound(): boolean {
-    return this.#state !== "unbound";
+    return this.session !== undefined;
   }
 
-  get replaced(): boolean {
-    return this.#state === "replaced";
-  }
-
-  /** Every stanza for this session passes here: counted as stanzas out (/metrics). */
-  deliver(stanza: Element | string): void {
-    if (this.closed) return;
-    const out = this.#stanzasOut;
-    if (typeof stanza === "string") out.text(stanza);
-    else out.element(stanza.name);
-    this.send(stanza);
+  /** The bare JID this stream authenticated as. */
+  get bare(): string {
+    return `${this.user}@${this.host!.domain}`;
   }
 
   streamStart(attrs: Attrs, defaultNs: string | undefined): void {
@@ -123,6 +119,16 @@ export class C2SSession extends XmlStream implements LocalSession {
   stanza(el: Element): void {
     if (this.authenticated) this.#afterAuth(el);
     else this.#beforeAuth(el);
+  }
+
+  /** A request for acknowledgement goes out with the batch when stanzas await one (XEP-0198). */
+  override flush(): void {
+    const sm = this.session?.sm;
+    if (sm !== undefined && !sm.requested && sm.unackedCount > 0 && !this.closed) {
+      sm.requested = true;
+      this.send("<r xmlns='urn:xmpp:sm:3'/>");
+    }
+    super.flush();
   }
 
   #mechanisms(): string[] {
@@ -210,8 +216,26 @@ export class C2SSession extends XmlStream implements LocalSession {
   }
 
   #afterAuth(el: Element): void {
+    if (el.attrs.xmlns === NS.sm) return smElement(this, el);
+    const session = this.session;
+    const sm = session?.sm;
+    if (sm === undefined) return this.#clientStanza(el);
+    // Counted as handled once routed (XEP-0198 §4). After a resumption, the client resends what
+    // it had no acknowledgement for: what was handled already is counted and dropped.
+    const id = stanzaId(el);
+    if (this.dedupe) {
+      if (id !== undefined && sm.seen(id)) return sm.handledOne(undefined);
+      this.dedupe = false;
+    }
+    this.#clientStanza(el);
+    sm.handledOne(id);
+    if (sm.resumable) this.deps.resumption.changed(session!);
+  }
+
+  #clientStanza(el: Element): void {
     if (!STANZAS.has(el.name)) return this.error("unsupported-stanza-type", `<${el.name}/>`);
     if (el.attrs.xmlns !== undefined) return this.error("invalid-namespace");
+    const session = this.session;
     if (el.name === "iq") {
       const type = el.attrs.type ?? "";
       const children = el.elements();
@@ -221,19 +245,20 @@ export class C2SSession extends XmlStream implements LocalSession {
       ) {
         return this.#reject(el, "bad-request");
       }
-      if (!this.bound) return this.#preBind(el, children[0]);
+      if (!session) return this.#preBind(el, children[0]);
       if (
         type === "set" && children[0].name === "session" && children[0].attrs.xmlns === NS.session
       ) {
-        return this.send(iqResult(el));
+        return this.#reply(iqResult(el));
       }
-    } else if (!this.bound) {
+    } else if (!session) {
       return this.error("not-authorized", "bind a resource first");
     }
+    const jid = session!.jid;
     const from = el.attrs.from;
-    if (from !== undefined && from !== this.jid.full && from !== this.jid.bare) {
+    if (from !== undefined && from !== jid.full && from !== jid.bare) {
       const given = parseJid(from);
-      if (!given || (given.full !== this.jid.full && given.full !== this.jid.bare)) {
+      if (!given || (given.full !== jid.full && given.full !== jid.bare)) {
         return this.error("invalid-from");
       }
     }
@@ -242,13 +267,19 @@ export class C2SSession extends XmlStream implements LocalSession {
       to = parseJid(el.attrs.to);
       if (!to) return this.#reject(el, "jid-malformed");
     }
-    el.setAttr("from", this.jid.full);
-    this.host!.outbound(el, this, to);
+    el.setAttr("from", jid.full);
+    this.host!.outbound(el, session!, to);
+  }
+
+  /** Sends a reply from the server to this client: a stanza, counted under stream management. */
+  #reply(stanza: Element): void {
+    if (this.session) this.session.deliver(stanza);
+    else this.send(stanza);
   }
 
   #reject(el: Element, condition: "bad-request" | "jid-malformed"): void {
     const reply = errorReply(el, condition);
-    if (reply) this.send(reply.setAttr("from", undefined));
+    if (reply) this.#reply(reply.setAttr("from", undefined));
   }
 
   #preBind(iq: Element, payload: Element): void {
@@ -265,6 +296,7 @@ export class C2SSession extends XmlStream implements LocalSession {
 
   /** Resource binding (RFC 6120 §7); a second session with the same full JID replaces the first. */
   #bind(iq: Element, payload: Element): void {
+    if (this.resuming) return this.error("not-authorized", "bind during a resumption");
     const asked = payload.childText("resource")?.trim();
     let resource: string;
     if (asked) {
@@ -275,64 +307,78 @@ export class C2SSession extends XmlStream implements LocalSession {
       resource = "parley-" + randomBytes(6).toString("hex");
     }
     const host = this.host!;
-    this.jid = new Jid(this.user!, host.domain, resource);
-    this.boundAt = Date.now();
-    this.#state = "bound";
-    const old = this.deps.ctx.sessions.add(this);
+    const jid = new Jid(this.user!, host.domain, resource);
+    const session = new ClientSession(jid, Date.now(), host, this.deps.resumption, this);
+    this.session = session;
+    const old = this.deps.ctx.sessions.add(session);
     if (old) {
-      host.events.fire("session/replaced", { old, by: this });
+      host.events.fire("session/replaced", { old, by: session });
       // One on another node is closed there, when its node hears of this bind.
       if (isLocal(old)) old.replace();
     }
     this.send(
-      iqResult(iq, x("bind", { xmlns: NS.bind }, x("jid", {}, this.jid.full))).setAttr(
+      iqResult(iq, x("bind", { xmlns: NS.bind }, x("jid", {}, jid.full))).setAttr(
         "from",
         undefined,
       ),
     );
-    log.debug("bound {jid} on {id}", { jid: this.jid.full, id: this.id });
-    host.events.fire("session/bound", this);
+    log.debug("bound {jid} on {id}", { jid: jid.full, id: this.id });
+    host.events.fire("session/bound", session);
   }
 
-  replace(): void {
-    if (this.#state !== "bound") return;
-    this.#state = "replaced";
-    this.close("conflict", "replaced by a new session with the same resource");
+  /** A resumption (XEP-0198) attached this stream to `session`. */
+  resumed(session: ClientSession): void {
+    this.session = session;
+    this.limits.maxStanzaSize = this.deps.ctx.config.limits.max_stanza_size;
+    log.info("resumed {jid} on {id}", { jid: session.jid.full, id: this.id });
   }
 
-  override close(condition?: string, text?: string): void {
-    if (condition) return this.error(condition as Parameters<XmlStream["error"]>[0], text);
+  override error(condition: StreamErrorCondition, text?: string, extra?: Element): void {
+    if (this.closed) return;
+    this.#condition = condition;
+    super.error(condition, text, extra);
+  }
+
+  override close(why?: string, text?: string): void {
+    if (why) return this.error(why as StreamErrorCondition, text);
+    if (this.closed) return;
+    const session = this.session;
+    // The client learns what was handled before the stream ends (XEP-0198 §7).
+    const sm = session?.sm;
+    if (sm) this.send(`<a xmlns='urn:xmpp:sm:3' h='${sm.handled}'/>`);
     // Over as soon as we close it: stanzas for this address no longer wait on a closing stream.
-    this.#end();
+    const condition = this.#condition;
+    session?.streamEnded(this, condition === undefined || !RESUMABLE_AFTER.has(condition));
     super.close();
   }
 
   protected closedHook(): void {
     log.info("connection {id} closed ({jid})", {
       id: this.id,
-      jid: this.bound ? this.jid.full : "no resource bound",
+      jid: this.session?.jid.full ?? "no resource bound",
     });
-    this.#end();
-  }
-
-  /** Unregisters a bound session and tells the modules, once; a replaced one stays silent. */
-  #end(): void {
-    if (this.#state !== "bound") return;
-    this.#state = "ended";
-    this.deps.ctx.sessions.remove(this);
-    this.host!.events.fire("session/closed", this);
+    this.session?.streamEnded(this, false);
   }
 
   /** Pings idle clients (XEP-0199) and drops dead ones, or ones that do not log in in time. */
   checkIdle(now: number): void {
     if (this.closed) return;
     const t = this.deps.ctx.config.timeouts;
-    if (!this.bound) {
+    if (!this.session) {
       if (now - this.startedAt > t.handshake * 1000) {
         this.error("connection-timeout", "no login in time");
       }
       return;
     }
-    this.keepalive(now, t.ping_interval, t.ping_timeout, this.host!.domain, this.jid.full);
+    this.keepalive(now, t.ping_interval, t.ping_timeout, this.host!.domain, this.session.jid.full);
   }
+}
+
+/** The id a client stanza is known by for duplicates: its origin-id (XEP-0359), or its id. */
+function stanzaId(el: Element): string | undefined {
+  if (el.name === "message") {
+    const origin = el.child("origin-id", NS.sid)?.attrs.id;
+    if (origin !== undefined) return origin;
+  }
+  return el.attrs.id;
 }

@@ -5,20 +5,13 @@ import { isMap, isSeq, type Node } from "yaml";
 import type { ClusterConfig, Config } from "../config/schema.ts";
 import type { MeshOptions } from "./mesh.ts";
 import type { ClusterTls } from "./tls.ts";
+import { parseDuration } from "../config/duration.ts";
 
 /** Node names: one DNS label in lower case, since the name is the certificate's dNSName. */
 export const NODE_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** Reports a problem at a YAML node (the nearest one present) under a key path. */
 export type Report = (node: Node | undefined, path: string, message: string) => void;
-
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000 };
-
-/** "500ms", "1s", "2m" in milliseconds; undefined when malformed. */
-export function parseDuration(text: string): number | undefined {
-  const m = /^(\d+)(ms|s|m)$/.exec(text);
-  return m ? Number(m[1]) * UNITS[m[2]] : undefined;
-}
 
 /** "host:port" or "[v6]:port"; undefined when malformed. */
 export function parseAddress(text: string): { host: string; port: number } | undefined {

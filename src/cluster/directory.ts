@@ -5,7 +5,8 @@
 // dead or partitioned away), and come back with its next snapshot, so no ghost outlives a
 // partition. When they go, the local sessions that were shown one of them available are told it
 // is unavailable: only this node knows which of its sessions saw what, so each node tells its own
-// and nobody is told twice.
+// and nobody is told twice. A resumable session (XEP-0198) names the node keeping its replica:
+// when its node dies it lives on there, so it does not go (session_replicas.ts).
 import type { Element } from "../xml/element.ts";
 import { x } from "../xml/element.ts";
 import { type Jid, parseJid } from "../jid/jid.ts";
@@ -39,12 +40,22 @@ export interface DirectoryLimits {
   maxPerNode: number;
 }
 
+/** Where a dead node's resumable sessions live on. */
+export interface Successors {
+  /** Whether `node` is linked now. */
+  linked(node: string): boolean;
+  /** Takes over here a session whose replica is here; false when there is none. */
+  adopt(session: RemoteSession): boolean;
+}
+
 export class RemoteSession implements Session {
   available = false;
   priority = 0;
   rosterRequested = false;
   blocklistRequested = false;
   carbons = false;
+  /** The node keeping its replica (a resumable session), if any. */
+  replica: string | undefined;
   /**
    * The last presence as it came, parsed when read (seldom: a probe, a resource coming online).
    * Parsed and kept, it would cost more memory than all the rest of the record.
@@ -69,6 +80,19 @@ export class RemoteSession implements Session {
     this.rosterRequested = r.roster;
     this.blocklistRequested = r.blocklist;
     this.carbons = r.carbons;
+    this.replica = r.replica === undefined ? undefined : own(r.replica);
+  }
+
+  /** The same session, now held by `node` from `boundAt` on. */
+  movedTo(node: string, boundAt: number): RemoteSession {
+    const s = new RemoteSession(this.jid, node, boundAt);
+    s.available = this.available;
+    s.priority = this.priority;
+    s.#presence = this.#presence;
+    s.rosterRequested = this.rosterRequested;
+    s.blocklistRequested = this.blocklistRequested;
+    s.carbons = this.carbons;
+    return s;
   }
 }
 
@@ -83,8 +107,9 @@ function own(s: string): string {
   return decoder.decode(encoder.encode(s));
 }
 
-export function toWire(s: Session): WireRecord {
+export function toWire(s: Session, replica?: string): WireRecord {
   return {
+    replica,
     jid: s.jid.full,
     boundAt: s.boundAt,
     available: s.available,
@@ -108,6 +133,7 @@ export class Directory {
     readonly self: string,
     readonly sessions: SessionRegistry,
     readonly limits: DirectoryLimits,
+    readonly successors: Successors,
   ) {
     this.#remote = new PeerOwned(
       limits.maxPerNode,
@@ -182,9 +208,43 @@ export class Directory {
     if (r?.node === node) this.#gone(r.value, false);
   }
 
-  /** `node` is declared dead: its sessions are gone, as on a logout. */
+  /**
+   * `node` is declared dead: its sessions are gone, as on a logout, but for resumable ones
+   * whose replica lives: taken over here, or held by the replica's node from now on.
+   */
   dropNode(node: string): void {
-    for (const [, r] of this.#remote.drop(node)) this.#gone(r, true);
+    for (const [, r] of this.#remote.drop(node)) {
+      const replica = r.replica;
+      if (replica === this.self && this.successors.adopt(r)) continue;
+      if (replica !== undefined && replica !== this.self && this.successors.linked(replica)) {
+        // Until the replica's node says so itself (with a newer bind time).
+        const moved = r.movedTo(replica, r.boundAt);
+        try {
+          this.#remote.set(r.jid.full, replica, moved, 0);
+          this.sessions.put(moved);
+          continue;
+        } catch { /* more than that node may hold: gone */ }
+      }
+      this.#gone(r, true);
+    }
+  }
+
+  /**
+   * A local session was resumed on `node`: it is held there now, from `boundAt` on (its own
+   * record follows from there).
+   */
+  moved(session: LocalSession, node: string, boundAt: number): void {
+    this.forget(session);
+    this.sessions.drop(session);
+    const r = new RemoteSession(session.jid, node, boundAt);
+    r.available = session.available;
+    r.priority = session.priority;
+    r.presence = session.presence;
+    r.rosterRequested = session.rosterRequested;
+    r.blocklistRequested = session.blocklistRequested;
+    r.carbons = session.carbons;
+    this.#remote.set(session.jid.full, node, r, 0);
+    this.sessions.put(r);
   }
 
   /** A local bind replaced `old`: a remote record is forgotten (its node closes the session). */

@@ -5,12 +5,14 @@ import { SESSION_FRAMES } from "./wire.ts";
 import { COMPONENT_FRAMES } from "./component_wire.ts";
 import { PROXY65_FRAMES } from "./proxy65_wire.ts";
 import { MUC_FRAMES } from "./muc_wire.ts";
+import { SM_FRAMES } from "./session_wire.ts";
 
 export const ALL_FRAMES: readonly FrameType<unknown>[] = [
   ...SESSION_FRAMES,
   ...COMPONENT_FRAMES,
   ...PROXY65_FRAMES,
   ...MUC_FRAMES,
+  ...SM_FRAMES,
 ];
 
 const seen = new Set<number>();

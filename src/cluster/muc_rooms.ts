@@ -19,7 +19,7 @@ import type { RoomStatus } from "../admin/socket.ts";
 import { localRoomStatus } from "../muc/room_status.ts";
 import type { ClusterNode, PeerObserver } from "./node.ts";
 import { StanzaDecoder } from "./wire.ts";
-import { parseDuration } from "./config.ts";
+import { parseDuration } from "../config/duration.ts";
 import { RoomPlacement } from "./muc_placement.ts";
 import { RoomForwarding } from "./muc_forwarding.ts";
 import { RoomFanout } from "./muc_fanout.ts";

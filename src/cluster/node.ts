@@ -22,7 +22,7 @@ import { parseStanza } from "../xml/parse_string.ts";
 import { Mesh, type PeerStatus } from "./mesh.ts";
 import { meshOptions } from "./config.ts";
 import { readClusterTls } from "./tls.ts";
-import { Directory, toWire } from "./directory.ts";
+import { Directory, type RemoteSession, toWire } from "./directory.ts";
 import {
   CLEARED,
   CLOSE,
@@ -34,6 +34,7 @@ import {
   INVALIDATE,
   RECORD,
   REROUTED,
+  RESENT,
   type SessionRecord,
   SNAPSHOT,
   SNAPSHOT_PART,
@@ -53,6 +54,14 @@ const log = logger("cluster");
 const limited = new LimitedLog(log);
 /** Every frame type of this protocol version, served here or not. */
 const KNOWN_TYPES = new Set(ALL_FRAMES.map((f) => f.type));
+
+/** How resumable sessions outlive their node (session_replicas.ts). */
+export interface SessionSuccession {
+  /** The node keeping the replica of a local session, if any (told with its record). */
+  replicaOf(session: LocalSession): string | undefined;
+  /** Takes over here a dead node's session whose replica is here; false when there is none. */
+  adopt(session: RemoteSession): boolean;
+}
 
 /** A member as `parley cluster status` shows it. */
 export interface MemberStatus extends Omit<PeerStatus, "state"> {
@@ -98,6 +107,8 @@ export class ClusterNode implements SessionObserver {
   #statusParts: ((member: string) => Record<string, unknown>)[] = [];
   /** Stanzas this node already rerouted once, after their target was gone. */
   #rerouted = new WeakSet<Element>();
+  /** Replicas of resumable sessions (session_replicas.ts), once it joined. */
+  #replicas: SessionSuccession | undefined;
   readonly startedAt = Date.now();
   /** Most records of each kind believed of one peer (cluster.max_records_per_peer). */
   readonly maxRecordsPerPeer: number;
@@ -112,6 +123,9 @@ export class ClusterNode implements SessionObserver {
     this.#directory = new Directory(this.name, ctx.sessions, {
       domains: new Set(hosts.keys()),
       maxPerNode: this.maxRecordsPerPeer,
+    }, {
+      linked: (node) => this.#links.has(node),
+      adopt: (r) => this.#replicas?.adopt(r) ?? false,
     });
     this.#mesh = mesh(this);
   }
@@ -189,6 +203,16 @@ export class ClusterNode implements SessionObserver {
     this.#observers.push(observer);
   }
 
+  /** Resumable sessions live on through `succession` when their node dies. */
+  succeed(succession: SessionSuccession): void {
+    this.#replicas = succession;
+  }
+
+  /** A local session was resumed on `node`: held there from `boundAt` on. */
+  moved(session: LocalSession, node: string, boundAt: number): void {
+    this.#directory.moved(session, node, boundAt);
+  }
+
   /** Adds a service's fields to each member of `status()` (`member` is a node name). */
   addStatus(part: (member: string) => Record<string, unknown>): void {
     this.#statusParts.push(part);
@@ -209,11 +233,15 @@ export class ClusterNode implements SessionObserver {
   bound(session: LocalSession, old: Session | undefined): void {
     if (old && isLocal(old)) this.#directory.forget(old);
     else if (old) this.#directory.replaced(old);
-    this.#broadcast(RECORD, JSON.stringify(toWire(session)));
+    this.#broadcast(RECORD, this.#recordOf(session));
   }
 
   changed(session: LocalSession): void {
-    this.#broadcast(RECORD, JSON.stringify(toWire(session)));
+    this.#broadcast(RECORD, this.#recordOf(session));
+  }
+
+  #recordOf(session: LocalSession): string {
+    return JSON.stringify(toWire(session, this.#replicas?.replicaOf(session)));
   }
 
   unbound(session: LocalSession): void {
@@ -253,7 +281,7 @@ export class ClusterNode implements SessionObserver {
     // In parts, each well under the largest frame; the peer acts on the last.
     let records: WireRecord[] = [];
     for (const s of this.ctx.sessions.local()) {
-      records.push(toWire(s));
+      records.push(toWire(s, this.#replicas?.replicaOf(s)));
       if (records.length < SNAPSHOT_PART) continue;
       this.#mesh.send(peer, SNAPSHOT.type, JSON.stringify({ records, last: false }));
       records = [];
@@ -292,12 +320,12 @@ export class ClusterNode implements SessionObserver {
     this.ctx.caches.clear();
     this.#invalidations.gone(peer);
     if (!link) return;
-    // What the peer may not have handled is handled here, its sessions being gone now.
+    // What the peer may not have handled is handled here: for its sessions that live on
+    // elsewhere (resumable ones), or as for sessions that are gone.
     for (const payload of link.unacked()) {
       const nl = payload.indexOf("\n");
       const to = parseJid(payload.slice(1, nl));
-      const stanza = parseStanza(payload.slice(nl + 1));
-      if (to && stanza) this.#vanished(to, stanza, payload[0]);
+      if (to) this.#resend(to, payload.slice(nl + 1), payload[0]);
     }
     this.#tell("down", (o) => o.down?.(peer));
   }
@@ -409,10 +437,28 @@ export class ClusterNode implements SessionObserver {
     replaced.directed.clear();
   }
 
+  /** A stanza a dead peer may not have handled, for `to`: wherever its session is now. */
+  #resend(to: Jid, xml: string, flag: string): void {
+    const session = this.ctx.sessions.get(to);
+    if (session && !isLocal(session)) {
+      const payload = RESENT + to.full + "\n" + xml;
+      const link = this.#links.get(session.node!);
+      if (link && this.#mesh.send(session.node!, DELIVER.type, payload)) {
+        return link.sent(xml.startsWith("<presence") ? "" : payload);
+      }
+    }
+    if (session && isLocal(session) && session.received(xml)) return;
+    const stanza = parseStanza(xml);
+    if (!stanza) return;
+    if (session && isLocal(session)) this.ctx.sessions.deliver(session, stanza);
+    else this.#vanished(to, stanza, flag === RESENT ? FIRST_HOP : flag);
+  }
+
   #deliverHere(peer: string, { flag, to, xml }: { flag: string; to: Jid; xml: string }): void {
     const link = this.#links.get(peer)!;
     link.received((n) => this.#mesh.send(peer, DELIVERED.type, String(n)));
     const session = this.ctx.sessions.get(to);
+    if (flag === RESENT && session && isLocal(session) && session.received(xml)) return;
     // Most stanzas are only written to a client's stream: as the text they came as. Presence is
     // read on the way (the directory watches it), and a stanza for a session that is gone is
     // handled as such: those are parsed.
@@ -421,7 +467,7 @@ export class ClusterNode implements SessionObserver {
     }
     const stanza = link.decoder.stanza(xml);
     if (session && isLocal(session)) this.ctx.sessions.deliver(session, stanza);
-    else this.#vanished(to, stanza, flag);
+    else this.#vanished(to, stanza, flag === RESENT ? FIRST_HOP : flag);
   }
 
   /**

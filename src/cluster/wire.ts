@@ -43,6 +43,8 @@ const record = z.object({
   roster: z.boolean(),
   blocklist: z.boolean(),
   carbons: z.boolean(),
+  /** The node keeping a replica of the session (XEP-0198 resumption), where it lives on. */
+  replica: name.optional(),
 });
 
 /** A session record as it travels. */
@@ -79,7 +81,7 @@ export const DELIVER = frameType(FIRST_APP_TYPE + 3, "deliver", {
   decode(text) {
     const flag = text[0];
     const nl = text.indexOf("\n");
-    if ((flag !== REROUTED && flag !== FIRST_HOP) || nl < 0) {
+    if ((flag !== REROUTED && flag !== FIRST_HOP && flag !== RESENT) || nl < 0) {
       throw new FrameError("not a flag, a JID and a stanza");
     }
     const to = parseJid(text.slice(1, nl));
@@ -123,6 +125,7 @@ export const HANDOVER = frameType(
 export const MUC_TYPES = FIRST_APP_TYPE + 16;
 export const COMPONENT_TYPES = FIRST_APP_TYPE + 32;
 export const PROXY65_TYPES = FIRST_APP_TYPE + 48;
+export const SM_TYPES = FIRST_APP_TYPE + 64;
 
 /** The session directory's frame types. */
 export const SESSION_FRAMES = [
@@ -140,6 +143,11 @@ export const SESSION_FRAMES = [
 /** The DELIVER flag of a stanza already rerouted once by a node that found its target gone. */
 export const REROUTED = "1";
 export const FIRST_HOP = "0";
+/**
+ * The DELIVER flag of a stanza resent after the node it went to died: the session's new node
+ * may have it already (from the replica of a resumable session).
+ */
+export const RESENT = "2";
 
 export function deliverPayload(flag: string, to: string, stanza: Element): string {
   return flag + to + "\n" + stanza.toString();

@@ -134,6 +134,11 @@ export const CONFIG_SPEC: Spec = obj({
     max_hold: int(1, 1, 10),
     max_requests_per_second: int(50, 1, 100_000),
   }),
+  stream_management: obj({
+    resume_timeout: { kind: "string", default: "300s", pattern: DURATION },
+    max_resume_timeout: { kind: "string", default: "3600s", pattern: DURATION },
+    max_unacked: int(5000, 1, 1_000_000),
+  }),
   metrics: obj({
     allow: { kind: "list", of: { kind: "string" }, default: ["127.0.0.0/8", "::1/128"] },
   }),
@@ -298,6 +303,15 @@ export interface Config {
     max_hold: number;
     /** Requests per second one session may make before it is refused. */
     max_requests_per_second: number;
+  };
+  /** XEP-0198: acknowledgements and resumption of client streams. */
+  stream_management: {
+    /** How long a session whose connection is gone waits to be resumed ("300s"). */
+    resume_timeout: string;
+    /** The longest a client may ask for with `max` ("3600s"). */
+    max_resume_timeout: string;
+    /** Stanzas sent and not acknowledged before the stream is closed (policy-violation). */
+    max_unacked: number;
   };
   metrics: {
     /** Addresses (CIDR) that may read /metrics; others get 403. */

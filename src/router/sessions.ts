@@ -49,6 +49,11 @@ export interface LocalSession extends Session {
   close(condition?: string, text?: string): void;
   /** Marks the session replaced and closes it with a conflict stream error. */
   replace(): void;
+  /**
+   * Whether this stanza text reached the session lately: another node resending what a dead
+   * node had handed over (stream management keeps what was sent) is not given twice.
+   */
+  received(xml: string): boolean;
 }
 
 /** How stanzas reach sessions on other nodes, and who hears of local changes (the cluster). */

@@ -6,6 +6,7 @@ import type { ServerContext } from "../core/context.ts";
 import type { Host } from "../core/host.ts";
 import type { TlsContexts } from "../tls/certificates.ts";
 import { HttpListener } from "../http/listener.ts";
+import type { Resumption } from "../c2s/resumption.ts";
 import { HttpRoutes } from "../http/routes.ts";
 import { WEBSOCKET_PATH, WEBSOCKET_PING_S, websocketRoute } from "../http/websocket.ts";
 import { BOSH_PATH, boshRoute } from "../http/bosh.ts";
@@ -23,10 +24,11 @@ export function httpListener(
   hosts: Map<string, Host>,
   tls: TlsContexts,
   monitoring: Monitoring,
+  resumption: Resumption,
 ): HttpListener {
   const { config } = ctx;
   const routes = new HttpRoutes(config.http.allowed_origins);
-  const c2s = { ctx, hosts, tls, listener: lc };
+  const c2s = { ctx, hosts, tls, listener: lc, resumption };
   routes.add(WEBSOCKET_PATH, websocketRoute(routes, c2s));
   routes.add(BOSH_PATH, boshRoute(routes, c2s));
   const meta = hostMetaRoutes(config.http.public_url, {

@@ -9,6 +9,8 @@ import { openStore } from "../storage/open.ts";
 import { TlsContexts } from "../tls/certificates.ts";
 import { type Listener, StreamListener } from "../stream/listener.ts";
 import { C2SSession } from "../c2s/session.ts";
+import { LocalSessions, Resumption } from "../c2s/resumption.ts";
+import { SessionReplicas } from "../cluster/session_replicas.ts";
 import type { ComponentPool } from "../component/pool.ts";
 import { ComponentStream } from "../component/stream.ts";
 import type { ListenerConfig } from "../config/schema.ts";
@@ -62,6 +64,8 @@ export class Server implements ServerContext {
   readonly caches = new SharedCaches();
   /** This node's part in the cluster, when the configuration has a `cluster:` section. */
   cluster: ClusterNode | undefined;
+  /** Resumable client sessions (XEP-0198), replicated to another node in a cluster. */
+  resumption: Resumption | undefined;
   readonly counters = new Counters();
   /** The store, its failures counted (parley_store_errors_total). */
   readonly store: Store;
@@ -130,6 +134,10 @@ export class Server implements ServerContext {
     }
     const local = new Set(this.hosts.keys());
     if (this.config.cluster) this.cluster = await ClusterNode.create(this, this.hosts);
+    this.resumption = new Resumption(
+      this.config,
+      this.cluster ? new SessionReplicas(this.cluster) : new LocalSessions(),
+    );
     for (const plugin of SERVICES) {
       const distribution = this.cluster ? plugin.clustered(this.cluster) : plugin.local();
       for (const host of this.hosts.values()) {
@@ -163,6 +171,7 @@ export class Server implements ServerContext {
     this.#sweeper = setInterval(() => {
       const now = Date.now();
       for (const l of this.listeners) l.sweep(now);
+      this.resumption!.sweep(now);
     }, SWEEP_MS);
     this.#running = true;
     log.info("Parley {version} started: hosts {hosts}", {
@@ -174,7 +183,7 @@ export class Server implements ServerContext {
 
   #listener(lc: ListenerConfig, tls: TlsContexts): Listener {
     if (lc.type === "http") {
-      const http = httpListener(lc, this, this.hosts, tls, this.#monitoring);
+      const http = httpListener(lc, this, this.hosts, tls, this.#monitoring, this.resumption!);
       this.#http.add(http);
       return http;
     }
@@ -190,7 +199,7 @@ export class Server implements ServerContext {
       const deps = { ctx: this, pools: this.components };
       return new StreamListener(base, (transport) => new ComponentStream(transport, deps));
     }
-    const deps = { ctx: this, hosts: this.hosts, tls, listener: lc };
+    const deps = { ctx: this, hosts: this.hosts, tls, listener: lc, resumption: this.resumption! };
     const direct = lc.type === "c2s_tls" ? { tls: (name?: string) => tls.select(name) } : {};
     return new StreamListener(
       { ...base, ...direct },
@@ -225,6 +234,7 @@ export class Server implements ServerContext {
       }
     }
     await Promise.all(closing);
+    this.resumption?.stop();
     await this.serial.idle();
     await Promise.all([...this.#http].map((l) => l.close()));
     await this.cluster?.stop();

@@ -1,5 +1,5 @@
 // Stream errors (RFC 6120 §4.9): the conditions and their serialized form.
-import { x } from "../xml/element.ts";
+import { type Element, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
 
 export type StreamErrorCondition =
@@ -29,11 +29,13 @@ export type StreamErrorCondition =
   | "unsupported-stanza-type"
   | "unsupported-version";
 
-export function streamErrorXml(condition: string, text?: string): string {
+/** A stream error, with an application-specific condition (RFC 6120 §4.9.4) when given. */
+export function streamErrorXml(condition: string, text?: string, extra?: Element): string {
   return x(
     "stream:error",
     {},
     x(condition, { xmlns: NS.streamErrors }),
     text ? x("text", { xmlns: NS.streamErrors, "xml:lang": "en" }, text) : undefined,
+    extra,
   ).toString();
 }

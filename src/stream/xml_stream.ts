@@ -177,7 +177,7 @@ export abstract class XmlStream implements StreamHandler {
   }
 
   /** Sends a stream error and closes the stream (RFC 6120 §4.9.1). */
-  error(condition: StreamErrorCondition, text?: string): void {
+  error(condition: StreamErrorCondition, text?: string, extra?: Element): void {
     if (this.closed) return;
     this.log.info("stream error {condition} on {id} from {remote}: {text}", {
       condition,
@@ -186,7 +186,7 @@ export abstract class XmlStream implements StreamHandler {
       text: text ?? "",
     });
     if (!this.headerSent) this.sendHeader({ id: this.id, version: "1.0" });
-    this.send(streamErrorXml(condition, text));
+    this.send(streamErrorXml(condition, text, extra));
     this.close();
   }
 

@@ -8,6 +8,8 @@ export const NS = {
   sasl: "urn:ietf:params:xml:ns:xmpp-sasl",
   bind: "urn:ietf:params:xml:ns:xmpp-bind",
   session: "urn:ietf:params:xml:ns:xmpp-session",
+  sm: "urn:xmpp:sm:3",
+  sid: "urn:xmpp:sid:0",
   roster: "jabber:iq:roster",
   rosterVer: "urn:xmpp:features:rosterver",
   discoInfo: "http://jabber.org/protocol/disco#info",

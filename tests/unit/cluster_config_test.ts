@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
-import { ANY_NODE, meshOptions, parseAddress, parseDuration } from "../../src/cluster/config.ts";
+import { ANY_NODE, meshOptions, parseAddress } from "../../src/cluster/config.ts";
+import { parseDuration } from "../../src/config/duration.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { testPki } from "../helpers/cluster_pki.ts";
 

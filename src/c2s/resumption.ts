@@ -1,0 +1,142 @@
+// The node's resumable sessions (XEP-0198): found by resumption id when a client comes back,
+// timed out when it does not. Where else a session lives is the business of its distribution:
+// alone, nowhere; in a cluster, a replica on another node keeps it (and its unacknowledged
+// stanzas) so that it survives this node, and a client may resume it on any node.
+import type { Distribution } from "../core/distribution.ts";
+import type { Config } from "../config/schema.ts";
+import { parseDuration } from "../config/duration.ts";
+import { randomBytes } from "node:crypto";
+import { Buffer } from "node:buffer";
+import { StreamManagement } from "./stream_management.ts";
+import type { ClientSession } from "./client_session.ts";
+import { type Jid, parseJid } from "../jid/jid.ts";
+
+/** What resumable sessions ask of the other nodes. */
+export interface SessionDistribution extends Distribution<Resumption> {
+  /** A resumable session changed (stanzas sent, acknowledged, handled): its replica follows. */
+  changed(session: ClientSession): void;
+  /** The session ended, was replaced or moved: its replica goes. */
+  forget(session: ClientSession): void;
+  /**
+   * Brings the session `id` of `full` here from the node holding it (or the replica of a dead
+   * one), registered and detached; undefined when no node has it, or a stream that started
+   * after `since` resumed it already.
+   */
+  take(id: string, full: Jid, since: number): Promise<ClientSession | undefined>;
+  /** Whether the session outlives this node (another node keeps a replica of it). */
+  survives(session: ClientSession): boolean;
+}
+
+/** One node alone: nothing elsewhere. */
+export class LocalSessions implements SessionDistribution {
+  serve(): void {}
+  changed(): void {}
+  forget(): void {}
+  take(): Promise<undefined> {
+    return Promise.resolve(undefined);
+  }
+  survives(): boolean {
+    return false;
+  }
+}
+
+export class Resumption {
+  readonly maxUnacked: number;
+  readonly #timeoutMs: number;
+  readonly #maxTimeoutMs: number;
+  /** Resumable sessions held here, attached or detached, by resumption id. */
+  #byId = new Map<string, ClientSession>();
+  #detached = new Set<ClientSession>();
+
+  constructor(config: Config, readonly distribution: SessionDistribution) {
+    const sm = config.stream_management;
+    this.maxUnacked = sm.max_unacked;
+    this.#maxTimeoutMs = parseDuration(sm.max_resume_timeout)!;
+    this.#timeoutMs = Math.min(parseDuration(sm.resume_timeout)!, this.#maxTimeoutMs);
+    distribution.serve(this);
+  }
+
+  /** Resumable sessions here, and how many of them are detached (/metrics). */
+  get counts(): { resumable: number; detached: number } {
+    return { resumable: this.#byId.size, detached: this.#detached.size };
+  }
+
+  /** <enable/>: stream management for `session`, resumable when asked, for `maxS` at most. */
+  enable(session: ClientSession, resume: boolean, maxS: number | undefined): StreamManagement {
+    const timeout = maxS === undefined
+      ? this.#timeoutMs
+      : Math.min(maxS * 1000, this.#maxTimeoutMs);
+    // The id names the resource, so that any node finds the session from the id alone.
+    const id = resume
+      ? `${randomBytes(15).toString("base64url")}.${
+        Buffer.from(session.jid.resource).toString("base64url")
+      }`
+      : null;
+    const sm = session.sm = new StreamManagement(id, timeout);
+    if (id !== null) this.add(session);
+    return sm;
+  }
+
+  /** A resumable session held here: new, or brought from another node. */
+  add(session: ClientSession): void {
+    this.#byId.set(session.sm!.id!, session);
+    if (session.detached) this.#detached.add(session);
+    this.distribution.changed(session);
+  }
+
+  /**
+   * The session `id` held here, if it is `full`'s and was not resumed by a stream that started
+   * after `since` (of two resumptions at once, the first wins).
+   */
+  get(id: string, full: string, since: number): ClientSession | undefined {
+    const s = this.#byId.get(id);
+    return s?.jid.full === full && s.live && s.resumedAt < since ? s : undefined;
+  }
+
+  /**
+   * The session `id` of account `bare` from a stream started at `since`: here, or on another
+   * node (then brought here, detached).
+   */
+  async find(id: string, bare: string, since: number): Promise<ClientSession | undefined> {
+    const dot = id.indexOf(".");
+    const full = dot < 0
+      ? null
+      : parseJid(`${bare}/${Buffer.from(id.slice(dot + 1), "base64url").toString()}`);
+    if (!full || full.bare !== bare) return undefined;
+    return this.get(id, full.full, since) ?? await this.distribution.take(id, full, since);
+  }
+
+  changed(session: ClientSession): void {
+    this.distribution.changed(session);
+  }
+
+  detached(session: ClientSession): void {
+    this.#detached.add(session);
+    this.distribution.changed(session);
+  }
+
+  attached(session: ClientSession): void {
+    this.#detached.delete(session);
+    this.distribution.changed(session);
+  }
+
+  forget(session: ClientSession): void {
+    const id = session.sm?.id;
+    if (id == null || this.#byId.get(id) !== session) return;
+    this.#byId.delete(id);
+    this.#detached.delete(session);
+    this.distribution.forget(session);
+  }
+
+  /** Ends the detached sessions whose time is up (called every second). */
+  sweep(now: number): void {
+    for (const s of this.#detached) {
+      if (now - s.detachedAt >= s.sm!.timeoutMs) s.end();
+    }
+  }
+
+  /** The node stops: sessions no other node keeps end now, so nothing owed to them is lost. */
+  stop(): void {
+    for (const s of [...this.#byId.values()]) if (!this.distribution.survives(s)) s.end();
+  }
+}

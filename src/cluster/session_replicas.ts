@@ -1,0 +1,422 @@
+// Resumable client sessions (XEP-0198) over a cluster: the SessionDistribution of
+// src/c2s/resumption.ts.
+//
+// Each resumable session held here has a replica on the next node in rendezvous order of its full
+// JID. What the session is sent goes to the replica in the same tick as to the client (SM_SYNC,
+// one frame per replica node per tick, before the cluster acknowledges the stanza to the node it
+// came from): counters, the stanzas not acknowledged yet, the ids of what the client sent,
+// directed presence. Its record tells every node where the replica is, so that when this node
+// dies the others hold the session there (directory.ts) and no contact sees it go; the replica's
+// node takes it over, detached, with its queue.
+//
+// A client resuming on another node names the session by its id, which names its resource: that
+// node asks the session's holder for it (SM_TAKE) — or the replica's node, the holder being
+// gone — and gets its state (SM_TAKEN); the holder keeps a record pointing there. Of two nodes
+// asking at once the first served wins. A peer is believed only about its own sessions' replicas,
+// within max_records_per_peer and REPLICA_BYTES.
+import type { Jid } from "../jid/jid.ts";
+import { isLocal, type LocalSession } from "../router/sessions.ts";
+import { pick } from "../component/balance.ts";
+import { ClientSession, type SessionState } from "../c2s/client_session.ts";
+import type { Resumption, SessionDistribution } from "../c2s/resumption.ts";
+import { StreamManagement } from "../c2s/stream_management.ts";
+import type { ClusterNode, PeerObserver, SessionSuccession } from "./node.ts";
+import type { RemoteSession } from "./directory.ts";
+import { FrameError } from "./codec.ts";
+import { PeerOwned } from "./peer_owned.ts";
+import {
+  MAX_ADDED,
+  SM_FORGET,
+  SM_SYNC,
+  SM_TAKE,
+  SM_TAKEN,
+  type SyncEntry,
+  type SyncEntryIn,
+  type TakenState,
+} from "./session_wire.ts";
+import { logger } from "../log/logger.ts";
+import { LimitedLog } from "../log/limited.ts";
+
+const log = logger("cluster");
+const limited = new LimitedLog(log);
+
+const WRAP = 2 ** 32;
+/** Stanza text one peer's replicas may hold here, all together. */
+const REPLICA_BYTES = 512 << 20;
+/** Stanza text per SM_SYNC frame before another one starts (frames are at most 8 MiB). */
+const FRAME_BYTES = 2 << 20;
+/** How long a node waits for a session's holder to give it up. */
+const TAKE_TIMEOUT_MS = 5000;
+
+/** A replica of a session another node holds. */
+interface Replica {
+  jid: Jid;
+  boundAt: number;
+  sm: StreamManagement;
+  detached: boolean;
+  announced: boolean;
+  directed: string[];
+}
+
+/** What the replica of a session held here has heard of. */
+interface Mark {
+  target: string | undefined;
+  /** The replica needs the whole session (new, or a new replica node). */
+  fresh: boolean;
+  sent: number;
+  handled: number;
+  directed: number;
+}
+
+interface Take {
+  peer: string;
+  full: string;
+  done(session: ClientSession | undefined): void;
+}
+
+export class SessionReplicas implements SessionDistribution, SessionSuccession, PeerObserver {
+  #resumption: Resumption | undefined;
+  /** Replicas held here of other nodes' sessions, by full JID. */
+  #replicas: PeerOwned<Replica>;
+  /** Resumable sessions held here, with what their replica has. */
+  #held = new Map<ClientSession, Mark>();
+  #dirty = new Set<ClientSession>();
+  #flushQueued = false;
+  #takes = new Map<number, Take>();
+  #nextAsk = 0;
+  /** Sessions taken over here from a dead node's replica; SM_SYNC frames sent. */
+  adopted = 0;
+  synced = 0;
+
+  constructor(readonly node: ClusterNode) {
+    this.#replicas = new PeerOwned(node.maxRecordsPerPeer, "session replicas", REPLICA_BYTES);
+    node.on(SM_SYNC, (peer, entries) => this.#sync(peer, entries));
+    node.on(SM_FORGET, (peer, jids) => {
+      for (const jid of jids) {
+        if (this.#replicas.get(jid.full)?.node === peer) this.#replicas.delete(jid.full);
+      }
+    });
+    node.on(SM_TAKE, (peer, t) => this.#give(peer, t));
+    node.on(SM_TAKEN, (peer, { ask, state }) => this.#taken(peer, ask, state));
+    node.follow(this);
+    node.succeed(this);
+    node.addStatus((member) =>
+      member === node.name
+        ? { resumable: this.#held.size, replicas: this.#replicas.size, adopted: this.adopted }
+        : {}
+    );
+  }
+
+  serve(resumption: Resumption): void {
+    this.#resumption = resumption;
+  }
+
+  // --- Sessions held here.
+
+  changed(session: ClientSession): void {
+    if (!this.#held.has(session)) this.#retarget(session, this.#mark());
+    this.#dirty.add(session);
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(this.#flush);
+  }
+
+  forget(session: ClientSession): void {
+    const mark = this.#held.get(session);
+    if (!mark) return;
+    this.#held.delete(session);
+    this.#dirty.delete(session);
+    if (mark.target !== undefined) {
+      this.node.send(mark.target, SM_FORGET, JSON.stringify([session.jid.full]));
+    }
+  }
+
+  survives(session: ClientSession): boolean {
+    const target = this.#held.get(session)?.target;
+    return target !== undefined && [...this.node.peers()].includes(target);
+  }
+
+  replicaOf(session: LocalSession): string | undefined {
+    return session instanceof ClientSession ? this.#held.get(session)?.target : undefined;
+  }
+
+  #mark(): Mark {
+    return { target: undefined, fresh: true, sent: 0, handled: 0, directed: -1 };
+  }
+
+  /**
+   * The session's replica goes to the next node in rendezvous order; when that changes, the
+   * old one is dropped and every node hears where it is now.
+   */
+  #retarget(session: ClientSession, mark: Mark): void {
+    this.#held.set(session, mark);
+    const target = pick(this.node.peers(), session.jid.full);
+    if (target === mark.target) return;
+    if (mark.target !== undefined) {
+      this.node.send(mark.target, SM_FORGET, JSON.stringify([session.jid.full]));
+    }
+    Object.assign(mark, this.#mark(), { target });
+    this.#dirty.add(session);
+    this.node.ctx.sessions.changed(session);
+  }
+
+  #flush = (): void => {
+    this.#flushQueued = false;
+    const frames = new Map<string, { entries: SyncEntry[]; bytes: number }>();
+    for (const session of this.#dirty) {
+      const mark = this.#held.get(session);
+      if (mark?.target === undefined || !session.sm) continue;
+      const [entry, bytes] = this.#entry(session, session.sm, mark);
+      let frame = frames.get(mark.target);
+      if (frame && frame.bytes + bytes > FRAME_BYTES) {
+        this.#send(mark.target, frame.entries);
+        frame = undefined;
+      }
+      if (!frame) frames.set(mark.target, frame = { entries: [], bytes: 0 });
+      frame.entries.push(entry);
+      frame.bytes += bytes;
+    }
+    this.#dirty.clear();
+    for (const [target, { entries }] of frames) this.#send(target, entries);
+  };
+
+  #send(target: string, entries: SyncEntry[]): void {
+    this.synced++;
+    this.node.send(target, SM_SYNC, JSON.stringify(entries));
+  }
+
+  /** What the replica has not heard of, and its stanzas' length. */
+  #entry(session: ClientSession, sm: StreamManagement, mark: Mark): [SyncEntry, number] {
+    const pending = sm.unackedCount;
+    const added = mark.fresh ? pending : Math.min(pending, (sm.sent - mark.sent + WRAP) % WRAP);
+    const add = sm.unackedFrom(pending - Math.min(added, MAX_ADDED));
+    const newIds = mark.fresh ? Infinity : (sm.handled - mark.handled + WRAP) % WRAP;
+    const entry: SyncEntry = {
+      jid: session.jid.full,
+      head: mark.fresh
+        ? { id: sm.id!, timeoutMs: sm.timeoutMs, boundAt: session.boundAt }
+        : undefined,
+      handled: sm.handled,
+      acked: sm.acked,
+      add,
+      seen: sm.recentSeen(newIds),
+      detached: session.detached,
+      announced: session.announced,
+      directed: mark.fresh || session.directed.size !== mark.directed
+        ? [...session.directed]
+        : undefined,
+    };
+    mark.fresh = false;
+    mark.sent = sm.sent;
+    mark.handled = sm.handled;
+    mark.directed = session.directed.size;
+    let bytes = 0;
+    for (const xml of add) bytes += xml.length;
+    return [entry, bytes];
+  }
+
+  // --- Replicas held here.
+
+  #sync(peer: string, entries: SyncEntryIn[]): void {
+    for (const e of entries) {
+      const full = e.jid.full;
+      if (!this.node.hosts.has(e.jid.domain)) throw new FrameError(`${e.jid.domain} is not served`);
+      let r = this.#replicas.get(full)?.node === peer ? this.#replicas.get(full)!.value : undefined;
+      if (e.head) {
+        const sm = new StreamManagement(e.head.id, e.head.timeoutMs, {
+          handled: e.handled,
+          acked: e.acked,
+          unacked: [],
+          seen: [],
+        });
+        r = {
+          jid: e.jid,
+          boundAt: e.head.boundAt,
+          sm,
+          detached: false,
+          announced: false,
+          directed: [],
+        };
+      } else if (!r) {
+        // A replica dropped here meanwhile (a FORGET crossing a new SYNC): the next whole one
+        // brings it back.
+        limited.debug(peer, "a session change from {peer} for no replica here", { peer });
+        continue;
+      }
+      const sm = r.sm;
+      if (!sm.ack(e.acked)) throw new FrameError("a replica acknowledged beyond what it sent");
+      for (const xml of e.add) sm.push(xml);
+      sm.handled = e.handled;
+      for (const [id, h] of e.seen) sm.remember(id, h);
+      r.detached = e.detached;
+      r.announced = e.announced;
+      if (e.directed) r.directed = e.directed;
+      this.#replicas.set(full, peer, r, sm.bytes);
+    }
+  }
+
+  /**
+   * `session`'s node died and its replica is here: it is held here from now on, detached, with
+   * what its record says of it (presence, priority) and what the replica says of the rest.
+   */
+  adopt(session: RemoteSession): boolean {
+    const held = this.#replicas.get(session.jid.full);
+    const host = this.node.hosts.get(session.jid.domain);
+    if (held?.node !== session.node || !host || !this.#resumption) return false;
+    this.#replicas.delete(session.jid.full);
+    const r = held.value;
+    const state: SessionState = {
+      jid: session.jid.full,
+      boundAt: session.boundAt,
+      available: session.available,
+      priority: session.priority,
+      presence: session.presence?.toString() ?? null,
+      roster: session.rosterRequested,
+      blocklist: session.blocklistRequested,
+      carbons: session.carbons,
+      announced: r.announced,
+      directed: r.directed,
+      sm: r.sm.state(),
+    };
+    // A newer bind time than the dead node's: nodes that have not seen it die yet believe this.
+    const boundAt = Math.max(Date.now(), session.boundAt + 1);
+    const adopted = ClientSession.restore(state, session.jid, boundAt, host, this.#resumption);
+    adopted.adopted = true;
+    this.#register(adopted);
+    this.adopted++;
+    log.info("took over session {jid} from {peer}", { jid: session.jid.full, peer: session.node });
+    return true;
+  }
+
+  /** A session brought here, detached: registered, announced and replicated. */
+  #register(session: ClientSession): void {
+    const old = this.node.ctx.sessions.add(session);
+    if (old && isLocal(old)) old.replace();
+    this.#resumption!.add(session);
+  }
+
+  // --- Resumption on another node.
+
+  take(id: string, full: Jid, since: number): Promise<ClientSession | undefined> {
+    const record = this.node.ctx.sessions.get(full);
+    if (!record || isLocal(record)) return Promise.resolve(undefined);
+    const linked = new Set(this.node.peers());
+    const replica = (record as RemoteSession).replica;
+    const peer = linked.has(record.node!)
+      ? record.node!
+      : replica !== undefined && linked.has(replica)
+      ? replica
+      : undefined;
+    if (peer === undefined) return Promise.resolve(undefined);
+    const ask = ++this.#nextAsk;
+    const boundAt = Math.max(Date.now(), record.boundAt + 1);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => take.done(undefined), TAKE_TIMEOUT_MS);
+      const take: Take = {
+        peer,
+        full: full.full,
+        done: (session) => {
+          clearTimeout(timer);
+          // Answered late, the session is registered here anyway (detached): never lost.
+          take.done = () => {};
+          resolve(session);
+        },
+      };
+      this.#takes.set(ask, take);
+      const sent = this.node.send(
+        peer,
+        SM_TAKE,
+        JSON.stringify({ ask, id, jid: full.full, since, boundAt }),
+      );
+      if (!sent) {
+        this.#takes.delete(ask);
+        take.done(undefined);
+      }
+    });
+  }
+
+  /** A node where the client resumes asks for a session held here (or a replica of a dead one). */
+  #give(
+    peer: string,
+    t: { ask: number; id: string; jid: Jid; since: number; boundAt: number },
+  ): void {
+    const resumption = this.#resumption!;
+    let session = resumption.get(t.id, t.jid.full, t.since);
+    if (!session) {
+      // The replica of a session whose node this one cannot reach: taken over first.
+      const held = this.#replicas.get(t.jid.full);
+      const record = this.node.ctx.sessions.get(t.jid);
+      if (
+        held && record && !isLocal(record) && record.node === held.node &&
+        ![...this.node.peers()].includes(held.node) && this.adopt(record as RemoteSession)
+      ) {
+        session = resumption.get(t.id, t.jid.full, t.since);
+      }
+    }
+    if (!session?.sm) {
+      this.node.send(peer, SM_TAKEN, JSON.stringify({ ask: t.ask, state: null }));
+      return;
+    }
+    const state = session.state();
+    session.moved();
+    this.node.moved(session, peer, t.boundAt);
+    this.node.send(
+      peer,
+      SM_TAKEN,
+      JSON.stringify({ ask: t.ask, state: { ...state, boundAt: t.boundAt } }),
+    );
+    log.info("session {jid} resumed on {peer}", { jid: t.jid.full, peer });
+  }
+
+  #taken(peer: string, ask: number, state: TakenState | null): void {
+    const take = this.#takes.get(ask);
+    if (!take || take.peer !== peer) {
+      if (state) throw new FrameError("a session nobody here asked for");
+      return;
+    }
+    this.#takes.delete(ask);
+    if (!state) return take.done(undefined);
+    const jid = state.jid;
+    const host = this.node.hosts.get(jid.domain);
+    if (jid.full !== take.full || !host) throw new FrameError("another session than asked");
+    const session = ClientSession.restore(
+      { ...state, jid: jid.full },
+      jid,
+      state.boundAt,
+      host,
+      this.#resumption!,
+    );
+    this.#register(session);
+    take.done(session);
+  }
+
+  // --- Peers.
+
+  up(): void {
+    for (const [session, mark] of this.#held) this.#retarget(session, mark);
+    this.#queueFlush();
+  }
+
+  down(peer: string): void {
+    // Replicas here of the peer's sessions not taken over (its records were dropped first).
+    this.#replicas.drop(peer);
+    for (const [ask, take] of this.#takes) {
+      if (take.peer !== peer) continue;
+      this.#takes.delete(ask);
+      take.done(undefined);
+    }
+    for (const [session, mark] of this.#held) {
+      if (mark.target === peer) {
+        mark.target = undefined;
+        this.#retarget(session, mark);
+      }
+    }
+    this.#queueFlush();
+  }
+
+  #queueFlush(): void {
+    if (this.#dirty.size === 0 || this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(this.#flush);
+  }
+}
