@@ -124,8 +124,9 @@ export class C2SSession extends XmlStream {
   /** A request for acknowledgement goes out with the batch when stanzas await one (XEP-0198). */
   override flush(): void {
     const sm = this.session?.sm;
-    if (sm !== undefined && !sm.requested && sm.unackedCount > 0 && !this.closed) {
+    if (sm !== undefined && !sm.requested && sm.sent !== sm.askedAt && !this.closed) {
       sm.requested = true;
+      sm.askedAt = sm.sent;
       this.send("<r xmlns='urn:xmpp:sm:3'/>");
     }
     super.flush();
@@ -358,6 +359,12 @@ export class C2SSession extends XmlStream {
       jid: this.session?.jid.full ?? "no resource bound",
     });
     this.session?.streamEnded(this, false);
+  }
+
+  /** A ping is a stanza like any other the session is sent (counted by stream management). */
+  protected override sendPing(xml: string): void {
+    if (this.session) this.session.deliver(xml);
+    else this.send(xml);
   }
 
   /** Pings idle clients (XEP-0199) and drops dead ones, or ones that do not log in in time. */

@@ -23,7 +23,6 @@ export interface SmStream extends SessionStream {
   resumed(session: ClientSession): void;
 }
 
-const REQUEST = "<r xmlns='urn:xmpp:sm:3'/>";
 const MAX_COUNTER = 2 ** 32 - 1;
 
 export function smElement(stream: SmStream, el: Element): void {
@@ -37,9 +36,10 @@ export function smElement(stream: SmStream, el: Element): void {
       const h = counter(el.attrs.h);
       if (h === undefined) return stream.error("bad-format", "<a/> without a valid h");
       if (!sm.ack(h)) return tooHigh(stream, h, sm.sent);
-      sm.requested = sm.unackedCount > 0;
-      // What went out after the request this answers is asked for now.
-      if (sm.requested) stream.send(REQUEST);
+      // What went out after the request this answers is asked for with the next stanzas: asked
+      // now, a client that counts short (some skip replies to their own iq requests) would be
+      // asked again and again.
+      sm.requested = false;
       if (sm.resumable) stream.deps.resumption.changed(stream.session!);
       return;
     }

@@ -35,6 +35,8 @@ export class StreamManagement {
   acked: number;
   /** An <r/> went out and its <a/> has not come back. */
   requested = false;
+  /** `sent` when the last <r/> went out: another goes out only once more was sent. */
+  askedAt = 0;
   #queue: string[];
   #head = 0;
   #bytes = 0;

@@ -237,12 +237,16 @@ export abstract class XmlStream implements StreamHandler {
       if (now - this.#pingSentAt > timeout * 1000) this.error("connection-timeout");
     } else if (now - this.lastActivity > interval * 1000) {
       this.#pingSentAt = now;
-      this.send(
+      this.sendPing(
         `<iq type='get' id='ping-${now}' from='${escapeAttr(from)}' to='${
           escapeAttr(to)
         }'><ping xmlns='${NS.ping}'/></iq>`,
       );
     }
+  }
+
+  protected sendPing(xml: string): void {
+    this.send(xml);
   }
 
   /** Called periodically by the server for idle checks. */

@@ -1,0 +1,57 @@
+// The counters and queue of XEP-0198 stream management: acknowledgements drop what they cover,
+// counters wrap at 2^32, too high an `h` changes nothing, resent duplicates are recognised.
+import assert from "node:assert/strict";
+import { StreamManagement } from "../../src/c2s/stream_management.ts";
+
+const WRAP = 2 ** 32;
+
+Deno.test("an acknowledgement drops what it covers, and no more than was sent", () => {
+  const sm = new StreamManagement("id", 1000);
+  for (const n of [1, 2, 3]) sm.push(`<message id='${n}'/>`);
+  assert.equal(sm.sent, 3);
+  assert.ok(sm.ack(2));
+  assert.deepEqual(sm.unacked(), ["<message id='3'/>"]);
+  assert.equal(sm.ack(5), false);
+  assert.equal(sm.acked, 2);
+  assert.equal(sm.unackedCount, 1);
+  assert.equal(sm.bytes, "<message id='3'/>".length);
+});
+
+Deno.test("counters wrap at 2^32 both ways", () => {
+  const sm = new StreamManagement("id", 1000, {
+    handled: WRAP - 1,
+    acked: WRAP - 2,
+    unacked: [],
+    seen: [],
+  });
+  sm.handledOne(undefined);
+  assert.equal(sm.handled, 0);
+  for (const n of [1, 2, 3, 4]) sm.push(`<iq id='${n}'/>`);
+  // Sent: WRAP - 2 + 4 = 2 after wrapping.
+  assert.equal(sm.sent, 2);
+  assert.ok(sm.ack(1));
+  assert.deepEqual(sm.unacked(), ["<iq id='4'/>"]);
+  assert.equal(sm.ack(3), false, "3 acknowledges more than was sent");
+  assert.ok(sm.ack(2));
+  assert.equal(sm.unackedCount, 0);
+});
+
+Deno.test("recently acknowledged stanzas are still recognised, then forgotten", () => {
+  const sm = new StreamManagement("id", 1000);
+  for (let n = 0; n < 300; n++) sm.push(`<message id='${n}'/>`);
+  assert.ok(sm.ack(300));
+  assert.ok(sm.holds("<message id='299'/>"));
+  assert.ok(sm.holds("<message id='240'/>"));
+  assert.equal(sm.holds("<message id='0'/>"), false);
+});
+
+Deno.test("ids of handled client stanzas are remembered for duplicates", () => {
+  const sm = new StreamManagement("id", 1000);
+  sm.handledOne("a");
+  sm.handledOne(undefined);
+  sm.handledOne("b");
+  assert.ok(sm.seen("a") && sm.seen("b"));
+  assert.equal(sm.seen("c"), false);
+  assert.deepEqual(sm.recentSeen(1), [["b", 3]]);
+  assert.deepEqual(sm.state().seen, [["a", 1], ["b", 3]]);
+});
