@@ -15,6 +15,12 @@ import { deliverToBare } from "../im/delivery.ts";
 import { type SmState, StreamManagement } from "./stream_management.ts";
 import type { Resumption } from "./resumption.ts";
 
+/**
+ * Stanzas a session kept as text, perhaps brought from another node: read within the depth any
+ * node allows (limits.max_depth's ceiling), their size bounded where they came from.
+ */
+const KEPT_LIMITS = { maxStanzaSize: Infinity, maxDepth: 1024 };
+
 /** What a session asks of the connection it runs over (the c2s stream). */
 export interface SessionStream {
   readonly transport: { readonly kind: TransportKind };
@@ -91,7 +97,7 @@ export class ClientSession implements LocalSession {
     const session = new ClientSession(jid, boundAt, host, resumption, null);
     session.available = s.available;
     session.priority = s.priority;
-    session.presence = s.presence === null ? null : parseStanza(s.presence);
+    session.presence = s.presence === null ? null : parseStanza(s.presence, KEPT_LIMITS);
     session.rosterRequested = s.roster;
     session.blocklistRequested = s.blocklist;
     session.carbons = s.carbons;
@@ -248,7 +254,7 @@ export class ClientSession implements LocalSession {
     if (!sm?.unackedCount) return;
     const host = this.host;
     for (const xml of sm.drain()) {
-      const stanza = parseStanza(xml);
+      const stanza = parseStanza(xml, KEPT_LIMITS);
       if (!stanza) continue;
       const type = stanza.attrs.type;
       if (stanza.name === "message" && type !== "error" && type !== "groupchat") {
