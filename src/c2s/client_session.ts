@@ -65,6 +65,8 @@ export class ClientSession implements LocalSession {
    * the last write, so a resumption acknowledging more is believed, not refused.
    */
   adopted = false;
+  /** Brought from another node (resumed here, or taken over): not a new bind. */
+  restored = false;
   /**
    * bound → ended; bound → detached → bound (resumed) or ended (timed out); bound or detached
    * → replaced (a newer bind of the full JID) or moved (resumed on another node). Only an ended
@@ -106,6 +108,7 @@ export class ClientSession implements LocalSession {
     session.sm = new StreamManagement(s.sm.id, s.sm.timeoutMs, s.sm);
     session.#state = "detached";
     session.detachedAt = Date.now();
+    session.restored = true;
     return session;
   }
 

@@ -98,12 +98,15 @@ export class Resumption {
    * node (then brought here, detached).
    */
   async find(id: string, bare: string, since: number): Promise<ClientSession | undefined> {
-    const dot = id.indexOf(".");
-    const full = dot < 0
-      ? null
-      : parseJid(`${bare}/${Buffer.from(id.slice(dot + 1), "base64url").toString()}`);
-    if (!full || full.bare !== bare) return undefined;
+    const full = fullOf(id, bare);
+    if (!full) return undefined;
     return this.get(id, full.full, since) ?? await this.distribution.take(id, full, since);
+  }
+
+  /** The session `id` of account `bare` if it is held here (as `find` would find it). */
+  here(id: string, bare: string, since: number): ClientSession | undefined {
+    const full = fullOf(id, bare);
+    return full ? this.get(id, full.full, since) : undefined;
   }
 
   changed(session: ClientSession): void {
@@ -139,4 +142,12 @@ export class Resumption {
   stop(): void {
     for (const s of [...this.#byId.values()]) if (!this.distribution.survives(s)) s.end();
   }
+}
+
+/** The full JID a resumption id names, with the account that asks. */
+function fullOf(id: string, bare: string): Jid | null {
+  const dot = id.indexOf(".");
+  if (dot < 0) return null;
+  const full = parseJid(`${bare}/${Buffer.from(id.slice(dot + 1), "base64url").toString()}`);
+  return full?.bare === bare && !full.isBare ? full : null;
 }

@@ -72,12 +72,16 @@ async function resume(stream: SmStream, el: Element): Promise<void> {
   const previd = el.attrs.previd;
   const h = counter(el.attrs.h);
   if (!previd || h === undefined) return failed(stream, "bad-request");
-  stream.resuming = true;
-  let session: ClientSession | undefined;
-  try {
-    session = await stream.deps.resumption.find(previd, stream.bare, stream.startedAt);
-  } finally {
-    stream.resuming = false;
+  const resumption = stream.deps.resumption;
+  // Held here: resumed in this very tick, before another node may take it.
+  let session = resumption.here(previd, stream.bare, stream.startedAt);
+  if (!session) {
+    stream.resuming = true;
+    try {
+      session = await resumption.find(previd, stream.bare, stream.startedAt);
+    } finally {
+      stream.resuming = false;
+    }
   }
   // Gone meanwhile: a session brought here stays detached, to be resumed again or time out.
   if (stream.closed) return;

@@ -24,6 +24,8 @@ export interface SmState {
   acked: number;
   /** Sent and not acknowledged, oldest first (serialized stanzas). */
   unacked: string[];
+  /** The last ones acknowledged, oldest first: recognised if a dead node's peer resends them. */
+  recent: string[];
   /** Ids of the last client stanzas handled, with the value of `handled` after each. */
   seen: [string, number][];
 }
@@ -45,12 +47,15 @@ export class StreamManagement {
   constructor(
     readonly id: string | null,
     readonly timeoutMs: number,
-    state?: Pick<SmState, "handled" | "acked" | "unacked" | "seen">,
+    state?: Pick<SmState, "handled" | "acked" | "unacked" | "seen" | "recent">,
   ) {
     this.handled = state?.handled ?? 0;
     this.acked = state?.acked ?? 0;
-    this.#queue = state?.unacked ?? [];
-    for (const xml of this.#queue) this.#bytes += xml.length;
+    const unacked = state?.unacked ?? [];
+    for (const xml of unacked) this.#bytes += xml.length;
+    const recent = state?.recent ?? [];
+    this.#queue = recent.length ? [...recent, ...unacked] : unacked;
+    this.#head = recent.length;
     this.#seen = state?.seen ?? [];
   }
 
@@ -153,6 +158,7 @@ export class StreamManagement {
       handled: this.handled,
       acked: this.acked,
       unacked: this.unacked(),
+      recent: this.#queue.slice(Math.max(0, this.#head - KEEP_ACKED), this.#head),
       seen: this.#seen.slice(-REMEMBERED_IDS),
     };
   }

@@ -41,6 +41,22 @@ export class Acks {
     }
   }
 
+  /**
+   * Takes out the frames not acknowledged yet that `matches` (they are not handled again if the
+   * link dies): their texts.
+   */
+  take(matches: (payload: string) => boolean): string[] {
+    const out: string[] = [];
+    for (let i = this.#head; i < this.#unacked.length; i++) {
+      const p = this.#unacked[i];
+      if (p !== "" && matches(p)) {
+        out.push(p);
+        this.#unacked[i] = "";
+      }
+    }
+    return out;
+  }
+
   /** What the peer may not have handled. */
   unacked(): string[] {
     return this.#unacked.slice(this.#head).filter((p) => p !== "");

@@ -107,9 +107,10 @@ function own(s: string): string {
   return decoder.decode(encoder.encode(s));
 }
 
-export function toWire(s: Session, replica?: string): WireRecord {
+export function toWire(s: Session, replica?: string, moved?: boolean): WireRecord {
   return {
     replica,
+    moved,
     jid: s.jid.full,
     boundAt: s.boundAt,
     available: s.available,

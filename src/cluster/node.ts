@@ -59,6 +59,8 @@ const KNOWN_TYPES = new Set(ALL_FRAMES.map((f) => f.type));
 export interface SessionSuccession {
   /** The node keeping the replica of a local session, if any (told with its record). */
   replicaOf(session: LocalSession): string | undefined;
+  /** Whether a local session moved here from another node (told with its record). */
+  movedHere(session: LocalSession): boolean;
   /** Takes over here a dead node's session whose replica is here; false when there is none. */
   adopt(session: RemoteSession): boolean;
 }
@@ -241,7 +243,12 @@ export class ClusterNode implements SessionObserver {
   }
 
   #recordOf(session: LocalSession): string {
-    return JSON.stringify(toWire(session, this.#replicas?.replicaOf(session)));
+    return JSON.stringify(this.#wire(session));
+  }
+
+  #wire(session: LocalSession): WireRecord {
+    const r = this.#replicas;
+    return toWire(session, r?.replicaOf(session), r?.movedHere(session) || undefined);
   }
 
   unbound(session: LocalSession): void {
@@ -281,7 +288,7 @@ export class ClusterNode implements SessionObserver {
     // In parts, each well under the largest frame; the peer acts on the last.
     let records: WireRecord[] = [];
     for (const s of this.ctx.sessions.local()) {
-      records.push(toWire(s, this.#replicas?.replicaOf(s)));
+      records.push(this.#wire(s));
       if (records.length < SNAPSHOT_PART) continue;
       this.#mesh.send(peer, SNAPSHOT.type, JSON.stringify({ records, last: false }));
       records = [];
@@ -427,7 +434,11 @@ export class ClusterNode implements SessionObserver {
    * directed presence to go with it to its new node, which tells them when it goes unavailable.
    */
   #record(peer: string, r: SessionRecord): void {
+    const before = r.moved ? this.ctx.sessions.get(r.jid) : undefined;
     const replaced = this.#directory.record(peer, r);
+    if (before && !isLocal(before) && before.node !== peer) {
+      if (this.ctx.sessions.get(r.jid)?.node === peer) this.#follow(before.node!, r.jid, peer);
+    }
     if (!replaced?.directed.size) return;
     this.#mesh.send(
       peer,
@@ -435,6 +446,20 @@ export class ClusterNode implements SessionObserver {
       JSON.stringify({ jid: r.jid.full, directed: [...replaced.directed] }),
     );
     replaced.directed.clear();
+  }
+
+  /**
+   * A session moved from `from` to `to` (resumed or taken over there): what this node sent it on
+   * `from` and was not acknowledged goes to `to` now, before anything newer, marked as perhaps
+   * had already (`to` drops what the session was given; `from`, if alive, passes its copy on).
+   */
+  #follow(from: string, jid: Jid, to: string): void {
+    const link = this.#links.get(from);
+    if (!link) return;
+    const prefix = jid.full + "\n";
+    for (const payload of link.take((p) => p.startsWith(prefix, 1))) {
+      this.#resend(jid, payload.slice(prefix.length + 1), payload[0]);
+    }
   }
 
   /** A stanza a dead peer may not have handled, for `to`: wherever its session is now. */
@@ -464,6 +489,10 @@ export class ClusterNode implements SessionObserver {
     // handled as such: those are parsed.
     if (session && isLocal(session) && !xml.startsWith("<presence")) {
       return this.ctx.sessions.deliverText(session, xml);
+    }
+    if (session && !isLocal(session) && flag === FIRST_HOP) {
+      // Moved on (resumed elsewhere) while this was on its way: it follows, once.
+      return this.#resend(to, xml, flag);
     }
     const stanza = link.decoder.stanza(xml);
     if (session && isLocal(session)) this.ctx.sessions.deliver(session, stanza);

@@ -136,6 +136,10 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
     return target !== undefined && [...this.node.peers()].includes(target);
   }
 
+  movedHere(session: LocalSession): boolean {
+    return session instanceof ClientSession && session.restored;
+  }
+
   replicaOf(session: LocalSession): string | undefined {
     return session instanceof ClientSession ? this.#held.get(session)?.target : undefined;
   }
@@ -227,6 +231,7 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
           handled: e.handled,
           acked: e.acked,
           unacked: [],
+          recent: [],
           seen: [],
         });
         r = {

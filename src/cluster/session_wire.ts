@@ -15,6 +15,8 @@ const MAX_SEEN = 1024;
 export const MAX_ADDED = 10_000;
 const MAX_DIRECTED = 1_000_000;
 const MAX_ID = 256;
+/** Acknowledged stanzas a session carries (stream_management.ts keeps 64 of them). */
+const MAX_RECENT = 256;
 
 const seen = z.array(z.tuple([z.string().max(1024), counter])).max(MAX_SEEN);
 
@@ -97,6 +99,7 @@ const state = z.object({
     handled: counter,
     acked: counter,
     unacked: z.array(stanzaXml).max(1_000_000),
+    recent: z.array(stanzaXml).max(MAX_RECENT),
     seen,
   }),
 });

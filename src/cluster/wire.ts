@@ -45,6 +45,8 @@ const record = z.object({
   carbons: z.boolean(),
   /** The node keeping a replica of the session (XEP-0198 resumption), where it lives on. */
   replica: name.optional(),
+  /** The session moved to the sender from another node (resumed there, or taken over). */
+  moved: z.boolean().optional(),
 });
 
 /** A session record as it travels. */

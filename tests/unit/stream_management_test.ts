@@ -22,6 +22,7 @@ Deno.test("counters wrap at 2^32 both ways", () => {
     handled: WRAP - 1,
     acked: WRAP - 2,
     unacked: [],
+    recent: [],
     seen: [],
   });
   sm.handledOne(undefined);
@@ -43,6 +44,10 @@ Deno.test("recently acknowledged stanzas are still recognised, then forgotten", 
   assert.ok(sm.holds("<message id='299'/>"));
   assert.ok(sm.holds("<message id='240'/>"));
   assert.equal(sm.holds("<message id='0'/>"), false);
+  // And carried to another node with the session.
+  const moved = new StreamManagement("id", 1000, sm.state());
+  assert.ok(moved.holds("<message id='299'/>"));
+  assert.equal(moved.unackedCount, 0);
 });
 
 Deno.test("ids of handled client stanzas are remembered for duplicates", () => {
