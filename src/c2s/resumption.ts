@@ -40,6 +40,12 @@ export class LocalSessions implements SessionDistribution {
   }
 }
 
+/**
+ * Detached sessions one account may have: a session costs no connection once detached, so
+ * without a bound one account could leave any number of them behind. Beyond, the oldest ends.
+ */
+export const MAX_DETACHED_PER_ACCOUNT = 16;
+
 export class Resumption {
   readonly maxUnacked: number;
   readonly #timeoutMs: number;
@@ -47,6 +53,8 @@ export class Resumption {
   /** Resumable sessions held here, attached or detached, by resumption id. */
   #byId = new Map<string, ClientSession>();
   #detached = new Set<ClientSession>();
+  /** Detached sessions by account, oldest first. */
+  #byAccount = new Map<string, ClientSession[]>();
 
   constructor(config: Config, readonly distribution: SessionDistribution) {
     const sm = config.stream_management;
@@ -80,8 +88,8 @@ export class Resumption {
   /** A resumable session held here: new, or brought from another node. */
   add(session: ClientSession): void {
     this.#byId.set(session.sm!.id!, session);
-    if (session.detached) this.#detached.add(session);
     this.distribution.changed(session);
+    if (session.detached) this.#detach(session);
   }
 
   /**
@@ -114,12 +122,12 @@ export class Resumption {
   }
 
   detached(session: ClientSession): void {
-    this.#detached.add(session);
     this.distribution.changed(session);
+    this.#detach(session);
   }
 
   attached(session: ClientSession): void {
-    this.#detached.delete(session);
+    this.#attach(session);
     this.distribution.changed(session);
   }
 
@@ -127,8 +135,25 @@ export class Resumption {
     const id = session.sm?.id;
     if (id == null || this.#byId.get(id) !== session) return;
     this.#byId.delete(id);
-    this.#detached.delete(session);
+    this.#attach(session);
     this.distribution.forget(session);
+  }
+
+  #detach(session: ClientSession): void {
+    this.#detached.add(session);
+    const bare = session.jid.bare;
+    let list = this.#byAccount.get(bare);
+    if (!list) this.#byAccount.set(bare, list = []);
+    list.push(session);
+    if (list.length > MAX_DETACHED_PER_ACCOUNT) list[0].end();
+  }
+
+  #attach(session: ClientSession): void {
+    if (!this.#detached.delete(session)) return;
+    const bare = session.jid.bare;
+    const list = this.#byAccount.get(bare)!;
+    list.splice(list.indexOf(session), 1);
+    if (list.length === 0) this.#byAccount.delete(bare);
   }
 
   /** Ends the detached sessions whose time is up (called every second). */

@@ -469,3 +469,40 @@ withServer(
     for (const c of [a2, a3, b]) c.close();
   },
 );
+
+withServer(
+  "one account keeps at most 16 detached sessions: beyond, the oldest ends",
+  sm({ resume_timeout: "60s" }),
+  async (t) => {
+    await t.addUser("alice");
+    await t.addUser("bob");
+    const b = await SmClient.login(t.port, "bob", { resource: "desk" });
+    const first = await SmClient.login(t.port, "alice", { resource: "r0" });
+    await befriend(first, b);
+    const ids = [await first.enableResume()];
+    const clients = [first];
+    for (let i = 1; i <= 16; i++) {
+      const a = await SmClient.login(t.port, "alice", { resource: `r${i}` });
+      a.send("<presence/>");
+      await b.waitFor(presence(undefined, a.jid));
+      ids.push(await a.enableResume());
+      clients.push(a);
+    }
+    // One at a time, each seen by the server (a round trip on another stream) before the next.
+    for (const a of clients.slice(0, 16)) {
+      a.drop();
+      await b.sync();
+    }
+    // Sixteen detached: nobody is told anything yet. The seventeenth ends the oldest.
+    const mark = b.log.length;
+    clients[16].drop();
+    await b.waitFor(presence("unavailable", clients[0].jid), 5000, "r0's unavailable");
+    const again = await SmClient.auth(t.port, "alice");
+    assert.equal(failedCondition(await again.resume(ids[0], 0)), "item-not-found");
+    assert.equal((await again.resume(ids[16], 0)).name, "resumed");
+    const told = b.log.slice(mark).filter((e) => e.name === "presence" && e.attrs.type);
+    assert.deepEqual(told.map((e) => e.attrs.from), [clients[0].jid]);
+    again.close();
+    b.close();
+  },
+);
