@@ -4,6 +4,7 @@
 // scrape walks this node's rooms, component instances and proxy streams, never its sessions.
 import type { Config } from "../config/schema.ts";
 import type { SessionRegistry } from "../router/sessions.ts";
+import type { Resumption } from "../c2s/resumption.ts";
 import type { ClusterNode } from "../cluster/node.ts";
 import type { MucService } from "../muc/service.ts";
 import type { ComponentPool } from "../component/pool.ts";
@@ -24,6 +25,7 @@ export interface Monitored {
   readonly counters: Counters;
   readonly sessions: SessionRegistry;
   readonly cluster: ClusterNode | undefined;
+  readonly resumption: Resumption | undefined;
   readonly mucs: Map<string, MucService>;
   readonly components: Map<string, ComponentPool>;
   readonly proxies: Map<string, Proxy65Service>;
@@ -45,6 +47,17 @@ export async function collectMetrics(server: Monitored, loop: LoopDelay): Promis
     "gauge",
     "Client sessions (resources bound) on this node, by transport.",
     TRANSPORTS.map((transport) => [{ transport }, byTransport[transport]]),
+  );
+
+  const resumable = server.resumption?.counts ?? { resumable: 0, detached: 0 };
+  out.add(
+    "parley_sessions_resumable",
+    "gauge",
+    "Resumable client sessions (XEP-0198) held on this node: with a connection, or detached.",
+    [
+      [{ state: "attached" }, resumable.resumable - resumable.detached],
+      [{ state: "detached" }, resumable.detached],
+    ],
   );
 
   const members = server.cluster?.members() ?? [];

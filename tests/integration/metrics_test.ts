@@ -41,6 +41,7 @@ serverTest("metrics: a login, a failed one and stanzas move the counters and gau
         "parley_cluster_sessions",
         "parley_muc_rooms",
         "parley_s5b_streams",
+        'parley_sessions_resumable{state="detached"}',
       ]
     ) {
       assert.ok(before.samples.has(name), name);
