@@ -40,6 +40,8 @@ export interface SessionState {
   blocklist: boolean;
   carbons: boolean;
   announced: boolean;
+  /** Taken over from a replica and not resumed since (ClientSession.adopted). */
+  adopted?: boolean;
   directed: string[];
   sm: SmState;
 }
@@ -61,8 +63,9 @@ export class ClientSession implements LocalSession {
   /** When a stream last resumed it (ms since the epoch; 0: never). */
   resumedAt = 0;
   /**
-   * Taken over from a replica after its node died: the replica may lag what the client got by
-   * the last write, so a resumption acknowledging more is believed, not refused.
+   * Taken over from a replica after its node died: the replica may lag what the client got or
+   * sent by the last write, so a resumption acknowledging more is believed, not refused, and
+   * what the client resends is checked against the ids it had sent. Until its next resumption.
    */
   adopted = false;
   /** Brought from another node (resumed here, or taken over): not a new bind. */
@@ -106,6 +109,7 @@ export class ClientSession implements LocalSession {
     session.announced = s.announced;
     session.directed = new Set(s.directed);
     session.sm = new StreamManagement(s.sm.id, s.sm.timeoutMs, s.sm);
+    session.adopted = s.adopted ?? false;
     session.#state = "detached";
     session.detachedAt = Date.now();
     session.restored = true;
@@ -123,6 +127,7 @@ export class ClientSession implements LocalSession {
       blocklist: this.blocklistRequested,
       carbons: this.carbons,
       announced: this.announced,
+      adopted: this.adopted || undefined,
       directed: [...this.directed],
       sm: this.sm!.state(),
     };
@@ -217,7 +222,10 @@ export class ClientSession implements LocalSession {
    */
   resume(stream: SessionStream, h: number): string[] | null {
     const sm = this.sm!;
-    if (!sm.ack(h) && !(this.adopted && sm.ack(sm.sent))) return null;
+    if (!sm.ack(h)) {
+      if (!this.adopted) return null;
+      sm.rebase(h);
+    }
     const old = this.#stream;
     this.#stream = stream;
     this.#state = "bound";
@@ -233,6 +241,7 @@ export class ClientSession implements LocalSession {
     // The client came back before its old connection was seen to die.
     old?.close("conflict", "resumed by a new connection");
     sm.requested = false;
+    sm.askedAt = sm.acked;
     return sm.unacked();
   }
 

@@ -48,7 +48,10 @@ export const MAX_DETACHED_PER_ACCOUNT = 16;
 
 export class Resumption {
   readonly maxUnacked: number;
-  readonly #timeoutMs: number;
+  /** Characters of unacknowledged stanzas one session may hold (limits.max_outbound_buffer). */
+  readonly maxUnackedChars: number;
+  /** How long a session waits for its client unless it asked for less. */
+  readonly timeoutMs: number;
   readonly #maxTimeoutMs: number;
   /** Resumable sessions held here, attached or detached, by resumption id. */
   #byId = new Map<string, ClientSession>();
@@ -60,7 +63,8 @@ export class Resumption {
     const sm = config.stream_management;
     this.maxUnacked = sm.max_unacked;
     this.#maxTimeoutMs = parseDuration(sm.max_resume_timeout)!;
-    this.#timeoutMs = Math.min(parseDuration(sm.resume_timeout)!, this.#maxTimeoutMs);
+    this.timeoutMs = Math.min(parseDuration(sm.resume_timeout)!, this.#maxTimeoutMs);
+    this.maxUnackedChars = config.limits.max_outbound_buffer;
     distribution.serve(this);
   }
 
@@ -71,9 +75,7 @@ export class Resumption {
 
   /** <enable/>: stream management for `session`, resumable when asked, for `maxS` at most. */
   enable(session: ClientSession, resume: boolean, maxS: number | undefined): StreamManagement {
-    const timeout = maxS === undefined
-      ? this.#timeoutMs
-      : Math.min(maxS * 1000, this.#maxTimeoutMs);
+    const timeout = maxS === undefined ? this.timeoutMs : Math.min(maxS * 1000, this.#maxTimeoutMs);
     // The id names the resource, so that any node finds the session from the id alone.
     const id = resume
       ? `${randomBytes(15).toString("base64url")}.${
@@ -118,7 +120,8 @@ export class Resumption {
   }
 
   changed(session: ClientSession): void {
-    this.distribution.changed(session);
+    // Not one that ended meanwhile (a stanza that closed its stream, counted after).
+    if (this.#byId.get(session.sm!.id!) === session) this.distribution.changed(session);
   }
 
   detached(session: ClientSession): void {

@@ -57,6 +57,8 @@ export class C2SSession extends XmlStream {
   resuming = false;
   /** The stream error this stream is closing with, if any. */
   #condition: string | undefined;
+  /** close() has begun: nothing is asked of the client any more. */
+  #closing = false;
   /** Created by the first SASL element, dropped once authenticated (memory per session). */
   #sasl: SaslNegotiation | undefined;
 
@@ -124,7 +126,7 @@ export class C2SSession extends XmlStream {
   /** A request for acknowledgement goes out with the batch when stanzas await one (XEP-0198). */
   override flush(): void {
     const sm = this.session?.sm;
-    if (sm !== undefined && !sm.requested && sm.sent !== sm.askedAt && !this.closed) {
+    if (sm !== undefined && !sm.requested && sm.sent !== sm.askedAt && !this.#closing) {
       sm.requested = true;
       sm.askedAt = sm.sent;
       this.send("<r xmlns='urn:xmpp:sm:3'/>");
@@ -343,6 +345,7 @@ export class C2SSession extends XmlStream {
   override close(why?: string, text?: string): void {
     if (why) return this.error(why as StreamErrorCondition, text);
     if (this.closed) return;
+    this.#closing = true;
     const session = this.session;
     // The client learns what was handled before the stream ends (XEP-0198 §7).
     const sm = session?.sm;

@@ -46,7 +46,9 @@ export function smElement(stream: SmStream, el: Element): void {
     case "enable":
       return enable(stream, el);
     case "resume":
-      return void resume(stream, el);
+      return void resume(stream, el).catch((e) => {
+        stream.error("internal-server-error", `resumption failed: ${e}`);
+      });
     default:
       return stream.error("unsupported-stanza-type", `<${el.name}/>`);
   }
@@ -89,12 +91,15 @@ async function resume(stream: SmStream, el: Element): Promise<void> {
   if (!session?.live || session.resumedAt >= stream.startedAt) {
     return failed(stream, "item-not-found");
   }
+  const adopted = session.adopted;
   const resend = session.resume(stream, h);
   if (resend === null) return tooHigh(stream, h, session.sm!.sent);
+  session.adopted = false;
   stream.resumed(session);
   stream.send(x("resumed", { xmlns: NS.sm, previd, h: String(session.sm!.handled) }));
   for (const xml of resend) stream.send(xml);
-  stream.dedupe = true;
+  // Only a replica's count may lag what was handled.
+  stream.dedupe = adopted;
 }
 
 function failed(stream: SmStream, condition: string): void {

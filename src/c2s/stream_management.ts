@@ -109,6 +109,16 @@ export class StreamManagement {
     return false;
   }
 
+  /**
+   * The client says it got `h` stanzas, more than this knows were sent (a replica that missed the
+   * last write of a node that died): all of them count as acknowledged, and counting goes on
+   * from `h`.
+   */
+  rebase(h: number): void {
+    this.ack(this.sent);
+    this.acked = h;
+  }
+
   /** Sent and not acknowledged, oldest first. */
   unacked(): string[] {
     return this.#queue.slice(this.#head);

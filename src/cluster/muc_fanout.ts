@@ -1,5 +1,6 @@
 // A room's message reaches its occupants on other nodes as one frame per node (M_FANOUT): the
-// stanza serialized once and the sessions there to hand it to. Each frame also carries how many of
+// stanza serialized once and the sessions there to hand it to; not acknowledged, so resumable
+// sessions (XEP-0198), which outlive their node, get theirs one by one, as other stanzas. Each frame also carries how many of
 // that node's M_STANZA frames this node has handled, so a node that got a room's copy of a message
 // never sends that message again (one frame says both).
 //
@@ -12,6 +13,7 @@ import { readdressed } from "../im/delivery.ts";
 import type { MucService } from "../muc/service.ts";
 import type { Occupant } from "../muc/occupant.ts";
 import type { ClusterNode } from "./node.ts";
+import type { RemoteSession } from "./directory.ts";
 import { FrameError } from "./codec.ts";
 import type { RoomPlacement } from "./muc_placement.ts";
 import type { RoomForwarding } from "./muc_forwarding.ts";
@@ -40,8 +42,11 @@ export class RoomFanout {
     let remote: Map<string, string[]> | undefined;
     for (const occ of occupants) {
       for (const s of occ.sessions.values()) {
-        const at = sessions.get(s.jid)?.node;
-        if (!at) {
+        const record = sessions.get(s.jid);
+        const at = record?.node;
+        // A resumable session elsewhere gets it as any stanza for a session there: kept until
+        // acknowledged, and resent to wherever it lives on should that node die meanwhile.
+        if (!at || (record as RemoteSession).replica !== undefined) {
           router.route(readdressed(stanza, s.jid.full), from, s.jid);
           continue;
         }

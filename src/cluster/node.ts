@@ -210,6 +210,11 @@ export class ClusterNode implements SessionObserver {
     this.#replicas = succession;
   }
 
+  /** A session of `jid` was brought here from `from`: what was on its way there comes first. */
+  recall(from: string, jid: Jid): void {
+    this.#follow(from, jid);
+  }
+
   /** A local session was resumed on `node`: held there from `boundAt` on. */
   moved(session: LocalSession, node: string, boundAt: number): void {
     this.#directory.moved(session, node, boundAt);
@@ -437,7 +442,7 @@ export class ClusterNode implements SessionObserver {
     const before = r.moved ? this.ctx.sessions.get(r.jid) : undefined;
     const replaced = this.#directory.record(peer, r);
     if (before && !isLocal(before) && before.node !== peer) {
-      if (this.ctx.sessions.get(r.jid)?.node === peer) this.#follow(before.node!, r.jid, peer);
+      if (this.ctx.sessions.get(r.jid)?.node === peer) this.#follow(before.node!, r.jid);
     }
     if (!replaced?.directed.size) return;
     this.#mesh.send(
@@ -449,11 +454,12 @@ export class ClusterNode implements SessionObserver {
   }
 
   /**
-   * A session moved from `from` to `to` (resumed or taken over there): what this node sent it on
-   * `from` and was not acknowledged goes to `to` now, before anything newer, marked as perhaps
-   * had already (`to` drops what the session was given; `from`, if alive, passes its copy on).
+   * A session moved from `from` (resumed or taken over elsewhere, or here): what this node sent
+   * it on `from` and was not acknowledged goes where it is now, before anything newer, marked as
+   * perhaps had already (its node drops what the session was given; `from`, if alive, passes
+   * its own copy on, marked the same).
    */
-  #follow(from: string, jid: Jid, to: string): void {
+  #follow(from: string, jid: Jid): void {
     const link = this.#links.get(from);
     if (!link) return;
     const prefix = jid.full + "\n";
@@ -490,8 +496,12 @@ export class ClusterNode implements SessionObserver {
     if (session && isLocal(session) && !xml.startsWith("<presence")) {
       return this.ctx.sessions.deliverText(session, xml);
     }
-    if (session && !isLocal(session) && flag === FIRST_HOP) {
-      // Moved on (resumed elsewhere) while this was on its way: it follows, once.
+    if (
+      session && !isLocal(session) &&
+      (flag === FIRST_HOP || (flag === RESENT && session.node !== peer))
+    ) {
+      // Moved on (resumed elsewhere, or this node has not seen yet where it lives on): it
+      // follows, marked as perhaps had already.
       return this.#resend(to, xml, flag);
     }
     const stanza = link.decoder.stanza(xml);

@@ -15,6 +15,7 @@
 // asking at once the first served wins. A peer is believed only about its own sessions' replicas,
 // within max_records_per_peer and REPLICA_BYTES.
 import type { Jid } from "../jid/jid.ts";
+import { randomBytes } from "node:crypto";
 import { isLocal, type LocalSession } from "../router/sessions.ts";
 import { pick } from "../component/balance.ts";
 import { ClientSession, type SessionState } from "../c2s/client_session.ts";
@@ -45,6 +46,8 @@ const WRAP = 2 ** 32;
 const REPLICA_BYTES = 512 << 20;
 /** Stanza text per SM_SYNC frame before another one starts (frames are at most 8 MiB). */
 const FRAME_BYTES = 2 << 20;
+/** The largest state a session moves with (frames are at most 8 MiB; UTF-8 may double). */
+const TAKEN_CHARS = 4 << 20;
 /** How long a node waits for a session's holder to give it up. */
 const TAKE_TIMEOUT_MS = 5000;
 
@@ -167,10 +170,12 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
   #flush = (): void => {
     this.#flushQueued = false;
     const frames = new Map<string, { entries: SyncEntry[]; bytes: number }>();
+    const behind: ClientSession[] = [];
     for (const session of this.#dirty) {
       const mark = this.#held.get(session);
       if (mark?.target === undefined || !session.sm) continue;
-      const [entry, bytes] = this.#entry(session, session.sm, mark);
+      const [entry, bytes, more] = this.#entry(session, session.sm, mark);
+      if (more) behind.push(session);
       let frame = frames.get(mark.target);
       if (frame && frame.bytes + bytes > FRAME_BYTES) {
         this.#send(mark.target, frame.entries);
@@ -182,6 +187,11 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
     }
     this.#dirty.clear();
     for (const [target, { entries }] of frames) this.#send(target, entries);
+    if (behind.length === 0) return;
+    // More than a frame's worth: the rest in a later task, letting other work in between.
+    for (const session of behind) this.#dirty.add(session);
+    this.#flushQueued = true;
+    setTimeout(this.#flush, 0);
   };
 
   #send(target: string, entries: SyncEntry[]): void {
@@ -189,12 +199,25 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
     this.node.send(target, SM_SYNC, JSON.stringify(entries));
   }
 
-  /** What the replica has not heard of, and its stanzas' length. */
-  #entry(session: ClientSession, sm: StreamManagement, mark: Mark): [SyncEntry, number] {
+  /**
+   * What the replica has not heard of (as much as fits a frame), its stanzas' length, and
+   * whether more is left.
+   */
+  #entry(
+    session: ClientSession,
+    sm: StreamManagement,
+    mark: Mark,
+  ): [SyncEntry, number, boolean] {
     const pending = sm.unackedCount;
     const added = mark.fresh ? pending : Math.min(pending, (sm.sent - mark.sent + WRAP) % WRAP);
-    const add = sm.unackedFrom(pending - Math.min(added, MAX_ADDED));
+    const all = added === 0 ? [] : sm.unackedFrom(pending - added);
+    let n = 0;
+    let bytes = 0;
+    while (n < all.length && n < MAX_ADDED && (n === 0 || bytes + all[n].length <= FRAME_BYTES)) {
+      bytes += all[n++].length;
+    }
     const newIds = mark.fresh ? Infinity : (sm.handled - mark.handled + WRAP) % WRAP;
+    const directed = session.directed.size;
     const entry: SyncEntry = {
       jid: session.jid.full,
       head: mark.fresh
@@ -202,21 +225,18 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
         : undefined,
       handled: sm.handled,
       acked: sm.acked,
-      add,
+      add: n === all.length ? all : all.slice(0, n),
       seen: sm.recentSeen(newIds),
       detached: session.detached,
       announced: session.announced,
-      directed: mark.fresh || session.directed.size !== mark.directed
-        ? [...session.directed]
-        : undefined,
+      // Sent whole while not empty: a room left and another joined keep its size.
+      directed: mark.fresh || directed > 0 || mark.directed > 0 ? [...session.directed] : undefined,
     };
     mark.fresh = false;
-    mark.sent = sm.sent;
+    mark.sent = (sm.sent - (all.length - n) + WRAP) % WRAP;
     mark.handled = sm.handled;
-    mark.directed = session.directed.size;
-    let bytes = 0;
-    for (const xml of add) bytes += xml.length;
-    return [entry, bytes];
+    mark.directed = directed;
+    return [entry, bytes, n < all.length];
   }
 
   // --- Replicas held here.
@@ -249,14 +269,27 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
         continue;
       }
       const sm = r.sm;
-      if (!sm.ack(e.acked)) throw new FrameError("a replica acknowledged beyond what it sent");
       for (const xml of e.add) sm.push(xml);
+      // The client may have acknowledged what reaches the replica only with later entries (a
+      // backlog sent over several frames): those will come acknowledged already.
+      if (!sm.ack(e.acked)) sm.ack(sm.sent);
       sm.handled = e.handled;
       for (const [id, h] of e.seen) sm.remember(id, h);
       r.detached = e.detached;
       r.announced = e.announced;
       if (e.directed) r.directed = e.directed;
-      this.#replicas.set(full, peer, r, sm.bytes);
+      try {
+        this.#replicas.set(full, peer, r, sm.bytes);
+      } catch (error) {
+        // More than this node keeps of a peer's sessions: this one has no replica here (it
+        // goes with its node), and the peer's link stays.
+        this.#replicas.delete(full);
+        limited.warn(peer, "dropped the replica of {jid} from {peer}: {error}", {
+          jid: full,
+          peer,
+          error: String(error),
+        });
+      }
     }
   }
 
@@ -267,9 +300,12 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
   adopt(session: RemoteSession): boolean {
     const held = this.#replicas.get(session.jid.full);
     const host = this.node.hosts.get(session.jid.domain);
-    if (held?.node !== session.node || !host || !this.#resumption) return false;
+    if (!host || !this.#resumption) return false;
     this.#replicas.delete(session.jid.full);
-    const r = held.value;
+    // Named the replica but never told of it (its sync lost with the link): the other nodes hold
+    // it here now, so it is held, with nothing queued and an id nobody knows, until it times out
+    // and is told gone as on a logout.
+    const r = held?.node === session.node ? held.value : this.#unknown(session);
     const state: SessionState = {
       jid: session.jid.full,
       boundAt: session.boundAt,
@@ -293,10 +329,23 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
     return true;
   }
 
+  #unknown(session: RemoteSession): Replica {
+    const id = `${randomBytes(15).toString("base64url")}.`;
+    return {
+      jid: session.jid,
+      boundAt: session.boundAt,
+      sm: new StreamManagement(id, this.#resumption!.timeoutMs),
+      detached: true,
+      announced: session.available,
+      directed: [],
+    };
+  }
+
   /** A session brought here, detached: registered, announced and replicated. */
   #register(session: ClientSession): void {
     const old = this.node.ctx.sessions.add(session);
     if (old && isLocal(old)) old.replace();
+    else if (old) this.node.recall(old.node!, session.jid);
     this.#resumption!.add(session);
   }
 
@@ -352,7 +401,7 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
       const held = this.#replicas.get(t.jid.full);
       const record = this.node.ctx.sessions.get(t.jid);
       if (
-        held && record && !isLocal(record) && record.node === held.node &&
+        held?.value.sm.id === t.id && record && !isLocal(record) && record.node === held.node &&
         ![...this.node.peers()].includes(held.node) && this.adopt(record as RemoteSession)
       ) {
         session = resumption.get(t.id, t.jid.full, t.since);
@@ -362,14 +411,20 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
       this.node.send(peer, SM_TAKEN, JSON.stringify({ ask: t.ask, state: null }));
       return;
     }
-    const state = session.state();
+    const taken = JSON.stringify({ ask: t.ask, state: { ...session.state(), boundAt: t.boundAt } });
+    // Too much to move in one frame: it stays here (the client binds anew, and what it was not
+    // given goes offline as the old session is replaced).
+    if (taken.length > TAKEN_CHARS || !this.node.send(peer, SM_TAKEN, taken)) {
+      log.warn("session {jid} could not move to {peer}: {chars} characters of state", {
+        jid: t.jid.full,
+        peer,
+        chars: taken.length,
+      });
+      this.node.send(peer, SM_TAKEN, JSON.stringify({ ask: t.ask, state: null }));
+      return;
+    }
     session.moved();
     this.node.moved(session, peer, t.boundAt);
-    this.node.send(
-      peer,
-      SM_TAKEN,
-      JSON.stringify({ ask: t.ask, state: { ...state, boundAt: t.boundAt } }),
-    );
     log.info("session {jid} resumed on {peer}", { jid: t.jid.full, peer });
   }
 

@@ -14,7 +14,8 @@ const MAX_SEEN = 1024;
 /** Stanzas one entry adds: the holder splits more over several frames. */
 export const MAX_ADDED = 10_000;
 const MAX_DIRECTED = 1_000_000;
-const MAX_ID = 256;
+/** A resumption id: 20 random characters, a dot, a resource of up to 1023 bytes in base64url. */
+const MAX_ID = 1400;
 /** Acknowledged stanzas a session carries (stream_management.ts keeps 64 of them). */
 const MAX_RECENT = 256;
 
@@ -87,11 +88,12 @@ const state = z.object({
   boundAt: count,
   available: z.boolean(),
   priority: z.number().int().min(-128).max(127),
-  presence: z.string().max(65_536).pipe(stanzaXml).nullable(),
+  presence: z.string().pipe(stanzaXml).nullable(),
   roster: z.boolean(),
   blocklist: z.boolean(),
   carbons: z.boolean(),
   announced: z.boolean(),
+  adopted: z.boolean().optional(),
   directed: z.array(z.string().max(3071)).max(MAX_DIRECTED),
   sm: z.object({
     id: z.string().min(1).max(MAX_ID),

@@ -23,8 +23,6 @@ import { frameType } from "./frame_type.ts";
 
 /** Directed presences a handed-over session may carry (limits.max_directed_presences' ceiling). */
 const MAX_DIRECTED = 1_000_000;
-/** Longest presence of a session record (a client's is well under 2 KiB). */
-const MAX_PRESENCE = 65_536;
 /**
  * A stanza from a peer: nodes pass on what clients sent within their own limits, so the largest
  * depth any node may allow (limits.max_depth's ceiling); the frame size bounds the stanza.
@@ -39,7 +37,8 @@ const record = z.object({
   boundAt: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   available: z.boolean(),
   priority: z.number().int().min(-128).max(127),
-  presence: z.string().max(MAX_PRESENCE).pipe(stanzaXml).nullable(),
+  // Bounded by the frame, and by the bytes of presence believed of a peer (directory.ts).
+  presence: z.string().pipe(stanzaXml).nullable(),
   roster: z.boolean(),
   blocklist: z.boolean(),
   carbons: z.boolean(),
