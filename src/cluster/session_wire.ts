@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { count, fullJid, json, stanzaXml } from "./codec.ts";
 import { frameType } from "./frame_type.ts";
-import { SM_TYPES } from "./wire.ts";
+import { sessionRecord, SM_TYPES } from "./wire.ts";
 
 const MAX_COUNTER = 2 ** 32 - 1;
 const counter = z.number().int().min(0).max(MAX_COUNTER);
@@ -83,15 +83,7 @@ export const SM_TAKE = frameType(
     `"boundAt":1765000000001}`,
 );
 
-const state = z.object({
-  jid: fullJid,
-  boundAt: count,
-  available: z.boolean(),
-  priority: z.number().int().min(-128).max(127),
-  presence: z.string().pipe(stanzaXml).nullable(),
-  roster: z.boolean(),
-  blocklist: z.boolean(),
-  carbons: z.boolean(),
+const state = sessionRecord.omit({ replica: true, moved: true }).extend({
   announced: z.boolean(),
   adopted: z.boolean().optional(),
   directed: z.array(z.string().max(3071)).max(MAX_DIRECTED),

@@ -32,7 +32,8 @@ export const PEER_STANZA_LIMITS = { maxStanzaSize: Infinity, maxDepth: 1024 };
 /** Records per SNAPSHOT frame (a few hundred bytes each). */
 export const SNAPSHOT_PART = 2000;
 
-const record = z.object({
+/** A session record: what every node knows of a session. */
+export const sessionRecord = z.object({
   jid: fullJid,
   boundAt: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   available: z.boolean(),
@@ -49,9 +50,9 @@ const record = z.object({
 });
 
 /** A session record as it travels. */
-export type WireRecord = z.input<typeof record>;
+export type WireRecord = z.input<typeof sessionRecord>;
 /** A session record as received: its JID prepared. */
-export type SessionRecord = z.output<typeof record>;
+export type SessionRecord = z.output<typeof sessionRecord>;
 
 const RECORD_EXAMPLE = JSON.stringify(
   {
@@ -70,11 +71,11 @@ const RECORD_EXAMPLE = JSON.stringify(
 export const SNAPSHOT = frameType(
   FIRST_APP_TYPE,
   "snapshot",
-  json(z.object({ records: z.array(record).max(SNAPSHOT_PART), last: z.boolean() })),
+  json(z.object({ records: z.array(sessionRecord).max(SNAPSHOT_PART), last: z.boolean() })),
   `{"records":[${RECORD_EXAMPLE}],"last":true}`,
 );
 /** One session bound or changed. */
-export const RECORD = frameType(FIRST_APP_TYPE + 1, "record", json(record), RECORD_EXAMPLE);
+export const RECORD = frameType(FIRST_APP_TYPE + 1, "record", json(sessionRecord), RECORD_EXAMPLE);
 /** One session ended: its full JID. */
 export const UNBOUND = frameType(FIRST_APP_TYPE + 2, "unbound", jidText, "alice@localhost/phone");
 /** A stanza for a session the receiver holds: a flag, the full JID, a newline, the XML. */

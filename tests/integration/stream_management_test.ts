@@ -3,7 +3,7 @@
 // the resumption timeout, the limit on unacknowledged stanzas, a clean close, and a new login
 // replacing a detached session.
 import assert from "node:assert/strict";
-import { type Tree, withServer } from "../helpers/server.ts";
+import { type TestServer, type Tree, withServer } from "../helpers/server.ts";
 import {
   befriend,
   bodies,
@@ -23,6 +23,16 @@ const sm = (over: Tree = {}): Tree => ({ stream_management: { resume_timeout: "2
 
 const ROSTER = `<query xmlns='${NS.roster}'/>`;
 const bounced = (e: Element) => e.name === "message" && e.attrs.type === "error";
+/** alice/phone and bob/desk, logged in, available and subscribed to each other. */
+async function friends(t: TestServer): Promise<{ a1: SmClient; b: SmClient }> {
+  await t.addUser("alice");
+  await t.addUser("bob");
+  const a1 = await SmClient.login(t.port, "alice", { resource: "phone" });
+  const b = await SmClient.login(t.port, "bob", { resource: "desk" });
+  await befriend(a1, b);
+  return { a1, b };
+}
+
 const presenceFrom = (from: string) => (e: Element) =>
   e.name === "presence" && e.attrs.from === from;
 
@@ -202,11 +212,7 @@ withServer(
   "a dropped connection detaches the session; <resume/> resends what was not acknowledged, in order",
   sm({ resume_timeout: "5s" }),
   async (t) => {
-    await t.addUser("alice");
-    await t.addUser("bob");
-    const a1 = await SmClient.login(t.port, "alice", { resource: "phone" });
-    const b = await SmClient.login(t.port, "bob", { resource: "desk" });
-    await befriend(a1, b);
+    const { a1, b } = await friends(t);
     const id = await a1.enableResume();
     b.message(a1.jid, "m1");
     await a1.waitFor(messageWithBody("m1"));
@@ -340,11 +346,7 @@ withServer(
   "after resume_timeout: unavailable to contacts, messages kept offline, a queued iq bounced",
   sm({ resume_timeout: "1s" }),
   async (t) => {
-    await t.addUser("alice");
-    await t.addUser("bob");
-    const a1 = await SmClient.login(t.port, "alice", { resource: "phone" });
-    const b = await SmClient.login(t.port, "bob", { resource: "desk" });
-    await befriend(a1, b);
+    const { a1, b } = await friends(t);
     const id = await a1.enableResume();
     b.message(a1.jid, "m1");
     await a1.waitFor(messageWithBody("m1")); // received, never acknowledged
@@ -382,11 +384,7 @@ withServer(
   "more unacknowledged stanzas than max_unacked: policy-violation, and the session can be resumed",
   sm({ resume_timeout: "5s", max_unacked: 3 }),
   async (t) => {
-    await t.addUser("alice");
-    await t.addUser("bob");
-    const a1 = await SmClient.login(t.port, "alice", { resource: "phone" });
-    const b = await SmClient.login(t.port, "bob", { resource: "desk" });
-    await befriend(a1, b);
+    const { a1, b } = await friends(t);
     const id = await a1.enableResume();
     const mark = b.log.length;
     for (const m of ["m1", "m2", "m3", "m4"]) b.message(a1.jid, m);
@@ -418,11 +416,7 @@ withServer(
   "</stream:stream> is answered with <a/> and ends the session: contacts told, no resumption",
   sm({ resume_timeout: "30s" }),
   async (t) => {
-    await t.addUser("alice");
-    await t.addUser("bob");
-    const a1 = await SmClient.login(t.port, "alice", { resource: "phone" });
-    const b = await SmClient.login(t.port, "bob", { resource: "desk" });
-    await befriend(a1, b);
+    const { a1, b } = await friends(t);
     const id = await a1.enableResume();
     a1.message(b.jid, "bye");
     await b.waitFor(messageWithBody("bye"));
