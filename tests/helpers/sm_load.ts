@@ -54,6 +54,12 @@ export interface SmDeployment {
   befriend(a: string, b: string): Promise<void>;
   /** Logs the contact in (bound to `resource`); it stays connected throughout. */
   peerLogin(user: string, resource: string): Promise<RawClient>;
+  /**
+   * Optional: the resource the stream-managed client binds, given its user name (default "sm"
+   * for slixmpp, "js" for @xmpp/client); on a cluster, it decides where the session's replica is
+   * kept (cluster_sm.ts: resourceWithReplicaOn).
+   */
+  resource?: (user: string) => string;
 }
 
 export type SmClientKind = "slixmpp" | "xmpp.js" | "xmpp.js-websocket";
@@ -325,7 +331,7 @@ async function slixmppClient(
     args: [
       script,
       direction === "to-client" ? "receive" : "send",
-      `${user}@${DOMAIN}/sm`,
+      `${user}@${DOMAIN}/${d.resource?.(user) ?? "sm"}`,
       PASSWORD,
       hostPort(d.first),
       hostPort(d.reconnect),
@@ -459,7 +465,7 @@ async function xmppJsClient(d: SmDeployment, user: string, websocket: boolean): 
     domain: DOMAIN,
     username: user,
     password: PASSWORD,
-    resource: "js",
+    resource: d.resource?.(user) ?? "js",
   });
   const sm = xmpp.streamManagement;
   // Deno 2.9.6's node:tls never completes a zero-length write, and every later write on that
