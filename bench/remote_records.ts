@@ -39,7 +39,7 @@ const heap = () => {
 const directory = new Directory("n2", new SessionRegistry(), {
   domains: new Set(["localhost"]),
   maxPerNode: n,
-});
+}, { linked: () => true, adopt: () => false });
 const before = heap();
 for (const f of frames()) directory.record("n1", RECORD.codec.decode(f));
 const after = heap();

@@ -200,6 +200,7 @@ function fakeServer(state: ServerState = "running"): Monitored {
     config: { ...defaultConfig(), cluster: { node: "n1" } } as unknown as Monitored["config"],
     counters: new Counters(),
     sessions: new SessionRegistry(),
+    resumption: undefined,
     cluster: {
       members: () => [
         member("n1", "self", 2, null),
