@@ -87,7 +87,8 @@ export class ClientSession implements LocalSession {
     stream: SessionStream | null,
   ) {
     this.#stream = stream;
-    this.transport = stream?.transport ?? { kind: "tcp" };
+    // Its kind only: the transport object would keep a gone connection alive while detached.
+    this.transport = { kind: stream?.transport.kind ?? "tcp" };
     this.#out = host.server.counters.stanzasOut;
   }
 
@@ -108,7 +109,12 @@ export class ClientSession implements LocalSession {
     session.carbons = s.carbons;
     session.announced = s.announced;
     session.directed = new Set(s.directed);
-    session.sm = new StreamManagement(s.sm.id, s.sm.timeoutMs, s.sm);
+    session.sm = new StreamManagement(
+      s.sm.id,
+      s.sm.timeoutMs,
+      s.sm,
+      resumption.distribution.keepAcked,
+    );
     session.adopted = s.adopted ?? false;
     session.#state = "detached";
     session.detachedAt = Date.now();
@@ -235,7 +241,7 @@ export class ClientSession implements LocalSession {
       // Counted by transport: the registry recounts it.
       const sessions = this.host.server.sessions;
       sessions.drop(this);
-      this.transport = stream.transport;
+      this.transport = { kind: stream.transport.kind };
       sessions.put(this);
     }
     // The client came back before its old connection was seen to die.

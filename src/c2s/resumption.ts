@@ -25,10 +25,13 @@ export interface SessionDistribution extends Distribution<Resumption> {
   take(id: string, full: Jid, since: number): Promise<ClientSession | undefined>;
   /** Whether the session outlives this node (another node keeps a replica of it). */
   survives(session: ClientSession): boolean;
+  /** Acknowledged stanzas a session keeps, to recognise them resent by another node. */
+  readonly keepAcked: number;
 }
 
 /** One node alone: nothing elsewhere. */
 export class LocalSessions implements SessionDistribution {
+  readonly keepAcked = 0;
   serve(): void {}
   changed(): void {}
   forget(): void {}
@@ -82,7 +85,8 @@ export class Resumption {
         Buffer.from(session.jid.resource).toString("base64url")
       }`
       : null;
-    const sm = session.sm = new StreamManagement(id, timeout);
+    const sm = new StreamManagement(id, timeout, undefined, this.distribution.keepAcked);
+    session.sm = sm;
     if (id !== null) this.add(session);
     return sm;
   }

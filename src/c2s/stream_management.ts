@@ -9,10 +9,20 @@ const WRAP = 2 ** 32;
 /** Stanza ids of client stanzas remembered for dropping resent duplicates (cluster takeover). */
 const REMEMBERED_IDS = 256;
 /**
- * Acknowledged stanzas kept a while: another node resending what a dead node had already
- * handed to this session is recognised (and not given twice) for as long.
+ * Acknowledged stanzas a session in a cluster keeps a while: another node resending what a dead
+ * node had already handed to this session is recognised (and not given twice) for as long.
  */
-const KEEP_ACKED = 64;
+export const KEEP_ACKED = 64;
+
+/**
+ * The stanza's text as one flat string: serialization builds it by concatenation, and kept so
+ * (until acknowledged) it would cost the collector about four times its size. Not for a text
+ * normalization would change.
+ */
+function flat(xml: string): string {
+  const f = xml.normalize();
+  return f === xml ? f : xml;
+}
 
 /** What a resumable session carries to the node where it resumes (and to its replica). */
 export interface SmState {
@@ -48,6 +58,8 @@ export class StreamManagement {
     readonly id: string | null,
     readonly timeoutMs: number,
     state?: Pick<SmState, "handled" | "acked" | "unacked" | "seen" | "recent">,
+    /** Acknowledged stanzas kept (KEEP_ACKED in a cluster, none alone). */
+    readonly keep = KEEP_ACKED,
   ) {
     this.handled = state?.handled ?? 0;
     this.acked = state?.acked ?? 0;
@@ -79,7 +91,7 @@ export class StreamManagement {
 
   /** A stanza written (or queued, while detached) to the client. */
   push(xml: string): void {
-    this.#queue.push(xml);
+    this.#queue.push(flat(xml));
     this.#bytes += xml.length;
   }
 
@@ -96,9 +108,12 @@ export class StreamManagement {
     }
     this.#head += n;
     // Compacted now and then, not per ack: an ack drops from the front.
-    if (this.#head >= 2 * KEEP_ACKED && this.#head * 2 >= this.#queue.length) {
-      this.#queue = this.#queue.slice(this.#head - KEEP_ACKED);
-      this.#head = KEEP_ACKED;
+    if (this.#head === this.#queue.length && this.keep === 0) {
+      this.#queue = [];
+      this.#head = 0;
+    } else if (this.#head >= 2 * this.keep && this.#head * 2 >= this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head - this.keep);
+      this.#head = this.keep;
     }
     return true;
   }
@@ -168,7 +183,7 @@ export class StreamManagement {
       handled: this.handled,
       acked: this.acked,
       unacked: this.unacked(),
-      recent: this.#queue.slice(Math.max(0, this.#head - KEEP_ACKED), this.#head),
+      recent: this.#queue.slice(Math.max(0, this.#head - this.keep), this.#head),
       seen: this.#seen.slice(-REMEMBERED_IDS),
     };
   }

@@ -20,12 +20,13 @@ import { isLocal, type LocalSession } from "../router/sessions.ts";
 import { pick } from "../component/balance.ts";
 import { ClientSession, type SessionState } from "../c2s/client_session.ts";
 import type { Resumption, SessionDistribution } from "../c2s/resumption.ts";
-import { StreamManagement } from "../c2s/stream_management.ts";
+import { KEEP_ACKED, StreamManagement } from "../c2s/stream_management.ts";
 import type { ClusterNode, PeerObserver, SessionSuccession } from "./node.ts";
 import type { RemoteSession } from "./directory.ts";
 import { FrameError } from "./codec.ts";
 import { PeerOwned } from "./peer_owned.ts";
 import {
+  encodeSync,
   MAX_ADDED,
   SM_FORGET,
   SM_SYNC,
@@ -78,6 +79,7 @@ interface Take {
 }
 
 export class SessionReplicas implements SessionDistribution, SessionSuccession, PeerObserver {
+  readonly keepAcked = KEEP_ACKED;
   #resumption: Resumption | undefined;
   /** Replicas held here of other nodes' sessions, by full JID. */
   #replicas: PeerOwned<Replica>;
@@ -196,7 +198,7 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
 
   #send(target: string, entries: SyncEntry[]): void {
     this.synced++;
-    this.node.send(target, SM_SYNC, JSON.stringify(entries));
+    this.node.send(target, SM_SYNC, encodeSync(entries));
   }
 
   /**

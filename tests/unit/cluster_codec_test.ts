@@ -6,6 +6,7 @@ import { ALL_FRAMES } from "../../src/cluster/frame_registry.ts";
 import { FrameError, utf8 } from "../../src/cluster/codec.ts";
 import { mutations } from "../helpers/malformed.ts";
 import { StanzaDecoder } from "../../src/cluster/wire.ts";
+import { encodeSync, SM_SYNC, type SyncEntry } from "../../src/cluster/session_wire.ts";
 
 Deno.test("every frame type's example decodes", () => {
   for (const f of ALL_FRAMES) {
@@ -64,5 +65,30 @@ Deno.test("a peer's stanza decoder takes one whole stanza, and nothing left open
   ) {
     assert.equal(d.decode(bad), null, bad);
     assert.equal(d.decode("<message id='ok'/>")?.attrs.id, "ok", `after ${bad}`);
+  }
+});
+
+Deno.test("sm sync: stanzas travel as they are, by length after the entries' line", () => {
+  const stanzas = ["<message><body>a\nb ü 😀</body></message>", "<presence/>", "<iq id='1'/>"];
+  const entries = [
+    { jid: "a@localhost/r", handled: 1, acked: 0, add: stanzas.slice(0, 2), seen: [] },
+    { jid: "b@localhost/r", handled: 0, acked: 0, add: stanzas.slice(2), seen: [["x", 1]] },
+  ].map((e) => ({ ...e, detached: false, announced: true })) as SyncEntry[];
+  const payload = encodeSync(entries);
+  // Through the link as UTF-8 and back.
+  const decoded = SM_SYNC.codec.decode(utf8(new TextEncoder().encode(payload)));
+  assert.deepEqual(decoded.map((e) => [e.jid.full, e.add]), [
+    ["a@localhost/r", stanzas.slice(0, 2)],
+    ["b@localhost/r", stanzas.slice(2)],
+  ]);
+  // Lengths that do not add up to the text, or text that is no stanza, are refused.
+  for (
+    const bad of [
+      payload + "<x/>",
+      payload.slice(0, -1),
+      payload.replace("<presence/>", "hello world"),
+    ]
+  ) {
+    assert.throws(() => SM_SYNC.codec.decode(bad), FrameError);
   }
 });
