@@ -1,11 +1,12 @@
 // `deno task bench`: the server pinned to core 0, the load generator (bench/load.ts) to core 1.
-// Prints a table and records it, with machine and date, in docs/PERFORMANCE.md.
+// Prints a table and records it, with machine and date, in docs/PERFORMANCE.md (BENCH_RECORD=0:
+// printed only, for trying a part out).
 import { join } from "node:path";
 import { serveProcess } from "../tests/helpers/process.ts";
 import { VERSION } from "../src/version.ts";
 import {
   generatorCommand,
-  idleReady,
+  jsonLines,
   LOAD_CPU,
   rssKiB as rssOf,
   runGenerator,
@@ -17,19 +18,26 @@ import {
 import { clusterBench } from "./cluster.ts";
 import { proxy65ClusterBench } from "./proxy65_cluster.ts";
 import { MUC_PACE, MUC_SIZES, mucClusterBench, type MucFigures } from "./muc_cluster.ts";
+import { RESUME_ROUNDS, resumeRows, smClusterBench, smCompare } from "./sm.ts";
 
 /** The server's core; BENCH_SERVER_CPU="" leaves it unpinned (key derivation may use both). */
 const SERVER_CPU = Deno.env.get("BENCH_SERVER_CPU") ?? "0";
 /** PBKDF2 iterations of the benchmark accounts (the default configuration has 4,096). */
 const ITERATIONS = Number(Deno.env.get("BENCH_ITERATIONS") ?? 16);
 const IDLE_SESSIONS = Number(Deno.env.get("BENCH_IDLE_SESSIONS") ?? 10_000);
+const detachedScript = new URL("./detached_sessions.ts", import.meta.url).pathname;
+/** Idle sessions of the stream management part's memory rows, with and without it. */
+const SM_SESSIONS = Number(Deno.env.get("BENCH_SM_SESSIONS") ?? IDLE_SESSIONS);
 /**
  * Comma-separated subset (memory, logins, throughput, latency, websocket, muc, proxy65,
  * components, cluster, cluster-components: only the component part of cluster); default all. `muc`
  * and `proxy65` each measure one node, then the same across a cluster in the same run
  * (bench/muc_cluster.ts: three nodes; bench/proxy65_cluster.ts: two), with the ratio. `websocket`
  * measures throughput, latency and memory per idle session over RFC 7395 next to TCP's of the same
- * run (those of `throughput`, `latency`, `memory` when they ran, else measured in this part).
+ * run (those of `throughput`, `latency`, `memory` when they ran, else measured in this part). `sm`
+ * measures stream management (XEP-0198, resumable, on every session) next to the same without it in
+ * the same run, on one node and on two (bench/sm.ts), resumption times, and memory per idle and per
+ * detached session.
  */
 const ONLY = Deno.env.get("BENCH_ONLY")?.split(",");
 const wanted = (part: string) => !ONLY || ONLY.includes(part);
@@ -62,6 +70,7 @@ limits:
   component_rate_burst_bytes: 1073741824
   registrations_per_address: 1000000
 timeouts: { ping_interval: 0, handshake: 600, auth_failure_delay_ms: 0 }
+stream_management: { resume_timeout: "300s", max_resume_timeout: "3600s", max_unacked: 5000 }
 `,
 );
 
@@ -97,30 +106,86 @@ const row = (what: string, value: string, yardstick: string) => {
   console.log(`${what.padEnd(72)} ${value.padStart(14)}   ${yardstick}`);
 };
 
+/** The server's V8 heap in use (garbage included), KiB, from /metrics. */
+async function heapKiB(): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+  return Number(/^deno_heap_used_bytes (\S+)/m.exec(text)![1]) / 1024;
+}
+
+/** Resumable sessions the server holds detached, from /metrics. */
+async function detachedSessions(): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+  return Number(/^parley_sessions_resumable\{state="detached"\} (\d+)/m.exec(text)?.[1] ?? 0);
+}
+
+interface IdleMemory {
+  sessions: number;
+  rss0: number;
+  rssN: number;
+  heap0: number;
+  heapN: number;
+  /** With stream management: once every connection was cut and its session detached. */
+  rssDetached?: number;
+  heapDetached?: number;
+}
+
 /**
- * RSS with no sessions, then with IDLE_SESSIONS authenticated idle ones over `transport` (on a
- * fresh server: a fresh heap); KiB per session.
+ * RSS (and heap) with no sessions, then with `sessions` authenticated idle ones over `transport`
+ * (on a fresh server: a fresh heap). With `sm`, each session enables stream management with
+ * resumption; then the generator cuts every connection, and once the server has seen them all
+ * close (the sessions wait, detached, for a resumption), the same again.
  */
-async function memory(transport: Transport): Promise<number> {
+async function idleMemory(
+  transport: Transport,
+  { sessions = IDLE_SESSIONS, sm = false, users = USERS } = {},
+): Promise<IdleMemory> {
+  const settle = () => new Promise((r) => setTimeout(r, 3000)); // the server collects its garbage
   await new Promise((r) => setTimeout(r, 2000));
   const rss0 = rssKiB();
+  const heap0 = await heapKiB();
   const idle = loadCommand({
     scenario: "idle",
     // A web connection holds three descriptors (the http listener relays it over loopback): half
     // as many fit under the generator's limit of 20,000.
-    sessions: transport === "websocket" ? Math.min(IDLE_SESSIONS, 5000) : IDLE_SESSIONS,
+    sessions: transport === "websocket" ? Math.min(sessions, 5000) : sessions,
     concurrency: 64,
     transport,
+    sm,
+    users,
   }).spawn();
-  const ready = await idleReady(idle);
-  await new Promise((r) => setTimeout(r, 3000)); // let the server settle (GC)
-  const rssN = rssKiB();
-  idle.kill("SIGKILL");
-  await idle.status;
+  try {
+    const line = jsonLines(idle);
+    const m: IdleMemory = { sessions: (await line()).ready, rss0, rssN: 0, heap0, heapN: 0 };
+    await settle();
+    m.rssN = rssKiB();
+    m.heapN = await heapKiB();
+    if (sm) {
+      idle.kill("SIGUSR2");
+      await line(); // {"cut": n}
+      const deadline = performance.now() + 60_000;
+      while (await detachedSessions() < m.sessions && performance.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const detached = await detachedSessions();
+      if (detached < m.sessions) throw new Error(`${detached} of ${m.sessions} sessions detached`);
+      await settle();
+      m.rssDetached = rssKiB();
+      m.heapDetached = await heapKiB();
+    }
+    return m;
+  } finally {
+    idle.kill("SIGKILL");
+    await idle.status;
+  }
+}
+
+/** KiB per session over the idle RSS, as bench.ts's memory rows have always reported. */
+async function memory(transport: Transport): Promise<number> {
+  const m = await idleMemory(transport);
   const on = transport === "websocket" ? "WebSocket: " : "";
-  row(`${on}RSS with 0 sessions (KiB)`, String(rss0), "");
-  row(`${on}RSS with ${ready} idle sessions (KiB)`, String(rssN), "");
-  return (rssN - rss0) / ready;
+  row(`${on}RSS with 0 sessions (KiB)`, String(m.rss0), "");
+  row(`${on}RSS with ${m.sessions} idle sessions (KiB)`, String(m.rssN), "");
+  return (m.rssN - m.rss0) / m.sessions;
 }
 
 type Result = Record<string, number>;
@@ -201,6 +266,63 @@ async function websocket(): Promise<void> {
     `TCP, same run: ${tcp.memory!.toFixed(1)}`,
   );
   row("  WebSocket / TCP", ratio(mem, tcp.memory!), "");
+}
+
+/**
+ * Stream management (XEP-0198) on one node, each figure next to the same without it in this run:
+ * throughput and latency (rounds alternately), resumption on the same node, memory per idle
+ * session with it (SM_SESSIONS sessions; without it, as many, on a fresh server) and per session
+ * once detached; then the same over two nodes (bench/sm.ts).
+ */
+async function streamManagement(): Promise<void> {
+  await freshServer();
+  await smCompare(load, row, "one node", "server core");
+  resumeRows(row, "on the same node", await load({ scenario: "resume", rounds: RESUME_ROUNDS }));
+  // An account keeps at most 16 detached sessions (src/c2s/resumption.ts): ten per account here,
+  // with and without stream management.
+  const users = Math.ceil(SM_SESSIONS / 10);
+  await load({ scenario: "register", users });
+  await freshServer();
+  const off = await idleMemory("tcp", { sessions: SM_SESSIONS, users });
+  await freshServer();
+  const on = await idleMemory("tcp", { sessions: SM_SESSIONS, sm: true, users });
+  const per = (rss: number, heap: number, m: IdleMemory) =>
+    `${((rss - m.rss0) / m.sessions).toFixed(1)}; ${((heap - m.heap0) / m.sessions).toFixed(1)}`;
+  row(
+    `SM: RSS with 0 sessions / ${on.sessions} idle resumable sessions / the same detached (KiB)`,
+    `${on.rss0} / ${on.rssN} / ${on.rssDetached}`,
+    `without SM: ${off.rss0} / ${off.rssN}`,
+  );
+  row(
+    `SM: memory per idle resumable session (KiB; RSS; heap in use; ${users} accounts)`,
+    per(on.rssN, on.heapN, on),
+    `without SM, same run: ${per(off.rssN, off.heapN, off)}`,
+  );
+  row(
+    "SM: memory per detached session, connection cut (KiB; RSS; heap in use)",
+    per(on.rssDetached!, on.heapDetached!, on),
+    "",
+  );
+  // The same in the heap alone, exactly (bench/detached_sessions.ts).
+  const out = await new Deno.Command(ulimit[0], {
+    args: [
+      ...ulimit.slice(1),
+      Deno.execPath(),
+      "run",
+      "-A",
+      "--v8-flags=--expose-gc",
+      detachedScript,
+      String(Math.min(SM_SESSIONS, 5000)),
+    ],
+    stderr: "inherit",
+  }).output();
+  const heap = JSON.parse(new TextDecoder().decode(out.stdout));
+  row(
+    `  the same, heap after full collections, ${heap.sessions} sessions (bytes): what SM adds to a bound session; a detached one; detached, its gone connection's transport dropped`,
+    `${heap.smBound.toFixed(0)}; ${heap.detached.toFixed(0)}; ${heap.withoutTransport.toFixed(0)}`,
+    "",
+  );
+  await smClusterBench(row, ITERATIONS, SERVER_CPU);
 }
 
 async function logins(): Promise<void> {
@@ -297,6 +419,7 @@ try {
       );
     }
   }
+  if (wanted("sm")) await streamManagement();
   if (wanted("cluster") || wanted("cluster-components")) {
     await clusterBench(row, ITERATIONS, SERVER_CPU, !wanted("cluster"));
   }
@@ -324,6 +447,10 @@ Load average (1 min) ${loadBefore} at the start, ${loadAverage()} at the end.
 
 ${table}
 `;
+if (Deno.env.get("BENCH_RECORD") === "0") {
+  console.log("\nnot recorded (BENCH_RECORD=0)");
+  Deno.exit(0);
+}
 const file = new URL("../docs/PERFORMANCE.md", import.meta.url);
 let doc = "";
 try {

@@ -85,14 +85,24 @@ export async function runGenerator(
   return { ...result, cpu, busy };
 }
 
+/** A generator's output, a JSON line at a time (its stdout: one reader per child). */
+export function jsonLines(child: Deno.ChildProcess): () => Promise<Record<string, number>> {
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  return async () => {
+    let nl;
+    while ((nl = buf.indexOf("\n")) < 0) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("the generator exited early");
+      buf += value;
+    }
+    const line = buf.slice(0, nl);
+    buf = buf.slice(nl + 1);
+    return JSON.parse(line);
+  };
+}
+
 /** Waits for an idle generator's first line: how many sessions it holds logged in. */
 export async function idleReady(idle: Deno.ChildProcess): Promise<number> {
-  const reader = idle.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let line = "";
-  while (!line.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("idle generator exited early");
-    line += value;
-  }
-  return JSON.parse(line.split("\n")[0]).ready as number;
+  return (await jsonLines(idle)()).ready;
 }

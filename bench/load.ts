@@ -7,6 +7,7 @@ import tls from "node:tls";
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from "node:crypto";
 import { componentLogin, HEADER, RawClient } from "../tests/helpers/raw_client.ts";
 import { NS } from "../src/xml/ns.ts";
+import type { Element } from "../src/xml/element.ts";
 import { NativeClient } from "./native_client.ts";
 import { WsClient } from "./ws_client.ts";
 import type { Transport } from "./generator.ts";
@@ -21,7 +22,8 @@ interface Args {
     | "component"
     | "proxy"
     | "muc"
-    | "muc-takeover";
+    | "muc-takeover"
+    | "resume";
   port: number;
   users: number;
   seconds: number;
@@ -59,6 +61,16 @@ interface Args {
    */
   transport?: Transport;
   httpPort?: number;
+  /**
+   * Every session of the idle, throughput and latency scenarios enables stream management
+   * (XEP-0198) with resumption after binding and answers each <r/> with what it received (TCP
+   * only). An idle generator then cuts all its connections on SIGUSR2 (the sessions detach).
+   */
+  sm?: boolean;
+  /** resume: rounds of cut and resumption; where it resumes after a kill; the session's resource. */
+  rounds?: number;
+  resumePort?: number;
+  resource?: string;
 }
 
 const args: Args = JSON.parse(Deno.args[0]);
@@ -217,19 +229,65 @@ interface Session {
   send(stanza: string, times?: number): void;
   /** From now on `fn` gets whole messages' text as it arrives; nothing is parsed or kept. */
   onMessages(fn: (chunk: string) => void): void;
+  /** Closes the stream (with stream management, after acknowledging all it received). */
+  end(): void;
+  /** Destroys the connection, the stream left open (a resumable session detaches). */
+  cut(): void;
 }
+
+const SM_ENABLE = `<enable xmlns='${NS.sm}' resume='true'/>`;
+/** A request for acknowledgement, as the server writes it (src/c2s/session.ts). */
+const SM_R = `<r xmlns='${NS.sm}'/>`;
+const smA = (h: number) => `<a xmlns='${NS.sm}' h='${h}'/>`;
+const WRAP = 2 ** 32;
+/** <a/> sent in answer to the server's <r/> so far (all sessions). */
+let smAcks = 0;
 
 /** Logs `name` in over `args.transport`: TCP at `port` (SCRAM), a WebSocket at `httpPort` (PLAIN). */
 async function session(port: number, name: string, resource: string): Promise<Session> {
   if (args.transport === "websocket") {
     if (port !== args.port) throw new Error("WebSocket sessions are on one node (httpPort)");
-    return await WsClient.login(args.httpPort!, name, PASSWORD, resource);
+    if (args.sm) throw new Error("stream management is measured over TCP");
+    const ws = await WsClient.login(args.httpPort!, name, PASSWORD, resource);
+    return {
+      send: (stanza, times) => ws.send(stanza, times),
+      onMessages: (fn) => ws.onMessages(fn),
+      end: () => ws.ws.close(),
+      cut: () => ws.ws.close(),
+    };
   }
   const c = await RawClient.login(port, name, PASSWORD, { starttls: false, resource });
+  const send = (stanza: string, times = 1) => c.send(stanza.repeat(times));
+  if (!args.sm) {
+    return {
+      send,
+      onMessages: (fn) => onMessages(c, fn),
+      end: () => c.close(),
+      cut: () => c.drop(),
+    };
+  }
+  c.send(SM_ENABLE);
+  await c.waitFor((e) => e.name === "enabled" && e.attrs.xmlns === NS.sm, 10_000, "<enabled/>");
+  const acked = { h: 0 };
   return {
-    send: (stanza, times = 1) => c.send(stanza.repeat(times)),
-    onMessages: (fn) => onMessages(c, fn),
+    send,
+    onMessages: (fn) => onSmMessages(c, acked, fn),
+    end: () => {
+      c.send(smA(acked.h) + "</stream:stream>");
+      c.socket.end();
+    },
+    cut: () => c.drop(),
   };
+}
+
+/** Ends the scenario's stream-managed sessions cleanly (nothing left owed to them), then exits. */
+async function exitAfter(sessions: Session[]): Promise<never> {
+  if (args.sm) {
+    await new Promise((r) => setTimeout(r, 300)); // what is in flight arrives
+    for (const s of sessions) s.end();
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  Deno.exit(0);
 }
 
 async function idle(): Promise<void> {
@@ -246,6 +304,12 @@ async function idle(): Promise<void> {
   };
   await Promise.all(Array.from({ length: args.concurrency }, worker));
   for (const c of clients) c.onMessages(() => {});
+  if (args.sm) {
+    Deno.addSignalListener("SIGUSR2", () => {
+      for (const c of clients) c.cut();
+      out({ cut: clients.length });
+    });
+  }
   out({ ready: clients.length });
   await new Promise(() => {}); // held open until the orchestrator has measured and kills us
 }
@@ -264,6 +328,39 @@ function onMessages(c: RawClient, fn: (chunk: string) => void): void {
     tail = text.slice(end + 10);
     fn(text.slice(0, end + 10));
   });
+}
+
+/**
+ * As onMessages, for a stream-managed client: each <r/> is answered with the stanzas received so
+ * far (`acked.h`, mod 2^32), counted from the same scan; `fn` gets only text with messages in it.
+ */
+function onSmMessages(c: RawClient, acked: { h: number }, fn: (chunk: string) => void): void {
+  c.socket.removeAllListeners("data");
+  let tail = "";
+  c.socket.on("data", (d: Uint8Array) => {
+    const text = tail + new TextDecoder().decode(d);
+    const r = text.lastIndexOf(SM_R);
+    const end = Math.max(text.lastIndexOf("</message>") + 10, r < 0 ? 0 : r + SM_R.length);
+    if (end < 10) {
+      tail = text;
+      return;
+    }
+    const whole = text.slice(0, end);
+    tail = text.slice(end);
+    const k = count(whole);
+    acked.h = (acked.h + k + occurrences(whole, "<presence") + occurrences(whole, "<iq ")) % WRAP;
+    if (r >= 0) {
+      c.send(smA(acked.h));
+      smAcks++;
+    }
+    if (k > 0) fn(whole);
+  });
+}
+
+function occurrences(s: string, what: string): number {
+  let n = 0;
+  for (let i = s.indexOf(what); i >= 0; i = s.indexOf(what, i + what.length)) n++;
+  return n;
 }
 
 /** Logged-in sender/receiver pairs; the receiver's text is scanned for message ends. */
@@ -290,6 +387,7 @@ async function throughput(): Promise<void> {
   const WINDOW = 64;
   let received = 0;
   let counting = false;
+  let running = true;
   const msg = (i: number) =>
     `<message to='${user(2 * i + 1)}@localhost/r' type='chat'><body>${
       args.body ?? "benchmark message of a typical size"
@@ -297,18 +395,20 @@ async function throughput(): Promise<void> {
   const list = await pairs(n, (i, chunk) => {
     const k = count(chunk);
     if (counting) received += k;
-    list[i].s.send(msg(i), k); // closed loop: one new message per message delivered
+    if (running) list[i].s.send(msg(i), k); // closed loop: one new message per message delivered
   });
   for (let i = 0; i < n; i++) list[i].s.send(msg(i), WINDOW);
   await new Promise((r) => setTimeout(r, 1000)); // warm-up
   out({ phase: "start" });
   counting = true;
+  const acks0 = smAcks;
   const t0 = performance.now();
   await new Promise((r) => setTimeout(r, args.seconds * 1000));
   const secs = (performance.now() - t0) / 1000;
   counting = false;
-  out({ messages: received, seconds: secs, rate: received / secs });
-  Deno.exit(0);
+  running = false;
+  out({ messages: received, seconds: secs, rate: received / secs, acks: smAcks - acks0 });
+  await exitAfter(list.flatMap(({ s, r }) => [s, r]));
 }
 
 /** Calls `send` `rate` times per second, spread over 1 ms ticks; the returned function stops. */
@@ -366,7 +466,7 @@ async function latency(): Promise<void> {
   measuring = false;
   stop();
   outQuantiles(samples, { rate });
-  Deno.exit(0);
+  await exitAfter(list.flatMap(({ s, r }) => [s, r]));
 }
 
 /** The value of attribute `name` in a start tag as the server writes it (double quotes). */
@@ -732,6 +832,148 @@ async function mucTakeover(): Promise<void> {
   Deno.exit(0);
 }
 
+/**
+ * Counts what a stream-managed RawClient receives (stanzas, mod 2^32, into `state.h`; message ids
+ * into `state.ids`) and answers each <r/> at once, as elements arrive; <r/> is not kept.
+ */
+function smCounting(c: RawClient, state: { h: number; ids: string[] }): void {
+  const received = c.received;
+  received.push = (...els: Element[]) => {
+    for (const el of els) {
+      if (el.name === "r" && el.attrs.xmlns === NS.sm) {
+        c.send(smA(state.h));
+        continue;
+      }
+      if (el.name === "message" || el.name === "presence" || el.name === "iq") {
+        state.h = (state.h + 1) % WRAP;
+        if (el.name === "message") state.ids.push(el.attrs.id ?? "");
+      }
+      Array.prototype.push.call(received, el);
+    }
+    return received.length;
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Resumption (XEP-0198): a stream-managed client C (user 0, resource `resource`) cut and resumed
+ * `rounds` times, C starting on ports[0] and resuming in round r on ports[(r + 1) % length] (one
+ * port: the same node each time; two: the other node each time). Each round its contact P (user
+ * 1, at `peerPort`, else ports[0]) sends C 10 messages, which C receives and acknowledges; C's
+ * socket is destroyed; P sends 10 more, queued on the detached session; 50 ms later C opens a new
+ * connection, authenticates and resumes. Times in ms from starting the new connection to the
+ * features after authentication, to <resumed/>, and to the last queued message, which must be the 10 once each and in order
+ * (`anomalies` counts rounds where they were not). With `killPid`: one round, where instead of the
+ * cut process `killPid` (C's node) is killed with SIGKILL, P (on the surviving node) sends its 10
+ * just after, and C resumes at `resumePort`, timed from the kill; a <failed/> resumption is tried
+ * again on the same stream every 20 ms, for `seconds` at most.
+ */
+async function resume(): Promise<void> {
+  const ports = args.ports ?? [args.port];
+  const BATCH = 10;
+  const state = { h: 0, ids: [] as string[] };
+  const login = (port: number, name: string, resource: string) =>
+    RawClient.login(port, name, PASSWORD, { starttls: false, resource });
+  let c = await login(ports[0], user(0), args.resource ?? "sm");
+  c.send(SM_ENABLE);
+  const enabled = await c.waitFor((e) => e.name === "enabled", 10_000, "<enabled/>");
+  smCounting(c, state);
+  const previd = enabled.attrs.id!;
+  const full = c.jid;
+  const p = await login(args.peerPort ?? ports[0], user(1), "peer");
+  const batch = (tag: string) => {
+    let xml = "";
+    for (let j = 0; j < BATCH; j++) {
+      xml +=
+        `<message to='${full}' type='chat' id='${tag}-${j}'><body>resume probe</body></message>`;
+    }
+    p.send(xml);
+  };
+  const resumed: number[] = [];
+  const authed: number[] = [];
+  const delivered: number[] = [];
+  let anomalies = 0;
+  let attempts = 0;
+  const rounds = args.killPid ? 1 : args.rounds ?? 50;
+  const deadline = performance.now() + 120_000;
+  for (let r = 0; r < rounds && performance.now() < deadline; r++) {
+    batch(`l${r}`);
+    for (let j = 0; j < BATCH; j++) {
+      await c.waitFor((e) => e.name === "message" && e.attrs.id === `l${r}-${j}`, 10_000);
+    }
+    await sleep(args.killPid ? 500 : 20); // C's <a/> reaches the server (and the replica)
+    let t0: number;
+    if (args.killPid) {
+      t0 = performance.now();
+      Deno.kill(args.killPid, "SIGKILL");
+      c.drop();
+      batch(`q${r}`);
+    } else {
+      c.drop();
+      batch(`q${r}`);
+      await sleep(50);
+      t0 = performance.now();
+    }
+    const idsBefore = state.ids.length;
+    c = await RawClient.connect(args.killPid ? args.resumePort! : ports[(r + 1) % ports.length]);
+    smCounting(c, state);
+    await c.open();
+    if (!await c.scram(user(0), PASSWORD)) throw new Error("login failed");
+    await c.open();
+    authed.push(performance.now() - t0);
+    const giveUp = t0 + args.seconds * 1000;
+    while (true) {
+      attempts++;
+      c.send(`<resume xmlns='${NS.sm}' previd='${previd}' h='${state.h}'/>`);
+      const answer = await c.waitFor(
+        (e) => e.attrs.xmlns === NS.sm && (e.name === "resumed" || e.name === "failed"),
+        10_000,
+        "<resumed/>",
+      );
+      if (answer.name === "resumed") break;
+      if (!args.killPid || performance.now() > giveUp) {
+        throw new Error(`resumption failed in round ${r}: ${answer}`);
+      }
+      await sleep(20);
+    }
+    resumed.push(performance.now() - t0);
+    try {
+      for (let j = 0; j < BATCH; j++) {
+        await c.waitFor((e) => e.name === "message" && e.attrs.id === `q${r}-${j}`, 5000);
+      }
+      delivered.push(performance.now() - t0);
+      await sleep(20);
+      const got = state.ids.slice(idsBefore).join(" ");
+      const want = Array.from({ length: BATCH }, (_, j) => `q${r}-${j}`).join(" ");
+      if (got !== want) anomalies++;
+    } catch {
+      anomalies++;
+    }
+    c.received.length = 0;
+  }
+  const q = (xs: number[], p: number) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s[Math.min(s.length - 1, Math.floor(p * s.length))];
+  };
+  out({
+    rounds: resumed.length,
+    attempts,
+    anomalies,
+    resumedP50: q(resumed, 0.5),
+    resumedP99: q(resumed, 0.99),
+    resumedMax: Math.max(...resumed),
+    authedP50: q(authed, 0.5),
+    deliveredP50: q(delivered, 0.5) ?? NaN,
+    deliveredP99: q(delivered, 0.99) ?? NaN,
+  });
+  // Both sessions end cleanly: nothing stays detached or owed.
+  c.send(smA(state.h) + "</stream:stream>");
+  p.close();
+  await sleep(300);
+  Deno.exit(0);
+}
+
 const scenarios: Record<Args["scenario"], () => Promise<void>> = {
   register,
   login,
@@ -742,5 +984,6 @@ const scenarios: Record<Args["scenario"], () => Promise<void>> = {
   proxy: proxyTransfer,
   muc: mucFanout,
   "muc-takeover": mucTakeover,
+  resume,
 };
 await scenarios[args.scenario]();
