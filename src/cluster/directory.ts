@@ -262,16 +262,30 @@ export class Directory {
     if (from === undefined || !from.includes("/")) return;
     const type = stanza.attrs.type;
     if (type === undefined) {
-      let set = this.#watchers.get(from);
-      if (!set) this.#watchers.set(from, set = new Set());
-      set.add(session);
-      let watched = this.#watching.get(session);
-      if (!watched) this.#watching.set(session, watched = new Set());
-      watched.add(from);
+      this.#watch(session, from);
     } else if (type === "unavailable") {
       this.#unwatch(session, from);
       this.#watching.get(session)?.delete(from);
     }
+  }
+
+  #watch(session: LocalSession, from: string): void {
+    let set = this.#watchers.get(from);
+    if (!set) this.#watchers.set(from, set = new Set());
+    set.add(session);
+    let watched = this.#watching.get(session);
+    if (!watched) this.#watching.set(session, watched = new Set());
+    watched.add(from);
+  }
+
+  /** The full JIDs a local session was shown available (they go with it when it moves). */
+  watched(session: LocalSession): string[] {
+    return [...this.#watching.get(session) ?? []];
+  }
+
+  /** A session that moved here was shown these full JIDs available where it was. */
+  watchAll(session: LocalSession, jids: readonly string[]): void {
+    for (const from of jids) this.#watch(session, from);
   }
 
   /** A local session ended (or was replaced): it watches nothing any more. */

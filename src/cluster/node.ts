@@ -210,6 +210,16 @@ export class ClusterNode implements SessionObserver {
     this.#replicas = succession;
   }
 
+  /** The full JIDs a local session was shown available (the directory tells it if they go). */
+  watched(session: LocalSession): string[] {
+    return this.#directory.watched(session);
+  }
+
+  /** A session brought here was shown these full JIDs available on its node before. */
+  watchAll(session: LocalSession, jids: readonly string[]): void {
+    this.#directory.watchAll(session, jids);
+  }
+
   /** A session of `jid` was brought here from `from`: what was on its way there comes first. */
   recall(from: string, jid: Jid): void {
     this.#follow(from, jid);

@@ -413,7 +413,12 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
       this.node.send(peer, SM_TAKEN, JSON.stringify({ ask: t.ask, state: null }));
       return;
     }
-    const taken = JSON.stringify({ ask: t.ask, state: { ...session.state(), boundAt: t.boundAt } });
+    const state = {
+      ...session.state(),
+      boundAt: t.boundAt,
+      watching: this.node.watched(session),
+    };
+    const taken = JSON.stringify({ ask: t.ask, state });
     // Too much to move in one frame: it stays here (the client binds anew, and what it was not
     // given goes offline as the old session is replaced).
     if (taken.length > TAKEN_CHARS || !this.node.send(peer, SM_TAKEN, taken)) {
@@ -449,6 +454,7 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
       this.#resumption!,
     );
     this.#register(session);
+    if (state.watching) this.node.watchAll(session, state.watching);
     take.done(session);
   }
 

@@ -208,6 +208,8 @@ const state = sessionRecord.omit({ replica: true, moved: true }).extend({
   announced: z.boolean(),
   adopted: z.boolean().optional(),
   directed: z.array(z.string().max(3071)).max(MAX_DIRECTED),
+  /** Full JIDs the session was shown available on the node it moves from. */
+  watching: z.array(z.string().max(3071)).max(MAX_DIRECTED).optional(),
   sm: z.object({
     id: z.string().min(1).max(MAX_ID),
     timeoutMs: count,

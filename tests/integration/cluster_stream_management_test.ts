@@ -355,3 +355,36 @@ clusterTest(
   "SM on two nodes, resume_timeout 2s: the contact is told unavailable only after the timeout; what it sent comes at the next login on the other node, after initial presence",
   () => detachedTimesOut(1),
 );
+
+clusterTest(
+  "SM across nodes: a session resumed on another node is still told when a contact's node dies later",
+  async () => {
+    const c = await smCluster(3);
+    const [n1, n2, n3] = c.nodes;
+    const proxy = await FaultProxy.start({ host: "127.0.0.1", port: n1.port });
+    const closers: { close(): void }[] = [];
+    try {
+      const a = await ResumingClient.login(proxy.port, "alice", "phone");
+      closers.push(a);
+      const b = await SmClient.login(n3.port, "bob", { resource: "desk" });
+      closers.push(b);
+      await online(a, b);
+      proxy.set("cut");
+      await until(() => a.current.closed, "alice's connection to close", 10_000);
+      const resumed = await a.resume(n2.port);
+      assert.equal(resumed.name, "resumed", `${resumed}`);
+      const mark = a.current.log.length;
+      // Bob's node dies: n2, now holding alice's session, tells her bob is gone.
+      await c.kill(2);
+      await until(
+        () => a.current.log.slice(mark).some((e) => presence("unavailable", b.jid)(e)),
+        "bob's unavailable at alice, resumed on n2",
+        DEAD_AFTER_MS + 4000,
+      );
+    } finally {
+      for (const x of closers) x.close();
+      await proxy.close();
+      await c.stop();
+    }
+  },
+);
