@@ -70,6 +70,8 @@ export class ClientSession implements LocalSession {
   adopted = false;
   /** Brought from another node (resumed here, or taken over): not a new bind. */
   restored = false;
+  /** Stanzas written before stream management was enabled (a client's first count may hold some). */
+  deliveredBeforeEnable = 0;
   /**
    * bound → ended; bound → detached → bound (resumed) or ended (timed out); bound or detached
    * → replaced (a newer bind of the full JID) or moved (resumed on another node). Only an ended
@@ -164,7 +166,10 @@ export class ClientSession implements LocalSession {
     if (typeof stanza === "string") out.text(stanza);
     else out.element(stanza.name);
     const sm = this.sm;
-    if (sm === undefined) return this.#stream?.send(stanza);
+    if (sm === undefined) {
+      this.deliveredBeforeEnable++;
+      return this.#stream?.send(stanza);
+    }
     const xml = typeof stanza === "string" ? stanza : stanza.toString();
     sm.push(xml);
     if (sm.resumable) this.resumption.changed(this);
@@ -228,7 +233,8 @@ export class ClientSession implements LocalSession {
    */
   resume(stream: SessionStream, h: number): string[] | null {
     const sm = this.sm!;
-    if (!sm.ack(h)) {
+    const acknowledged = sm.acknowledge(h);
+    if (acknowledged === "too-high") {
       if (!this.adopted) return null;
       sm.rebase(h);
     }

@@ -24,6 +24,8 @@ export interface SmStream extends SessionStream {
 }
 
 const MAX_COUNTER = 2 ** 32 - 1;
+/** Most stanzas written before <enabled/> a client's first count may include. */
+const LEEWAY = 32;
 
 export function smElement(stream: SmStream, el: Element): void {
   const sm = stream.session?.sm;
@@ -35,7 +37,9 @@ export function smElement(stream: SmStream, el: Element): void {
       if (!sm) return failed(stream, "unexpected-request");
       const h = counter(el.attrs.h);
       if (h === undefined) return stream.error("bad-format", "<a/> without a valid h");
-      if (!sm.ack(h)) return tooHigh(stream, h, sm.sent);
+      const acknowledged = sm.acknowledge(h);
+      if (acknowledged === "too-high") return tooHigh(stream, h, sm.sent);
+      if (acknowledged === "stale") return;
       // What went out after the request this answers is asked for with the next stanzas: asked
       // now, a client that counts short (some skip replies to their own iq requests) would be
       // asked again and again.
@@ -61,6 +65,7 @@ function enable(stream: SmStream, el: Element): void {
   const resume = el.attrs.resume === "true" || el.attrs.resume === "1";
   const asked = counter(el.attrs.max);
   const sm = stream.deps.resumption.enable(session, resume, asked || undefined);
+  sm.leeway = Math.min(session.deliveredBeforeEnable, LEEWAY);
   stream.send(x("enabled", {
     xmlns: NS.sm,
     id: sm.id ?? undefined,

@@ -52,6 +52,10 @@ export class StreamManagement {
   #queue: string[];
   #head = 0;
   #bytes = 0;
+  /** An acknowledgement came: the first-time leeway is spent. */
+  #acknowledged = false;
+  /** Stanzas written just before <enabled/> a client may count (the first <a/> only). */
+  leeway = 0;
   #seen: [string, number][];
 
   constructor(
@@ -116,6 +120,25 @@ export class StreamManagement {
       this.#head = this.keep;
     }
     return true;
+  }
+
+  /**
+   * The client's `h` in an <a/> or a <resume/>: "ok" when it acknowledges what was sent (or, the
+   * first time, up to `leeway` more: clients that count stanzas written just before
+   * <enabled/>, which counting goes on from, as ejabberd does), "stale" for an earlier count
+   * (ignored), "too-high" otherwise.
+   */
+  acknowledge(h: number): "ok" | "stale" | "too-high" {
+    if (this.ack(h)) {
+      this.#acknowledged = true;
+      return "ok";
+    }
+    const n = (h - this.acked + WRAP) % WRAP;
+    if (n >= WRAP / 2) return "stale";
+    if (this.#acknowledged || n - this.unackedCount > this.leeway) return "too-high";
+    this.#acknowledged = true;
+    this.rebase(h);
+    return "ok";
   }
 
   /** Whether this stanza text was sent lately, acknowledged or not. */

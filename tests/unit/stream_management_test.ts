@@ -60,3 +60,20 @@ Deno.test("ids of handled client stanzas are remembered for duplicates", () => {
   assert.deepEqual(sm.recentSeen(1), [["b", 3]]);
   assert.deepEqual(sm.state().seen, [["a", 1], ["b", 3]]);
 });
+
+Deno.test("a count behind is ignored; the first may include stanzas written before enabled", () => {
+  const sm = new StreamManagement("id", 1000);
+  sm.leeway = 2;
+  sm.push("<message id='1'/>");
+  // The client counted two stanzas written just before <enabled/>: counting goes on from 3.
+  assert.equal(sm.acknowledge(3), "ok");
+  assert.equal(sm.unackedCount, 0);
+  sm.push("<message id='2'/>");
+  assert.equal(sm.acknowledge(2), "stale");
+  assert.equal(sm.acknowledge(4), "ok");
+  // Only the first time: more than was sent is too high now.
+  assert.equal(sm.acknowledge(6), "too-high");
+  const strict = new StreamManagement("id", 1000);
+  strict.push("<message/>");
+  assert.equal(strict.acknowledge(2), "too-high");
+});
