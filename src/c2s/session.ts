@@ -311,7 +311,11 @@ export class C2SSession extends XmlStream {
     }
     const host = this.host!;
     const jid = new Jid(this.user!, host.domain, resource);
-    const session = new ClientSession(jid, Date.now(), host, this.deps.resumption, this);
+    // Newer than the session it replaces, even within the same millisecond: on a tie, another
+    // node would keep that one by its name, and both would stay.
+    const before = this.deps.ctx.sessions.get(jid)?.boundAt ?? 0;
+    const boundAt = Math.max(Date.now(), before + 1);
+    const session = new ClientSession(jid, boundAt, host, this.deps.resumption, this);
     this.session = session;
     const old = this.deps.ctx.sessions.add(session);
     if (old) {
