@@ -107,20 +107,19 @@ export class Resumption {
     return s?.jid.full === full && s.live && s.resumedAt < since ? s : undefined;
   }
 
-  /**
-   * The session `id` of account `bare` from a stream started at `since`: here, or on another
-   * node (then brought here, detached).
-   */
-  async find(id: string, bare: string, since: number): Promise<ClientSession | undefined> {
-    const full = fullOf(id, bare);
-    if (!full) return undefined;
-    return this.get(id, full.full, since) ?? await this.distribution.take(id, full, since);
-  }
-
-  /** The session `id` of account `bare` if it is held here (as `find` would find it). */
+  /** The session `id` of account `bare`, for a stream started at `since`, if it is held here. */
   here(id: string, bare: string, since: number): ClientSession | undefined {
     const full = fullOf(id, bare);
     return full ? this.get(id, full.full, since) : undefined;
+  }
+
+  /**
+   * The session `id` of account `bare`, for a stream started at `since`, from the node holding
+   * it (brought here, detached); undefined when none has it.
+   */
+  elsewhere(id: string, bare: string, since: number): Promise<ClientSession | undefined> {
+    const full = fullOf(id, bare);
+    return full ? this.distribution.take(id, full, since) : Promise.resolve(undefined);
   }
 
   changed(session: ClientSession): void {

@@ -85,7 +85,7 @@ async function resume(stream: SmStream, el: Element): Promise<void> {
   if (!session) {
     stream.resuming = true;
     try {
-      session = await resumption.find(previd, stream.bare, stream.startedAt);
+      session = await resumption.elsewhere(previd, stream.bare, stream.startedAt);
     } finally {
       stream.resuming = false;
     }

@@ -121,9 +121,7 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
   changed(session: ClientSession): void {
     if (!this.#held.has(session)) this.#retarget(session, this.#mark());
     this.#dirty.add(session);
-    if (this.#flushQueued) return;
-    this.#flushQueued = true;
-    queueMicrotask(this.#flush);
+    this.#queueFlush();
   }
 
   forget(session: ClientSession): void {
