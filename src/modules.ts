@@ -13,6 +13,7 @@ import { privateModule } from "./services/private.ts";
 import { blockingModule } from "./services/blocking.ts";
 import { carbonsModule } from "./services/carbons.ts";
 import { registerModule } from "./services/register.ts";
+import { archiveModule } from "./mam/account_archive.ts";
 
 export const MODULES: Module[] = [
   deliveryModule,
@@ -29,4 +30,5 @@ export const MODULES: Module[] = [
   blockingModule,
   carbonsModule,
   registerModule,
+  archiveModule,
 ];

@@ -154,6 +154,30 @@ export class ClientSession implements LocalSession {
     return this.#state === "bound" || this.#state === "detached";
   }
 
+  /**
+   * A client stanza was handled (XEP-0198): counted now, or once `stored` settles (its archive
+   * entry is written) and every stanza handled before it is counted — a count is a position, so
+   * none after a stanza not counted yet is. What is counted survives this node: a count the
+   * client saw is never of a message a dead node had not stored.
+   */
+  handled(id: string | undefined, stored: Promise<void> | undefined): void {
+    const sm = this.sm;
+    if (!sm) return;
+    const count = () => {
+      sm.handledOne(id);
+      if (sm.resumable && this.live) this.resumption.changed(this);
+    };
+    if (stored === undefined && this.counting === undefined) return count();
+    const p: Promise<void> = (this.counting ?? Promise.resolve()).then(() => stored).then(() => {
+      count();
+      if (this.counting === p) this.counting = undefined;
+    });
+    this.counting = p;
+  }
+
+  /** Settles once every client stanza handled so far is counted; undefined when all are. */
+  counting: Promise<void> | undefined;
+
   /** Whether this stanza text reached the session lately (a resend after a node died). */
   received(xml: string): boolean {
     return this.sm?.holds(xml) ?? false;

@@ -51,6 +51,10 @@ export class C2SSession extends XmlStream {
   /** The session this stream bound or resumed; it may outlive the stream (XEP-0198). */
   session: ClientSession | undefined;
   readonly startedAt = Date.now();
+  /** What the stanza being handled waits for before it counts as handled (XEP-0198). */
+  #stored: Promise<void> | undefined;
+  /** OutboundEvent.replayKey of the stanza being handled. */
+  #replayKey: string | undefined;
   /** Resent stanzas after a resumption are checked against handled ids until a new one comes. */
   dedupe = false;
   /** A resumption is being looked up (perhaps on another node). */
@@ -227,12 +231,14 @@ export class C2SSession extends XmlStream {
     // it had no acknowledgement for: what was handled already is counted and dropped.
     const id = stanzaId(el);
     if (this.dedupe) {
-      if (id !== undefined && sm.seen(id)) return sm.handledOne(undefined);
+      if (id !== undefined && sm.seen(id)) return session!.handled(undefined, undefined);
       this.dedupe = false;
     }
+    this.#replayKey = sm.resumable && id !== undefined ? `${sm.id}\0${id}` : undefined;
     this.#clientStanza(el);
-    sm.handledOne(id);
-    if (sm.resumable) this.deps.resumption.changed(session!);
+    const stored = this.#stored;
+    this.#stored = undefined;
+    session!.handled(id, stored);
   }
 
   #clientStanza(el: Element): void {
@@ -271,7 +277,7 @@ export class C2SSession extends XmlStream {
       if (!to) return this.#reject(el, "jid-malformed");
     }
     el.setAttr("from", jid.full);
-    this.host!.outbound(el, session!, to);
+    this.#stored = this.host!.outbound(el, session!, to, this.#replayKey);
   }
 
   /** Sends a reply from the server to this client: a stanza, counted under stream management. */

@@ -90,6 +90,8 @@ async function resume(stream: SmStream, el: Element): Promise<void> {
       stream.resuming = false;
     }
   }
+  // What the client sent before is counted in <resumed h/> (a few stored archive entries away).
+  if (session?.counting) await session.counting;
   // Gone meanwhile: a session brought here stays detached, to be resumed again or time out.
   if (stream.closed) return;
   // Another stream may have resumed it while this one waited.

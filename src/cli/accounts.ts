@@ -32,10 +32,10 @@ export async function userCommand(
       return 2;
     }
     if (action === "del") {
-      if (!await store.deleteAccount(jid.local, jid.domain)) {
-        return fail(`no such user ${jid.bare}`);
-      }
-      console.log(`deleted ${jid.bare}`);
+      const removed = await store.deleteAccount(jid.local, jid.domain);
+      if (!removed) return fail(`no such user ${jid.bare}`);
+      const n = removed.archived;
+      console.log(`deleted ${jid.bare} and ${n} archived message${n === 1 ? "" : "s"}`);
       return 0;
     }
     const pw = password ?? await readNewPassword();

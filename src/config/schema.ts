@@ -36,6 +36,9 @@ export const BALANCE_MODES = [
   "random",
 ] as const;
 
+/** XEP-0441 archiving defaults: every message, none, or those with roster contacts. */
+export const ARCHIVE_DEFAULTS = ["always", "never", "roster"] as const;
+
 /** Storage backends: node-local (sqlite) or shared by a cluster (postgres). */
 export const STORAGE_TYPES = ["sqlite", "postgres"] as const;
 
@@ -43,7 +46,7 @@ export const STORAGE_TYPES = ["sqlite", "postgres"] as const;
 export const ROOM_CREATORS = ["local", "anyone", "admins"] as const;
 
 /** Durations in the configuration: "500ms", "1s", "2m". */
-export const DURATION = /^\d+(?:ms|s|m)$/;
+export const DURATION = /^\d+(?:ms|s|m|h|d)$/;
 
 export const CONFIG_SPEC: Spec = obj({
   data_dir: str("./data"),
@@ -138,6 +141,13 @@ export const CONFIG_SPEC: Spec = obj({
     resume_timeout: { kind: "string", default: "300s", pattern: DURATION },
     max_resume_timeout: { kind: "string", default: "3600s", pattern: DURATION },
     max_unacked: int(5000, 1, 1_000_000),
+  }),
+  mam: obj({
+    enabled: bool(true),
+    default: str("always", { enum: ARCHIVE_DEFAULTS }),
+    rooms: bool(true),
+    retention: { kind: "string", default: "365d", pattern: DURATION },
+    max_page: int(250, 1, 10_000),
   }),
   metrics: obj({
     allow: { kind: "list", of: { kind: "string" }, default: ["127.0.0.0/8", "::1/128"] },
@@ -312,6 +322,19 @@ export interface Config {
     max_resume_timeout: string;
     /** Stanzas sent and not acknowledged before the stream is closed (policy-violation). */
     max_unacked: number;
+  };
+  /** XEP-0313: the message archive of accounts and rooms. */
+  mam: {
+    /** Archive accounts' and rooms' messages at all. */
+    enabled: boolean;
+    /** What an account archives until it sets its preferences (XEP-0441). */
+    default: (typeof ARCHIVE_DEFAULTS)[number];
+    /** Whether a persistent room archives its messages unless its owner turns it off. */
+    rooms: boolean;
+    /** How long an archived message is kept ("365d"). */
+    retention: string;
+    /** Most results in one page of a query (a larger `max` is capped). */
+    max_page: number;
   };
   metrics: {
     /** Addresses (CIDR) that may read /metrics; others get 403. */

@@ -8,6 +8,7 @@ import type { AuthThrottle } from "../sasl/throttle.ts";
 import type { DescriptorBudget } from "../stream/descriptor_budget.ts";
 import type { SharedCaches } from "./caches.ts";
 import type { Counters } from "../metrics/counters.ts";
+import type { ArchiveWriter } from "../mam/archive_writer.ts";
 
 export interface ServerContext {
   readonly config: Config;
@@ -26,4 +27,6 @@ export interface ServerContext {
   readonly caches: SharedCaches;
   /** What /metrics counts as it happens (stanzas, authentications, store failures). */
   readonly counters: Counters;
+  /** Batched writes to the message archives (XEP-0313) of accounts and rooms. */
+  readonly archive: ArchiveWriter;
 }

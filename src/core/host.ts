@@ -24,6 +24,18 @@ export interface OutboundEvent extends StanzaEvent {
   session: LocalSession;
   /** The client gave no `to` (RFC 6120 §10.3: meant for its own account or the server). */
   toAbsent: boolean;
+  /**
+   * What identifies this stanza if its client sends it again (a stream management resend): its
+   * session's resumption id and the stanza's id. Absent when a resend could not be recognised.
+   */
+  replayKey?: string;
+  /**
+   * Set by a module whose handling of the stanza completes later (an archive write): it settles
+   * then, and only then does the stanza count as handled (XEP-0198 <a h/>).
+   */
+  stored?: Promise<void>;
+  /** The id the sender's archive gave this message (XEP-0359), for its copies (carbons). */
+  stanzaId?: string;
 }
 
 /** A request on a stream that has not authenticated yet (XEP-0077 registration). */
@@ -125,9 +137,15 @@ export class Host implements DomainHandler {
 
   /**
    * A stanza from a local session: modules may take it, otherwise it is routed. What clients
-   * send passes here, whatever their transport: counted here as stanzas in.
+   * send passes here, whatever their transport: counted here as stanzas in. Returns what the
+   * stanza's handling waits for (OutboundEvent.stored), if anything.
    */
-  outbound(stanza: Element, session: LocalSession, to: Jid | null): void {
+  outbound(
+    stanza: Element,
+    session: LocalSession,
+    to: Jid | null,
+    replayKey?: string,
+  ): Promise<void> | undefined {
     this.#stanzasIn.element(stanza.name);
     const ev: OutboundEvent = {
       stanza,
@@ -135,9 +153,15 @@ export class Host implements DomainHandler {
       to: to ?? session.jid.toBare(),
       session,
       toAbsent: to === null,
+      replayKey,
     };
-    if (this.events.fire("stanza/out", ev)) return;
-    this.server.router.route(stanza, ev.from, ev.to);
+    return this.dispatchOutbound(ev);
+  }
+
+  /** Runs a local session's stanza through the modules and the router (again, after a wait). */
+  dispatchOutbound(ev: OutboundEvent): Promise<void> | undefined {
+    if (!this.events.fire("stanza/out", ev)) this.server.router.route(ev.stanza, ev.from, ev.to);
+    return ev.stored;
   }
 }
 

@@ -19,6 +19,11 @@ export class Router {
     this.#domains.set(domain, handler);
   }
 
+  /** Whether this server handles `domain` (a host or one of its services). */
+  serves(domain: string): boolean {
+    return this.#domains.has(domain);
+  }
+
   route(stanza: Element, from: Jid, to: Jid): void {
     const handler = this.#domains.get(to.domain);
     if (handler) handler.receive(stanza, from, to);

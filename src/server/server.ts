@@ -34,6 +34,9 @@ import { httpListener } from "./http.ts";
 import type { HttpListener } from "../http/listener.ts";
 import { Counters } from "../metrics/counters.ts";
 import { countFailures } from "../metrics/counted_store.ts";
+import { ArchiveWriter } from "../mam/archive_writer.ts";
+import { ArchiveRetention } from "../mam/retention.ts";
+import { parseDuration } from "../config/duration.ts";
 import type { ServerState } from "../metrics/metrics.ts";
 import { Monitoring } from "../http/monitoring.ts";
 
@@ -69,6 +72,9 @@ export class Server implements ServerContext {
   readonly counters = new Counters();
   /** The store, its failures counted (parley_store_errors_total). */
   readonly store: Store;
+  readonly archive: ArchiveWriter;
+  /** Removes archived messages past their retention. */
+  readonly #retention: ArchiveRetention;
   /** /metrics and /health, on every http listener. */
   readonly #monitoring: Monitoring;
   /** Every listener is up (until stop() begins). */
@@ -101,6 +107,9 @@ export class Server implements ServerContext {
   ) {
     this.authThrottle = new AuthThrottle(config.auth);
     this.store = countFailures(store, () => this.counters.storeErrors++);
+    const archive = this.store.archive(STORES.mam);
+    this.archive = new ArchiveWriter(archive);
+    this.#retention = new ArchiveRetention(archive, parseDuration(config.mam.retention)!);
     // Health probes read the store itself: they are not the server's work failing.
     const probed = store.keyval(STORES.secret);
     this.#monitoring = new Monitoring(this, () => probed.get("health", ""));
@@ -168,6 +177,7 @@ export class Server implements ServerContext {
     const cluster = this.cluster && { cluster: () => this.cluster!.status() };
     const handlers = Object.assign({}, ...admin, cluster);
     this.#admin = await AdminSocket.start(this.config.data_dir, handlers);
+    if (this.config.mam.enabled) this.#retention.start();
     this.#sweeper = setInterval(() => {
       const now = Date.now();
       for (const l of this.listeners) l.sweep(now);
@@ -235,6 +245,8 @@ export class Server implements ServerContext {
     }
     await Promise.all(closing);
     this.resumption?.stop();
+    this.#retention.stop();
+    await this.archive.stop();
     await this.serial.idle();
     await Promise.all([...this.#http].map((l) => l.close()));
     await this.cluster?.stop();

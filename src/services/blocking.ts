@@ -8,9 +8,8 @@ import type { IqRequest } from "../core/iq.ts";
 import type { Jid } from "../jid/jid.ts";
 import { parseJid } from "../jid/jid.ts";
 import { x } from "../xml/element.ts";
+import { AccountCache } from "../core/account_cache.ts";
 import { NS } from "../xml/ns.ts";
-
-const CACHE_MAX = 10_000;
 
 /** Whether a blocklist entry matches `jid` (XEP-0191 §3.3 / XEP-0016 matching order). */
 function matches(list: Set<string>, jid: Jid): boolean {
@@ -19,59 +18,8 @@ function matches(list: Set<string>, jid: Jid): boolean {
     (jid.resource !== "" && list.has(`${jid.domain}/${jid.resource}`));
 }
 
-/**
- * Blocklists by account. In a cluster another node may change one: it drops it here before it
- * answers (SharedCaches), and a load that was under way meanwhile is not kept.
- */
-class Blocklists {
-  #cache = new Map<string, Set<string>>();
-  #loading = new Map<string, Promise<Set<string>>>();
-  /** Counts invalidations: a load kept only if none happened while it ran. */
-  #epoch = 0;
-
-  constructor(readonly host: Host) {
-    host.server.caches.register(`blocklist ${host.domain}`, (bare) => {
-      this.#epoch++;
-      if (bare === undefined) {
-        this.#cache.clear();
-        this.#loading.clear();
-      } else {
-        this.#cache.delete(bare);
-        this.#loading.delete(bare);
-      }
-    });
-  }
-
-  /** Tells the other nodes that `account`'s list changed; resolves once they dropped it. */
-  changed(account: Jid): Promise<void> {
-    return this.host.server.caches.invalidate(`blocklist ${account.domain}`, account.bare);
-  }
-
-  cached(bare: string): Set<string> | undefined {
-    return this.#cache.get(bare);
-  }
-
-  load(account: Jid): Promise<Set<string>> {
-    const bare = account.bare;
-    const hit = this.#cache.get(bare);
-    if (hit) return Promise.resolve(hit);
-    let p = this.#loading.get(bare);
-    if (!p) {
-      const epoch = this.#epoch;
-      p = this.host.server.store.getBlocklist(account.local, account.domain).then((l) => {
-        const set = new Set(l);
-        if (epoch !== this.#epoch) return set; // maybe stale: used once, not kept
-        if (this.#cache.size >= CACHE_MAX) this.#cache.delete(this.#cache.keys().next().value!);
-        this.#cache.set(bare, set);
-        return set;
-      }).finally(() => {
-        if (this.#loading.get(bare) === p) this.#loading.delete(bare); // a failure is retried
-      });
-      this.#loading.set(bare, p);
-    }
-    return p;
-  }
-}
+/** Blocklists by account, cached (AccountCache: never stale in a cluster). */
+type Blocklists = AccountCache<Set<string>>;
 
 /** Straight to the sending session: routed, the error would itself be blocked on the way in. */
 function blockedReply(ev: OutboundEvent): void {
@@ -135,7 +83,12 @@ async function handleIq(host: Host, lists: Blocklists, iq: IqRequest): Promise<v
 export const blockingModule: Module = {
   name: "blocking",
   install(host) {
-    const lists = new Blocklists(host);
+    const { caches, store } = host.server;
+    const lists: Blocklists = new AccountCache(
+      caches,
+      `blocklist ${host.domain}`,
+      async (account) => new Set(await store.getBlocklist(account.local, account.domain)),
+    );
     host.features.add(NS.blocking);
     host.accountFeatures.add(NS.blocking);
     host.onIq("account", NS.blocking, (iq) => handleIq(host, lists, iq));

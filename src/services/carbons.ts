@@ -5,6 +5,7 @@ import type { Session } from "../router/sessions.ts";
 import { type Element, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
 import { messageTargets } from "../im/delivery.ts";
+import { stamped } from "../mam/stanza_ids.ts";
 
 function eligible(msg: Element): boolean {
   const type = msg.attrs.type ?? "normal";
@@ -64,7 +65,10 @@ export const carbonsModule: Module = {
     host.events.on("message/bare", (ev) => inbound(ev.stanza, ev.to.bare), 10);
     host.events.on("stanza/out", (ev) => {
       if (ev.stanza.name === "message" && eligible(ev.stanza)) {
-        copyTo(host, ev.from.bare, ev.stanza, "sent", [ev.session]);
+        // The copy carries the id the sender's archive gave the message (XEP-0359).
+        const id = ev.stanzaId;
+        const msg = id === undefined ? ev.stanza : stamped(ev.stanza, ev.from.bare, id);
+        copyTo(host, ev.from.bare, msg, "sent", [ev.session]);
       }
       return false;
     }, 5);

@@ -64,4 +64,14 @@ export interface Dialect extends ColumnTypes {
   jsonString(text: string): string;
   /** SQL for the lowercase hexadecimal text of a bytes expression. */
   hex(bytes: string): string;
+  /**
+   * Full-text search of archive items: SQLite indexes their text in an FTS5 table beside them
+   * ("table", archive_text, by the item's seq), PostgreSQL in a tsvector column of theirs
+   * ("column", body_search).
+   */
+  textIndex: "table" | "column";
+  /** SQL matching an archive item against the words of one parameter (`?`). */
+  textMatch: string;
+  /** The parameter of textMatch for words a user typed: each word must be in the text. */
+  textWords(words: string): string;
 }

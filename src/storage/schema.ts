@@ -12,6 +12,11 @@ export const SQLITE: Dialect = {
   bool: (b) => b ? 1 : 0,
   jsonString: (text) => `json_quote(${text})`,
   hex: (bytes) => `lower(hex(${bytes}))`,
+  textIndex: "table",
+  textMatch: "seq IN (SELECT rowid FROM archive_text WHERE archive_text MATCH ?)",
+  // Each word quoted (quotes doubled): the user's text is never FTS5 query syntax.
+  textWords: (words) =>
+    words.split(/\s+/u).filter((w) => w).map((w) => `"${w.replaceAll('"', '""')}"`).join(" "),
 };
 
 export const POSTGRES: Dialect = {
@@ -22,6 +27,9 @@ export const POSTGRES: Dialect = {
   bool: (b) => b,
   jsonString: (text) => `CAST(to_json(${text}) AS text)`,
   hex: (bytes) => `encode(${bytes}, 'hex')`,
+  textIndex: "column",
+  textMatch: "body_search @@ plainto_tsquery('simple', ?)",
+  textWords: (words) => words,
 };
 
 /** The tables of the shapes, whose owner columns are (host, username) as in account tables. */
@@ -83,4 +91,25 @@ export function featuresIntoShapes(d: Dialect): string {
    DROP TABLE private_storage;
    DROP TABLE muc_rooms;
    DROP TABLE secrets;`;
+}
+
+/**
+ * Archive search (a released migration: never edit it, add a new one): the peer filter's index,
+ * and the full-text index of items' text, made by each backend its own way (Dialect.textIndex).
+ * Words are matched whole, case- and (SQLite) accent-insensitively, without stemming, in any
+ * language: the "simple" configuration of PostgreSQL, FTS5's unicode61 tokenizer.
+ */
+export function archiveSearch(d: Pick<Dialect, "textIndex">): string {
+  const peer =
+    "CREATE INDEX archive_store_with ON archive_store (host, username, store, with_jid, at, seq);";
+  if (d.textIndex === "table") {
+    return `${peer}
+     CREATE VIRTUAL TABLE archive_text USING fts5(
+       body, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2');
+     CREATE TRIGGER archive_text_gone AFTER DELETE ON archive_store
+       BEGIN DELETE FROM archive_text WHERE rowid = old.seq; END;`;
+  }
+  return `${peer}
+   ALTER TABLE archive_store ADD COLUMN body_search tsvector;
+   CREATE INDEX archive_store_search ON archive_store USING GIN (body_search);`;
 }

@@ -54,8 +54,18 @@ export interface ArchiveItem {
   payload: string;
 }
 
-/** An item to append: without an id, a new unique one is made. */
-export type NewArchiveItem = Omit<ArchiveItem, "id"> & { id?: string };
+/**
+ * An item to append: without an id, a new unique one is made. `text` is what full-text search
+ * finds it by (a message's body), not kept otherwise.
+ */
+export type NewArchiveItem = Omit<ArchiveItem, "id"> & { id?: string; text?: string };
+
+/** An item of some owner's archive, to append with others in one write. */
+export interface ArchiveEntry {
+  user: string;
+  host: string;
+  item: NewArchiveItem & { id: string };
+}
 
 /**
  * A page of an owner's archive (XEP-0313 filters, XEP-0059 paging). Items are ordered by time,
@@ -66,7 +76,15 @@ export type NewArchiveItem = Omit<ArchiveItem, "id"> & { id?: string };
 export interface ArchiveQuery {
   start?: number;
   end?: number;
+  /** A bare JID matches items with it and with any full JID of it; a full JID only itself. */
   with?: string;
+  /** Only the items with these ids (as many as there are of them). */
+  ids?: string[];
+  /** Only items after, or before, the item with this id (filters, exclusive, like start/end). */
+  afterId?: string;
+  beforeId?: string;
+  /** Only items whose text has every word of this (full-text search). */
+  text?: string;
   after?: string;
   before?: string;
   /** Page size; 0 asks only for the count. */
@@ -91,14 +109,30 @@ export interface ArchivePage {
 export interface ArchiveStore {
   /** Appends an item; its id. Rejects when `item.id` is already in this archive. */
   append(user: string, host: string, item: NewArchiveItem): Promise<string>;
-  /** Rejects with UnknownItemError when `after` or `before` is no item's id. */
+  /**
+   * Appends items of any owners in one transaction, skipping each whose id its owner's archive
+   * has already (a write repeated after a fault adds nothing); how many were new.
+   */
+  appendMany(entries: ArchiveEntry[]): Promise<number>;
+  /**
+   * Rejects with UnknownItemError when `after`, `before`, `afterId` or `beforeId` is no item's
+   * id.
+   */
   query(user: string, host: string, query: ArchiveQuery): Promise<ArchivePage>;
+  /**
+   * Replaces an item's payload (a moderated message's tombstone), which full-text search no
+   * longer finds; false when there is no such item.
+   */
+  replace(user: string, host: string, id: string, payload: string): Promise<boolean>;
   /** Deletes the owner's items older than `before` (all of them without it); how many. */
   delete(user: string, host: string, options?: { before?: number }): Promise<number>;
   /** Deletes everything the owner has in this archive; how many items. */
   deleteOwner(user: string, host: string): Promise<number>;
-  /** Deletes every owner's items older than `before` (retention); how many. */
-  expire(before: number): Promise<number>;
+  /**
+   * Deletes every owner's items older than `before` (retention), at most `limit` of them (the
+   * oldest) when given; how many.
+   */
+  expire(before: number, limit?: number): Promise<number>;
 }
 
 /** The shapes, as a Store hands them out by store name. */
@@ -237,21 +271,61 @@ export class KeyMap<T> extends Shape implements MapStore<T> {
   }
 }
 
+/** Rows per INSERT statement: within every backend's limit on parameters. */
+const ROWS_PER_INSERT = 100;
+
 export class Archive extends Shape implements ArchiveStore {
   async append(user: string, host: string, item: NewArchiveItem): Promise<string> {
     const id = item.id ?? crypto.randomUUID();
-    if (typeof id !== "string" || !id) throw new TypeError("an archive id is a non-empty string");
-    if (!Number.isSafeInteger(item.at)) throw new TypeError("an archive time is an integer");
-    await this.db.run(st(
-      `INSERT INTO archive_store (host, username, store, id, at, with_jid, payload)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      ...ownerOf(user, host, this.name),
-      id,
-      item.at,
-      item.with ?? null,
-      item.payload,
-    ));
+    if (await this.appendMany([{ user, host, item: { ...item, id } }]) === 0) {
+      throw new Error(`item ${id} is in archive ${this.name} already`);
+    }
     return id;
+  }
+
+  async appendMany(entries: ArchiveEntry[]): Promise<number> {
+    for (const { item } of entries) {
+      if (typeof item.id !== "string" || !item.id) {
+        throw new TypeError("an archive id is a non-empty string");
+      }
+      if (!Number.isSafeInteger(item.at)) throw new TypeError("an archive time is an integer");
+    }
+    const d = this.db.dialect;
+    const column = d.textIndex === "column";
+    return await this.db.transaction(async (tx) => {
+      let added = 0;
+      for (let i = 0; i < entries.length; i += ROWS_PER_INSERT) {
+        const chunk = entries.slice(i, i + ROWS_PER_INSERT);
+        const params: Param[] = [];
+        const rows = chunk.map(({ user, host, item }) => {
+          params.push(...ownerOf(user, host, this.name), item.id, item.at, item.with ?? null);
+          params.push(item.payload);
+          if (column) params.push(item.text ?? null);
+          return column
+            ? "(?, ?, ?, ?, ?, ?, ?, to_tsvector('simple', ?))"
+            : "(?, ?, ?, ?, ?, ?, ?)";
+        });
+        const inserted = await tx.all(st(
+          `INSERT INTO archive_store (host, username, store, id, at, with_jid, payload${
+            column ? ", body_search" : ""
+          }) VALUES ${rows.join(", ")}
+           ON CONFLICT (host, username, store, id) DO NOTHING RETURNING seq, host, username, id`,
+          ...params,
+        ));
+        added += inserted.length;
+        if (column) continue;
+        const text = new Map(chunk.map((e) => [`${e.host}\0${e.user}\0${e.item.id}`, e.item.text]));
+        for (const r of inserted) {
+          const body = text.get(`${r.host}\0${r.username}\0${r.id}`);
+          if (body) {
+            await tx.run(
+              st("INSERT INTO archive_text (rowid, body) VALUES (?, ?)", Number(r.seq), body),
+            );
+          }
+        }
+      }
+      return added;
+    });
   }
 
   async query(user: string, host: string, q: ArchiveQuery): Promise<ArchivePage> {
@@ -262,24 +336,54 @@ export class Archive extends Shape implements ArchiveStore {
     // The filters, which the count obeys too.
     let where = OWNER;
     const params: Param[] = [...owner];
-    const filter = (sql: string, value: Param | undefined) => {
-      if (value === undefined) return;
+    const anchors: Statement[] = [];
+    const ids: string[] = [];
+    const filter = (sql: string, ...values: (Param | undefined)[]) => {
+      if (values[0] === undefined) return;
       where += sql;
-      params.push(value);
+      params.push(...values as Param[]);
+    };
+    /** Items on one side of the item `id` (which must be there). */
+    const relative = (op: string, id: string): [string, Param[]] => {
+      ids.push(id);
+      anchors.push(st(`SELECT 1 FROM archive_store WHERE ${OWNER} AND id = ?`, ...owner, id));
+      return [
+        ` AND (at, seq) ${op} (SELECT at, seq FROM archive_store WHERE ${OWNER} AND id = ?)`,
+        [...owner, id],
+      ];
     };
     filter(" AND at >= ?", q.start);
     filter(" AND at <= ?", q.end);
-    filter(" AND with_jid = ?", q.with);
+    if (q.with !== undefined) {
+      if (q.with.includes("/")) filter(" AND with_jid = ?", q.with);
+      // Byte-wise, the full JIDs of bare come right after "bare/" and before "bare0".
+      else {filter(
+          " AND (with_jid = ? OR (with_jid >= ? AND with_jid < ?))",
+          q.with,
+          `${q.with}/`,
+          `${q.with}0`,
+        );}
+    }
+    if (q.ids !== undefined) {
+      where += q.ids.length ? ` AND id IN (${q.ids.map(() => "?").join(", ")})` : " AND 1 = 0";
+      params.push(...q.ids);
+    }
+    const bound = (op: string, id: string) => {
+      const [sql, values] = relative(op, id);
+      filter(sql, ...values);
+    };
+    if (q.afterId !== undefined) bound(">", q.afterId);
+    if (q.beforeId !== undefined) bound("<", q.beforeId);
+    if (q.text !== undefined) {
+      filter(` AND ${this.db.dialect.textMatch}`, this.db.dialect.textWords(q.text));
+    }
     // The paging, relative to the items named by id.
     let page = where;
     const pageParams = [...params];
-    const anchors: Statement[] = [];
-    const ids: string[] = [];
     const from = (op: string, id: string) => {
-      ids.push(id);
-      page += ` AND (at, seq) ${op} (SELECT at, seq FROM archive_store WHERE ${OWNER} AND id = ?)`;
-      pageParams.push(...owner, id);
-      anchors.push(st(`SELECT 1 FROM archive_store WHERE ${OWNER} AND id = ?`, ...owner, id));
+      const [sql, values] = relative(op, id);
+      page += sql;
+      pageParams.push(...values);
     };
     if (q.after !== undefined) from(">", q.after);
     if (q.before) from("<", q.before);
@@ -310,6 +414,26 @@ export class Archive extends Shape implements ArchiveStore {
     };
   }
 
+  async replace(user: string, host: string, id: string, payload: string): Promise<boolean> {
+    const owner = ownerOf(user, host, this.name);
+    const d = this.db.dialect;
+    return await this.db.transaction(async (tx) => {
+      const rows = await tx.all(st(
+        `UPDATE archive_store SET payload = ?${
+          d.textIndex === "column" ? ", body_search = NULL" : ""
+        }
+         WHERE ${OWNER} AND id = ? RETURNING seq`,
+        payload,
+        ...owner,
+        id,
+      ));
+      if (rows.length && d.textIndex === "table") {
+        await tx.run(st("DELETE FROM archive_text WHERE rowid = ?", Number(rows[0].seq)));
+      }
+      return rows.length > 0;
+    });
+  }
+
   async delete(user: string, host: string, options: { before?: number } = {}): Promise<number> {
     if (options.before === undefined) return await this.deleteOwner(user, host);
     return await this.db.run(st(
@@ -325,10 +449,19 @@ export class Archive extends Shape implements ArchiveStore {
     );
   }
 
-  async expire(before: number): Promise<number> {
-    return await this.db.run(
-      st("DELETE FROM archive_store WHERE store = ? AND at < ?", this.name, before),
-    );
+  async expire(before: number, limit?: number): Promise<number> {
+    if (limit === undefined) {
+      return await this.db.run(
+        st("DELETE FROM archive_store WHERE store = ? AND at < ?", this.name, before),
+      );
+    }
+    return await this.db.run(st(
+      `DELETE FROM archive_store WHERE seq IN (
+         SELECT seq FROM archive_store WHERE store = ? AND at < ? ORDER BY at LIMIT ?)`,
+      this.name,
+      before,
+      limit,
+    ));
   }
 }
 

@@ -30,6 +30,7 @@ import {
   type MapStore,
 } from "./shapes.ts";
 import {
+  type AccountRemoval,
   type Credentials,
   type PendingSubscription,
   type Roster,
@@ -92,13 +93,15 @@ export class SqlStore implements Store {
     ) === 1;
   }
 
-  async deleteAccount(user: string, host: string): Promise<boolean> {
+  async deleteAccount(user: string, host: string): Promise<AccountRemoval | null> {
     return await this.#db.transaction(async (tx) => {
       const deleted = await tx.run(st(`DELETE FROM accounts WHERE ${OWNER}`, host, user));
+      let archived = 0;
       for (const t of ACCOUNT_TABLES) {
-        await tx.run(st(`DELETE FROM ${t} WHERE ${OWNER}`, host, user));
+        const n = await tx.run(st(`DELETE FROM ${t} WHERE ${OWNER}`, host, user));
+        if (t === "archive_store") archived = n;
       }
-      return deleted === 1;
+      return deleted === 1 ? { archived } : null;
     });
   }
 

@@ -1,7 +1,7 @@
 // Schema migrations for the SQLite store, applied in order; PRAGMA user_version records how many
 // have run. Never edit a released migration: append a new one (described once for both backends in
 // schema.ts where it can be).
-import { featuresIntoShapes, shapeTables, SQLITE } from "./schema.ts";
+import { archiveSearch, featuresIntoShapes, shapeTables, SQLITE } from "./schema.ts";
 
 /** The tables whose owner column was `user` up to migration 3 (`username` since, as in PostgreSQL). */
 const USER_TABLES = [
@@ -46,4 +46,5 @@ export const MIGRATIONS: string[] = [
   USER_TABLES.map((t) => `ALTER TABLE ${t} RENAME COLUMN user TO username;`).join("\n"),
   shapeTables({ text: "TEXT", bigint: "INTEGER", serial: "INTEGER PRIMARY KEY AUTOINCREMENT" }),
   featuresIntoShapes(SQLITE),
+  archiveSearch(SQLITE),
 ];

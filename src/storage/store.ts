@@ -14,6 +14,7 @@
 import type { Shapes } from "./shapes.ts";
 
 export type {
+  ArchiveEntry,
   ArchiveItem,
   ArchivePage,
   ArchiveQuery,
@@ -65,12 +66,20 @@ export interface PendingSubscription {
   stanza: string;
 }
 
+/** What removing an account took with it besides its data: its archived items (every store). */
+export interface AccountRemoval {
+  archived: number;
+}
+
 export interface Store extends Shapes {
   createAccount(user: string, host: string, creds: Credentials): Promise<boolean>;
   getCredentials(user: string, host: string): Promise<Credentials | null>;
   setCredentials(user: string, host: string, creds: Credentials): Promise<boolean>;
-  /** Removes the account and everything stored for it, in one transaction. */
-  deleteAccount(user: string, host: string): Promise<boolean>;
+  /**
+   * Removes the account and everything stored for it, in one transaction: what was removed, or
+   * null when there was no such account.
+   */
+  deleteAccount(user: string, host: string): Promise<AccountRemoval | null>;
   listAccounts(host: string): Promise<string[]>;
 
   getRoster(user: string, host: string): Promise<Roster>;
@@ -130,6 +139,10 @@ export const STORES = {
   rooms: "muc_rooms",
   /** Key-value: secrets by name (owner user the name, host ""), as lowercase hexadecimal. */
   secret: "secret",
+  /** Archive: accounts' and rooms' messages (XEP-0313), an item per message, its stanza as XML. */
+  mam: "mam",
+  /** Key-value: an account's archiving preferences (XEP-0441), as mam/prefs.ts's ArchivePrefs. */
+  mamPrefs: "mam_prefs",
 } as const;
 
 /** Size of the cluster secret, in bytes. */

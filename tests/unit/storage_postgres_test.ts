@@ -186,6 +186,15 @@ Deno.test("postgres and sqlite name every column alike", async () => {
   } finally {
     db.close();
   }
+  // The full-text index of archives is where they differ by design (Dialect.textIndex): an FTS5
+  // table beside SQLite's archive, a column of PostgreSQL's.
+  assert.ok(sqliteColumns.has("archive_text"));
+  for (const t of [...sqliteColumns.keys()]) {
+    if (t.startsWith("archive_text")) sqliteColumns.delete(t);
+  }
+  const archive = pgColumns.get("archive_store")!;
+  assert.ok(archive.includes("body_search"));
+  pgColumns.set("archive_store", archive.filter((c) => c !== "body_search"));
   const sorted = (m: Map<string, string[]>) =>
     Object.fromEntries([...m].map(([t, c]) => [t, c.toSorted()]).sort());
   assert.deepEqual(sorted(sqliteColumns), sorted(pgColumns));

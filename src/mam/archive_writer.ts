@@ -1,0 +1,126 @@
+// Archive writes, batched: what the archives are given while one write is under way goes into the
+// next, one transaction for all of it (group commit), so archiving costs routing no wait and the
+// store one statement per hundred messages. A write repeated (a retry, a resent message) adds
+// nothing: entries are idempotent by id. A busy or unreachable store is retried until it answers
+// (the entries wait in memory meanwhile); an entry the store refuses otherwise is dropped, logged.
+// Whoever must know that an entry is stored (stream management counts a client's message as
+// handled only then) waits on `stored()`.
+import type { ArchiveEntry, ArchiveStore } from "../storage/store.ts";
+import { StoreBusyError } from "../storage/store.ts";
+import { logFailure } from "../core/failure.ts";
+import { logger } from "../log/logger.ts";
+
+const log = logger("mam");
+
+const FIRST_RETRY_MS = 100;
+const MAX_RETRY_MS = 5000;
+
+interface Batch {
+  entries: PendingEntry[];
+  done: Promise<void>;
+  resolve: () => void;
+}
+
+function batch(): Batch {
+  const { promise, resolve } = Promise.withResolvers<void>();
+  return { entries: [], done: promise, resolve };
+}
+
+/** An entry to write, unless `keep` (a preference decided at write time) says otherwise. */
+export interface PendingEntry extends ArchiveEntry {
+  keep?: () => Promise<boolean>;
+}
+
+async function kept(entries: PendingEntry[]): Promise<ArchiveEntry[]> {
+  if (!entries.some((e) => e.keep)) return entries;
+  const keep = await Promise.all(entries.map((e) => e.keep?.() ?? true));
+  return entries.filter((_, i) => keep[i]);
+}
+
+export class ArchiveWriter {
+  #collecting: Batch | undefined;
+  #writing: Batch | undefined;
+  #stopped = false;
+  /** Entries stored, and dropped after the store refused them (/metrics). */
+  written = 0;
+  dropped = 0;
+
+  constructor(readonly archive: ArchiveStore) {}
+
+  /** Entries waiting to be written, and being written. */
+  get backlog(): number {
+    return (this.#collecting?.entries.length ?? 0) + (this.#writing?.entries.length ?? 0);
+  }
+
+  add(entry: PendingEntry): void {
+    this.#batch().entries.push(entry);
+  }
+
+  /**
+   * Settles once everything added so far, and in the current task, is stored (or was refused by
+   * the store).
+   */
+  stored(): Promise<void> {
+    return this.#batch().done;
+  }
+
+  #batch(): Batch {
+    if (this.#collecting === undefined) {
+      this.#collecting = batch();
+      // After the current task: everything it archives goes in one write.
+      if (this.#writing === undefined) queueMicrotask(() => this.#next());
+    }
+    return this.#collecting;
+  }
+
+  /** Writes what is waiting, then stops retrying a store that does not answer. */
+  async stop(): Promise<void> {
+    await this.stored();
+    this.#stopped = true;
+  }
+
+  async #next(): Promise<void> {
+    const b = this.#writing = this.#collecting;
+    this.#collecting = undefined;
+    if (!b) return;
+    await this.#write(b.entries);
+    this.#writing = undefined;
+    b.resolve();
+    if (this.#collecting) void this.#next();
+  }
+
+  async #write(entries: PendingEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    for (let wait = FIRST_RETRY_MS;; wait = Math.min(wait * 2, MAX_RETRY_MS)) {
+      try {
+        const keep = await kept(entries);
+        if (keep.length) await this.archive.appendMany(keep);
+        this.written += keep.length;
+        return;
+      } catch (e) {
+        if (!(e instanceof StoreBusyError) || this.#stopped) return this.#oneByOne(entries, e);
+        logFailure(`archiving ${entries.length} messages (retried in ${wait} ms)`, e, log);
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+  }
+
+  /** The store refused a batch: each entry is tried alone, and those it refuses are dropped. */
+  async #oneByOne(entries: PendingEntry[], e: unknown): Promise<void> {
+    logFailure(`archiving ${entries.length} messages`, e, log);
+    if (entries.length === 1) {
+      this.dropped++;
+      return;
+    }
+    for (const entry of entries) {
+      try {
+        const keep = await kept([entry]);
+        if (keep.length) await this.archive.appendMany(keep);
+        this.written += keep.length;
+      } catch (e) {
+        this.dropped++;
+        logFailure(`archiving message ${entry.item.id} of ${entry.user}@${entry.host}`, e, log);
+      }
+    }
+  }
+}
