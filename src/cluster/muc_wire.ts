@@ -120,7 +120,9 @@ const roomConfig = z.object({
   allowInvites: z.boolean(),
   allowPm: z.enum(ALLOW_PM),
   historyLength: z.number().int().min(0).max(10_000),
-}) satisfies z.ZodType<RoomConfig>;
+  // Absent from a node of a version before archives: that node's rooms did not archive.
+  archiving: z.boolean().default(false),
+}) satisfies z.ZodType<RoomConfig, unknown>;
 
 const history = z.array(z.object({ xml: stanzaXml, at: z.number().min(0) })).max(10_000);
 

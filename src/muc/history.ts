@@ -71,6 +71,15 @@ export class RoomHistory {
     this.#entries = all.sort((a, b) => a.at - b.at).slice(Math.max(0, all.length - this.length));
   }
 
+  /** Forgets the message the room archived as `id` (a moderator retracted it). */
+  forget(id: string): void {
+    this.#entries = this.#entries.filter(({ stanza }) =>
+      !stanza.elements("stanza-id").some((s) =>
+        s.attrs.xmlns === NS.sid && s.attrs.by === this.roomJid && s.attrs.id === id
+      )
+    );
+  }
+
   /** Changes the kept length (room configuration), dropping the oldest beyond it. */
   resize(length: number): void {
     this.length = length;

@@ -24,6 +24,8 @@ export class Occupant {
     public role: Role,
     /** Stanzas this occupant may send into or through the room. */
     readonly budget: TokenBucket,
+    /** Its occupant id (XEP-0421), on its presence and messages. */
+    readonly id: string,
   ) {}
 
   get nick(): string {

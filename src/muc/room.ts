@@ -21,6 +21,9 @@ import { Occupant } from "./occupant.ts";
 import { TokenBucket } from "../core/token_bucket.ts";
 import { type HistoryEntry, historyRequest, RoomHistory } from "./history.ts";
 import { itemElement, mucBounce, mucUserX, occupantPresence, STATUS } from "./room_stanzas.ts";
+import type { RoomArchive } from "../mam/room_archive.ts";
+import { withOccupantId } from "./occupant_id.ts";
+import { logFailure } from "../core/failure.ts";
 
 /** What a room needs from its service. */
 export interface RoomServices {
@@ -34,6 +37,10 @@ export interface RoomServices {
   ownersChanged(room: Room): void;
   /** Sends one stanza to every session of `occupants` (a cluster groups them by node). */
   fanout(stanza: Element, from: Jid, occupants: Iterable<Occupant>): void;
+  /** XEP-0421: the occupant id of account `bare` in room `room`. */
+  occupantId(room: string, bare: string): string;
+  /** The rooms' message archive (XEP-0313), when archiving is on. */
+  readonly archive: RoomArchive | undefined;
 }
 
 /** The state that outlives occupants and restarts. */
@@ -106,7 +113,10 @@ export class Room {
   constructor(readonly svc: RoomServices, jid: Jid, state?: RoomState) {
     this.jid = jid;
     // Stored configurations are completed with today's defaults (fields added since they were saved).
-    this.config = { ...defaultRoomConfig(svc.config), ...state?.config };
+    this.config = {
+      ...defaultRoomConfig(svc.config, svc.archive?.byDefault ?? false),
+      ...state?.config,
+    };
     this.#affiliations = new Map(Object.entries(state?.affiliations ?? {}));
     this.subject = state?.subject ?? { text: "", nick: "" };
     this.locked = state === undefined;
@@ -114,6 +124,15 @@ export class Room {
     const rate = svc.config.room_delivery_rate;
     this.#deliveries = new TokenBucket(rate, rate);
     this.#outsiders = this.#senderBudget();
+  }
+
+  #occupantId(bare: string): string {
+    return this.svc.occupantId(this.jid.bare, bare);
+  }
+
+  /** Whether the room archives its messages now (XEP-0313): persistent, and configured to. */
+  get archiving(): boolean {
+    return this.svc.archive !== undefined && this.config.persistent && this.config.archiving;
   }
 
   #senderBudget(): TokenBucket {
@@ -162,7 +181,13 @@ export class Room {
   }
 
   #admit(o: OccupantData): Occupant {
-    const occ = new Occupant(this.jid.withResource(o.nick), o.bare, o.role, this.#senderBudget());
+    const occ = new Occupant(
+      this.jid.withResource(o.nick),
+      o.bare,
+      o.role,
+      this.#senderBudget(),
+      this.#occupantId(o.bare),
+    );
     for (const s of o.sessions) {
       occ.sessions.set(s.jid.full, s);
       this.#bySession.set(s.jid.full, occ);
@@ -195,7 +220,13 @@ export class Room {
 
   /** Tells the sessions of an occupant of another copy of this room that they left, and why. */
   refuseFromCopy(o: OccupantData, reason: string): void {
-    const gone = new Occupant(this.jid.withResource(o.nick), o.bare, "none", this.#outsiders);
+    const gone = new Occupant(
+      this.jid.withResource(o.nick),
+      o.bare,
+      "none",
+      this.#outsiders,
+      this.#occupantId(o.bare),
+    );
     for (const s of o.sessions) gone.sessions.set(s.jid.full, s);
     const p = this.#presenceOf(gone, null, "unavailable", { reason }, true, true);
     this.#sendTo(gone, p, gone.jid);
@@ -371,6 +402,7 @@ export class Room {
       from.bare,
       defaultRole(creating ? "owner" : aff, this.config),
       this.#senderBudget(),
+      this.#occupantId(from.bare),
     );
     if (creating) this.setAffiliation(from.bare, "owner");
     occ.sessions.set(from.full, { jid: from, presence: stanza });
@@ -477,6 +509,10 @@ export class Room {
       this.remove(occ, { codes: [], affiliation: "none", destroy });
     }
     this.svc.removed(this);
+    // Its archive goes with it (as an account's with the account).
+    this.svc.archive?.forget(this.jid).catch((e) =>
+      logFailure(`removing the archive of ${this.jid.bare}`, e)
+    );
   }
 
   /** Ends the room's occupancy for a shutdown (status 332). */
@@ -532,7 +568,7 @@ export class Room {
       reason: o.reason,
     });
     const codes = self ? [STATUS.SELF, ...(o.selfCodes ?? []), ...(o.codes ?? [])] : o.codes;
-    return occupantPresence(occ.jid.full, sent, type, mucUserX([item, o.extra], codes));
+    return occupantPresence(occ.jid.full, sent, type, mucUserX([item, o.extra], codes), occ.id);
   }
 
   /** Sends an occupant's presence to every occupant as each may see it (real JID or not). */
@@ -586,13 +622,36 @@ export class Room {
     if (!this.#deliveries.take(this.#bySession.size)) {
       return this.#bounce(stanza, "resource-constraint", { text: "the room is too busy" });
     }
-    const out = new Element(
-      "message",
-      { from: occ.jid.full, type: "groupchat", id: stanza.attrs.id },
-      stanza.children,
+    let out = withOccupantId(
+      new Element(
+        "message",
+        { from: occ.jid.full, type: "groupchat", id: stanza.attrs.id },
+        stanza.children,
+      ),
+      occ.id,
     );
+    if (this.archiving) {
+      const origin = stanza.child("origin-id", NS.sid)?.attrs.id;
+      const key = origin === undefined ? undefined : `${from.full}\0${origin}`;
+      out = this.svc.archive!.record(this.jid, out, occ.jid, key);
+    }
     this.broadcast(out, occ.jid);
     if (!subject && stanza.child("body")) this.history.add(out);
+  }
+
+  /**
+   * A moderator retracted the archived message `id` (XEP-0425): everyone is told, the room's
+   * history forgets it, and the retraction is archived in its turn.
+   */
+  retract(id: string, retraction: Element): void {
+    let out = new Element(
+      "message",
+      { from: this.jid.full, type: "groupchat", id: `retract-${id}` },
+      [retraction],
+    );
+    if (this.archiving) out = this.svc.archive!.record(this.jid, out, this.jid, undefined);
+    this.history.forget(id);
+    this.broadcast(out, this.jid);
   }
 
   #privateMessage(stanza: Element, from: Jid, to: Jid): void {

@@ -26,9 +26,12 @@ export interface RoomConfig {
   allowInvites: boolean;
   allowPm: (typeof ALLOW_PM)[number];
   historyLength: number;
+  /** Its messages are archived (XEP-0313), while it is persistent. */
+  archiving: boolean;
 }
 
-export function defaultRoomConfig(svc: MucConfig): RoomConfig {
+/** A new room's configuration; `archiving` is the service's default (`mam.rooms`). */
+export function defaultRoomConfig(svc: MucConfig, archiving = false): RoomConfig {
   return {
     name: "",
     description: "",
@@ -44,6 +47,7 @@ export function defaultRoomConfig(svc: MucConfig): RoomConfig {
     allowInvites: false,
     allowPm: "anyone",
     historyLength: Math.min(svc.history, svc.max_history),
+    archiving,
   };
 }
 
@@ -62,7 +66,8 @@ export function maxUsersOptions(current: number, max: number): number[] {
 }
 const bool = (b: boolean) => [b ? "1" : "0"];
 
-export function configForm(c: RoomConfig, svc: MucConfig): Element {
+/** The configuration form; `archive`: the service archives rooms (the field is offered). */
+export function configForm(c: RoomConfig, svc: MucConfig, archive = false): Element {
   return dataForm("form", NS.mucRoomConfig, [
     { var: F + "roomname", type: "text-single", label: "Name", values: [c.name] },
     { var: F + "roomdesc", type: "text-single", label: "Description", values: [c.description] },
@@ -117,6 +122,14 @@ export function configForm(c: RoomConfig, svc: MucConfig): Element {
       label: `Messages of history (at most ${svc.max_history})`,
       values: [String(c.historyLength)],
     },
+    ...(archive
+      ? [{
+        var: F + "enablearchiving",
+        type: "boolean",
+        label: "Archive messages (persistent rooms)",
+        values: bool(c.archiving),
+      }]
+      : []),
   ], "Room configuration");
 }
 
@@ -158,6 +171,7 @@ export function applyConfigForm(
     flag("membersonly", "membersOnly") ?? flag("moderatedroom", "moderated") ??
     flag("passwordprotectedroom", "passwordProtected") ??
     flag("changesubject", "changeSubject") ?? flag("allowinvites", "allowInvites") ??
+    flag("enablearchiving", "archiving") ??
     choice("whois", WHOIS, "whois") ?? choice("allowpm", ALLOW_PM, "allowPm");
   if (problem) return problem;
   out.name = one(F + "roomname") ?? out.name;
@@ -183,11 +197,16 @@ export function applyConfigForm(
   return out;
 }
 
-/** disco#info features (XEP-0045 §6.4) describing the configuration. */
-export function roomFeatures(c: RoomConfig): string[] {
+/**
+ * disco#info features (XEP-0045 §6.4) describing the configuration; `archiving`: the room's
+ * messages are archived now.
+ */
+export function roomFeatures(c: RoomConfig, archiving = false): string[] {
   return [
     NS.muc,
     NS.mucSelfPing,
+    NS.occupantId,
+    ...(archiving ? [NS.mam, NS.mamExtended, NS.sid, NS.fulltext, NS.moderate] : []),
     c.public ? "muc_public" : "muc_hidden",
     c.persistent ? "muc_persistent" : "muc_temporary",
     c.membersOnly ? "muc_membersonly" : "muc_open",

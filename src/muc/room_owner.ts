@@ -13,7 +13,8 @@ export function ownerIq(room: Room, iq: IqRequest): void {
   }
   const svc = room.svc.config;
   if (iq.type === "get") {
-    return iq.reply(x("query", { xmlns: NS.mucOwner }, configForm(room.config, svc)));
+    const form = configForm(room.config, svc, room.svc.archive !== undefined);
+    return iq.reply(x("query", { xmlns: NS.mucOwner }, form));
   }
   const destroy = iq.payload.child("destroy");
   if (destroy) {

@@ -62,16 +62,17 @@ export function occupantPresence(
   sent: Element | null,
   type: "unavailable" | undefined,
   muc: Element,
+  occupantId: string,
 ): Element {
   const children: Node[] = [];
   if (sent) {
     for (const c of sent.children) {
       if (typeof c === "string") continue;
       const ns = c.attrs.xmlns;
-      if (ns !== NS.muc && ns !== NS.mucUser) children.push(c);
+      if (ns !== NS.muc && ns !== NS.mucUser && ns !== NS.occupantId) children.push(c);
     }
   }
-  children.push(muc);
+  children.push(muc, x("occupant-id", { xmlns: NS.occupantId, id: occupantId }));
   return new Element("presence", { from, type }, children);
 }
 

@@ -26,6 +26,9 @@ import type { Distribution } from "../core/distribution.ts";
 import type { Occupant } from "./occupant.ts";
 import { type RoomFacts, RoomIndex, storedFacts } from "./room_index.ts";
 import { type ListedRoom, roomItems } from "./disco_items.ts";
+import type { RoomArchive } from "../mam/room_archive.ts";
+import { occupantId } from "./occupant_id.ts";
+import { archiveIq, moderateIq } from "./room_archive_iq.ts";
 
 const log = logger("muc");
 
@@ -69,6 +72,8 @@ export class MucService implements DomainHandler, RoomServices {
   /** Stanzas waiting for a room being read from storage. */
   #loading = new Map<string, [Element, Jid, Jid][]>();
   #sweeper: ReturnType<typeof setInterval> | undefined;
+  readonly #secret: Uint8Array;
+  readonly archive: RoomArchive | undefined;
 
   constructor(
     readonly config: MucConfig,
@@ -80,7 +85,14 @@ export class MucService implements DomainHandler, RoomServices {
     readonly distribution: RoomDistribution,
     /** Stored-room changes made by other nodes of a cluster arrive as invalidations. */
     readonly caches?: SharedCaches,
+    /**
+     * The server's secret, behind occupant ids (the same on every node: a random one makes ids
+     * that last only as long as this process), and the rooms' archive when rooms archive.
+     */
+    extras: { secret?: Uint8Array; archive?: RoomArchive } = {},
   ) {
+    this.#secret = extras.secret ?? crypto.getRandomValues(new Uint8Array(32));
+    this.archive = extras.archive;
     this.jid = new Jid("", config.domain);
     this.#storage = store.map<RoomState>(STORES.rooms);
     distribution.serve(this);
@@ -99,6 +111,8 @@ export class MucService implements DomainHandler, RoomServices {
       .onGet(NS.discoItems, (iq) => iq.reply(x("query", { xmlns: NS.discoItems })))
       .on(NS.mucAdmin, inRoom(adminIq))
       .on(NS.mucOwner, inRoom(ownerIq))
+      .on(NS.mam, inRoom(archiveIq))
+      .on(NS.moderate, inRoom(moderateIq))
       .on(NS.ping, (iq) => iq.reply());
   }
 
@@ -206,6 +220,10 @@ export class MucService implements DomainHandler, RoomServices {
 
   fanout(stanza: Element, from: Jid, occupants: Iterable<Occupant>): void {
     this.distribution.fanout(this, stanza, from, occupants);
+  }
+
+  occupantId(room: string, bare: string): string {
+    return occupantId(this.#secret, room, bare);
   }
 
   /** Handles a stanza here, reading its room from storage first if it may be there. */
@@ -373,7 +391,7 @@ function roomInfo(room: Room): Element {
   const c = room.config;
   const q = discoInfoPayload(
     [{ category: "conference", type: "text", name: c.name || room.name }],
-    [NS.discoInfo, ...roomFeatures(c)],
+    [NS.discoInfo, ...roomFeatures(c, room.archiving)],
   );
   q.append(dataForm("result", NS.mucRoomInfo, [
     { var: "muc#roominfo_description", values: [c.description] },

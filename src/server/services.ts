@@ -14,6 +14,8 @@ import { MucRooms } from "../cluster/muc_rooms.ts";
 import { Proxy65Cluster } from "../cluster/proxy65_relay.ts";
 import type { ServicePlugin } from "./service.ts";
 import { parseJid } from "../jid/jid.ts";
+import { RoomArchive } from "../mam/room_archive.ts";
+import { STORES } from "../storage/store.ts";
 
 /** SOCKS5 Bytestreams (XEP-0065), `proxy65:` of a host. */
 export const proxy65Plugin: ServicePlugin<Proxy65Service, StreamDistribution> = {
@@ -38,8 +40,13 @@ export const mucPlugin: ServicePlugin<MucService, RoomDistribution> = {
   clustered: (node) => new MucRooms(node),
   create: (host, local, rooms) => {
     const mc = host.config.muc;
-    const { router, store, serial, caches } = host.server;
-    return mc ? [new MucService(mc, router, store, serial, local, rooms, caches)] : [];
+    if (!mc) return [];
+    const { router, store, serial, caches, secret, config, archive: writer } = host.server;
+    const mam = config.mam;
+    const archive = mam.enabled
+      ? new RoomArchive(writer, store.archive(STORES.mam), mam.max_page, mam.rooms)
+      : undefined;
+    return [new MucService(mc, router, store, serial, local, rooms, caches, { secret, archive })];
   },
   start: (muc) => muc.start(),
   item: (muc) => ({ jid: muc.domain, name: muc.config.name }),
