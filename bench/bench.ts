@@ -37,15 +37,18 @@ const SM_SESSIONS = Number(Deno.env.get("BENCH_SM_SESSIONS") ?? IDLE_SESSIONS);
  * run (those of `throughput`, `latency`, `memory` when they ran, else measured in this part). `sm`
  * measures stream management (XEP-0198, resumable, on every session) next to the same without it in
  * the same run, on one node and on two (bench/sm.ts), resumption times, and memory per idle and per
- * detached session.
+ * detached session. `mam` measures one-to-one messages with every message archived next to the same
+ * without (the other parts run with the archive off).
  */
 const ONLY = Deno.env.get("BENCH_ONLY")?.split(",");
 const wanted = (part: string) => !ONLY || ONLY.includes(part);
 
 const dir = await Deno.makeTempDir({ prefix: "parley-bench-" });
-const configFile = join(dir, "bench.yaml");
-await Deno.writeTextFile(
-  configFile,
+/**
+ * The benchmark server's configuration: the message archive (XEP-0313) off, as in the rows
+ * measured before it existed and in ejabberd's yardsticks (no mod_mam), but in the `mam` part.
+ */
+const benchConfig = (mam: boolean) =>
   `data_dir: ${dir}
 log: { level: info }
 hosts:
@@ -71,8 +74,13 @@ limits:
   registrations_per_address: 1000000
 timeouts: { ping_interval: 0, handshake: 600, auth_failure_delay_ms: 0 }
 stream_management: { resume_timeout: "300s", max_resume_timeout: "3600s", max_unacked: 5000 }
-`,
-);
+mam: { enabled: ${mam} }
+`;
+const configFile = join(dir, "bench.yaml");
+await Deno.writeTextFile(configFile, benchConfig(false));
+/** The same with every account's and room's messages archived. */
+const mamConfigFile = join(dir, "bench-mam.yaml");
+await Deno.writeTextFile(mamConfigFile, benchConfig(true));
 
 // Each group of measurements gets a fresh server process on the same data directory, so no
 // scenario pays for the garbage or caches another left behind.
@@ -80,10 +88,10 @@ const pin = SERVER_CPU ? ["taskset", "-c", SERVER_CPU] : [];
 let server = await serveProcess(configFile, [...ulimit, ...pin]);
 let [port, componentPort, httpPort] = server.ports;
 
-async function freshServer(): Promise<void> {
+async function freshServer(file = configFile): Promise<void> {
   server.child.kill("SIGTERM");
   await server.exited;
-  server = await serveProcess(configFile, [...ulimit, ...pin]);
+  server = await serveProcess(file, [...ulimit, ...pin]);
   [port, componentPort, httpPort] = server.ports;
 }
 const loadCommand = (args: Record<string, unknown>) =>
@@ -268,6 +276,45 @@ async function websocket(): Promise<void> {
   row("  WebSocket / TCP", ratio(mem, tcp.memory!), "");
 }
 
+/** Rounds of the archive comparison, alternately without and with archiving. */
+const MAM_ROUNDS = Number(Deno.env.get("BENCH_MAM_ROUNDS") ?? 3);
+
+/**
+ * The message archive (XEP-0313): one-to-one messages at saturation with every message archived
+ * at both ends (SQLite, the embedded store) next to the same without archiving, rounds alternately
+ * on fresh servers; each case keeps its round of least CPU per message (other work on a shared
+ * machine only ever adds to it). Then the archive's size and a query's time.
+ */
+async function archiving(): Promise<void> {
+  const best = [false, true].map(() => ({ rate: 0, us: Infinity, busy: 0 }));
+  const all: string[][] = [[], []];
+  for (let round = 0; round < MAM_ROUNDS; round++) {
+    for (const [k, on] of [false, true].entries()) {
+      await freshServer(on ? mamConfigFile : configFile);
+      const r = await load({ scenario: "throughput", concurrency: 50 });
+      const us = r.cpu / r.messages * 1e6;
+      all[k].push(`${r.rate.toFixed(0)}/s ${us.toFixed(2)} µs ${(r.busy * 100).toFixed(0)}%`);
+      if (us < best[k].us) best[k] = { rate: r.rate, us, busy: r.busy };
+    }
+  }
+  console.log(`  rounds: without archive ${all[0].join(", ")}; with ${all[1].join(", ")}`);
+  const [off, on] = best;
+  row(
+    `MAM: messages/s one-to-one, every message archived at both ends (server core ${
+      (on.busy * 100).toFixed(0)
+    }% busy)`,
+    on.rate.toFixed(0),
+    `without archiving, same run: ${off.rate.toFixed(0)}`,
+  );
+  row("  archiving / not: messages/s", `${(on.rate / off.rate).toFixed(2)}×`, "goal ≥ 0.6×");
+  row(
+    "  CPU per message, server (µs)",
+    `${on.us.toFixed(2)}`,
+    `without: ${off.us.toFixed(2)} (${(on.us / off.us).toFixed(2)}×)`,
+  );
+  await freshServer();
+}
+
 /**
  * Stream management (XEP-0198) on one node, each figure next to the same without it in this run:
  * throughput and latency (rounds alternately), resumption on the same node, memory per idle
@@ -420,6 +467,7 @@ try {
     }
   }
   if (wanted("sm")) await streamManagement();
+  if (wanted("mam")) await archiving();
   if (wanted("cluster") || wanted("cluster-components")) {
     await clusterBench(row, ITERATIONS, SERVER_CPU, !wanted("cluster"));
   }

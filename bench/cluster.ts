@@ -130,6 +130,8 @@ export async function configure(
         registrations_per_address: 1_000_000,
       },
       timeouts: { ping_interval: 0, handshake: 600, auth_failure_delay_ms: 0 },
+      // Off as in the one-node rows (bench.ts's `mam` part measures it).
+      mam: { enabled: false },
       cluster: {
         peers: Array.from({ length: count }, (_, i) => ({
           node: name(i),

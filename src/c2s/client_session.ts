@@ -163,13 +163,22 @@ export class ClientSession implements LocalSession {
   handled(id: string | undefined, stored: Promise<void> | undefined): void {
     const sm = this.sm;
     if (!sm) return;
-    const count = () => {
-      sm.handledOne(id);
+    const changed = () => {
       if (sm.resumable && this.live) this.resumption.changed(this);
     };
-    if (stored === undefined && this.counting === undefined) return count();
+    if (stored === undefined && this.counting === undefined) {
+      sm.handledOne(id);
+      return changed();
+    }
+    // Its id is remembered now, as it is routed: resent after this node's death, it is
+    // recognised by the node where the session resumes, and not delivered twice.
+    this.#uncounted++;
+    if (id !== undefined) sm.remember(id, (sm.handled + this.#uncounted) % 2 ** 32);
+    changed();
     const p: Promise<void> = (this.counting ?? Promise.resolve()).then(() => stored).then(() => {
-      count();
+      this.#uncounted--;
+      sm.handledOne(undefined);
+      changed();
       if (this.counting === p) this.counting = undefined;
     });
     this.counting = p;
@@ -177,6 +186,8 @@ export class ClientSession implements LocalSession {
 
   /** Settles once every client stanza handled so far is counted; undefined when all are. */
   counting: Promise<void> | undefined;
+  /** Client stanzas handled and not counted yet. */
+  #uncounted = 0;
 
   /** Whether this stanza text reached the session lately (a resend after a node died). */
   received(xml: string): boolean {

@@ -230,11 +230,16 @@ export class C2SSession extends XmlStream {
     // Counted as handled once routed (XEP-0198 §4). After a resumption, the client resends what
     // it had no acknowledgement for: what was handled already is counted and dropped.
     const id = stanzaId(el);
+    this.#replayKey = sm.resumable && id !== undefined ? `${sm.id}\0${id}` : undefined;
     if (this.dedupe) {
-      if (id !== undefined && sm.seen(id)) return session!.handled(undefined, undefined);
+      if (id !== undefined && sm.seen(id)) {
+        // Routed by the node that died, perhaps not yet stored there: stored now (archives
+        // keep one entry per message), not delivered again.
+        el.setAttr("from", session!.jid.full);
+        return session!.handled(undefined, this.host!.replayed(el, session!, this.#replayKey));
+      }
       this.dedupe = false;
     }
-    this.#replayKey = sm.resumable && id !== undefined ? `${sm.id}\0${id}` : undefined;
     this.#clientStanza(el);
     const stored = this.#stored;
     this.#stored = undefined;

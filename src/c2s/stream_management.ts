@@ -182,13 +182,20 @@ export class StreamManagement {
     if (id !== undefined) this.remember(id, this.handled);
   }
 
+  /** Ids remembered so far (a replica is sent those it has not heard of). */
+  remembered = 0;
+
   /** The last `n` ids remembered at most (what a replica has not heard of yet). */
   recentSeen(n: number): [string, number][] {
     return n <= 0 ? [] : this.#seen.slice(-n);
   }
 
-  /** Remembers an id a replica heard of. */
+  /**
+   * Remembers the id of a client stanza, with the count of handled stanzas once it is counted
+   * (it may be routed before: its count waits for what it stores).
+   */
   remember(id: string, handled: number): void {
+    this.remembered++;
     this.#seen.push([id, handled]);
     if (this.#seen.length > 2 * REMEMBERED_IDS) this.#seen = this.#seen.slice(-REMEMBERED_IDS);
   }

@@ -68,7 +68,8 @@ interface Mark {
   /** The replica needs the whole session (new, or a new replica node). */
   fresh: boolean;
   sent: number;
-  handled: number;
+  /** StreamManagement.remembered when the replica last heard of the session's ids. */
+  remembered: number;
   directed: number;
 }
 
@@ -148,7 +149,7 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
   }
 
   #mark(): Mark {
-    return { target: undefined, fresh: true, sent: 0, handled: 0, directed: -1 };
+    return { target: undefined, fresh: true, sent: 0, remembered: 0, directed: -1 };
   }
 
   /**
@@ -216,7 +217,7 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
     while (n < all.length && n < MAX_ADDED && (n === 0 || bytes + all[n].length <= FRAME_BYTES)) {
       bytes += all[n++].length;
     }
-    const newIds = mark.fresh ? Infinity : (sm.handled - mark.handled + WRAP) % WRAP;
+    const newIds = mark.fresh ? Infinity : sm.remembered - mark.remembered;
     const directed = session.directed.size;
     const entry: SyncEntry = {
       jid: session.jid.full,
@@ -234,7 +235,7 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
     };
     mark.fresh = false;
     mark.sent = (sm.sent - (all.length - n) + WRAP) % WRAP;
-    mark.handled = sm.handled;
+    mark.remembered = sm.remembered;
     mark.directed = directed;
     return [entry, bytes, n < all.length];
   }
@@ -396,6 +397,9 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
   ): void {
     const resumption = this.#resumption!;
     let session = resumption.get(t.id, t.jid.full, t.since);
+    // What the client sent before is counted (stored) first: the count it resumes with is exact.
+    const counting = session?.counting;
+    if (counting) return void counting.then(() => this.#give(peer, t));
     if (!session) {
       // The replica of a session whose node this one cannot reach: taken over first.
       const held = this.#replicas.get(t.jid.full);

@@ -2,7 +2,7 @@
 // (the domain itself, an account's bare JID, a full JID) and hands it to whichever module
 // registered for it, the way Prosody modules hook events. The core knows no IM semantics.
 import type { Element } from "../xml/element.ts";
-import { Jid } from "../jid/jid.ts";
+import { Jid, parseJid } from "../jid/jid.ts";
 import type { HostConfig } from "../config/schema.ts";
 import type { DomainHandler } from "../router/router.ts";
 import type { LocalSession, Session } from "../router/sessions.ts";
@@ -58,9 +58,16 @@ export type HostEvents = {
   "message/host": StanzaEvent;
   /** A chat/normal message found no available resource: store it or refuse it. */
   "message/offline": StanzaEvent;
+  /** A message for an account with no available resource was stored for later (offline). */
+  "message/stored": StanzaEvent;
   "presence/host": StanzaEvent;
   /** A stanza sent by a local session, before it is routed. */
   "stanza/out": OutboundEvent;
+  /**
+   * A stanza a client sent again after its session moved to this node, which the node it came
+   * from had handled already: not routed again, but what storing it does is done (at most again).
+   */
+  "stanza/replayed": OutboundEvent;
   "session/bound": LocalSession;
   /**
    * A session bound the full JID of an older one (a client reconnecting), perhaps on another
@@ -156,6 +163,25 @@ export class Host implements DomainHandler {
       replayKey,
     };
     return this.dispatchOutbound(ev);
+  }
+
+  /**
+   * A local session's stanza that was handled already (HostEvents "stanza/replayed"): returns
+   * what its handling waits for, if anything.
+   */
+  replayed(stanza: Element, session: LocalSession, replayKey?: string): Promise<void> | undefined {
+    const to = parseJid(stanza.attrs.to ?? "");
+    if (!to) return undefined;
+    const ev: OutboundEvent = {
+      stanza,
+      from: session.jid,
+      to,
+      session,
+      toAbsent: false,
+      replayKey,
+    };
+    this.events.fire("stanza/replayed", ev);
+    return ev.stored;
   }
 
   /** Runs a local session's stanza through the modules and the router (again, after a wait). */

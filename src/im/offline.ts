@@ -213,7 +213,8 @@ export const offlineModule: Module = {
     };
 
     host.features.add(NS.offline);
-    host.events.on("message/offline", ({ stanza, to }) => {
+    host.events.on("message/offline", (ev) => {
+      const { stanza, to } = ev;
       const type = stanza.attrs.type ?? "normal";
       if ((type !== "normal" && type !== "chat") || !storable(stanza)) return true;
       const bare = to.bare;
@@ -239,6 +240,7 @@ export const offlineModule: Module = {
           full.refused(bare, epoch);
           return refuse(stanza);
         }
+        if (!again) host.events.fire("message/stored", ev);
         if (!clustered) return;
         // The node of a resource that appeared meanwhile may have taken before this write. (Not
         // for a message taken and routed already: it waits for the next take, never loops.)

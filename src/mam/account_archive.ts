@@ -18,11 +18,13 @@ import { archivedText } from "./archivable.ts";
 import { derivedStanzaId, newStanzaId, stamped, stanzaIdBy, withoutOurIds } from "./stanza_ids.ts";
 import { type ArchivePrefs, archives, PrefsCache, prefsElement, readPrefs } from "./prefs.ts";
 import { mamHandler } from "./query.ts";
+import type { PendingEntry } from "./archive_writer.ts";
+import { messageTargets } from "../im/delivery.ts";
 
 export const archiveModule: Module = {
   name: "mam",
   install(host) {
-    const { config, store, router, archive: writer } = host.server;
+    const { config, store, router, sessions, archive: writer } = host.server;
     if (!config.mam.enabled) return;
     const archive = store.archive(STORES.mam);
     const prefs = new PrefsCache(
@@ -39,27 +41,31 @@ export const archiveModule: Module = {
 
     for (const f of [NS.mam, NS.mamExtended, NS.sid, NS.fulltext]) host.accountFeatures.add(f);
 
-    /** Archives `msg` in `owner`'s archive, with `peer`, under `id`, as prefs say. */
-    const add = (
+    /** An entry of `owner`'s archive for `msg` with `peer` under `id`; none if prefs say not. */
+    const entry = (
       owner: Jid,
       peer: Jid,
       msg: Element,
       id: string,
       text: string,
       p: ArchivePrefs,
-    ) => {
+    ): PendingEntry | undefined => {
       const verdict = archives(p, peer);
-      if (verdict === false) return false;
-      writer.add({
+      if (verdict === false) return undefined;
+      return {
         user: owner.local,
         host: owner.domain,
         item: { id, at: Date.now(), with: peer.full, payload: msg.toString(), text },
         keep: verdict === "roster"
           ? async () => (await store.getRosterItem(owner.local, owner.domain, peer.bare)) !== null
           : undefined,
-      });
-      return true;
+      };
     };
+    /**
+     * Entries of messages for accounts with no available resource: written once the message is
+     * stored offline (a message refused, to a full store or an unknown account, is not kept).
+     */
+    const whenStored = new WeakMap<Element, PendingEntry>();
 
     /** Preferences not cached yet: the stanza waits for them, then goes through again. */
     const later = (account: Jid, msg: Element, again: () => unknown) =>
@@ -85,7 +91,11 @@ export const archiveModule: Module = {
       }
       const id = ev.replayKey !== undefined ? derivedStanzaId(ev.replayKey) : newStanzaId();
       assigned.set(msg, id);
-      if (add(ev.from, ev.to, msg, id, text, p)) ev.stanzaId = id;
+      const sent = entry(ev.from, ev.to, msg, id, text, p);
+      if (sent) {
+        writer.add(sent);
+        ev.stanzaId = id;
+      }
       // The recipient's entry, written in this same task, is in the same batch.
       ev.stored = writer.stored();
       return false;
@@ -105,9 +115,42 @@ export const archiveModule: Module = {
       }
       const id = assigned.get(msg) ?? newStanzaId();
       const out = stamped(msg, owner.bare, id);
-      if (add(owner, ev.from, out, id, text, p)) ev.stanza = out;
+      const received = entry(owner, ev.from, out, id, text, p);
+      if (!received) return false;
+      ev.stanza = out;
+      const deliverable = (!owner.isBare && sessions.get(owner) !== undefined) ||
+        messageTargets(sessions, owner.bare).length > 0;
+      if (deliverable) writer.add(received);
+      else whenStored.set(out, received);
       return false;
     };
+    // Resent to this node after its session's node died, which had routed it: its entries are
+    // written (again: the same id adds nothing), the message is not delivered again.
+    host.events.on("stanza/replayed", (ev: OutboundEvent) => {
+      if (ev.stanza.name !== "message" || ev.replayKey === undefined) return false;
+      const msg = withoutOurIds(ev.stanza, serves);
+      const text = archivedText(msg);
+      if (text === undefined) return false;
+      const id = derivedStanzaId(ev.replayKey);
+      const { from, to } = ev;
+      const write = async () => {
+        const sent = entry(from, to, msg, id, text, await prefs.load(from.toBare()));
+        if (sent) writer.add(sent);
+        const local = to.domain === host.domain && !to.isDomain;
+        if (local && await store.getCredentials(to.local, to.domain)) {
+          const p = await prefs.load(to.toBare());
+          const received = entry(to, from, stamped(msg, to.bare, id), id, text, p);
+          if (received) writer.add(received);
+        }
+        await writer.stored();
+      };
+      ev.stored = write().catch((e) => logFailure(`archiving a message of ${from.bare} again`, e));
+      return true;
+    });
+    host.events.on("message/stored", (ev) => {
+      const received = whenStored.get(ev.stanza);
+      if (received) writer.add(received);
+    });
     host.events.on("message/bare", inbound, 20);
     host.events.on("message/full", inbound, 20);
     host.events.on("session/bound", (s) => {

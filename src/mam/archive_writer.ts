@@ -14,6 +14,8 @@ const log = logger("mam");
 
 const FIRST_RETRY_MS = 100;
 const MAX_RETRY_MS = 5000;
+/** How long stopping waits for a busy or unreachable store to take what is waiting. */
+const STOP_WAIT_MS = 10_000;
 
 interface Batch {
   entries: PendingEntry[];
@@ -73,9 +75,18 @@ export class ArchiveWriter {
     return this.#collecting;
   }
 
-  /** Writes what is waiting, then stops retrying a store that does not answer. */
-  async stop(): Promise<void> {
-    await this.stored();
+  /**
+   * Writes what is waiting, for at most `ms` while the store is busy or unreachable; then stops
+   * retrying (what is left is logged as lost).
+   */
+  async stop(ms = STOP_WAIT_MS): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<boolean>((r) => timer = setTimeout(() => r(true), ms));
+    const done = this.stored().then(() => false);
+    if (await Promise.race([done, late])) {
+      log.error("stopping with {n} archive entries the store did not take", { n: this.backlog });
+    }
+    clearTimeout(timer);
     this.#stopped = true;
   }
 

@@ -5,6 +5,8 @@
 import type { Config } from "../config/schema.ts";
 import type { SessionRegistry } from "../router/sessions.ts";
 import type { Resumption } from "../c2s/resumption.ts";
+import type { ArchiveWriter } from "../mam/archive_writer.ts";
+import type { ArchiveRetention } from "../mam/retention.ts";
 import type { ClusterNode } from "../cluster/node.ts";
 import type { MucService } from "../muc/service.ts";
 import type { ComponentPool } from "../component/pool.ts";
@@ -26,6 +28,8 @@ export interface Monitored {
   readonly sessions: SessionRegistry;
   readonly cluster: ClusterNode | undefined;
   readonly resumption: Resumption | undefined;
+  readonly archive: ArchiveWriter;
+  readonly retention: ArchiveRetention;
   readonly mucs: Map<string, MucService>;
   readonly components: Map<string, ComponentPool>;
   readonly proxies: Map<string, Proxy65Service>;
@@ -150,6 +154,27 @@ export async function collectMetrics(server: Monitored, loop: LoopDelay): Promis
       peers.map((p) => [{ peer: p.node }, p.queuedBytes]),
     );
   }
+
+  const archive = server.archive;
+  out.add(
+    "parley_archive_entries_total",
+    "counter",
+    "Message archive entries (XEP-0313) written by this node, and dropped because the store " +
+      "refused them (not for being busy or unreachable: those are retried).",
+    [[{ outcome: "written" }, archive.written], [{ outcome: "dropped" }, archive.dropped]],
+  );
+  out.add(
+    "parley_archive_backlog",
+    "gauge",
+    "Archive entries waiting to be written, or being written (they wait while the store is busy).",
+    archive.backlog,
+  );
+  out.add(
+    "parley_archive_expired_total",
+    "counter",
+    "Archived messages this node removed past the retention (mam.retention).",
+    server.retention.removed,
+  );
 
   out.add(
     "parley_store_errors_total",

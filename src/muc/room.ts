@@ -23,7 +23,6 @@ import { type HistoryEntry, historyRequest, RoomHistory } from "./history.ts";
 import { itemElement, mucBounce, mucUserX, occupantPresence, STATUS } from "./room_stanzas.ts";
 import type { RoomArchive } from "../mam/room_archive.ts";
 import { withOccupantId } from "./occupant_id.ts";
-import { logFailure } from "../core/failure.ts";
 
 /** What a room needs from its service. */
 export interface RoomServices {
@@ -121,6 +120,7 @@ export class Room {
     this.subject = state?.subject ?? { text: "", nick: "" };
     this.locked = state === undefined;
     this.history = new RoomHistory(jid.bare, this.config.historyLength);
+    this.mayHaveArchive = this.archiving;
     const rate = svc.config.room_delivery_rate;
     this.#deliveries = new TokenBucket(rate, rate);
     this.#outsiders = this.#senderBudget();
@@ -129,6 +129,9 @@ export class Room {
   #occupantId(bare: string): string {
     return this.svc.occupantId(this.jid.bare, bare);
   }
+
+  /** It archived, or may have (its archive goes when it does). */
+  mayHaveArchive: boolean;
 
   /** Whether the room archives its messages now (XEP-0313): persistent, and configured to. */
   get archiving(): boolean {
@@ -509,10 +512,6 @@ export class Room {
       this.remove(occ, { codes: [], affiliation: "none", destroy });
     }
     this.svc.removed(this);
-    // Its archive goes with it (as an account's with the account).
-    this.svc.archive?.forget(this.jid).catch((e) =>
-      logFailure(`removing the archive of ${this.jid.bare}`, e)
-    );
   }
 
   /** Ends the room's occupancy for a shutdown (status 332). */
@@ -528,6 +527,7 @@ export class Room {
     const wasLocked = this.locked;
     this.config = next;
     this.locked = false;
+    this.mayHaveArchive ||= this.archiving;
     this.history.resize(next.historyLength);
     if (!wasLocked) {
       const codes: number[] = [STATUS.CONFIG_CHANGED];

@@ -352,6 +352,12 @@ export class MucService implements DomainHandler, RoomServices {
     if (this.rooms.get(room.name) !== room) return;
     this.unload(room);
     this.#forget(room.name);
+    // Its archive goes with it (as an account's with the account): a room created later at its
+    // address starts with none.
+    if (!room.mayHaveArchive) return;
+    this.archive?.forget(room.jid).catch((e) =>
+      logFailure(`removing the archive of ${room.jid.bare}`, e)
+    );
   }
 
   ownersChanged(room: Room): void {

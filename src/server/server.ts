@@ -74,7 +74,7 @@ export class Server implements ServerContext {
   readonly store: Store;
   readonly archive: ArchiveWriter;
   /** Removes archived messages past their retention. */
-  readonly #retention: ArchiveRetention;
+  readonly retention: ArchiveRetention;
   /** /metrics and /health, on every http listener. */
   readonly #monitoring: Monitoring;
   /** Every listener is up (until stop() begins). */
@@ -109,7 +109,7 @@ export class Server implements ServerContext {
     this.store = countFailures(store, () => this.counters.storeErrors++);
     const archive = this.store.archive(STORES.mam);
     this.archive = new ArchiveWriter(archive);
-    this.#retention = new ArchiveRetention(archive, parseDuration(config.mam.retention)!);
+    this.retention = new ArchiveRetention(archive, parseDuration(config.mam.retention)!);
     // Health probes read the store itself: they are not the server's work failing.
     const probed = store.keyval(STORES.secret);
     this.#monitoring = new Monitoring(this, () => probed.get("health", ""));
@@ -177,7 +177,7 @@ export class Server implements ServerContext {
     const cluster = this.cluster && { cluster: () => this.cluster!.status() };
     const handlers = Object.assign({}, ...admin, cluster);
     this.#admin = await AdminSocket.start(this.config.data_dir, handlers);
-    if (this.config.mam.enabled) this.#retention.start();
+    if (this.config.mam.enabled) this.retention.start();
     this.#sweeper = setInterval(() => {
       const now = Date.now();
       for (const l of this.listeners) l.sweep(now);
@@ -245,7 +245,7 @@ export class Server implements ServerContext {
     }
     await Promise.all(closing);
     this.resumption?.stop();
-    this.#retention.stop();
+    this.retention.stop();
     await this.archive.stop();
     await this.serial.idle();
     await Promise.all([...this.#http].map((l) => l.close()));

@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { RawClient } from "../helpers/raw_client.ts";
 import { logged, parley, parleyOnTerminal, serveProcess } from "../helpers/process.ts";
 import { serverTest } from "../helpers/server.ts";
+import { mamQuery } from "../helpers/mam.ts";
+import { eventually } from "../helpers/until.ts";
 import { NS } from "../../src/xml/ns.ts";
 
 async function writeConfig(extra = ""): Promise<{ file: string; dir: string }> {
@@ -77,6 +79,15 @@ serverTest(
       assert.match(refused.output, /error: the passwords do not match/);
       const c2 = await RawClient.login(port, "zoe", "second", { resource: "two" });
       await assert.rejects(RawClient.login(port, "zoe", "first pass"));
+      // Two messages to herself: one archive entry each (XEP-0313), removed with the account.
+      for (const body of ["one", "two"]) {
+        c.send(`<message to='zoe@localhost/two' type='chat'><body>${body}</body></message>`);
+        await c2.waitFor((e) => e.childText("body") === body);
+      }
+      await eventually(
+        async () => (await mamQuery(c2, { max: 0 })).count === 2,
+        "two archived messages",
+      );
       const list = await parley(["user", "list", "--config", file]);
       assert.equal(list.stdout.trim(), "zoe@localhost");
       // Graceful shutdown.
@@ -99,6 +110,7 @@ serverTest(
       // Data is still there after the restart.
       const del = await parley(["user", "del", "zoe@localhost", "--config", file]);
       assert.equal(del.code, 0, del.stderr);
+      assert.equal(del.stdout.trim(), "deleted zoe@localhost and 2 archived messages");
       assert.equal((await parley(["user", "list", "--config", file])).stdout.trim(), "");
     } finally {
       try {

@@ -10,6 +10,7 @@ import { errorOf } from "../helpers/stanza_errors.ts";
 import { NS } from "../../src/xml/ns.ts";
 import type { Element } from "../../src/xml/element.ts";
 import { until } from "../helpers/until.ts";
+import { SmClient } from "../helpers/sm_client.ts";
 
 const chat = (to: string, body: string, extra = "") =>
   `<message to='${to}' type='chat' id='${crypto.randomUUID()}'><body>${body}</body>${extra}</message>`;
@@ -31,6 +32,13 @@ withServer(
   {},
   async (t) => {
     const { a, b } = await pair(t);
+    const info = await a.iq("get", `<query xmlns='${NS.discoInfo}'/>`, "alice@localhost");
+    const features = info.child("query")!.elements("feature").map((f) => f.attrs.var);
+    for (const f of [NS.mam, NS.mamExtended, NS.sid, NS.fulltext]) {
+      assert.ok(features.includes(f), `${f} not in ${features}`);
+    }
+    const form = await a.iq("get", `<query xmlns='${NS.mam}'/>`);
+    assert.ok(`${form}`.includes(`{${NS.fulltext}}fulltext`), `${form}`);
     a.send(chat("bob@localhost", "hello"));
     const got = await b.waitFor(withBody("hello"));
     const id = stanzaIdOf(got, "bob@localhost");
@@ -201,9 +209,90 @@ withServer("carbons and offline delivery carry the archive's id", {}, async (t) 
   const b2 = await RawClient.login(t.port, "bob", "secret", { resource: "again" });
   b2.send("<presence/>");
   const offline = await b2.waitFor(withBody("while away"));
+  await archivedCount(b2, 2);
   const archived = await mamQuery(b2, { max: 1, before: "" });
   assert.equal(stanzaIdOf(offline, "bob@localhost"), archived.results[0].id);
   a.close();
   a2.close();
+  b2.close();
+});
+
+withServer("retention removes what is older, in batches, and keeps the rest", {
+  mam: { retention: "1s" },
+}, async (t) => {
+  const { a, b } = await pair(t);
+  for (let i = 0; i < 3; i++) a.send(chat("bob@localhost", `old${i}`));
+  await archivedCount(b, 3);
+  const oldest = Date.now();
+  await until(() => Date.now() > oldest + 1000, "the messages to age");
+  a.send(chat("bob@localhost", "new"));
+  await archivedCount(b, 4);
+  // Once a second old (the background run comes 30–60 s after start: run here at once).
+  assert.equal(await t.server.retention.expireOnce(), 6, "3 in each archive");
+  assert.deepEqual(bodiesOf(await mamQuery(b)), ["new"]);
+  assert.deepEqual(bodiesOf(await mamQuery(a)), ["new"]);
+  assert.deepEqual(bodiesOf(await mamQuery(b, { text: "old0" })), []);
+  a.close();
+  b.close();
+});
+
+withServer("a resumption's resent messages are archived once, with the ids they had", {
+  stream_management: { resume_timeout: "30s" },
+}, async (t) => {
+  await t.addUser("alice");
+  await t.addUser("bob");
+  const b = await RawClient.login(t.port, "bob", "secret", { resource: "desk" });
+  b.send("<presence/>");
+  const a = await SmClient.login(t.port, "alice", { resource: "phone" });
+  const previd = await a.enableResume();
+  const ids = Array.from({ length: 20 }, (_, i) => `m${i}`);
+  const send = (c: SmClient, i: number) =>
+    c.send(
+      `<message to='bob@localhost' type='chat' id='${ids[i]}'><body>${ids[i]}</body>` +
+        `<origin-id xmlns='${NS.sid}' id='o-${ids[i]}'/></message>`,
+    );
+  for (let i = 0; i < 20; i++) send(a, i);
+  await b.waitFor(withBody("m19"));
+  await archivedCount(b, 20);
+  const h = await a.requestAck();
+  assert.equal(h, 20, "counted once stored");
+  // The connection dies; the client thinks it has no acknowledgement for the last 8 and resends
+  // them after resuming (as a client whose <a/> was lost would).
+  a.drop();
+  const a2 = await SmClient.auth(t.port, "alice");
+  const resumed = await a2.resume(previd, 0);
+  assert.equal(resumed.name, "resumed", `${resumed}`);
+  assert.equal(resumed.attrs.h, "20");
+  for (let i = 12; i < 20; i++) send(a2, i);
+  a2.message("bob@localhost", "after");
+  await b.waitFor(withBody("after"));
+  await archivedCount(b, 21);
+  const got = await mamQuery(b);
+  assert.deepEqual(bodiesOf(got), [...ids, "after"]);
+  assert.equal(new Set(got.results.map((r) => r.id)).size, 21);
+  assert.deepEqual(bodiesOf(await mamQuery(b, { with: "alice@localhost" })), [...ids, "after"]);
+  a2.close();
+  b.close();
+});
+
+withServer("what is refused is not archived: a full offline store, an unknown account", {
+  limits: { max_offline_messages: 1 },
+}, async (t) => {
+  const { a, b } = await pair(t);
+  b.close();
+  await until(() => b.closed, "bob gone");
+  a.send(`<message to='bob@localhost' type='chat' id='s'><body>stored</body></message>`);
+  a.send(`<message to='bob@localhost' type='chat' id='r'><body>refused</body></message>`);
+  a.send(`<message to='nobody@localhost' type='chat' id='n'><body>lost</body></message>`);
+  const errors = [];
+  for (let i = 0; i < 2; i++) {
+    errors.push(await a.waitFor((e) => e.name === "message" && e.attrs.type === "error"));
+  }
+  assert.deepEqual(errors.map((e) => e.attrs.id).sort(), ["n", "r"]);
+  const b2 = await RawClient.login(t.port, "bob", "secret", { resource: "back" });
+  await archivedCount(b2, 1);
+  assert.deepEqual(bodiesOf(await mamQuery(b2)), ["stored"]);
+  assert.equal(await t.server.store.archive("mam").deleteOwner("nobody", "localhost"), 0);
+  a.close();
   b2.close();
 });

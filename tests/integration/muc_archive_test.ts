@@ -165,3 +165,24 @@ withServer(
     c2.close();
   },
 );
+
+withServer(
+  "a room's archive goes with the room: a room made again at its address starts with none",
+  mucServer(),
+  async (t) => {
+    const { a, b, c } = await persistentRoom(t);
+    a.send(say("before"));
+    await archivedCount(a, 1, { to: ROOM });
+    // Made temporary, then emptied: the room ends, and its archive with it.
+    await ownerSubmit(a, "lounge", field("muc#roomconfig_persistentroom", "0"));
+    b.send(`<presence to='${ROOM}/Bob' type='unavailable'/>`);
+    a.send(`<presence to='${ROOM}/Alice' type='unavailable'/>`);
+    await a.waitFor((e) => e.name === "presence" && e.attrs.from === `${ROOM}/Alice`);
+    await createRoom(c, "lounge", "Carol");
+    await ownerSubmit(c, "lounge", field("muc#roomconfig_persistentroom", "1"));
+    await archivedCount(c, 0, { to: ROOM });
+    a.close();
+    b.close();
+    c.close();
+  },
+);

@@ -3,6 +3,8 @@
 // which must be the ones docs/monitoring.md lists.
 import assert from "node:assert/strict";
 import { AuthCounts, Counters, StanzaCounts } from "../../src/metrics/counters.ts";
+import type { ArchiveWriter } from "../../src/mam/archive_writer.ts";
+import type { ArchiveRetention } from "../../src/mam/retention.ts";
 import { Exposition } from "../../src/metrics/exposition.ts";
 import { LoopDelay, WINDOW_S } from "../../src/metrics/loop_delay.ts";
 import { countFailures } from "../../src/metrics/counted_store.ts";
@@ -201,6 +203,8 @@ function fakeServer(state: ServerState = "running"): Monitored {
     counters: new Counters(),
     sessions: new SessionRegistry(),
     resumption: undefined,
+    archive: { written: 7, dropped: 1, backlog: 2 } as unknown as ArchiveWriter,
+    retention: { removed: 3 } as unknown as ArchiveRetention,
     cluster: {
       members: () => [
         member("n1", "self", 2, null),

@@ -574,6 +574,62 @@ export function storageSuite(b: Backend): void {
     await assert.rejects(s.archive("pep").query("u", "h", { after: ids[0], max: 3 }));
   });
 
+  t(
+    "archive shape: batches, ids, bounds by id, peers bare and full, full text, replace, expire in batches",
+    async (s) => {
+      const a = s.archive("mam");
+      const e = (user: string, id: string, at: number, w: string, text?: string) => ({
+        user,
+        host: "h",
+        item: { id, at, with: w, payload: `<m>${id}</m>`, text },
+      });
+      assert.equal(
+        await a.appendMany([
+          e("u", "i1", 10, "bob@x/phone", "Hello wörld"),
+          e("u", "i2", 20, "bob@x", "the café is open"),
+          e("u", "i3", 30, "bob@xy", "hello again"),
+          e("u", "i4", 40, "carol@x/r", "Nothing"),
+          e("v", "i1", 10, "bob@x", "hello from v"),
+        ]),
+        5,
+      );
+      // The same ids again add nothing, whatever else comes with them.
+      assert.equal(
+        await a.appendMany([e("u", "i1", 99, "z@z", "x"), e("u", "i5", 50, "bob@x/2")]),
+        1,
+      );
+      const ids = (p: { items: { id: string }[] }) => p.items.map((i) => i.id);
+      assert.deepEqual(ids(await a.query("u", "h", { max: 9 })), ["i1", "i2", "i3", "i4", "i5"]);
+      // A bare peer matches its full JIDs, not a longer domain; a full one only itself.
+      assert.deepEqual(ids(await a.query("u", "h", { with: "bob@x", max: 9 })), ["i1", "i2", "i5"]);
+      assert.deepEqual(ids(await a.query("u", "h", { with: "bob@x/phone", max: 9 })), ["i1"]);
+      // By ids, and between ids (the count obeys them).
+      const some = await a.query("u", "h", { ids: ["i4", "i2", "none"], max: 9 });
+      assert.deepEqual([ids(some), some.count], [["i2", "i4"], 2]);
+      const between = await a.query("u", "h", { afterId: "i1", beforeId: "i5", max: 2 });
+      assert.deepEqual([ids(between), between.count, between.complete], [["i2", "i3"], 3, false]);
+      await assert.rejects(a.query("u", "h", { afterId: "nope", max: 1 }), UnknownItemError);
+      // Full text: every word, whole words, case (and in SQLite accent) insensitive.
+      assert.deepEqual(ids(await a.query("u", "h", { text: "hello", max: 9 })), ["i1", "i3"]);
+      assert.deepEqual(ids(await a.query("u", "h", { text: "HELLO again", max: 9 })), ["i3"]);
+      assert.deepEqual(ids(await a.query("u", "h", { text: "hell", max: 9 })), []);
+      assert.deepEqual(ids(await a.query("u", "h", { text: 'open" OR "x', max: 9 })), []);
+      assert.deepEqual(ids(await a.query("v", "h", { text: "hello", max: 9 })), ["i1"]);
+      // Replaced: the new payload, no longer found by its old words.
+      assert.equal(await a.replace("u", "h", "i3", "<gone/>"), true);
+      assert.equal(await a.replace("u", "h", "nope", "<gone/>"), false);
+      assert.deepEqual(ids(await a.query("u", "h", { text: "again", max: 9 })), []);
+      assert.equal((await a.query("u", "h", { ids: ["i3"], max: 1 })).items[0].payload, "<gone/>");
+      // Expired a batch at a time, oldest first, across owners.
+      assert.equal(await a.expire(45, 2), 2);
+      assert.equal(await a.expire(45, 2), 2);
+      assert.equal(await a.expire(45, 2), 1);
+      assert.equal(await a.expire(45, 2), 0);
+      assert.deepEqual(ids(await a.query("u", "h", { max: 9 })), ["i5"]);
+      assert.deepEqual(ids(await a.query("u", "h", { text: "hello", max: 9 })), []);
+    },
+  );
+
   t("archive shape: delete by age and by owner, expire, deleteAccount", async (s, reopen) => {
     const a = s.archive("mam");
     for (const owner of ["u", "v"]) {
