@@ -27,6 +27,11 @@ const log = logger("c2s");
 const STANZAS = new Set(["message", "presence", "iq"]);
 const IQ_TYPES = new Set(["get", "set", "result", "error"]);
 /**
+ * Archive entries waiting to be written above which a client whose message adds more stops being
+ * read until it is written (a few batches' worth: the store keeps up below it).
+ */
+const ARCHIVE_HIGH_WATER = 5000;
+/**
  * Stream errors after which a resumable session waits for its client: the connection failed or
  * was refused for its pace, not the client's standing.
  */
@@ -51,6 +56,8 @@ export class C2SSession extends XmlStream {
   /** The session this stream bound or resumed; it may outlive the stream (XEP-0198). */
   session: ClientSession | undefined;
   readonly startedAt = Date.now();
+  /** Stanzas that came while a replayed one was being stored (#behind). */
+  #behindReplay: Element[] | undefined;
   /** What the stanza being handled waits for before it counts as handled (XEP-0198). */
   #stored: Promise<void> | undefined;
   /** OutboundEvent.replayKey of the stanza being handled. */
@@ -223,10 +230,14 @@ export class C2SSession extends XmlStream {
   }
 
   #afterAuth(el: Element): void {
+    if (this.#behindReplay) return void this.#behindReplay.push(el);
     if (el.attrs.xmlns === NS.sm) return smElement(this, el);
     const session = this.session;
     const sm = session?.sm;
-    if (sm === undefined) return this.#clientStanza(el);
+    if (sm === undefined) {
+      this.#clientStanza(el);
+      return this.#backpressure(this.#takeStored());
+    }
     // Counted as handled once routed (XEP-0198 §4). After a resumption, the client resends what
     // it had no acknowledgement for: what was handled already is counted and dropped.
     const id = stanzaId(el);
@@ -234,16 +245,49 @@ export class C2SSession extends XmlStream {
     if (this.dedupe) {
       if (id !== undefined && sm.seen(id)) {
         // Routed by the node that died, perhaps not yet stored there: stored now (archives
-        // keep one entry per message), not delivered again.
+        // keep one entry per message), not delivered again; what follows waits for it, so it
+        // is stored in the order sent.
         el.setAttr("from", session!.jid.full);
-        return session!.handled(undefined, this.host!.replayed(el, session!, this.#replayKey));
+        const stored = this.host!.replayed(el, session!, this.#replayKey);
+        session!.handled(undefined, stored);
+        if (stored) this.#behind(stored);
+        return;
       }
       this.dedupe = false;
     }
     this.#clientStanza(el);
+    const stored = this.#takeStored();
+    session!.handled(id, stored);
+    this.#backpressure(stored);
+  }
+
+  #takeStored(): Promise<void> | undefined {
     const stored = this.#stored;
     this.#stored = undefined;
-    session!.handled(id, stored);
+    return stored;
+  }
+
+  /**
+   * While the archive has much to write, a client whose message waits for it reads no more
+   * input until it is written: the archive's backlog stays bounded.
+   */
+  #backpressure(stored: Promise<void> | undefined): void {
+    if (stored && this.deps.ctx.archive.backlog > ARCHIVE_HIGH_WATER) this.holdInput(stored);
+  }
+
+  /** Holds this client's stanzas (queued, and its input) until `done`, then handles them. */
+  #behind(done: Promise<void>): void {
+    const queued: Element[] = this.#behindReplay = [];
+    this.holdInput(done);
+    void done.finally(() => {
+      this.#behindReplay = undefined;
+      for (let i = 0; i < queued.length && !this.closed; i++) {
+        // Another wait began: the rest queues behind it, in order.
+        const waiting = this.#behindReplay as Element[] | undefined;
+        if (waiting) return void waiting.push(...queued.slice(i));
+        this.#afterAuth(queued[i]);
+      }
+    });
   }
 
   #clientStanza(el: Element): void {

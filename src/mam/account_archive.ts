@@ -36,6 +36,8 @@ export const archiveModule: Module = {
     const serves = (domain: string) => router.serves(domain);
     /** The id a message got on its way out, for its way in (the same Element, same task). */
     const assigned = new WeakMap<Element, string>();
+    /** The way out of a message being routed (its stored promise may wait for its way in). */
+    const outbound = new WeakMap<Element, OutboundEvent>();
     /** Messages whose archiving failed to read preferences: routed unarchived. */
     const unarchived = new WeakSet<Element>();
 
@@ -91,6 +93,7 @@ export const archiveModule: Module = {
       }
       const id = ev.replayKey !== undefined ? derivedStanzaId(ev.replayKey) : newStanzaId();
       assigned.set(msg, id);
+      outbound.set(msg, ev);
       const sent = entry(ev.from, ev.to, msg, id, text, p);
       if (sent) {
         writer.add(sent);
@@ -110,7 +113,11 @@ export const archiveModule: Module = {
       if (text === undefined) return false;
       const p = prefs.cached(owner.bare);
       if (!p) {
-        void later(owner, msg, () => host.receive(msg, ev.from, owner));
+        const received = later(owner, msg, () => host.receive(msg, ev.from, owner))
+          .then(() => writer.stored());
+        // A local sender's message counts as handled once the recipient's entry is written too.
+        const out = outbound.get(msg);
+        if (out) out.stored = Promise.all([out.stored, received]).then(() => {});
         return true;
       }
       const id = assigned.get(msg) ?? newStanzaId();

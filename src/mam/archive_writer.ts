@@ -13,6 +13,8 @@ import { logger } from "../log/logger.ts";
 const log = logger("mam");
 
 const FIRST_RETRY_MS = 100;
+/** Entries per transaction: bounds how long one holds the store (and SQLite the event loop). */
+const MAX_BATCH = 500;
 const MAX_RETRY_MS = 5000;
 /** How long stopping waits for a busy or unreachable store to take what is waiting. */
 const STOP_WAIT_MS = 10_000;
@@ -94,7 +96,12 @@ export class ArchiveWriter {
     const b = this.#writing = this.#collecting;
     this.#collecting = undefined;
     if (!b) return;
-    await this.#write(b.entries);
+    // A transaction at a time of at most MAX_BATCH entries, the event loop free in between
+    // (SQLite writes on it).
+    for (let i = 0; i < b.entries.length; i += MAX_BATCH) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 0));
+      await this.#write(b.entries.slice(i, i + MAX_BATCH));
+    }
     this.#writing = undefined;
     b.resolve();
     if (this.#collecting) void this.#next();
@@ -109,7 +116,11 @@ export class ArchiveWriter {
         this.written += keep.length;
         return;
       } catch (e) {
-        if (!(e instanceof StoreBusyError) || this.#stopped) return this.#oneByOne(entries, e);
+        if (this.#stopped) {
+          this.dropped += entries.length;
+          return logFailure(`archiving ${entries.length} messages while stopping`, e, log);
+        }
+        if (!(e instanceof StoreBusyError)) return this.#oneByOne(entries, e);
         logFailure(`archiving ${entries.length} messages (retried in ${wait} ms)`, e, log);
         await new Promise((r) => setTimeout(r, wait));
       }

@@ -41,8 +41,18 @@ export interface SqlDriver extends SqlRunner {
    * body runs its statements on `tx` only (never on the driver, which may wait for it), and may
    * run more than once when the database was busy, so it has no other side effects.
    */
-  transaction<T>(body: (tx: SqlTx) => Promise<T>): Promise<T>;
+  transaction<T>(body: (tx: SqlTx) => Promise<T>, options?: TxOptions): Promise<T>;
   close(): Promise<void>;
+}
+
+export interface TxOptions {
+  /**
+   * Committed without waiting for the disk (writes that are many and small, such as archive
+   * entries): it survives a crash of this process at once (SQLite in WAL mode, synchronous=NORMAL)
+   * or of the database server within a fraction of a second (PostgreSQL, synchronous_commit off),
+   * but a power loss of the machine right after may take it back (never half of it).
+   */
+  lazy?: boolean;
 }
 
 /** A backend's column types (the shape tables were described with these alone). */

@@ -10,7 +10,7 @@
 // - The pool connects on demand and reconnects by itself after an outage or a restart; meanwhile
 //   every call rejects with StoreBusyError, which callers answer with a `wait` error.
 import postgres, { type Sql, type TransactionSql } from "postgres";
-import type { Row, SqlDriver, SqlTx, Statement } from "./driver.ts";
+import type { Row, SqlDriver, SqlTx, Statement, TxOptions } from "./driver.ts";
 import { MIGRATIONS } from "./postgres_migrations.ts";
 import { POSTGRES } from "./schema.ts";
 import { SqlStore } from "./sql_store.ts";
@@ -99,15 +99,17 @@ class PostgresDriver implements SqlDriver {
     );
   }
 
-  transaction<T>(body: (tx: SqlTx) => Promise<T>): Promise<T> {
+  transaction<T>(body: (tx: SqlTx) => Promise<T>, options: TxOptions = {}): Promise<T> {
     return this.#do((sql) =>
-      sql.begin((tx) =>
-        body({
+      sql.begin(async (tx) => {
+        // Lazy: the commit returns before the WAL is flushed (within wal_writer_delay).
+        if (options.lazy) await tx`SET LOCAL synchronous_commit = off`;
+        return await body({
           all: (s) => rows(tx, s),
           run: async (s) => (await query(tx, s)).count,
           lock: (what, user, host) => lock(tx, what, user, host),
-        })
-      ) as Promise<T>
+        });
+      }) as Promise<T>
     );
   }
 

@@ -111,7 +111,9 @@ export interface ArchiveStore {
   append(user: string, host: string, item: NewArchiveItem): Promise<string>;
   /**
    * Appends items of any owners in one transaction, skipping each whose id its owner's archive
-   * has already (a write repeated after a fault adds nothing); how many were new.
+   * has already (a write repeated after a fault adds nothing); how many were new. Committed
+   * without waiting for the disk (TxOptions.lazy): a crash of this process or of the database
+   * server keeps it, a power loss of the machine right after may take the last ones back.
    */
   appendMany(entries: ArchiveEntry[]): Promise<number>;
   /**
@@ -271,6 +273,12 @@ export class KeyMap<T> extends Shape implements MapStore<T> {
   }
 }
 
+/**
+ * Archive entries are many and small: committed without waiting for the disk (TxOptions.lazy;
+ * appendMany says what that keeps).
+ */
+const LAZY = { lazy: true };
+
 /** Rows per INSERT statement: within every backend's limit on parameters. */
 const ROWS_PER_INSERT = 100;
 
@@ -290,42 +298,54 @@ export class Archive extends Shape implements ArchiveStore {
       }
       if (!Number.isSafeInteger(item.at)) throw new TypeError("an archive time is an integer");
     }
-    const d = this.db.dialect;
-    const column = d.textIndex === "column";
+    const columns = "host, username, store, id, at, with_jid, payload";
+    const values = ({ user, host, item }: ArchiveEntry): Param[] => [
+      ...ownerOf(user, host, this.name),
+      item.id,
+      item.at,
+      item.with ?? null,
+      item.payload,
+    ];
+    if (this.db.dialect.textIndex === "table") {
+      // SQLite: row by row (its single-row statements are its cheapest), each row's text into the
+      // FTS5 table under the row's seq when the row was new.
+      return await this.db.transaction(async (tx) => {
+        let added = 0;
+        for (const e of entries) {
+          const n = await tx.run(
+            st(
+              `INSERT OR IGNORE INTO archive_store (${columns}) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+              ...values(e),
+            ),
+          );
+          added += n;
+          if (n && e.item.text) {
+            await tx.run(st(
+              "INSERT INTO archive_text (rowid, body) VALUES (last_insert_rowid(), ?)",
+              e.item.text,
+            ));
+          }
+        }
+        return added;
+      }, LAZY);
+    }
+    // PostgreSQL: many rows per statement (one round trip), the text indexed in the row.
     return await this.db.transaction(async (tx) => {
       let added = 0;
       for (let i = 0; i < entries.length; i += ROWS_PER_INSERT) {
         const chunk = entries.slice(i, i + ROWS_PER_INSERT);
         const params: Param[] = [];
-        const rows = chunk.map(({ user, host, item }) => {
-          params.push(...ownerOf(user, host, this.name), item.id, item.at, item.with ?? null);
-          params.push(item.payload);
-          if (column) params.push(item.text ?? null);
-          return column
-            ? "(?, ?, ?, ?, ?, ?, ?, to_tsvector('simple', ?))"
-            : "(?, ?, ?, ?, ?, ?, ?)";
-        });
-        const inserted = await tx.all(st(
-          `INSERT INTO archive_store (host, username, store, id, at, with_jid, payload${
-            column ? ", body_search" : ""
-          }) VALUES ${rows.join(", ")}
-           ON CONFLICT (host, username, store, id) DO NOTHING RETURNING seq, host, username, id`,
+        for (const e of chunk) params.push(...values(e), e.item.text ?? null);
+        const row = "(?, ?, ?, ?, ?, ?, ?, to_tsvector('simple', ?))";
+        added += await tx.run(st(
+          `INSERT INTO archive_store (${columns}, body_search)
+           VALUES ${chunk.map(() => row).join(", ")}
+           ON CONFLICT (host, username, store, id) DO NOTHING`,
           ...params,
         ));
-        added += inserted.length;
-        if (column) continue;
-        const text = new Map(chunk.map((e) => [`${e.host}\0${e.user}\0${e.item.id}`, e.item.text]));
-        for (const r of inserted) {
-          const body = text.get(`${r.host}\0${r.username}\0${r.id}`);
-          if (body) {
-            await tx.run(
-              st("INSERT INTO archive_text (rowid, body) VALUES (?, ?)", Number(r.seq), body),
-            );
-          }
-        }
       }
       return added;
-    });
+    }, LAZY);
   }
 
   async query(user: string, host: string, q: ArchiveQuery): Promise<ArchivePage> {

@@ -9,7 +9,7 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { dirname } from "node:path";
 import { mkdirSync } from "node:fs";
-import type { Row, SqlDriver, SqlTx, Statement } from "./driver.ts";
+import type { Row, SqlDriver, SqlTx, Statement, TxOptions } from "./driver.ts";
 import { MIGRATIONS } from "./sqlite_migrations.ts";
 import { SQLITE } from "./schema.ts";
 import { SqlStore } from "./sql_store.ts";
@@ -95,12 +95,23 @@ class SqliteDriver implements SqlDriver {
    * with every other connection's writes; other calls on this connection wait until it ends.
    * Refused for another connection's lock, it is tried again as any call is (#do).
    */
-  transaction<T>(body: (tx: SqlTx) => Promise<T>): Promise<T> {
+  transaction<T>(body: (tx: SqlTx) => Promise<T>, options: TxOptions = {}): Promise<T> {
     const deadline = performance.now() + BUSY_WAIT_MS;
-    return this.#queue(() => retry(() => this.#transaction(body), deadline));
+    return this.#queue(() => retry(() => this.#transaction(body, options), deadline));
   }
 
-  async #transaction<T>(body: (tx: SqlTx) => Promise<T>): Promise<T> {
+  async #transaction<T>(body: (tx: SqlTx) => Promise<T>, options: TxOptions): Promise<T> {
+    // Lazy: no fsync at COMMIT; the WAL is written, so a crash of the process loses nothing, and
+    // the next commit that waits for the disk makes it durable with its own.
+    if (options.lazy) this.#db.exec("PRAGMA synchronous=NORMAL");
+    try {
+      return await this.#transactionBody(body);
+    } finally {
+      if (options.lazy && this.#db.isOpen) this.#db.exec("PRAGMA synchronous=FULL");
+    }
+  }
+
+  async #transactionBody<T>(body: (tx: SqlTx) => Promise<T>): Promise<T> {
     this.#db.exec("BEGIN IMMEDIATE");
     let open = true;
     const inside = <R>(fn: () => R) =>

@@ -42,6 +42,8 @@ export abstract class XmlStream implements StreamHandler {
   #input: TokenBucket;
   #rateWait: ReturnType<typeof setTimeout> | undefined;
   #waitingDrain = false;
+  /** Input held back by holdInput. */
+  #inputHeld = false;
   #held: Input[] = [];
   #pingSentAt = 0;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
@@ -91,7 +93,7 @@ export abstract class XmlStream implements StreamHandler {
     if (this.closed) return;
     this.lastActivity = Date.now();
     // pause() does not stop data a TLS socket has already decrypted: hold it until our turn.
-    if (this.#rateWait !== undefined) this.#held.push(chunk);
+    if (this.#rateWait !== undefined || this.#inputHeld) this.#held.push(chunk);
     else this.#consume(chunk);
   }
 
@@ -127,17 +129,39 @@ export abstract class XmlStream implements StreamHandler {
     this.transport.pause();
     this.#rateWait = setTimeout(() => {
       this.#rateWait = undefined;
-      while (this.#held.length && this.#rateWait === undefined && !this.closed) {
-        this.#consume(this.#held.shift()!);
-      }
-      this.#resumeIfFree();
+      this.#consumeHeld();
     }, this.#input.msUntil(rest.length, now));
   }
 
+  /** Parses what was held back while nothing holds input any more, then reads on. */
+  #consumeHeld(): void {
+    while (
+      this.#held.length && this.#rateWait === undefined && !this.#inputHeld && !this.closed
+    ) {
+      this.#consume(this.#held.shift()!);
+    }
+    this.#resumeIfFree();
+  }
+
   #resumeIfFree(): void {
-    if (!this.closed && this.#rateWait === undefined && !this.#waitingDrain) {
+    if (!this.closed && this.#rateWait === undefined && !this.#waitingDrain && !this.#inputHeld) {
       this.transport.resume();
     }
+  }
+
+  /**
+   * Stops reading the peer's input until `until` settles: what its stanzas started is not done
+   * (backpressure from work behind the router, e.g. archive writes). The chunk being parsed is
+   * finished; the next ones wait.
+   */
+  protected holdInput(until: Promise<unknown>): void {
+    if (this.#inputHeld || this.closed) return;
+    this.#inputHeld = true;
+    this.transport.pause();
+    void until.finally(() => {
+      this.#inputHeld = false;
+      this.#consumeHeld();
+    });
   }
 
   /** Queues data for the peer; writes are batched until the current task ends. */
