@@ -14,6 +14,10 @@ import { MIGRATIONS } from "./sqlite_migrations.ts";
 import { SQLITE } from "./schema.ts";
 import { SqlStore } from "./sql_store.ts";
 import { StoreBusyError } from "./store.ts";
+import type { CheckpointerMessage, CheckpointerReport } from "./sqlite_checkpointer.ts";
+import { logger } from "../log/logger.ts";
+
+const log = logger("store");
 
 /**
  * How long a call may wait for another connection's lock (the CLI's, whose transactions take
@@ -44,6 +48,8 @@ class SqliteDriver implements SqlDriver {
    * connection's lock: later calls queue behind it, in order.
    */
   #tail: Promise<unknown> | undefined;
+  /** Checkpoints the log on another thread (sqlite_checkpointer.ts); none in memory. */
+  #checkpointer: Worker | undefined;
 
   constructor(path: string) {
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
@@ -53,6 +59,7 @@ class SqliteDriver implements SqlDriver {
     );
     this.#migrate();
     this.#db.exec("PRAGMA busy_timeout=0");
+    if (path !== ":memory:") this.#checkpointer = startCheckpointer(path, this.#db);
   }
 
   #migrate(): void {
@@ -135,6 +142,8 @@ class SqliteDriver implements SqlDriver {
   }
 
   close(): Promise<void> {
+    this.#checkpointer?.postMessage({ stop: true } satisfies CheckpointerMessage);
+    this.#checkpointer = undefined;
     return this.#do(() => {
       if (!this.#db.isOpen) return;
       try {
@@ -189,6 +198,22 @@ class SqliteDriver implements SqlDriver {
     });
     return run;
   }
+}
+
+/**
+ * Hands the log's checkpoints to a worker thread: the fsync of copying the log into the database
+ * file no longer happens on the event loop, inside whichever commit crossed the threshold.
+ */
+function startCheckpointer(path: string, db: DatabaseSync): Worker {
+  db.exec("PRAGMA wal_autocheckpoint=0");
+  const worker = new Worker(new URL("./sqlite_checkpointer.ts", import.meta.url), {
+    type: "module",
+  });
+  worker.onmessage = (e: MessageEvent<CheckpointerReport>) => {
+    log.warn("checkpointing {path} failed: {error}", { path, error: e.data.error });
+  };
+  worker.postMessage({ path } satisfies CheckpointerMessage);
+  return worker;
 }
 
 /** What `fn` returns as a promise, or what it throws as a rejection. */
