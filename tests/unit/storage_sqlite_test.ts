@@ -287,3 +287,32 @@ Deno.test("sqlite: read-modify-writes at once on one store stay atomic, other ca
     await s.close();
   }
 });
+
+Deno.test("sqlite: the log is checkpointed off the event loop, by the worker thread", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "p.db");
+  const s = new SqliteStore(path);
+  try {
+    const before = (await Deno.stat(path)).size;
+    const payload = "x".repeat(2000);
+    await s.archive("mam").appendMany(
+      Array.from({ length: 500 }, (_, i) => ({
+        user: "u",
+        host: "h",
+        item: { id: `i${i}`, at: i, payload, text: "words" },
+      })),
+    );
+    // The server's connection never checkpoints by itself: the rows reach the database file
+    // when the worker copies the log there.
+    const walOnly = (await Deno.stat(path)).size;
+    assert.equal(walOnly, before, "no checkpoint inside the commit");
+    const deadline = Date.now() + 5000;
+    while ((await Deno.stat(path)).size < before + 500 * 2000 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok((await Deno.stat(path)).size >= before + 500 * 2000, "checkpointed within 5 s");
+    assert.equal((await s.archive("mam").query("u", "h", { max: 0 })).count, 500);
+  } finally {
+    await s.close();
+  }
+});
