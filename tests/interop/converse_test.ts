@@ -3,19 +3,33 @@
 // Parley cluster on 127.0.0.1/127.0.0.2 sharing one PostgreSQL. alice logs in from Converse
 // (SCRAM: the http listener is plain http from loopback, so Parley offers no PLAIN there) to n1,
 // over WebSocket (RFC 7395) in one test and BOSH (XEP-0124/0206) in the other; bob is a TCP
-// client on n2. alice types a message into Converse's chat box as a person would, bob receives
-// it, bob's reply must show up in Converse's chat view. A screenshot of the chat is kept
-// (printed path: $PARLEY_ARTIFACTS, else <tmp>/parley-artifacts).
+// client on n2. Before alice's Converse logs in, she and bob have a history in the archive
+// (XEP-0313): 10 messages exchanged between bob and alice's other client (TCP, on n2), then 5 bob
+// sends while she has no client online (stored offline for her, and archived). Once logged in,
+// alice opens her chat with bob: Converse fetches its newest page from the archive (through n1,
+// from the shared store), and is sent the offline messages too, with the same stanza ids
+// (XEP-0359): the chat shows the 15 in order, each once. Then alice types a message into
+// Converse's chat box as a person would, bob receives it, bob's reply must show up in Converse's
+// chat view after the history. A screenshot of the chat is kept (printed path:
+// $PARLEY_ARTIFACTS, else <tmp>/parley-artifacts).
 //
 // Converse is served by the test itself over http (a Deno.serve on 127.0.0.1, port 0): its
 // `dist/` from Deno's npm cache, found with `deno info --json npm:converse.js@<pinned>` (the
 // package's `localPath`; this also downloads it when missing), and an index.html calling
-// `converse.initialize`.
+// `converse.initialize` with a small plugin of the test's (PROBE_PLUGIN) that records what
+// Converse parsed from live messages and from archive results.
 import assert from "node:assert/strict";
 import { tmpdir } from "node:os";
 import { extname, join, normalize } from "node:path";
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
-import { C2S_LISTENER, clusterTest, startCluster, type TestCluster } from "../helpers/cluster.ts";
+import {
+  C2S_LISTENER,
+  clusterTest,
+  presenceFrom,
+  startCluster,
+  type TestCluster,
+} from "../helpers/cluster.ts";
+import { archivedCount } from "../helpers/mam.ts";
 import { parley } from "../helpers/process.ts";
 import type { RawClient } from "../helpers/raw_client.ts";
 
@@ -59,6 +73,36 @@ const TYPES: Record<string, string> = {
   ".ogg": "audio/ogg",
 };
 
+/** Converse's name of the test's plugin (to list in `whitelisted_plugins`). */
+const PROBE = "parley-probe";
+
+/** What Converse parsed from a message: its body and the stanza ids it keeps (by JID). */
+interface Parsed {
+  body: string | null;
+  /** `stanza_id <by>` attributes: the archive's id (a result's) or a <stanza-id/>'s. */
+  ids: Record<string, string>;
+  delayed: boolean;
+}
+
+/**
+ * A Converse plugin recording, in `window.parleyProbe`, what Converse parsed from each live
+ * message stanza (`live`) and from each archive result (`archived`), in the order it got them.
+ */
+const PROBE_PLUGIN = `
+const probe = window.parleyProbe = { live: [], archived: [] };
+const parsed = (a) => ({
+  body: a.body ?? null,
+  ids: Object.fromEntries(Object.entries(a).filter(([k]) => k.startsWith("stanza_id "))),
+  delayed: !!a.is_delayed,
+});
+converse.plugins.add(${JSON.stringify(PROBE)}, {
+  initialize() {
+    const { api } = this._converse;
+    api.listen.on("message", (d) => d.attrs?.body && probe.live.push(parsed(d.attrs)));
+    api.listen.on("MAMResult", (d) => probe.archived.push(...d.messages.map(parsed)));
+  },
+});`;
+
 /** Serves index.html at / and Converse's dist/ under /dist/; the page's URL. */
 function servePage(dist: string, settings: Record<string, unknown>) {
   const index = `<!DOCTYPE html>
@@ -71,7 +115,8 @@ function servePage(dist: string, settings: Record<string, unknown>) {
   <script type="module" src="/dist/converse.min.js"></script>
 </head>
 <body class="converse-fullscreen">
-  <script type="module">converse.initialize(${JSON.stringify(settings)});</script>
+  <script type="module">${PROBE_PLUGIN}
+converse.initialize(${JSON.stringify(settings)});</script>
 </body>
 </html>`;
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
@@ -135,6 +180,64 @@ async function closeBrowser(browser: Browser): Promise<void> {
 
 type Transport = "websocket" | "bosh";
 
+/** Messages alice's other client and bob exchange, then messages bob sends her while offline. */
+const HISTORY = 10;
+const OFFLINE = 5;
+
+/** A message of alice's history with bob, as Converse should show it. */
+interface Shown {
+  from: string | null;
+  text: string | undefined;
+}
+
+/**
+ * Alice's history with bob, made before her Converse logs in (bob on n2, online): alice logs in
+ * from a TCP client ("phone") and they exchange HISTORY messages, each sent once the one before
+ * arrived (to each other's bare JID); she leaves, and bob sends OFFLINE more, stored offline for
+ * her. Returns once alice's archive holds them all. The phone is on bob's node, which routes,
+ * stamps and writes the whole history in one order (Converse reads it through n1, from the
+ * shared store): a message and a quick reply routed by two nodes within one millisecond may be
+ * archived the other way round.
+ */
+async function historyBeforeLogin(c: TestCluster, bob: RawClient, tag: string): Promise<Shown[]> {
+  const shown: Shown[] = [];
+  const phone = await c.login(1, "alice", "phone");
+  try {
+    phone.send("<presence/>");
+    await bob.waitFor(presenceFrom("alice@localhost/phone"), 5000, "alice/phone available");
+    for (let i = 1; i <= HISTORY; i++) {
+      const [from, to, toBare] = i % 2 ? [phone, bob, "bob"] : [bob, phone, "alice"];
+      const text = `history ${i} ${tag}`;
+      from.send(
+        `<message to='${toBare}@localhost' type='chat' id='h${i}-${tag}'>` +
+          `<body>${text}</body></message>`,
+      );
+      await to.waitFor((el) => el.name === "message" && el.childText("body") === text, 5000, text);
+      shown.push({ from: from.jid, text });
+    }
+  } finally {
+    phone.close();
+  }
+  // Gone: her contact sees it (and messages to her bare JID are stored offline).
+  await bob.waitFor(presenceFrom("alice@localhost/phone", "unavailable"), 5000, "alice/phone gone");
+  for (let i = 1; i <= OFFLINE; i++) {
+    const text = `offline ${i} ${tag}`;
+    bob.send(
+      `<message to='alice@localhost' type='chat' id='o${i}-${tag}'><body>${text}</body></message>`,
+    );
+    shown.push({ from: bob.jid, text });
+  }
+  // An offline message is archived once stored offline. Read by a resource that never becomes
+  // available (offline messages are not delivered to it).
+  const reader = await c.login(0, "alice", "reader");
+  try {
+    await archivedCount(reader, HISTORY + OFFLINE, { with: "bob@localhost" });
+  } finally {
+    reader.close();
+  }
+  return shown;
+}
+
 /** The scenario of the file's header, with alice's Converse connecting over `transport`. */
 async function converseChat(transport: Transport): Promise<void> {
   const dist = await converseDist();
@@ -168,6 +271,7 @@ async function converseChat(transport: Transport): Promise<void> {
     await c.formed();
     bob = await c.login(1, "bob", "desk");
     bob.send("<presence/>");
+    const history = await historyBeforeLogin(c, bob, tag);
 
     if (transport === "bosh") {
       // Said plainly when BOSH is not there at all, rather than as a login that never ends.
@@ -192,6 +296,7 @@ async function converseChat(transport: Transport): Promise<void> {
       show_desktop_notifications: false,
       // A fresh session each time: nothing kept from an earlier page.
       persistent_store: "sessionStorage",
+      whitelisted_plugins: [PROBE],
     });
 
     const deadline = Date.now() + BROWSER_MS;
@@ -215,12 +320,44 @@ async function converseChat(transport: Transport): Promise<void> {
     await page.goto(web.url, { timeout: left() });
 
     // Logged in: bob is in alice's roster (fetched from the server); open a chat as a person
-    // would, by clicking him.
+    // would, by clicking him. Once the offline messages are handled: the first one moves him to
+    // the roster's "New messages" (a click meanwhile may hit the entry being replaced).
+    const offline = JSON.stringify(history.slice(HISTORY).map((m) => m.text));
+    await page.waitForFunction(
+      `${offline}.every((t) => window.parleyProbe.live.some((p) => p.body === t))`,
+      { timeout: left() },
+    ).catch(async (e) => {
+      const live = await page!.evaluate("JSON.stringify(window.parleyProbe.live)");
+      throw new Error(`the offline messages were not all handled: ${live}`, { cause: e });
+    });
     const contact = 'a.open-chat[data-jid="bob@localhost"]';
     await page.waitForSelector(contact, { visible: true, timeout: left() });
     await page.click(contact);
     const textarea = 'converse-chat[jid="bob@localhost"] textarea.chat-textarea';
     await page.waitForSelector(textarea, { visible: true, timeout: left() });
+
+    // The history, from the archive: shown once the archive's page is (the first HISTORY come
+    // from nowhere else), before alice writes.
+    const messages = 'converse-chat[jid="bob@localhost"] .chat-msg';
+    const shownNow = () =>
+      page!.$$eval(messages, (els) =>
+        els.map((e) => ({
+          from: e.getAttribute("data-from"),
+          text: e.querySelector(".chat-msg__text")?.textContent?.trim(),
+        })));
+    const texts = JSON.stringify(history.map((m) => m.text));
+    await page.waitForFunction(
+      `(() => {
+        const shown = [...document.querySelectorAll(${JSON.stringify(messages)})]
+          .map((e) => e.querySelector(".chat-msg__text")?.textContent?.trim());
+        return ${texts}.every((t) => shown.includes(t));
+      })()`,
+      { timeout: left() },
+    ).catch(async (e) => {
+      throw new Error(`the history did not show: ${JSON.stringify(await shownNow())}`, {
+        cause: e,
+      });
+    });
     const hello = `hello bob from Converse over ${transport} ${tag}`;
     await page.type(textarea, hello);
     await page.keyboard.press("Enter");
@@ -239,20 +376,43 @@ async function converseChat(transport: Transport): Promise<void> {
       `<message to='alice@localhost/browser' type='chat' id='reply-${tag}'>` +
         `<body>${reply}</body></message>`,
     );
-    // The reply is rendered in the chat with bob, from bob, after alice's own message.
-    const messages = 'converse-chat[jid="bob@localhost"] .chat-msg';
+    // The reply is rendered in the chat with bob, from bob, after alice's own message, both
+    // after the history, each message once. (Converse handles what it receives one message at a
+    // time, in order: the reply shown, the archive's page and the offline messages, received
+    // before it, are handled.)
     await page.waitForSelector(`${messages}[data-msgid="reply-${tag}"] .chat-msg__text`, {
       timeout: left(),
     });
-    const shown = await page.$$eval(messages, (els) =>
-      els.map((e) => ({
-        from: e.getAttribute("data-from"),
-        text: e.querySelector(".chat-msg__text")?.textContent?.trim(),
-      })));
+    const shown = await shownNow();
     assert.deepEqual(shown.filter((m) => m.text?.endsWith(tag)), [
+      ...history,
       { from: "alice@localhost/browser", text: hello },
       { from: "bob@localhost/desk", text: reply },
     ]);
+    // Converse got the offline messages live, and every message of the history in the
+    // archive's results, each with one stanza id (by alice's bare JID) wherever it came from,
+    // and showed each once. (Converse 14 may send the same query several times: offline
+    // messages arriving together each set up a chat with bob, until the first is set up, and
+    // each of those chats queries the archive.)
+    const probe = await page.evaluate(() =>
+      (globalThis as unknown as { parleyProbe: { live: Parsed[]; archived: Parsed[] } })
+        .parleyProbe
+    );
+    const idOf = (p: Parsed) => p.ids["stanza_id alice@localhost"];
+    const ids = new Set<string>();
+    for (const [k, m] of history.entries()) {
+      const archived = probe.archived.filter((p) => p.body === m.text);
+      const live = probe.live.filter((p) => p.body === m.text);
+      const got = JSON.stringify({ archived, live });
+      assert.ok(archived.length > 0, `${m.text} not in the archive's results: ${got}`);
+      assert.equal(live.length, k < HISTORY ? 0 : 1, `${m.text} live: ${got}`);
+      assert.ok(live.every((p) => p.delayed), `${m.text} came live without <delay/>: ${got}`);
+      const sids = new Set([...archived, ...live].map(idOf));
+      assert.equal(sids.size, 1, `${m.text} with several stanza ids: ${got}`);
+      const [id] = sids;
+      assert.ok(id && !ids.has(id), `${m.text}: stanza id ${id} missing or not unique: ${got}`);
+      ids.add(id);
+    }
     // And it went the way it was told (a WebSocket's frames are no page responses).
     if (transport === "bosh") assert.ok(boshAnswers > 0, "no BOSH request answered");
     else assert.equal(boshAnswers, 0);
@@ -278,11 +438,11 @@ async function converseChat(transport: Transport): Promise<void> {
 }
 
 clusterTest(
-  "Converse.js 14 in Chromium over WebSocket chats with a TCP client on another node",
+  "Converse.js 14 in Chromium over WebSocket: the history from the archive (XEP-0313), offline messages once, then a chat with a TCP client on another node",
   () => converseChat("websocket"),
 );
 
 clusterTest(
-  "Converse.js 14 in Chromium over BOSH chats with a TCP client on another node",
+  "Converse.js 14 in Chromium over BOSH: the history from the archive (XEP-0313), offline messages once, then a chat with a TCP client on another node",
   () => converseChat("bosh"),
 );
