@@ -280,7 +280,7 @@ export class KeyMap<T> extends Shape implements MapStore<T> {
 const LAZY = { lazy: true };
 
 /** Rows per INSERT statement: within every backend's limit on parameters. */
-const ROWS_PER_INSERT = 100;
+const ROWS_PER_INSERT = 500;
 
 export class Archive extends Shape implements ArchiveStore {
   async append(user: string, host: string, item: NewArchiveItem): Promise<string> {
