@@ -61,7 +61,11 @@ export function readQuery(payload: Element, maxPage: number): MamRequest | strin
     query.afterId = one("after-id");
     query.beforeId = one("before-id");
     const ids = values.get("ids");
-    if (ids !== undefined) query.ids = ids.filter((id) => id);
+    if (ids !== undefined) {
+      // At most a page of them: each is a parameter of the query.
+      if (ids.length > maxPage) return `at most ${maxPage} ids`;
+      query.ids = ids.filter((id) => id);
+    }
     const text = (one(FULLTEXT) ?? one("withtext"))?.trim();
     if (text) query.text = text;
   }

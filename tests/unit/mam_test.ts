@@ -139,6 +139,7 @@ Deno.test("the query: form fields, result set, caps and bad requests", () => {
       form(f("unknown", "x")),
       `<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>other</value></field></x>`,
       `<set xmlns='${NS.rsm}'><max>-1</max></set>`,
+      form(f("ids", ...Array.from({ length: 251 }, (_, i) => `i${i}`))),
     ]
   ) assert.equal(typeof q(bad), "string", bad);
 });
