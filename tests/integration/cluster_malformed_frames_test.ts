@@ -1,8 +1,9 @@
 // Malformed frames from a peer with a valid node certificate, against a running node (its own
 // process): every frame type with every malformed shape made from its example (tests/helpers/
-// malformed.ts). The node stays up and answers its users; a frame that does not decode closes
-// that link, which comes back, and the next valid frames are believed; what it logs of it is
-// bounded; none of it reaches a handler as a fault.
+// malformed.ts), from two such peers at once (half the frame types each). The node stays up and
+// answers its users; a frame that does not decode closes that link, which comes back, and the
+// next valid frames are believed; what it logs of it is bounded; none of it reaches a handler as
+// a fault.
 import assert from "node:assert/strict";
 import { clusterTest, startCluster } from "../helpers/cluster.ts";
 import { RoguePeer } from "../helpers/rogue_peer.ts";
@@ -12,10 +13,13 @@ import { until } from "../helpers/until.ts";
 import { ALL_FRAMES } from "../../src/cluster/frame_registry.ts";
 import { CLEARED, INVALIDATE, RECORD } from "../../src/cluster/wire.ts";
 
+/** The two peers the frames come from, each half of the frame types, at once. */
+const ROGUES = ["n2", "n3"];
+
 clusterTest(
   "every malformed shape of every frame type: the node stays up, the link closes, the next link works",
   async () => {
-    const c = await startCluster(2, {
+    const c = await startCluster(3, {
       start: [0],
       overrides: {
         cluster: { invalid_input_backoff: "0ms" },
@@ -33,11 +37,13 @@ clusterTest(
     void c.nodes[0].process!.exited.then(() => exited = true);
     await c.addUser("probe");
     const probe = await stallProbe(c.nodes[0].port);
-    const rogue = await RoguePeer.start(c, "n2");
+    const rogues = await Promise.all(ROGUES.map((name) => RoguePeer.start(c, name)));
     const started = performance.now();
-    try {
-      let rejected = 0, taken = 0, probes = 0;
-      for (const frame of ALL_FRAMES) {
+    let probes = 0;
+    /** Sends the malformed shapes of `frames` from `rogue`; how many were refused, and taken. */
+    const malform = async (rogue: RoguePeer, frames: typeof ALL_FRAMES) => {
+      let rejected = 0, taken = 0;
+      for (const frame of frames) {
         let rejectedHere = 0;
         for (const m of mutations(frame.example)) {
           await rogue.up();
@@ -46,7 +52,7 @@ clusterTest(
           // A frame the node takes is followed by the answer to this one; one it refuses, by the
           // link closing.
           const id = String(++probes);
-          rogue.send(INVALIDATE.type, JSON.stringify({ id: probes, cache: "none", key: "k" }));
+          rogue.send(INVALIDATE.type, JSON.stringify({ id: Number(id), cache: "none", key: "k" }));
           await until(
             () =>
               rogue.downs > downs ||
@@ -61,7 +67,14 @@ clusterTest(
         assert.ok(rejectedHere > 0, `${frame.name}: nothing refused`);
         rejected += rejectedHere;
       }
+      return { rejected, taken };
+    };
+    try {
+      const counts = await Promise.all(
+        rogues.map((rogue, r) => malform(rogue, ALL_FRAMES.filter((_, i) => i % 2 === r))),
+      );
       // The next valid link works: a session record is believed.
+      const rogue = rogues[0];
       await rogue.up();
       const record = JSON.parse(RECORD.example);
       rogue.send(RECORD.type, JSON.stringify({ ...record, jid: "carol@localhost/rogue" }));
@@ -81,13 +94,18 @@ clusterTest(
       // Bounded log: a burst, then one line per 10 s per peer.
       const seconds = (performance.now() - started) / 1000;
       const lines = logs.filter((l) => l.includes("closed the link to")).length;
-      assert.ok(lines <= 5 + Math.ceil(seconds / 10) + 1, `${lines} lines in ${seconds} s`);
-      const status = (await c.status(0)).find((m) => m.node === "n2")!;
-      assert.equal(status.invalidInput, rejected);
+      const bound = ROGUES.length * (5 + Math.ceil(seconds / 10) + 1);
+      assert.ok(lines <= bound, `${lines} lines in ${seconds} s`);
+      const status = await c.status(0);
+      for (const [r, name] of ROGUES.entries()) {
+        assert.equal(status.find((m) => m.node === name)!.invalidInput, counts[r].rejected, name);
+      }
+      const rejected = counts.reduce((n, x) => n + x.rejected, 0);
+      const taken = counts.reduce((n, x) => n + x.taken, 0);
       console.log(`${rejected} refused, ${taken} taken, in ${seconds.toFixed(1)} s`);
     } finally {
       await probe.stop();
-      await rogue.stop();
+      for (const rogue of rogues) await rogue.stop();
       await c.stop();
     }
   },
