@@ -66,7 +66,9 @@ export function readQuery(payload: Element, maxPage: number): MamRequest | strin
       if (ids.length > maxPage) return `at most ${maxPage} ids`;
       query.ids = ids.filter((id) => id);
     }
-    const text = (one(FULLTEXT) ?? one("withtext"))?.trim();
+    // Words only: control characters (which no body holds) are no query syntax either.
+    // deno-lint-ignore no-control-regex
+    const text = (one(FULLTEXT) ?? one("withtext"))?.replace(/[\u0000-\u001f]/g, " ").trim();
     if (text) query.text = text;
   }
   const set = payload.child("set", NS.rsm);
