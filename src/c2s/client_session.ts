@@ -175,7 +175,9 @@ export class ClientSession implements LocalSession {
     this.#uncounted++;
     if (id !== undefined) sm.remember(id, (sm.handled + this.#uncounted) % 2 ** 32);
     changed();
-    const p: Promise<void> = (this.counting ?? Promise.resolve()).then(() => stored).then(() => {
+    // `stored` settles either way: what failed to be stored was logged where it failed.
+    const done = stored?.catch(() => {});
+    const p: Promise<void> = (this.counting ?? Promise.resolve()).then(() => done).then(() => {
       this.#uncounted--;
       sm.handledOne(undefined);
       changed();

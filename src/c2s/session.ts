@@ -279,7 +279,7 @@ export class C2SSession extends XmlStream {
   #behind(done: Promise<void>): void {
     const queued: Element[] = this.#behindReplay = [];
     this.holdInput(done);
-    void done.finally(() => {
+    void done.catch(() => {}).then(() => {
       this.#behindReplay = undefined;
       for (let i = 0; i < queued.length && !this.closed; i++) {
         // Another wait began: the rest queues behind it, in order.

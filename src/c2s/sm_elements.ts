@@ -24,6 +24,8 @@ export interface SmStream extends SessionStream {
 }
 
 const MAX_COUNTER = 2 ** 32 - 1;
+/** How long a resumption waits for the count of what the client sent to be stored. */
+const COUNTING_WAIT_MS = 5000;
 /** Most stanzas written before <enabled/> a client's first count may include. */
 const LEEWAY = 32;
 
@@ -76,22 +78,30 @@ function enable(stream: SmStream, el: Element): void {
 
 async function resume(stream: SmStream, el: Element): Promise<void> {
   if (stream.session || stream.resuming) return failed(stream, "unexpected-request");
+  // Resuming until it is decided: a <bind/> or another <resume/> meanwhile is refused.
+  stream.resuming = true;
+  try {
+    await resumeSession(stream, el);
+  } finally {
+    stream.resuming = false;
+  }
+}
+
+async function resumeSession(stream: SmStream, el: Element): Promise<void> {
   const previd = el.attrs.previd;
   const h = counter(el.attrs.h);
   if (!previd || h === undefined) return failed(stream, "bad-request");
   const resumption = stream.deps.resumption;
   // Held here: resumed in this very tick, before another node may take it.
   let session = resumption.here(previd, stream.bare, stream.startedAt);
-  if (!session) {
-    stream.resuming = true;
-    try {
-      session = await resumption.elsewhere(previd, stream.bare, stream.startedAt);
-    } finally {
-      stream.resuming = false;
-    }
+  session ??= await resumption.elsewhere(previd, stream.bare, stream.startedAt);
+  // What the client sent before is counted in <resumed h/> (a few stored archive entries away),
+  // for a while: a store that does not answer leaves it to the resends' dedupe.
+  const counting = session?.counting;
+  if (counting) {
+    await Promise.race([counting, new Promise((r) => setTimeout(r, COUNTING_WAIT_MS))]);
   }
-  // What the client sent before is counted in <resumed h/> (a few stored archive entries away).
-  if (session?.counting) await session.counting;
+  const uncounted = session?.counting !== undefined;
   // Gone meanwhile: a session brought here stays detached, to be resumed again or time out.
   if (stream.closed) return;
   // Another stream may have resumed it while this one waited.
@@ -105,8 +115,8 @@ async function resume(stream: SmStream, el: Element): Promise<void> {
   stream.resumed(session);
   stream.send(x("resumed", { xmlns: NS.sm, previd, h: String(session.sm!.handled) }));
   for (const xml of resend) stream.send(xml);
-  // Only a replica's count may lag what was handled.
-  stream.dedupe = adopted;
+  // Only a replica's count, or one still waiting for the store, may lag what was handled.
+  stream.dedupe = adopted || uncounted;
 }
 
 function failed(stream: SmStream, condition: string): void {

@@ -2,6 +2,7 @@
 // (hex SHA-1 of stream id + secret) it is one instance in its domain's pool. A component may only
 // send from its own domain: any other `from` is an invalid-from stream error (RFC 6120 §4.9.3.9),
 // which closes this instance only, so its users move to the others.
+import { withoutOurIds } from "../mam/stanza_ids.ts";
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Attrs, Element } from "../xml/element.ts";
 import { type Jid, parseJid } from "../jid/jid.ts";
@@ -95,7 +96,10 @@ export class ComponentStream extends XmlStream implements ComponentInstance {
     if (el.name === "iq" && (type === "get" || type === "set") && id !== undefined) {
       el.setAttr("id", requestId(this.instanceId, id));
     }
-    this.deps.ctx.router.route(el, from, to);
+    // Stanza ids by this server's JIDs are ours to give (XEP-0359), not a component's.
+    const router = this.deps.ctx.router;
+    const out = el.name === "message" ? withoutOurIds(el, (d) => router.serves(d)) : el;
+    router.route(out, from, to);
   }
 
   #handshake(el: Element): void {

@@ -26,6 +26,9 @@ const FIELDS = new Set([
   FULLTEXT,
   "withtext",
 ]);
+/** Full-text search: words, and characters per word, a query may hold. */
+const MAX_WORDS = 10;
+const MAX_WORD = 64;
 /** Archived stanzas are read back within the depth any node allows; their size was bounded. */
 const KEPT_LIMITS = { maxStanzaSize: Infinity, maxDepth: 1024 };
 
@@ -69,7 +72,14 @@ export function readQuery(payload: Element, maxPage: number): MamRequest | strin
     // Words only: control characters (which no body holds) are no query syntax either.
     // deno-lint-ignore no-control-regex
     const text = (one(FULLTEXT) ?? one("withtext"))?.replace(/[\u0000-\u001f]/g, " ").trim();
-    if (text) query.text = text;
+    if (text) {
+      // Its cost grows with its words (each is looked up in the whole server's index).
+      const words = [...new Set(text.split(/\s+/u))];
+      if (words.length > MAX_WORDS || words.some((w) => w.length > MAX_WORD)) {
+        return `full-text search takes at most ${MAX_WORDS} words of ${MAX_WORD} characters`;
+      }
+      query.text = words.join(" ");
+    }
   }
   const set = payload.child("set", NS.rsm);
   if (set) {
@@ -134,6 +144,8 @@ function sendResult(router: Router, from: Jid, to: Jid, item: ArchiveItem, query
     x(
       "message",
       { from: from.full, to: to.full },
+      // For the asking session: never stored offline if it is gone meanwhile.
+      x("no-store", { xmlns: NS.hints }),
       x(
         "result",
         { xmlns: NS.mam, queryid: queryId, id: item.id },

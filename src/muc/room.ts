@@ -120,7 +120,6 @@ export class Room {
     this.subject = state?.subject ?? { text: "", nick: "" };
     this.locked = state === undefined;
     this.history = new RoomHistory(jid.bare, this.config.historyLength);
-    this.mayHaveArchive = this.archiving;
     const rate = svc.config.room_delivery_rate;
     this.#deliveries = new TokenBucket(rate, rate);
     this.#outsiders = this.#senderBudget();
@@ -129,9 +128,6 @@ export class Room {
   #occupantId(bare: string): string {
     return this.svc.occupantId(this.jid.bare, bare);
   }
-
-  /** It archived, or may have (its archive goes when it does). */
-  mayHaveArchive: boolean;
 
   /** Whether the room archives its messages now (XEP-0313): persistent, and configured to. */
   get archiving(): boolean {
@@ -527,7 +523,6 @@ export class Room {
     const wasLocked = this.locked;
     this.config = next;
     this.locked = false;
-    this.mayHaveArchive ||= this.archiving;
     this.history.resize(next.historyLength);
     if (!wasLocked) {
       const codes: number[] = [STATUS.CONFIG_CHANGED];
@@ -666,10 +661,13 @@ export class Room {
     const target = this.occupantByNick(to.resource);
     if (!target) return this.#bounce(stanza, "item-not-found", { text: "no such occupant" });
     if (!this.#afford(occ.budget, target.sessions.size)) return this.#refuseFlood(stanza);
-    const out = new Element(
-      "message",
-      { ...stanza.attrs, from: occ.jid.full },
-      [...stanza.children, x("x", { xmlns: NS.mucUser })],
+    const out = withOccupantId(
+      new Element(
+        "message",
+        { ...stanza.attrs, from: occ.jid.full },
+        [...stanza.children, x("x", { xmlns: NS.mucUser })],
+      ),
+      occ.id,
     );
     this.#sendTo(target, out, occ.jid);
   }

@@ -286,6 +286,8 @@ export class MucService implements DomainHandler, RoomServices {
         });
       }
       room = new Room(this, to.toBare());
+      // A room that ended unseen (its node died, a restart) may have left an archive behind.
+      this.#forgetArchive(room.jid);
       this.#add(room);
       room.receive(stanza, from, to);
       // A refused first entry (an invalid nick) leaves no empty room behind.
@@ -354,9 +356,18 @@ export class MucService implements DomainHandler, RoomServices {
     this.#forget(room.name);
     // Its archive goes with it (as an account's with the account): a room created later at its
     // address starts with none.
-    if (!room.mayHaveArchive) return;
-    this.archive?.forget(room.jid).catch((e) =>
-      logFailure(`removing the archive of ${room.jid.bare}`, e)
+    this.#forgetArchive(room.jid);
+  }
+
+  /**
+   * Removes what a room at this address archived, after the writes under way (whatever its
+   * configuration said lately: a room made temporary, or restarted, archived before).
+   */
+  #forgetArchive(room: Jid): void {
+    const archive = this.archive;
+    if (!archive) return;
+    archive.writer.stored().then(() => archive.forget(room)).catch((e) =>
+      logFailure(`removing the archive of ${room.bare}`, e)
     );
   }
 

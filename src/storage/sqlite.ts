@@ -109,12 +109,16 @@ class SqliteDriver implements SqlDriver {
 
   async #transaction<T>(body: (tx: SqlTx) => Promise<T>, options: TxOptions): Promise<T> {
     // Lazy: no fsync at COMMIT; the WAL is written, so a crash of the process loses nothing, and
-    // the next commit that waits for the disk makes it durable with its own.
-    if (options.lazy) this.#db.exec("PRAGMA synchronous=NORMAL");
+    // the next commit that waits for the disk makes it durable with its own. Every other one
+    // waits for it (set again each time: nothing left behind decides it).
+    this.#db.exec(options.lazy ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL");
     try {
       return await this.#transactionBody(body);
     } finally {
-      if (options.lazy && this.#db.isOpen) this.#db.exec("PRAGMA synchronous=FULL");
+      // Not inside a transaction left open by a failed ROLLBACK (SQLite refuses it there).
+      if (options.lazy && this.#db.isOpen && !this.#db.isTransaction) {
+        this.#db.exec("PRAGMA synchronous=FULL");
+      }
     }
   }
 
@@ -211,6 +215,13 @@ function startCheckpointer(path: string, db: DatabaseSync): Worker {
   });
   worker.onmessage = (e: MessageEvent<CheckpointerReport>) => {
     log.warn("checkpointing {path} failed: {error}", { path, error: e.data.error });
+  };
+  // A worker that cannot run leaves the checkpoints to the connection's commits, as SQLite's
+  // default does.
+  worker.onerror = (e) => {
+    e.preventDefault();
+    log.error("the checkpointer of {path} failed: {error}", { path, error: e.message });
+    if (db.isOpen) db.exec("PRAGMA wal_autocheckpoint=1000");
   };
   worker.postMessage({ path } satisfies CheckpointerMessage);
   return worker;

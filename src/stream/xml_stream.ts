@@ -158,7 +158,7 @@ export abstract class XmlStream implements StreamHandler {
     if (this.#inputHeld || this.closed) return;
     this.#inputHeld = true;
     this.transport.pause();
-    void until.finally(() => {
+    void until.catch(() => {}).then(() => {
       this.#inputHeld = false;
       this.#consumeHeld();
     });

@@ -4,7 +4,7 @@
 // the errors, forged ids, and an account's removal.
 import assert from "node:assert/strict";
 import { withServer } from "../helpers/server.ts";
-import { RawClient } from "../helpers/raw_client.ts";
+import { componentLogin, RawClient } from "../helpers/raw_client.ts";
 import { archivedCount, bodiesOf, mamQuery, stanzaIdOf } from "../helpers/mam.ts";
 import { errorOf } from "../helpers/stanza_errors.ts";
 import { NS } from "../../src/xml/ns.ts";
@@ -295,4 +295,30 @@ withServer("what is refused is not archived: a full offline store, an unknown ac
   assert.equal(await t.server.store.archive("mam").deleteOwner("nobody", "localhost"), 0);
   a.close();
   b2.close();
+});
+
+withServer("a component's stanza-id claiming this server is removed; the message is archived", {
+  hosts: [{ domain: "localhost", components: [{ domain: "bot.localhost", secret: "s" }] }],
+  listeners: [
+    { type: "c2s", bind: "127.0.0.1", port: 0, starttls: "optional", plain_without_tls: true },
+    { type: "c2s_tls", bind: "127.0.0.1", port: 0 },
+    { type: "component", bind: "127.0.0.1", port: 0 },
+  ],
+}, async (t) => {
+  await t.addUser("bob");
+  const b = await RawClient.login(t.port, "bob", "secret", { resource: "desk" });
+  b.send("<presence/>");
+  const bot = await componentLogin(t.server.addresses[2].port, "bot.localhost", "s");
+  bot.send(
+    `<message from='x@bot.localhost' to='bob@localhost' type='chat'><body>from a bot</body>` +
+      `<stanza-id xmlns='${NS.sid}' by='bob@localhost' id='FAKE'/></message>`,
+  );
+  const got = await b.waitFor(withBody("from a bot"));
+  const id = stanzaIdOf(got, "bob@localhost");
+  assert.ok(id && id !== "FAKE", `${got}`);
+  assert.equal(got.elements("stanza-id").length, 1);
+  await archivedCount(b, 1);
+  assert.equal((await mamQuery(b)).results[0].id, id);
+  bot.close();
+  b.close();
 });

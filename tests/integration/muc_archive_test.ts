@@ -74,6 +74,13 @@ withServer(
     );
     const bobId = occupantIdOf(renamed);
     assert.ok(bobId);
+    // A private message carries the sender's occupant id, never one it forged.
+    b.send(
+      `<message to='${ROOM}/Alice' type='chat'><body>psst</body>` +
+        `<occupant-id xmlns='${NS.occupantId}' id='FORGED'/></message>`,
+    );
+    const pm = await a.waitFor((e) => e.childText("body") === "psst");
+    assert.deepEqual(pm.elements("occupant-id").map((e) => e.attrs.id), [bobId]);
     b.send(say("as robert"));
     const said = await a.waitFor((e) => e.childText("body") === "as robert");
     assert.equal(occupantIdOf(said), bobId);

@@ -140,6 +140,8 @@ Deno.test("the query: form fields, result set, caps and bad requests", () => {
       `<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>other</value></field></x>`,
       `<set xmlns='${NS.rsm}'><max>-1</max></set>`,
       form(f("ids", ...Array.from({ length: 251 }, (_, i) => `i${i}`))),
+      form(f(`{${NS.fulltext}}fulltext`, Array.from({ length: 11 }, (_, i) => `w${i}`).join(" "))),
+      form(f(`{${NS.fulltext}}fulltext`, "x".repeat(65))),
     ]
   ) assert.equal(typeof q(bad), "string", bad);
 });
