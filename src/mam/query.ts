@@ -58,7 +58,9 @@ export function readQuery(payload: Element, maxPage: number): MamRequest | strin
       const v = one(name);
       if (v === undefined) continue;
       const t = Date.parse(v);
-      if (Number.isNaN(t) || !/^\d{4}-\d\d-\d\dT/.test(v)) return `${name} is not a date and time`;
+      // XEP-0082: a date, a time and a time zone (never the server's own).
+      const form = /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)$/;
+      if (Number.isNaN(t) || !form.test(v)) return `${name} is not a date and time (XEP-0082)`;
       query[name] = t;
     }
     query.afterId = one("after-id");

@@ -7,6 +7,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { Element, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
+import { parseJid } from "../jid/jid.ts";
 
 /** This process's ids start with this: unique across nodes and restarts, then counted. */
 const PREFIX = randomBytes(9).toString("base64url");
@@ -55,8 +56,7 @@ export function withoutOurIds(msg: Element, ours: (domain: string) => boolean): 
   return new Element(msg.name, msg.attrs, msg.children.filter((c) => !forged(c)));
 }
 
+/** The domain of a `by` as JIDs are compared (prepared), or the text itself if it is none. */
 function domainOf(jid: string): string {
-  const slash = jid.indexOf("/");
-  const bare = slash < 0 ? jid : jid.slice(0, slash);
-  return bare.slice(bare.indexOf("@") + 1).toLowerCase();
+  return parseJid(jid)?.domain ?? jid;
 }

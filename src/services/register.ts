@@ -95,6 +95,8 @@ async function manage(host: Host, iq: IqRequest): Promise<void> {
           await goUnavailable(host, s, x("presence", { from: s.jid.full, type: "unavailable" }));
         }
       }
+      // Its archive entries being written go with it (none left for a namesake to inherit).
+      await host.server.archive.stored();
       await store.deleteAccount(local, domain);
     });
     iq.reply();

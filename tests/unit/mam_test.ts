@@ -132,9 +132,11 @@ Deno.test("the query: form fields, result set, caps and bad requests", () => {
     before: "",
   });
   assert.equal(typeof q(form(f("withtext", "hi"))), "object", "ejabberd's field");
+  assert.equal(typeof q(form(f("end", "2026-01-01T02:00:00.5+02:00"))), "object");
   for (
     const bad of [
       form(f("start", "yesterday")),
+      form(f("start", "2026-01-01T00:00:00")),
       form(f("with", "@@")),
       form(f("unknown", "x")),
       `<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>other</value></field></x>`,
