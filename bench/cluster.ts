@@ -48,6 +48,20 @@ export class BenchCluster {
     return this.nodes[i]!;
   }
 
+  /** Starts nodes 0 … count - 1, one after another, and waits until they are linked. */
+  async startAll(count: number): Promise<void> {
+    for (let i = 0; i < count; i++) await this.start(i);
+    await this.formed();
+  }
+
+  /** Node i's c2s port. */
+  port(i: number): number {
+    return this.node(i).process.ports[0];
+  }
+
+  /** The running nodes' process ids (the generator measures their CPU). */
+  pids = (): number[] => this.nodes.flatMap((n) => n ? [n.process.child.pid] : []);
+
   status(i: number): Promise<MemberStatus[]> {
     return adminRequest(this.node(i).dataDir, { cmd: "cluster" }) as Promise<MemberStatus[]>;
   }
@@ -164,10 +178,9 @@ export async function clusterBench(
   const three = new BenchCluster(dir, await configure(dir, 3, url, pki.dir, iterations), pin);
   const wide = new BenchCluster(dir, await configure(dir, WIDE, url, pki.dir, iterations), []);
   try {
-    for (let i = 0; i < 3; i++) await three.start(i);
-    await three.formed();
-    const port = (i: number) => three.node(i).process.ports[0];
-    const pids = () => three.nodes.flatMap((n) => n ? [n.process.child.pid] : []);
+    await three.startAll(3);
+    const port = (i: number) => three.port(i);
+    const pids = three.pids;
     const load = (args: Record<string, unknown>, at?: Parameters<typeof runGenerator>[2]) =>
       runGenerator({ port: port(0), ...args }, pids, at);
     await load({ scenario: "register" });
@@ -348,7 +361,7 @@ async function remoteMemory(c: BenchCluster, row: Row): Promise<void> {
   const rss0 = rssKiB(pid);
   const idle = generatorCommand({
     scenario: "idle",
-    port: c.node(0).process.ports[0],
+    port: c.port(0),
     sessions: SESSIONS,
     concurrency: 64,
     presence: true,

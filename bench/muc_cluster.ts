@@ -42,11 +42,10 @@ export async function mucClusterBench(
   const c = new BenchCluster(dir, file, serverCpu ? ["taskset", "-c", serverCpu] : []);
   const fresh = async () => {
     await c.stop();
-    for (let i = 0; i < 3; i++) await c.start(i);
-    await c.formed();
+    await c.startAll(3);
   };
-  const ports = () => [0, 1, 2].map((i) => c.node(i).process.ports[0]);
-  const pids = () => c.nodes.flatMap((n) => n ? [n.process.child.pid] : []);
+  const ports = () => [0, 1, 2].map((i) => c.port(i));
+  const pids = c.pids;
   const load = (args: Record<string, unknown>, measured = pids) =>
     runGenerator({ port: ports()[0], ports: ports(), ...args }, measured);
   try {

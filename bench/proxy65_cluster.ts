@@ -30,10 +30,9 @@ export async function proxy65ClusterBench(row: Row, iterations: number, serverCp
   await Deno.writeTextFile(file, stringify(config));
   const two = new BenchCluster(dir, file, serverCpu ? ["taskset", "-c", serverCpu] : []);
   try {
-    for (let i = 0; i < 2; i++) await two.start(i);
-    await two.formed();
-    const port = (i: number) => two.node(i).process.ports[0];
-    const pids = () => two.nodes.flatMap((n) => n ? [n.process.child.pid] : []);
+    await two.startAll(2);
+    const port = (i: number) => two.port(i);
+    const pids = two.pids;
     await runGenerator({ port: port(0), scenario: "register" }, pids);
     for (const { streams, mib, what } of RUNS) {
       const r = await runGenerator(

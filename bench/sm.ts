@@ -125,10 +125,9 @@ export async function smClusterBench(row: Row, iterations: number, serverCpu: st
   const { dead_after: deadAfter } = parse(await Deno.readTextFile(file)).cluster;
   const two = new BenchCluster(dir, file, serverCpu ? ["taskset", "-c", serverCpu] : []);
   try {
-    for (let i = 0; i < 2; i++) await two.start(i);
-    await two.formed();
-    const port = (i: number) => two.node(i).process.ports[0];
-    const pids = () => two.nodes.flatMap((n) => n ? [n.process.child.pid] : []);
+    await two.startAll(2);
+    const port = (i: number) => two.port(i);
+    const pids = two.pids;
     const load: Load = (args) => runGenerator({ port: port(0), ...args }, pids);
     await load({ scenario: "register" });
     await smCompare(load, row, "two nodes (sender on n1, receiver on n2)", "nodes' core", {

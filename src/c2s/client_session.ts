@@ -10,16 +10,10 @@ import type { Host } from "../core/host.ts";
 import type { LocalSession } from "../router/sessions.ts";
 import type { TransportKind } from "../stream/transport.ts";
 import type { StanzaCounts } from "../metrics/counters.ts";
-import { parseStanza } from "../xml/parse_string.ts";
+import { KEPT_LIMITS, parseStanza } from "../xml/parse_string.ts";
 import { deliverToBare } from "../im/delivery.ts";
 import { type SmState, StreamManagement } from "./stream_management.ts";
 import type { Resumption } from "./resumption.ts";
-
-/**
- * Stanzas a session kept as text, perhaps brought from another node: read within the depth any
- * node allows (limits.max_depth's ceiling), their size bounded where they came from.
- */
-const KEPT_LIMITS = { maxStanzaSize: Infinity, maxDepth: 1024 };
 
 /** What a session asks of the connection it runs over (the c2s stream). */
 export interface SessionStream {

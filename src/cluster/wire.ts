@@ -20,6 +20,7 @@ import {
   stanzaXml,
 } from "./codec.ts";
 import { frameType } from "./frame_type.ts";
+import { KEPT_LIMITS } from "../xml/parse_string.ts";
 
 /** Directed presences a handed-over session may carry (limits.max_directed_presences' ceiling). */
 const MAX_DIRECTED = 1_000_000;
@@ -27,7 +28,7 @@ const MAX_DIRECTED = 1_000_000;
  * A stanza from a peer: nodes pass on what clients sent within their own limits, so the largest
  * depth any node may allow (limits.max_depth's ceiling); the frame size bounds the stanza.
  */
-export const PEER_STANZA_LIMITS = { maxStanzaSize: Infinity, maxDepth: 1024 };
+export const PEER_STANZA_LIMITS = KEPT_LIMITS;
 
 /** Records per SNAPSHOT frame (a few hundred bytes each). */
 export const SNAPSHOT_PART = 2000;

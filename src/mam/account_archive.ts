@@ -34,10 +34,11 @@ export const archiveModule: Module = {
       config.mam.default,
     );
     const serves = (domain: string) => router.serves(domain);
-    /** The id a message got on its way out, for its way in (the same Element, same task). */
-    const assigned = new WeakMap<Element, string>();
-    /** The way out of a message being routed (its stored promise may wait for its way in). */
-    const outbound = new WeakMap<Element, OutboundEvent>();
+    /**
+     * A local sender's message on its way in (the same Element, same task): the id it got on its
+     * way out, and that way out (whose stored promise may wait for the way in).
+     */
+    const outbound = new WeakMap<Element, { ev: OutboundEvent; id: string }>();
     /** Messages whose archiving failed to read preferences: routed unarchived. */
     const unarchived = new WeakSet<Element>();
 
@@ -92,8 +93,7 @@ export const archiveModule: Module = {
         return true;
       }
       const id = ev.replayKey !== undefined ? derivedStanzaId(ev.replayKey) : newStanzaId();
-      assigned.set(msg, id);
-      outbound.set(msg, ev);
+      outbound.set(msg, { ev, id });
       const sent = entry(ev.from, ev.to, msg, id, text, p);
       if (sent) {
         writer.add(sent);
@@ -116,11 +116,11 @@ export const archiveModule: Module = {
         const received = later(owner, msg, () => host.receive(msg, ev.from, owner))
           .then(() => writer.stored());
         // A local sender's message counts as handled once the recipient's entry is written too.
-        const out = outbound.get(msg);
+        const out = outbound.get(msg)?.ev;
         if (out) out.stored = Promise.all([out.stored, received]).then(() => {});
         return true;
       }
-      const id = assigned.get(msg) ?? newStanzaId();
+      const id = outbound.get(msg)?.id ?? newStanzaId();
       const out = stamped(msg, owner.bare, id);
       const received = entry(owner, ev.from, out, id, text, p);
       if (!received) return false;
@@ -168,10 +168,9 @@ export const archiveModule: Module = {
 
     const own = (iq: IqRequest): Jid | string =>
       iq.self ? iq.to.toBare() : "only the account itself reads its archive";
+    const queries = mamHandler(archive, config.mam.max_page, own);
     host.onIq("account", NS.mam, async (iq) => {
-      if (iq.payload.name !== "prefs") {
-        return mamHandler(archive, config.mam.max_page, own)(iq);
-      }
+      if (iq.payload.name !== "prefs") return queries(iq);
       if (!iq.self) return iq.error("forbidden");
       const account = iq.to.toBare();
       if (iq.type === "get") return iq.reply(prefsElement(await prefs.load(account)));

@@ -6,7 +6,7 @@ import { Element, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
 import { formValues } from "../xml/data_form.ts";
 import { parseJid } from "../jid/jid.ts";
-import { parseStanza } from "../xml/parse_string.ts";
+import { KEPT_LIMITS, parseStanza } from "../xml/parse_string.ts";
 import type { IqRequest } from "../core/iq.ts";
 import type { Router } from "../router/router.ts";
 import type { Jid } from "../jid/jid.ts";
@@ -29,8 +29,6 @@ const FIELDS = new Set([
 /** Full-text search: words, and characters per word, a query may hold. */
 const MAX_WORDS = 10;
 const MAX_WORD = 64;
-/** Archived stanzas are read back within the depth any node allows; their size was bounded. */
-const KEPT_LIMITS = { maxStanzaSize: Infinity, maxDepth: 1024 };
 
 export interface MamRequest {
   query: ArchiveQuery;
@@ -214,5 +212,3 @@ export function mamHandler(
     return answerQuery(iq, archive, owner, maxPage);
   };
 }
-
-export { Element };

@@ -6,13 +6,10 @@
 import type { Element } from "../xml/element.ts";
 import type { Jid } from "../jid/jid.ts";
 import type { ArchiveItem, ArchiveStore } from "../storage/store.ts";
-import { parseStanza } from "../xml/parse_string.ts";
+import { KEPT_LIMITS, parseStanza } from "../xml/parse_string.ts";
 import type { ArchiveWriter } from "./archive_writer.ts";
 import { archivedText } from "./archivable.ts";
 import { derivedStanzaId, newStanzaId, stamped } from "./stanza_ids.ts";
-
-/** Archived stanzas are read back within the depth any node allows; their size was bounded. */
-const KEPT_LIMITS = { maxStanzaSize: Infinity, maxDepth: 1024 };
 
 export class RoomArchive {
   constructor(

@@ -8,6 +8,12 @@ import { NS_STREAM, type ParserLimits, StreamParser } from "./parser.ts";
 const HEADER = `<stream:stream xmlns="jabber:client" xmlns:stream="${NS_STREAM}">`;
 const UNLIMITED = { maxStanzaSize: Infinity, maxDepth: Infinity };
 
+/**
+ * Stanzas kept as text (archived, queued by a session, brought from another node): read within
+ * the depth any node allows (limits.max_depth's ceiling), their size bounded where they came from.
+ */
+export const KEPT_LIMITS: ParserLimits = { maxStanzaSize: Infinity, maxDepth: 1024 };
+
 /** The stanza `xml` holds; null when it does not parse within `limits` (none by default). */
 export function parseStanza(xml: string, limits: ParserLimits = UNLIMITED): Element | null {
   let first: Element | null = null;

@@ -62,6 +62,32 @@ async function smCluster(n: number, sm: Record<string, unknown> = {}): Promise<T
 }
 
 /** Both available, each shown the other. */
+/**
+ * Three nodes; alice, resumable, on n1 through a fault proxy, and bob on n3, each available to
+ * the other. `stop` closes the clients (and those added to `closers`), the proxy and the nodes.
+ */
+async function aliceBehindProxy() {
+  const c = await smCluster(3);
+  const proxy = await FaultProxy.start({ host: "127.0.0.1", port: c.nodes[0].port });
+  const closers: { close(): void }[] = [];
+  const stop = async () => {
+    for (const x of closers) x.close();
+    await proxy.close();
+    await c.stop();
+  };
+  try {
+    const a = await ResumingClient.login(proxy.port, "alice", "phone");
+    closers.push(a);
+    const b = await SmClient.login(c.nodes[2].port, "bob", { resource: "desk" });
+    closers.push(b);
+    await online(a, b);
+    return { c, proxy, a, b, closers, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
 async function online(a: ResumingClient, b: SmClient): Promise<void> {
   a.send("<presence/>");
   b.send("<presence/>");
@@ -214,16 +240,9 @@ clusterTest(
 clusterTest(
   "SM across nodes: two resumptions of one session at once on n2 and n3: one <resumed/>, the other <failed/> item-not-found (four rounds)",
   async () => {
-    const c = await smCluster(3);
+    const { c, proxy, a, b, closers, stop } = await aliceBehindProxy();
     const [n1, n2, n3] = c.nodes;
-    const proxy = await FaultProxy.start({ host: "127.0.0.1", port: n1.port });
-    const closers: { close(): void }[] = [];
     try {
-      const a = await ResumingClient.login(proxy.port, "alice", "phone");
-      closers.push(a);
-      const b = await SmClient.login(n3.port, "bob", { resource: "desk" });
-      closers.push(b);
-      await online(a, b);
       const id = a.id;
       const outcomes: string[] = [];
       // Round 1: the holder (n1) is cut off from its client and both ask it; later rounds:
@@ -273,9 +292,7 @@ clusterTest(
       console.log(`  winners by round: ${outcomes.join(", ")}`);
       holder.close();
     } finally {
-      for (const x of closers) x.close();
-      await proxy.close();
-      await c.stop();
+      await stop();
     }
   },
 );
@@ -359,16 +376,9 @@ clusterTest(
 clusterTest(
   "SM across nodes: a session resumed on another node is still told when a contact's node dies later",
   async () => {
-    const c = await smCluster(3);
-    const [n1, n2, n3] = c.nodes;
-    const proxy = await FaultProxy.start({ host: "127.0.0.1", port: n1.port });
-    const closers: { close(): void }[] = [];
+    const { c, proxy, a, b, stop } = await aliceBehindProxy();
+    const n2 = c.nodes[1];
     try {
-      const a = await ResumingClient.login(proxy.port, "alice", "phone");
-      closers.push(a);
-      const b = await SmClient.login(n3.port, "bob", { resource: "desk" });
-      closers.push(b);
-      await online(a, b);
       proxy.set("cut");
       await until(() => a.current.closed, "alice's connection to close", 10_000);
       const resumed = await a.resume(n2.port);
@@ -382,9 +392,7 @@ clusterTest(
         DEAD_AFTER_MS + 4000,
       );
     } finally {
-      for (const x of closers) x.close();
-      await proxy.close();
-      await c.stop();
+      await stop();
     }
   },
 );
