@@ -1,6 +1,6 @@
 // Archive writes, batched: what the archives are given while one write is under way goes into the
-// next, one transaction for all of it (group commit), so archiving costs routing no wait and the
-// store one statement per hundred messages. A write repeated (a retry, a resent message) adds
+// next, one transaction per MAX_BATCH entries of it (group commit), so archiving costs routing no
+// wait and the store few transactions. A write repeated (a retry, a resent message) adds
 // nothing: entries are idempotent by id. A busy or unreachable store is retried until it answers
 // (the entries wait in memory meanwhile); an entry the store refuses otherwise is dropped, logged.
 // Whoever must know that an entry is stored (stream management counts a client's message as
@@ -111,10 +111,7 @@ export class ArchiveWriter {
     if (entries.length === 0) return;
     for (let wait = FIRST_RETRY_MS;; wait = Math.min(wait * 2, MAX_RETRY_MS)) {
       try {
-        const keep = await kept(entries);
-        if (keep.length) await this.archive.appendMany(keep);
-        this.written += keep.length;
-        return;
+        return await this.#append(entries);
       } catch (e) {
         if (this.#stopped) {
           this.dropped += entries.length;
@@ -127,6 +124,13 @@ export class ArchiveWriter {
     }
   }
 
+  /** Writes the entries their preferences keep. */
+  async #append(entries: PendingEntry[]): Promise<void> {
+    const keep = await kept(entries);
+    if (keep.length) await this.archive.appendMany(keep);
+    this.written += keep.length;
+  }
+
   /** The store refused a batch: each entry is tried alone, and those it refuses are dropped. */
   async #oneByOne(entries: PendingEntry[], e: unknown): Promise<void> {
     logFailure(`archiving ${entries.length} messages`, e, log);
@@ -136,9 +140,7 @@ export class ArchiveWriter {
     }
     for (const entry of entries) {
       try {
-        const keep = await kept([entry]);
-        if (keep.length) await this.archive.appendMany(keep);
-        this.written += keep.length;
+        await this.#append([entry]);
       } catch (e) {
         this.dropped++;
         logFailure(`archiving message ${entry.item.id} of ${entry.user}@${entry.host}`, e, log);
