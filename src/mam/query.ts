@@ -2,7 +2,7 @@
 // into an archive query, the page sent back as one message per item, each the archived stanza
 // forwarded with its time (XEP-0297, XEP-0203), then the <fin/> that ends it; and the metadata
 // query (the archive's first and last items). Written once for accounts' and rooms' archives.
-import { Element, x } from "../xml/element.ts";
+import { type Element, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
 import { formValues } from "../xml/data_form.ts";
 import { parseJid } from "../jid/jid.ts";
