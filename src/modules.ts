@@ -14,6 +14,7 @@ import { blockingModule } from "./services/blocking.ts";
 import { carbonsModule } from "./services/carbons.ts";
 import { registerModule } from "./services/register.ts";
 import { archiveModule } from "./mam/account_archive.ts";
+import { pepModule } from "./pep/module.ts";
 
 export const MODULES: Module[] = [
   deliveryModule,
@@ -31,4 +32,5 @@ export const MODULES: Module[] = [
   carbonsModule,
   registerModule,
   archiveModule,
+  pepModule,
 ];

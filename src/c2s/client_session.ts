@@ -7,7 +7,7 @@
 import type { Element } from "../xml/element.ts";
 import { type Jid, parseJid } from "../jid/jid.ts";
 import type { Host } from "../core/host.ts";
-import type { LocalSession } from "../router/sessions.ts";
+import { capsOf, type LocalSession } from "../router/sessions.ts";
 import type { TransportKind } from "../stream/transport.ts";
 import type { StanzaCounts } from "../metrics/counters.ts";
 import { KEPT_LIMITS, parseStanza } from "../xml/parse_string.ts";
@@ -45,6 +45,9 @@ export class ClientSession implements LocalSession {
   available = false;
   priority = 0;
   presence: Element | null = null;
+  get caps(): string | undefined {
+    return capsOf(this.presence);
+  }
   rosterRequested = false;
   blocklistRequested = false;
   carbons = false;

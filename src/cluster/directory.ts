@@ -12,6 +12,7 @@ import { x } from "../xml/element.ts";
 import { type Jid, parseJid } from "../jid/jid.ts";
 import { parseStanza } from "../xml/parse_string.ts";
 import {
+  capsOf,
   isLocal,
   type LocalSession,
   type Session,
@@ -61,6 +62,8 @@ export class RemoteSession implements Session {
    * Parsed and kept, it would cost more memory than all the rest of the record.
    */
   #presence: string | null = null;
+  /** What `caps` read from #presence (null: not read since it changed). */
+  #caps: string | undefined | null = null;
 
   constructor(readonly jid: Jid, readonly node: string, readonly boundAt: number) {}
 
@@ -71,12 +74,19 @@ export class RemoteSession implements Session {
 
   set presence(p: Element | null) {
     this.#presence = p?.toString() ?? null;
+    this.#caps = null;
+  }
+
+  get caps(): string | undefined {
+    if (this.#caps === null) this.#caps = capsOf(this.presence);
+    return this.#caps;
   }
 
   update(r: SessionRecord): void {
     this.available = r.available;
     this.priority = r.priority;
     this.#presence = r.presence === null ? null : own(r.presence);
+    this.#caps = null;
     this.rosterRequested = r.roster;
     this.blocklistRequested = r.blocklist;
     this.carbons = r.carbons;

@@ -149,6 +149,11 @@ export const CONFIG_SPEC: Spec = obj({
     retention: { kind: "string", default: "365d", pattern: DURATION },
     max_page: int(250, 1, 10_000),
   }),
+  pep: obj({
+    max_nodes: int(100, 1, 100_000),
+    max_items: int(1000, 1, 100_000),
+    max_item_size: int(65_536, 256, 16 * 1024 * 1024),
+  }),
   metrics: obj({
     allow: { kind: "list", of: { kind: "string" }, default: ["127.0.0.0/8", "::1/128"] },
   }),
@@ -335,6 +340,15 @@ export interface Config {
     retention: string;
     /** Most results in one page of a query (a larger `max` is capped). */
     max_page: number;
+  };
+  /** XEP-0163: what each account keeps in its personal eventing service. */
+  pep: {
+    /** Nodes per account. */
+    max_nodes: number;
+    /** Most items a node keeps (what `pubsub#max_items` "max" means; larger asks are capped). */
+    max_items: number;
+    /** Largest item payload, in bytes of XML. */
+    max_item_size: number;
   };
   metrics: {
     /** Addresses (CIDR) that may read /metrics; others get 403. */

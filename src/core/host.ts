@@ -7,7 +7,7 @@ import type { HostConfig } from "../config/schema.ts";
 import type { DomainHandler } from "../router/router.ts";
 import type { LocalSession, Session } from "../router/sessions.ts";
 import { Hooks } from "./hooks.ts";
-import { type DiscoIdentity, type IqHandler, IqHandlers } from "./iq.ts";
+import { type DiscoIdentity, type IqHandler, IqHandlers, type IqRequest } from "./iq.ts";
 import type { ServerContext } from "./context.ts";
 import type { StanzaCounts } from "../metrics/counters.ts";
 import { logger } from "../log/logger.ts";
@@ -36,6 +36,21 @@ export interface OutboundEvent extends StanzaEvent {
   stored?: Promise<void>;
   /** The id the sender's archive gave this message (XEP-0359), for its copies (carbons). */
   stanzaId?: string;
+}
+
+/** Disco of what an account holds (XEP-0030 items and nodes), answered by the module that has it. */
+export interface AccountNodes {
+  /** disco#items on the account (no node). */
+  items(iq: IqRequest): void | Promise<void>;
+  /** disco#info on one of the account's nodes. */
+  info(iq: IqRequest, node: string): void | Promise<void>;
+}
+
+/** An account's private XML (XEP-0049) of one namespace, asked for or set by its owner. */
+export interface PrivateEvent {
+  iq: IqRequest;
+  /** The element named in the request (its namespace says what it is). */
+  item: Element;
 }
 
 /** A request on a stream that has not authenticated yet (XEP-0077 registration). */
@@ -79,6 +94,13 @@ export type HostEvents = {
   "session/available": LocalSession;
   /** A bound session ended (never fired for a replaced one). */
   "session/closed": LocalSession;
+  /**
+   * Private XML of a namespace a module keeps itself (XEP-0402's bookmarks): true when the
+   * module took the request (and answers it).
+   */
+  "private/iq": PrivateEvent;
+  /** An account's vCard (XEP-0054) was stored. */
+  "vcard/set": { account: Jid; vcard: Element };
   /** An account was deleted (XEP-0077 cancel or the CLI). */
   "account/deleted": Jid;
   /**
@@ -102,6 +124,9 @@ export class Host implements DomainHandler {
   readonly items: { jid: string; name?: string }[] = [];
   /** Features advertised on account bare JIDs. */
   readonly accountFeatures = new Set<string>();
+  readonly accountIdentities: DiscoIdentity[] = [{ category: "account", type: "registered" }];
+  /** What an account holds as disco items and nodes (its PEP nodes), when a module has them. */
+  accountNodes: AccountNodes | undefined;
   #serverIq: IqHandlers;
   #accountIq: IqHandlers;
   /** Stanzas from clients, counted as they enter (/metrics). */

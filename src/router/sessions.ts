@@ -20,6 +20,11 @@ export interface Session {
   priority: number;
   /** The last presence the session broadcast. */
   presence: Element | null;
+  /**
+   * The entity capabilities its presence advertises (XEP-0115), as "hash ver": what it wants to
+   * hear of (PEP notifications). Read often, so cheaper than `presence` where that is parsed.
+   */
+  readonly caps: string | undefined;
   /** Requested the roster: receives roster pushes (RFC 6121 "interested resource"). */
   rosterRequested: boolean;
   /** Requested the blocklist: receives blocklist pushes (XEP-0191). */
@@ -70,6 +75,18 @@ export interface SessionObserver {
   /** A stanza is being delivered to a local session (the cluster watches presence from afar). */
   delivering(session: LocalSession, stanza: Element): void;
 }
+
+/** The "hash ver" of a presence's entity capabilities (XEP-0115), if it has usable ones. */
+export function capsOf(presence: Element | null): string | undefined {
+  const c = presence?.child("c", CAPS);
+  const { hash, ver, node } = c?.attrs ?? {};
+  if (!hash || !ver || !node || hash.length > 16 || ver.length > 128 || node.length > 1024) {
+    return undefined;
+  }
+  return `${hash} ${ver}`;
+}
+
+const CAPS = "http://jabber.org/protocol/caps";
 
 export function isLocal(session: Session): session is LocalSession {
   return session.node === null;

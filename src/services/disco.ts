@@ -22,20 +22,24 @@ export const discoModule: Module = {
         ...host.items.map((i) => x("item", { jid: i.jid, name: i.name })),
       ));
     });
-    // An account answers for itself to its owner and to contacts subscribed to its presence.
+    // An account answers for itself to its owner and to contacts subscribed to its presence;
+    // for its nodes (PEP), the module that has them answers.
     host.onGet("account", NS.discoInfo, async (iq) => {
       const { store } = host.server;
+      const node = iq.payload.attrs.node;
+      if (node !== undefined) {
+        return host.accountNodes ? host.accountNodes.info(iq, node) : iq.error("item-not-found");
+      }
       if (!iq.self) {
         const item = await store.getRosterItem(iq.to.local, iq.to.domain, iq.from.bare);
         if (!item || (item.subscription !== "from" && item.subscription !== "both")) {
           return iq.error("service-unavailable");
         }
       }
-      iq.reply(
-        discoInfoPayload([{ category: "account", type: "registered" }], host.accountFeatures),
-      );
+      iq.reply(discoInfoPayload(host.accountIdentities, host.accountFeatures));
     });
     host.onGet("account", NS.discoItems, (iq) => {
+      if (host.accountNodes) return host.accountNodes.items(iq);
       if (!iq.self) return iq.error("service-unavailable");
       iq.reply(x("query", { xmlns: NS.discoItems }));
     });

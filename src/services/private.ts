@@ -1,5 +1,6 @@
 // Private XML storage (XEP-0049): one element per namespace, readable only by its owner; at most
-// `limits.max_private_keys` namespaces per account. Stored in the map shape STORES.private of the
+// `limits.max_private_keys` namespaces per account. A module may keep a namespace itself (HostEvents
+// "private/iq": XEP-0402's bookmarks). Stored in the map shape STORES.private of the
 // account, key "namespace name", the element as a string.
 import type { Module } from "../core/host.ts";
 import { STORES } from "../storage/store.ts";
@@ -21,6 +22,7 @@ export const privateModule: Module = {
         return iq.error("not-acceptable");
       }
       const item = items[0];
+      if (host.events.fire("private/iq", { iq, item })) return;
       const key = `${item.attrs.xmlns} ${item.name}`;
       const { local, domain } = iq.from;
       const privates = store.map<string>(STORES.private);

@@ -1,5 +1,6 @@
 // vCard-temp (XEP-0054): an account sets its own vCard; anyone may read it. Stored as a string in
-// the key-value shape STORES.vcard of the account.
+// the key-value shape STORES.vcard of the account; a change is told (HostEvents "vcard/set": the
+// avatar conversion of XEP-0398).
 import type { Module } from "../core/host.ts";
 import { STORES } from "../storage/store.ts";
 import { x } from "../xml/element.ts";
@@ -18,6 +19,7 @@ export const vcardModule: Module = {
         if (!iq.self) return iq.error("forbidden");
         if (iq.payload.name !== "vCard") return iq.error("bad-request");
         await vcards.set(local, domain, iq.payload.toString());
+        host.events.fire("vcard/set", { account: iq.to, vcard: iq.payload });
         return iq.reply();
       }
       const stored = await vcards.get(local, domain);

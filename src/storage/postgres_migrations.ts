@@ -2,7 +2,7 @@
 // records how many have run. Never edit a released migration: append a new one. Names are sorted
 // byte-wise (COLLATE "C") where order is returned, as SQLite does, whatever the database's locale.
 // Migrations after the first are described once for both backends in schema.ts where they can be.
-import { archiveSearch, featuresIntoShapes, POSTGRES, shapeTables } from "./schema.ts";
+import { archiveSearch, featuresIntoShapes, itemTable, POSTGRES, shapeTables } from "./schema.ts";
 
 export const MIGRATIONS: string[] = [
   `CREATE TABLE accounts (
@@ -37,4 +37,5 @@ export const MIGRATIONS: string[] = [
   shapeTables({ text: 'text COLLATE "C"', bigint: "bigint", serial: "bigserial PRIMARY KEY" }),
   featuresIntoShapes(POSTGRES),
   archiveSearch(POSTGRES),
+  itemTable(POSTGRES),
 ];

@@ -33,7 +33,7 @@ export const POSTGRES: Dialect = {
 };
 
 /** The tables of the shapes, whose owner columns are (host, username) as in account tables. */
-export const SHAPE_TABLES = ["keyval_store", "map_store", "archive_store"] as const;
+export const SHAPE_TABLES = ["keyval_store", "map_store", "archive_store", "item_store"] as const;
 
 /**
  * The tables holding an account's data besides its credentials, named alike in every backend, with
@@ -109,4 +109,16 @@ export function archiveSearch(d: Pick<Dialect, "textIndex">): string {
   }
   return `ALTER TABLE archive_store ADD COLUMN body_search tsvector;
    CREATE INDEX archive_store_search ON archive_store USING GIN (body_search);`;
+}
+
+/**
+ * The items shape (a released migration once shipped: never edit it, add a new one): an owner's
+ * items of a store name in the order of their seq, the newest last.
+ */
+export function itemTable(d: ColumnTypes): string {
+  return `CREATE TABLE item_store (
+     seq ${d.serial}, host ${d.text} NOT NULL, username ${d.text} NOT NULL,
+     store ${d.text} NOT NULL, key ${d.text} NOT NULL, value ${d.text} NOT NULL);
+   CREATE UNIQUE INDEX item_store_key ON item_store (host, username, store, key);
+   CREATE INDEX item_store_order ON item_store (host, store, username, seq);`;
 }

@@ -1,5 +1,6 @@
 // Generic storage shapes for features (as Prosody's storage manager has): a key-value store per
-// owner, a map store per owner and key, and an archive per owner (append, query by time, peer and
+// owner, a map store per owner and key, a list of keyed items per owner kept in the order they
+// were written (the newest N of them), and an archive per owner (append, query by time, peer and
 // id with RSM paging, delete by age or owner). A feature asks the Store for a shape by a store name
 // of its own (`store.keyval("vcard")`, `store.archive("mam")`) instead of widening the Store.
 //
@@ -41,6 +42,39 @@ export interface MapStore<T = unknown> {
 
 export interface MapSet {
   max?: number;
+}
+
+/**
+ * Values per owner and key, in the order they were last written (a pubsub node's items): writing
+ * a key makes it the newest. Keys are unique per owner within the store name.
+ */
+export interface ItemStore<T = unknown> {
+  /**
+   * Writes `value` under `key` as the owner's newest item, then, with `keep`, removes all but the
+   * newest `keep` items; the keys removed so (not `key`). One transaction.
+   */
+  put(user: string, host: string, key: string, value: T, options?: { keep?: number }): Promise<
+    string[]
+  >;
+  /**
+   * The owner's items, oldest first: all, or only those with `keys`, or (with `last`) the newest
+   * `last` of those.
+   */
+  list(user: string, host: string, options?: { keys?: string[]; last?: number }): Promise<
+    [string, T][]
+  >;
+  /** Removes the items with these keys; the keys that were there. */
+  remove(user: string, host: string, keys: string[]): Promise<string[]>;
+  /** Removes every item of the owner; how many. */
+  clear(user: string, host: string): Promise<number>;
+  /** The newest item of each of these users of `host` who has one (one read for many owners). */
+  latest(users: string[], host: string): Promise<LatestItem<T>[]>;
+}
+
+export interface LatestItem<T> {
+  user: string;
+  key: string;
+  value: T;
 }
 
 export interface ArchiveItem {
@@ -141,6 +175,7 @@ export interface ArchiveStore {
 export interface Shapes {
   keyval<T = unknown>(name: string): KeyValStore<T>;
   map<T = unknown>(name: string): MapStore<T>;
+  items<T = unknown>(name: string): ItemStore<T>;
   archive(name: string): ArchiveStore;
 }
 
@@ -270,6 +305,114 @@ export class KeyMap<T> extends Shape implements MapStore<T> {
       ),
     );
     return rows.map((r) => [r.key as string, JSON.parse(r.value as string)]);
+  }
+}
+
+/** Owners per statement of ItemStore.latest and keys per statement of its other reads. */
+const OWNERS_PER_READ = 500;
+
+export class Items<T> extends Shape implements ItemStore<T> {
+  async put(
+    user: string,
+    host: string,
+    key: string,
+    value: T,
+    { keep }: { keep?: number } = {},
+  ): Promise<string[]> {
+    if (keep !== undefined && (!Number.isSafeInteger(keep) || keep < 1)) {
+      throw new RangeError("keep is a positive integer");
+    }
+    const owner = ownerOf(user, host, this.name);
+    const text = json(value);
+    return await this.db.transaction(async (tx) => {
+      // Deleted and inserted again: the item takes the next seq, the newest.
+      await tx.run(st(`DELETE FROM item_store WHERE ${OWNER} AND key = ?`, ...owner, key));
+      await tx.run(st(
+        "INSERT INTO item_store (host, username, store, key, value) VALUES (?, ?, ?, ?, ?)",
+        ...owner,
+        key,
+        text,
+      ));
+      if (keep === undefined) return [];
+      const gone = await tx.all(st(
+        `DELETE FROM item_store WHERE ${OWNER} AND seq < (
+           SELECT min(seq) FROM (SELECT seq FROM item_store WHERE ${OWNER}
+                                 ORDER BY seq DESC LIMIT ?) newest)
+         RETURNING key`,
+        ...owner,
+        ...owner,
+        keep,
+      ));
+      return gone.map((r) => r.key as string);
+    });
+  }
+
+  async list(
+    user: string,
+    host: string,
+    { keys, last }: { keys?: string[]; last?: number } = {},
+  ): Promise<[string, T][]> {
+    if (last !== undefined && (!Number.isSafeInteger(last) || last < 0)) {
+      throw new RangeError("last is a non-negative integer");
+    }
+    if (keys?.length === 0 || last === 0) return [];
+    if (keys && keys.length > OWNERS_PER_READ) throw new RangeError("too many keys in one read");
+    const params: Param[] = ownerOf(user, host, this.name);
+    let where = OWNER;
+    if (keys) {
+      where += ` AND key IN (${keys.map(() => "?").join(", ")})`;
+      params.push(...keys);
+    }
+    const limit = last === undefined ? "" : " LIMIT ?";
+    if (last !== undefined) params.push(last);
+    const rows = await this.db.all(st(
+      `SELECT key, value FROM item_store WHERE ${where} ORDER BY seq DESC${limit}`,
+      ...params,
+    ));
+    return rows.reverse().map((r) => [r.key as string, JSON.parse(r.value as string)]);
+  }
+
+  async remove(user: string, host: string, keys: string[]): Promise<string[]> {
+    if (keys.length === 0) return [];
+    if (keys.length > OWNERS_PER_READ) throw new RangeError("too many keys in one write");
+    const rows = await this.db.all(st(
+      `DELETE FROM item_store WHERE ${OWNER} AND key IN (${
+        keys.map(() => "?").join(", ")
+      }) RETURNING key`,
+      ...ownerOf(user, host, this.name),
+      ...keys,
+    ));
+    return rows.map((r) => r.key as string);
+  }
+
+  async clear(user: string, host: string): Promise<number> {
+    return await this.db.run(
+      st(`DELETE FROM item_store WHERE ${OWNER}`, ...ownerOf(user, host, this.name)),
+    );
+  }
+
+  async latest(users: string[], host: string): Promise<LatestItem<T>[]> {
+    const out: LatestItem<T>[] = [];
+    for (let i = 0; i < users.length; i += OWNERS_PER_READ) {
+      const chunk = users.slice(i, i + OWNERS_PER_READ);
+      const rows = await this.db.all(st(
+        `SELECT username, key, value FROM item_store WHERE seq IN (
+           SELECT max(seq) FROM item_store
+           WHERE host = ? AND store = ? AND username IN (${chunk.map(() => "?").join(", ")})
+           GROUP BY username)`,
+        host,
+        this.name,
+        ...chunk,
+      ));
+      for (const r of rows) {
+        out.push({
+          user: r.username as string,
+          key: r.key as string,
+          value: JSON.parse(r.value as string),
+        });
+      }
+    }
+    return out;
   }
 }
 

@@ -24,6 +24,8 @@ import { ACCOUNT_TABLES } from "./schema.ts";
 import {
   Archive,
   type ArchiveStore,
+  Items,
+  type ItemStore,
   KeyMap,
   KeyVal,
   type KeyValStore,
@@ -63,6 +65,10 @@ export class SqlStore implements Store {
 
   map<T = unknown>(name: string): MapStore<T> {
     return new KeyMap<T>(this.#db, name);
+  }
+
+  items<T = unknown>(name: string): ItemStore<T> {
+    return new Items<T>(this.#db, name);
   }
 
   archive(name: string): ArchiveStore {

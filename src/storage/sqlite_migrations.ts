@@ -1,7 +1,7 @@
 // Schema migrations for the SQLite store, applied in order; PRAGMA user_version records how many
 // have run. Never edit a released migration: append a new one (described once for both backends in
 // schema.ts where it can be).
-import { archiveSearch, featuresIntoShapes, shapeTables, SQLITE } from "./schema.ts";
+import { archiveSearch, featuresIntoShapes, itemTable, shapeTables, SQLITE } from "./schema.ts";
 
 /** The tables whose owner column was `user` up to migration 3 (`username` since, as in PostgreSQL). */
 const USER_TABLES = [
@@ -47,4 +47,5 @@ export const MIGRATIONS: string[] = [
   shapeTables({ text: "TEXT", bigint: "INTEGER", serial: "INTEGER PRIMARY KEY AUTOINCREMENT" }),
   featuresIntoShapes(SQLITE),
   archiveSearch(SQLITE),
+  itemTable(SQLITE),
 ];

@@ -143,6 +143,14 @@ export const STORES = {
   mam: "mam",
   /** Key-value: an account's archiving preferences (XEP-0441), as mam/prefs.ts's ArchivePrefs. */
   mamPrefs: "mam_prefs",
+  /** Map: an account's PEP nodes (XEP-0163) by name, as pep/nodes.ts's NodeRecord. */
+  pepNodes: "pep_nodes",
+  /** Map: an account's PEP subscriptions, key "node\njid", value the subscription state. */
+  pepSubscriptions: "pep_subscriptions",
+  /** Items: a PEP node's items (store name "pep/" + the node), by item id, pep/nodes.ts's Item. */
+  pepItems: "pep/",
+  /** Key-value: entity capabilities (XEP-0115), owner user "hash ver", host "": the features. */
+  caps: "caps",
 } as const;
 
 /** Size of the cluster secret, in bytes. */

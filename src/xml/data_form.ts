@@ -11,7 +11,7 @@ export interface FormField {
 }
 
 export function dataForm(
-  type: "form" | "result",
+  type: "form" | "result" | "submit",
   formType: string,
   fields: FormField[],
   title?: string,

@@ -180,7 +180,7 @@ export function storageSuite(b: Backend): void {
   t("a failing store rejects, never throws: every method on a closed store", async (s) => {
     await s.close();
     // The shapes are handed out at once (no I/O); their methods are checked below.
-    const shapes = [s.keyval("n"), s.map("n"), s.archive("n")];
+    const shapes = [s.keyval("n"), s.map("n"), s.archive("n"), s.items("n")];
     // The methods of every class the object is made of.
     const methods = (o: object) => {
       const names = new Set<string>();
@@ -188,7 +188,8 @@ export function storageSuite(b: Backend): void {
         for (const m of Object.getOwnPropertyNames(p)) names.add(m);
       }
       return [...names].filter((m) =>
-        m !== "constructor" && m !== "close" && !["keyval", "map", "archive"].includes(m) &&
+        m !== "constructor" && m !== "close" &&
+        !["keyval", "map", "archive", "items"].includes(m) &&
         typeof (o as unknown as Record<string, unknown>)[m] === "function"
       );
     };
@@ -197,6 +198,8 @@ export function storageSuite(b: Backend): void {
       append: ["u", "h", { at: 1, payload: "<x/>" }],
       query: ["u", "h", { max: 5 }],
       expire: [1],
+      latest: [["u"], "h"],
+      remove: ["u", "h", ["k"]],
     };
     for (const o of [s, ...shapes]) {
       assert.ok(methods(o).length >= 2);
@@ -355,6 +358,54 @@ export function storageSuite(b: Backend): void {
     assert.deepEqual(await config.get("u", "h"), { public: true, members: ["a@b"] });
     // Values JSON cannot hold are refused, by rejecting.
     await assert.rejects(s.keyval<unknown>("x").set("u", "h", undefined));
+  });
+
+  t("items shape: in write order, a rewritten key is the newest, kept to the newest N", async (
+    s,
+    reopen,
+  ) => {
+    const a = s.items<{ v: number }>("pep/n");
+    for (const [k, v] of [["x", 1], ["y", 2], ["z", 3]] as const) {
+      assert.deepEqual(await a.put("u", "h", k, { v }), []);
+    }
+    await a.put("u", "h", "x", { v: 4 }); // rewritten: now the newest
+    assert.deepEqual(await a.list("u", "h"), [["y", { v: 2 }], ["z", { v: 3 }], ["x", { v: 4 }]]);
+    assert.deepEqual(await a.list("u", "h", { last: 2 }), [["z", { v: 3 }], ["x", { v: 4 }]]);
+    assert.deepEqual(await a.list("u", "h", { keys: ["x", "y", "nope"] }), [
+      ["y", { v: 2 }],
+      ["x", { v: 4 }],
+    ]);
+    assert.deepEqual(await a.list("u", "h", { keys: [] }), []);
+    // Another owner, another store name: apart.
+    await s.items("pep/n").put("v", "h", "x", { v: 9 });
+    await s.items("pep/other").put("u", "h", "x", { v: 8 });
+    assert.equal((await a.list("u", "h")).length, 3);
+    // Kept to the newest two: the oldest goes, and is said to have gone.
+    assert.deepEqual(await a.put("u", "h", "w", { v: 5 }, { keep: 2 }), ["y", "z"]);
+    assert.deepEqual(await a.list("u", "h"), [["x", { v: 4 }], ["w", { v: 5 }]]);
+    assert.deepEqual(await a.remove("u", "h", ["x", "nope"]), ["x"]);
+    assert.deepEqual(await (await reopen()).items("pep/n").list("u", "h"), [["w", { v: 5 }]]);
+    await assert.rejects(a.put("u", "h", "k", { v: 1 }, { keep: 0 }), RangeError);
+    assert.equal(await a.clear("u", "h"), 1);
+    assert.deepEqual(await a.list("u", "h"), []);
+    assert.deepEqual(await s.items("pep/n").list("v", "h"), [["x", { v: 9 }]]);
+  });
+
+  t("items shape: the newest item of many owners in one read", async (s) => {
+    const a = s.items<string>("pep/nick");
+    await a.put("a", "h", "1", "a1");
+    await a.put("b", "h", "1", "b1");
+    await a.put("a", "h", "2", "a2");
+    await a.put("c", "other", "1", "c1");
+    await s.items<string>("pep/else").put("b", "h", "9", "b9");
+    const latest = await a.latest(["a", "b", "c", "nobody"], "h");
+    latest.sort((x, y) => x.user.localeCompare(y.user));
+    assert.deepEqual(latest, [
+      { user: "a", key: "2", value: "a2" },
+      { user: "b", key: "1", value: "b1" },
+    ]);
+    const many = Array.from({ length: 1200 }, (_, i) => `n${i}`);
+    assert.deepEqual(await a.latest(many, "h"), []);
   });
 
   t("map shape: values per owner and key, keys sorted byte-wise, null removes", async (s) => {

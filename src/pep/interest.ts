@@ -1,0 +1,136 @@
+// What each local resource wants to hear of (XEP-0163 §4, "filtered notifications"): its entity
+// capabilities' NODE+notify features. On a resource's available presence, its `ver` is looked up
+// (memory, then the store every node shares) or, when nobody knows it yet, asked of the resource
+// itself with disco#info (one resource at a time per `ver`; the next one waiting is asked when it
+// does not answer) and verified (caps.ts). Once known, the resource gets the last published item
+// of each node it newly advertises +notify for (service.sendLast).
+import type { Host } from "../core/host.ts";
+import { logFailure } from "../core/failure.ts";
+import type { LocalSession } from "../router/sessions.ts";
+import { x } from "../xml/element.ts";
+import { NS } from "../xml/ns.ts";
+import { capsNode } from "./caps.ts";
+import type { PepService } from "./service.ts";
+
+/** How long a resource has to answer a disco#info query about its capabilities. */
+const ANSWER_MS = 10_000;
+const NOTIFY = "+notify";
+
+interface Query {
+  key: string;
+  session: LocalSession;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+export function watchInterest(host: Host, service: PepService): void {
+  const { sessions } = host.server;
+  /** The +notify nodes a local session was last seen advertising (and sent last items of). */
+  const served = new WeakMap<LocalSession, ReadonlySet<string>>();
+  /** Local sessions waiting for a ver to be known, by key; the first is being asked. */
+  const waiting = new Map<string, Set<LocalSession>>();
+  /** Queries in flight by iq id. */
+  const queries = new Map<string, Query>();
+  let ids = 0;
+
+  const failed = (what: string) => (e: unknown) => logFailure(what, e);
+
+  /** Acts on the session's current capabilities, if known; else finds them out. */
+  const update = (session: LocalSession): void => {
+    if (!session.available || sessions.get(session.jid) !== session) return;
+    const key = session.caps;
+    if (key === undefined) return;
+    const features = service.caps.known(key);
+    if (!features) {
+      service.caps.load([key]).then(
+        (missing) => missing.length ? wait(key, session) : update(session),
+        failed(`capabilities ${key}`),
+      );
+      return;
+    }
+    const nodes = new Set<string>();
+    for (const f of features) if (f.endsWith(NOTIFY)) nodes.add(f.slice(0, -NOTIFY.length));
+    const before = served.get(session);
+    served.set(session, nodes);
+    const fresh = [...nodes].filter((n) => !before?.has(n));
+    if (fresh.length) {
+      service.sendLast(session, fresh).catch(failed(`last items for ${session.jid.full}`));
+    }
+  };
+
+  const wait = (key: string, session: LocalSession): void => {
+    let list = waiting.get(key);
+    if (!list) waiting.set(key, list = new Set());
+    if (list.has(session)) return;
+    list.add(session);
+    if (list.size === 1) ask(key, session);
+  };
+
+  const ask = (key: string, session: LocalSession): void => {
+    const id = `caps-${++ids}`;
+    const timer = setTimeout(() => done(id, false), ANSWER_MS);
+    queries.set(id, { key, session, timer });
+    sessions.deliver(
+      session,
+      x(
+        "iq",
+        { from: host.domain, to: session.jid.full, type: "get", id },
+        x("query", { xmlns: NS.discoInfo, node: capsNode(session.presence!) }),
+      ),
+    );
+  };
+
+  /** A query ended: the ver learned (its waiters updated) or the next waiter asked. */
+  const done = (id: string, learned: boolean): void => {
+    const q = queries.get(id);
+    if (!q) return;
+    queries.delete(id);
+    clearTimeout(q.timer);
+    const list = waiting.get(q.key);
+    if (!list) return;
+    if (learned) {
+      waiting.delete(q.key);
+      for (const s of list) update(s);
+      return;
+    }
+    list.delete(q.session);
+    for (const s of list) {
+      if (s.available && s.caps === q.key) return ask(q.key, s);
+      list.delete(s);
+    }
+    waiting.delete(q.key);
+  };
+
+  host.events.on("stanza/out", (ev) => {
+    const { stanza, session } = ev;
+    if (stanza.name === "presence" && ev.toAbsent) {
+      const type = stanza.attrs.type;
+      // After the presence module has recorded it (same task, later).
+      if (type === undefined) queueMicrotask(() => update(session));
+      else if (type === "unavailable") served.delete(session);
+      return false;
+    }
+    if (stanza.name !== "iq" || (stanza.attrs.type !== "result" && stanza.attrs.type !== "error")) {
+      return false;
+    }
+    const id = stanza.attrs.id ?? "";
+    const q = queries.get(id);
+    if (!q || q.session !== session) return false;
+    const query = stanza.attrs.type === "result" ? stanza.child("query", NS.discoInfo) : undefined;
+    if (!query) {
+      done(id, false);
+      return true;
+    }
+    service.caps.learn(q.key, query).then(
+      (features) => done(id, features !== null),
+      (e) => {
+        failed(`capabilities ${q.key}`)(e);
+        done(id, false);
+      },
+    );
+    return true;
+  }, 60);
+
+  host.events.on("session/closed", (session) => {
+    for (const [id, q] of queries) if (q.session === session) done(id, false);
+  });
+}
