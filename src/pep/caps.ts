@@ -23,6 +23,9 @@ const HASHES: Record<string, string> = {
 
 /** Vers kept in memory per node (each a few hundred bytes; clients share a handful of them). */
 const MEMORY = 10_000;
+/** Most features of a ver kept, and most characters in all: a real client has a few dozen. */
+const MAX_FEATURES = 500;
+const MAX_CHARS = 32_768;
 
 /** The node attribute to ask disco#info about for a presence's capabilities ("node#ver"). */
 export function capsNode(presence: Element): string {
@@ -106,14 +109,15 @@ export class Caps {
   }
 
   /**
-   * Keeps the features of a disco#info answer for `key` if its hash verifies; the features, or
-   * null when it did not.
+   * Keeps the features of a disco#info answer for `key` if its hash verifies (and it is no larger
+   * than a client's); the features, or null when it was not kept.
    */
   async learn(key: string, query: Element): Promise<ReadonlySet<string> | null> {
     const [hash, ver] = key.split(" ");
     if (!(hash in HASHES)) return null;
+    const features = query.elements("feature").map((f) => f.attrs.var ?? "").sort(byteOrder);
+    if (features.length > MAX_FEATURES || features.join("").length > MAX_CHARS) return null;
     if (verOf(query, hash) !== ver) return null;
-    const features = query.elements("feature").map((f) => f.attrs.var!).sort(byteOrder);
     // The first writer wins; any writer wrote the same set (the hash says so).
     await this.store.keyval<string[]>(STORES.caps).add(key, "", features);
     const set = new Set(features);

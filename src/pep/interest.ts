@@ -14,6 +14,11 @@ import type { PepService } from "./service.ts";
 
 /** How long a resource has to answer a disco#info query about its capabilities. */
 const ANSWER_MS = 10_000;
+/**
+ * New vers one session may have the server ask about and keep for good: a client has one (a new
+ * one after an update or a setting changed), while each ver kept is a row in the shared store.
+ */
+const ASKS_PER_SESSION = 8;
 const NOTIFY = "+notify";
 
 interface Query {
@@ -30,6 +35,8 @@ export function watchInterest(host: Host, service: PepService): void {
   const waiting = new Map<string, Set<LocalSession>>();
   /** Queries in flight by iq id. */
   const queries = new Map<string, Query>();
+  /** Queries each local session was sent (ASKS_PER_SESSION). */
+  const asked = new WeakMap<LocalSession, number>();
   let ids = 0;
 
   const failed = (what: string) => (e: unknown) => logFailure(what, e);
@@ -58,6 +65,7 @@ export function watchInterest(host: Host, service: PepService): void {
   };
 
   const wait = (key: string, session: LocalSession): void => {
+    if ((asked.get(session) ?? 0) >= ASKS_PER_SESSION) return;
     let list = waiting.get(key);
     if (!list) waiting.set(key, list = new Set());
     if (list.has(session)) return;
@@ -66,6 +74,7 @@ export function watchInterest(host: Host, service: PepService): void {
   };
 
   const ask = (key: string, session: LocalSession): void => {
+    asked.set(session, (asked.get(session) ?? 0) + 1);
     const id = `caps-${++ids}`;
     const timer = setTimeout(() => done(id, false), ANSWER_MS);
     queries.set(id, { key, session, timer });

@@ -513,6 +513,39 @@ withServer(
   },
 );
 
+withServer(
+  "what one client adds to the shared caps store is bounded: 8 new vers a session, no giant sets",
+  {},
+  async (t) => {
+    await t.addUser("ann");
+    const c = await login(t, "ann", "many");
+    // A client cycling through new (valid) vers is asked about the first 8 only (checked at the
+    // end, after the round trips below).
+    const unasked: Caps[] = [];
+    for (let i = 0; i < 10; i++) {
+      const caps = Caps.of([`urn:example:f${i}+notify`], `cycle ${i}`);
+      c.send(caps.presence());
+      if (i < 8) await caps.answer(c);
+      else unasked.push(caps);
+    }
+    // A feature set beyond what a client has (600 features) verifies but is not kept: a second
+    // resource presenting it is asked again.
+    const giant = Caps.of(Array.from({ length: 600 }, (_, i) => `urn:example:g${i}`), "giant");
+    for (const r of ["g1", "g2"]) {
+      const g = await login(t, "ann", r);
+      g.send(giant.presence());
+      await giant.answer(g);
+      await g.iq("get", `<ping xmlns='${NS.ping}'/>`, "localhost");
+      g.close();
+    }
+    await c.iq("get", `<ping xmlns='${NS.ping}'/>`, "localhost");
+    for (const caps of unasked) {
+      assert.equal(c.received.filter(caps.isQuery).length, 0, `${caps.ver} was asked about`);
+    }
+    c.close();
+  },
+);
+
 withServer("limits: nodes per account, item size, items per node", {
   pep: { max_nodes: 3, max_items: 5, max_item_size: 1024 },
 }, async (t) => {
