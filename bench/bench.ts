@@ -18,6 +18,7 @@ import {
 import { clusterBench } from "./cluster.ts";
 import { proxy65ClusterBench } from "./proxy65_cluster.ts";
 import { MUC_PACE, MUC_SIZES, mucClusterBench, type MucFigures } from "./muc_cluster.ts";
+import { pepClusterBench } from "./pep_cluster.ts";
 import { RESUME_ROUNDS, resumeRows, smClusterBench, smCompare } from "./sm.ts";
 import { sharedPostgres } from "../tests/helpers/postgres.ts";
 
@@ -39,7 +40,9 @@ const SM_SESSIONS = Number(Deno.env.get("BENCH_SM_SESSIONS") ?? IDLE_SESSIONS);
  * measures stream management (XEP-0198, resumable, on every session) next to the same without it in
  * the same run, on one node and on two (bench/sm.ts), resumption times, and memory per idle and per
  * detached session. `mam` measures one-to-one messages with every message archived next to the same
- * without (the other parts run with the archive off).
+ * without (the other parts run with the archive off). `pep` measures PEP (XEP-0163) notifications
+ * to 100 contacts spread over three nodes: latency at a fixed rate and rate at saturation
+ * (bench/pep_cluster.ts).
  */
 const ONLY = Deno.env.get("BENCH_ONLY")?.split(",");
 const wanted = (part: string) => !ONLY || ONLY.includes(part);
@@ -510,6 +513,7 @@ try {
   }
   if (wanted("sm")) await streamManagement();
   if (wanted("mam")) await archiving();
+  if (wanted("pep")) await pepClusterBench(row, ITERATIONS, SERVER_CPU);
   if (wanted("cluster") || wanted("cluster-components")) {
     await clusterBench(row, ITERATIONS, SERVER_CPU, !wanted("cluster"));
   }

@@ -53,6 +53,14 @@ export interface PrivateEvent {
   item: Element;
 }
 
+/** An account's vCard stored; the set is answered once `done` (set by a handler) settles. */
+export interface VcardEvent {
+  account: Jid;
+  vcard: Element;
+  /** What follows from it (the avatar converted, XEP-0398), done before the answer. */
+  done?: Promise<void>;
+}
+
 /** A request on a stream that has not authenticated yet (XEP-0077 registration). */
 export interface PreAuthEvent {
   stanza: Element;
@@ -100,7 +108,7 @@ export type HostEvents = {
    */
   "private/iq": PrivateEvent;
   /** An account's vCard (XEP-0054) was stored. */
-  "vcard/set": { account: Jid; vcard: Element };
+  "vcard/set": VcardEvent;
   /** An account was deleted (XEP-0077 cancel or the CLI). */
   "account/deleted": Jid;
   /**

@@ -4,7 +4,8 @@ import type { RosterItem } from "../storage/store.ts";
 import type { NodeRecord } from "./nodes.ts";
 import { PubsubError } from "./pubsub_error.ts";
 
-const hasFrom = (s: string) => s === "from" || s === "both";
+/** The roster subscription lets the owner's presence go to the contact (RFC 6121 "from"). */
+export const hasFrom = (s: string) => s === "from" || s === "both";
 
 /**
  * Why `reader` (a bare JID) may not read the owner's node, or null when it may. `item` is the

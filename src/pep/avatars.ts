@@ -67,9 +67,10 @@ export function avatarConversion(host: Host, service: PepService): void {
   };
 
   // vCard → avatar: publish the PHOTO unless it is the avatar already.
-  host.events.on("vcard/set", ({ account, vcard }) => {
+  host.events.on("vcard/set", (ev) => {
+    const { account, vcard } = ev;
     const photo = photoOf(vcard);
-    (async () => {
+    ev.done = (async () => {
       const current = await hashes.load(account);
       if ((photo?.sha1 ?? null) === current) return;
       if (photo) {
@@ -117,6 +118,10 @@ export function avatarConversion(host: Host, service: PepService): void {
     })().catch((e) => logFailure(`vCard of ${owner.bare} from its avatar`, e));
   });
 
+  host.events.on("account/deleted", (account) => {
+    hashChanged(account, null).catch((e) => logFailure(`avatar of ${account.bare}`, e));
+  });
+
   host.events.on("session/bound", (s) => {
     if (s.jid.domain === host.domain) {
       hashes.load(s.jid).catch((e) => logFailure(`avatar of ${s.jid.bare}`, e));
@@ -142,7 +147,11 @@ export function avatarConversion(host: Host, service: PepService): void {
     }
     ev.stored = hashes.load(ev.from.toBare()).then(stamp, (e) => {
       logFailure(`avatar of ${bare}`, e);
-    }).then(() => host.dispatchOutbound(ev));
+    }).then(() => {
+      // What the presence waits for now is its second pass (not this promise itself).
+      ev.stored = undefined;
+      return host.dispatchOutbound(ev);
+    });
     return true;
   }, 70);
 }

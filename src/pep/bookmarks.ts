@@ -43,6 +43,16 @@ function legacyList(items: [string, Element][]): Element {
   );
 }
 
+/** What the older forms say of a bookmark: two that say the same are the same to them. */
+function legacyFields(c: Element): string {
+  return JSON.stringify([
+    c.attrs.name ?? null,
+    isTrue(c.attrs.autojoin),
+    c.childText("nick") ?? null,
+    c.childText("password") ?? null,
+  ]);
+}
+
 /** The XEP-0402 items a storage:bookmarks element stands for, by room JID. */
 function fromLegacy(storage: Element): Map<string, Element> {
   const out = new Map<string, Element>();
@@ -80,8 +90,25 @@ export function bookmarksCompat(host: Host, service: PepService): void {
     }
   };
 
-  /** Makes the XEP-0402 list what a storage:bookmarks element says. */
+  /** Accounts whose list is being replaced: told once, at the end. */
+  const replacing = new Set<string>();
+
+  /**
+   * Makes the XEP-0402 list what a storage:bookmarks element says: only bookmarks that differ in
+   * what the older forms say are published again, keeping what else a XEP-0402 client put in
+   * them (<extensions/>).
+   */
   const replace = async (owner: Jid, storage: Element): Promise<void> => {
+    replacing.add(owner.bare);
+    try {
+      await write(owner, storage);
+    } finally {
+      replacing.delete(owner.bare);
+    }
+    tell({ owner, node: NS.bookmarks });
+  };
+
+  const write = async (owner: Jid, storage: Element): Promise<void> => {
     const wanted = fromLegacy(storage);
     const have = new Map(await list(owner));
     // A node a client created otherwise is kept as it is (no precondition to fail).
@@ -91,7 +118,10 @@ export function bookmarksCompat(host: Host, service: PepService): void {
     const gone = [...have.keys()].filter((jid) => !wanted.has(jid));
     if (gone.length) await service.retract(owner, NS.bookmarks, gone, true);
     for (const [jid, conference] of wanted) {
-      if (have.get(jid)?.toString() === conference.toString()) continue;
+      const old = have.get(jid);
+      if (old && legacyFields(old) === legacyFields(conference)) continue;
+      const extensions = old?.child("extensions");
+      if (extensions) conference.append(extensions);
       await service.publish(owner, NS.bookmarks, conference, { id: jid, form });
     }
   };
@@ -122,7 +152,7 @@ export function bookmarksCompat(host: Host, service: PepService): void {
 
   // A change of the list, told on the older node to the owner's resources that want it there.
   const tell = ({ owner, node }: { owner: Jid; node: string }) => {
-    if (node !== NS.bookmarks) return;
+    if (node !== NS.bookmarks || replacing.has(owner.bare)) return;
     list(owner).then(
       (items) => service.notifyOwner(owner, NS.legacyBookmarks, "current", legacyList(items)),
       (e) => logFailure(`bookmarks of ${owner.bare}`, e),

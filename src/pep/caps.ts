@@ -23,6 +23,7 @@ const HASHES: Record<string, string> = {
 
 /** Vers kept in memory per node (each a few hundred bytes; clients share a handful of them). */
 const MEMORY = 10_000;
+const MEMORY_CHARS = 8 * 1024 * 1024;
 /** Most features of a ver kept, and most characters in all: a real client has a few dozen. */
 const MAX_FEATURES = 500;
 const MAX_CHARS = 32_768;
@@ -79,7 +80,16 @@ function byteOrder(a: string, b: string): number {
 
 /** Verified capabilities by key: in memory, then in the store shared by every node. */
 export class Caps {
-  readonly #memory = new LRUCache<string, ReadonlySet<string>>({ max: MEMORY });
+  readonly #memory = new LRUCache<string, ReadonlySet<string>>({
+    max: MEMORY,
+    // Bounded in characters too: vers minted by a client are each up to MAX_CHARS.
+    maxSize: MEMORY_CHARS,
+    sizeCalculation: (features) => {
+      let n = 1;
+      for (const f of features) n += f.length;
+      return n;
+    },
+  });
 
   constructor(readonly store: Store) {}
 

@@ -21,6 +21,9 @@ const ANSWER_MS = 10_000;
 const ASKS_PER_SESSION = 8;
 const NOTIFY = "+notify";
 
+/** +notify nodes of one session looked at: a client has a few dozen. */
+const MAX_INTERESTS = 200;
+
 interface Query {
   key: string;
   session: LocalSession;
@@ -29,8 +32,11 @@ interface Query {
 
 export function watchInterest(host: Host, service: PepService): void {
   const { sessions } = host.server;
-  /** The +notify nodes a local session was last seen advertising (and sent last items of). */
-  const served = new WeakMap<LocalSession, ReadonlySet<string>>();
+  /**
+   * The +notify nodes a local session was sent the last items of since its initial presence:
+   * each once, however its vers come and go.
+   */
+  const served = new WeakMap<LocalSession, Set<string>>();
   /** Local sessions waiting for a ver to be known, by key; the first is being asked. */
   const waiting = new Map<string, Set<LocalSession>>();
   /** Queries in flight by iq id. */
@@ -48,24 +54,33 @@ export function watchInterest(host: Host, service: PepService): void {
     if (key === undefined) return;
     const features = service.caps.known(key);
     if (!features) {
-      service.caps.load([key]).then(
-        (missing) => missing.length ? wait(key, session) : update(session),
-        failed(`capabilities ${key}`),
-      );
+      service.caps.load([key]).then((missing) => {
+        // Its presence may have changed meanwhile; a ver learned meanwhile is known now.
+        if (session.caps !== key) return;
+        if (missing.length && !service.caps.known(key)) wait(key, session);
+        else update(session);
+      }).catch(failed(`capabilities ${key}`));
       return;
     }
-    const nodes = new Set<string>();
-    for (const f of features) if (f.endsWith(NOTIFY)) nodes.add(f.slice(0, -NOTIFY.length));
-    const before = served.get(session);
-    served.set(session, nodes);
-    const fresh = [...nodes].filter((n) => !before?.has(n));
+    let seen = served.get(session);
+    if (!seen) served.set(session, seen = new Set());
+    const fresh: string[] = [];
+    for (const f of features) {
+      if (seen.size >= MAX_INTERESTS) break;
+      if (!f.endsWith(NOTIFY)) continue;
+      const node = f.slice(0, -NOTIFY.length);
+      if (!seen.has(node)) {
+        seen.add(node);
+        fresh.push(node);
+      }
+    }
     if (fresh.length) {
       service.sendLast(session, fresh).catch(failed(`last items for ${session.jid.full}`));
     }
   };
 
   const wait = (key: string, session: LocalSession): void => {
-    if ((asked.get(session) ?? 0) >= ASKS_PER_SESSION) return;
+    if ((asked.get(session) ?? 0) >= ASKS_PER_SESSION || !session.presence) return;
     let list = waiting.get(key);
     if (!list) waiting.set(key, list = new Set());
     if (list.has(session)) return;
@@ -78,12 +93,14 @@ export function watchInterest(host: Host, service: PepService): void {
     const id = `caps-${++ids}`;
     const timer = setTimeout(() => done(id, false), ANSWER_MS);
     queries.set(id, { key, session, timer });
+    // Asked only while its presence says this key (the callers check): it has a <c/>.
+    const node = capsNode(session.presence!);
     sessions.deliver(
       session,
       x(
         "iq",
         { from: host.domain, to: session.jid.full, type: "get", id },
-        x("query", { xmlns: NS.discoInfo, node: capsNode(session.presence!) }),
+        x("query", { xmlns: NS.discoInfo, node }),
       ),
     );
   };
@@ -103,7 +120,7 @@ export function watchInterest(host: Host, service: PepService): void {
     }
     list.delete(q.session);
     for (const s of list) {
-      if (s.available && s.caps === q.key) return ask(q.key, s);
+      if (s.available && s.caps === q.key && s.presence) return ask(q.key, s);
       list.delete(s);
     }
     waiting.delete(q.key);

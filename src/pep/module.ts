@@ -35,7 +35,6 @@ const FEATURES = [
   "presence-notifications",
   "publish",
   "publish-options",
-  "publisher-affiliation",
   "purge-nodes",
   "retract-items",
   "retrieve-affiliations",
@@ -57,20 +56,11 @@ export const pepModule: Module = {
     host.accountNodes = {
       // The nodes the requester may read, as items.
       async items(iq) {
-        const { nodes } = await service.nodes.load(iq.to);
-        const readable: string[] = [];
-        for (const [node, record] of nodes) {
-          try {
-            await service.checkRead(iq.to, record, iq.from.bare);
-            readable.push(node);
-          } catch (e) {
-            if (!(e instanceof PubsubError)) throw e;
-          }
-        }
+        const nodes = await service.readable(iq.to, iq.from.bare);
         iq.reply(x(
           "query",
           { xmlns: NS.discoItems },
-          ...readable.map((node) => x("item", { jid: iq.to.bare, node })),
+          ...nodes.map((node) => x("item", { jid: iq.to.bare, node })),
         ));
       },
       async info(iq, node) {

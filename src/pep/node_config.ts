@@ -18,6 +18,8 @@ export interface NodeConfig {
   max_items: number | "max";
   send_last_published_item: SendLast;
   notify_retract: boolean;
+  /** Subscribers are told when the node is deleted. */
+  notify_delete: boolean;
   /** With the roster access model: the owner's roster groups whose contacts may read. */
   roster_groups_allowed: string[];
   title: string;
@@ -29,7 +31,9 @@ export const DEFAULT_CONFIG: Readonly<NodeConfig> = {
   persist_items: true,
   max_items: 1,
   send_last_published_item: "on_sub_and_presence",
-  notify_retract: false,
+  // Told, as clients expect of PEP (Conversations asks for both in its publish-options).
+  notify_retract: true,
+  notify_delete: true,
   roster_groups_allowed: [],
   title: "",
 };
@@ -94,6 +98,12 @@ const FIELDS: Field[] = [
     write: (v) => [v ? "true" : "false"],
   },
   {
+    key: "notify_delete",
+    type: "boolean",
+    read: (v) => formBoolean(one(v)),
+    write: (v) => [v ? "true" : "false"],
+  },
+  {
     key: "roster_groups_allowed",
     type: "list-multi",
     read: (v) => v.length <= 100 && v.every((g) => g.length <= 1024) ? v : undefined,
@@ -102,10 +112,32 @@ const FIELDS: Field[] = [
   {
     key: "title",
     type: "text-single",
-    read: (v) => one(v) ?? "",
+    read: (v) => {
+      const title = one(v) ?? "";
+      return title.length <= 1024 ? title : undefined;
+    },
     write: (v) => [v],
   },
 ];
+
+/**
+ * Fields of XEP-0060's node configuration this service does not vary: a form may give them with
+ * the value it has (Conversations' publish-options do), never another.
+ */
+const FIXED: Record<string, (value: string | undefined) => boolean> = {
+  "pubsub#deliver_notifications": (v) => formBoolean(v) === true,
+  "pubsub#deliver_payloads": (v) => formBoolean(v) === true,
+  "pubsub#notify_config": (v) => formBoolean(v) === false,
+  "pubsub#notify_sub": (v) => formBoolean(v) === false,
+  "pubsub#presence_based_delivery": (v) => formBoolean(v) === false,
+  "pubsub#purge_offline": (v) => formBoolean(v) === false,
+  "pubsub#publish_model": (v) => v === "publishers",
+  "pubsub#notification_type": (v) => v === "headline",
+  "pubsub#itemreply": (v) => v === "owner" || v === "publisher",
+  // The payload's namespace and size are whatever the owner publishes (within pep limits).
+  "pubsub#type": () => true,
+  "pubsub#max_payload_size": (v) => v !== undefined && /^[0-9]{1,9}$/.test(v),
+};
 
 /** The pubsub#node_config form of a configuration (to fill in, or as it is). */
 export function configForm(config: NodeConfig): Element {
@@ -139,6 +171,10 @@ export function submitted(
   const config = { ...base, roster_groups_allowed: [...base.roster_groups_allowed] };
   for (const [name, values] of formValues(form)) {
     if (name === "FORM_TYPE") continue;
+    if (name in FIXED) {
+      if (values.length > 1 || !FIXED[name](values[0])) throw refuse();
+      continue;
+    }
     const field = FIELDS.find((f) => `pubsub#${f.key}` === name);
     const value = field?.read(values, maxItems);
     if (!field || value === undefined) throw refuse();

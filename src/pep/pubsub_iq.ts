@@ -120,8 +120,8 @@ export function pubsubIq(service: PepService) {
           const jid = parseJid(request.attrs.jid ?? "");
           if (!jid) throw new PubsubError("bad-request", "invalid-jid");
           const on = request.name === "subscribe";
-          await service.subscribe(owner, node, iq.from, jid, on);
-          return iq.reply(
+          const last = await service.subscribe(owner, node, iq.from, jid, on);
+          iq.reply(
             on
               ? x(
                 "pubsub",
@@ -130,6 +130,8 @@ export function pubsubIq(service: PepService) {
               )
               : undefined,
           );
+          if (last) iq.router.route(last, owner, jid);
+          return;
         }
         case "get subscriptions": {
           const { subscribers } = await service.nodes.load(owner);

@@ -8,6 +8,7 @@
 //
 // Some nodes are views of others (XEP-0402's storage:bookmarks over urn:xmpp:bookmarks:1): a
 // VirtualNode answers for them, and its changes are notified as its own.
+import { Buffer } from "node:buffer";
 import type { Host } from "../core/host.ts";
 import { Hooks } from "../core/hooks.ts";
 import type { Jid } from "../jid/jid.ts";
@@ -18,7 +19,7 @@ import { type Element, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
 import { parseStanza } from "../xml/parse_string.ts";
 import { readdressed } from "../im/delivery.ts";
-import { readRefusal } from "./access.ts";
+import { hasFrom, readRefusal } from "./access.ts";
 import { Caps } from "./caps.ts";
 import {
   DEFAULT_CONFIG,
@@ -30,11 +31,14 @@ import {
 import { type Affiliation, type Item, type NodeRecord, PepNodes } from "./nodes.ts";
 import { PubsubError } from "./pubsub_error.ts";
 
-const hasFrom = (s: string) => s === "from" || s === "both";
 const hasTo = (s: string) => s === "to" || s === "both";
 
 /** Longest node name and item id accepted (they are keys in the store). */
 const MAX_NAME = 1024;
+/** Affiliations of one node (a whitelist: the few who may read it). */
+const MAX_AFFILIATIONS = 256;
+/** Explicit subscriptions one other account may hold to one account's nodes. */
+const SUBSCRIPTIONS_PER_SUBSCRIBER = 16;
 
 export interface PublishedEvent {
   owner: Jid;
@@ -88,7 +92,7 @@ export class PepService {
    * Publishes `payload` as item `id` (a new id when absent) of the owner's node, creating it with
    * `options` (a publish-options form) or checking them against it; the item's id.
    */
-  publish(
+  async publish(
     owner: Jid,
     node: string,
     payload: Element,
@@ -98,14 +102,17 @@ export class PepService {
     if (options.id !== undefined) checkName(options.id);
     const xml = payload.toString();
     const max = this.#limits.max_item_size;
-    if (new TextEncoder().encode(xml).length > max) {
-      return Promise.reject(
-        new PubsubError("not-acceptable", "payload-too-big", `items are at most ${max} bytes`),
-      );
+    if (Buffer.byteLength(xml) > max) {
+      throw new PubsubError("not-acceptable", "payload-too-big", `items are at most ${max} bytes`);
     }
     const view = this.virtual.get(node);
-    if (view) return view.publish(owner, payload).then(() => options.id ?? "current");
-    return this.host.server.serial.call(owner.bare, async () => {
+    if (view) {
+      await view.publish(owner, payload);
+      return options.id ?? "current";
+    }
+    // Handlers of "published" run inside this account's serial task: they must not wait for
+    // another task of the account (they start their own work, not awaited here).
+    return await this.host.server.serial.call(owner.bare, async () => {
       const limit = this.#limits.max_items;
       let record = (await this.nodes.load(owner)).nodes.get(node);
       if (!record) {
@@ -117,12 +124,12 @@ export class PepService {
         throw new PubsubError("conflict", "precondition-not-met");
       }
       const id = options.id ?? crypto.randomUUID();
-      if (record.config.persist_items) {
-        const item: Item = { xml, publisher: (options.publisher ?? owner).bare, at: Date.now() };
-        await this.nodes.items(node).put(owner.local, owner.domain, id, item, {
-          keep: itemsKept(record.config, limit),
-        });
-      }
+      // A node that does not persist items still keeps its newest, the last published item (as
+      // Prosody does).
+      const item: Item = { xml, publisher: (options.publisher ?? owner).bare, at: Date.now() };
+      await this.nodes.items(node).put(owner.local, owner.domain, id, item, {
+        keep: record.config.persist_items ? itemsKept(record.config, limit) : 1,
+      });
       await this.#notify(owner, node, record, { items: [[id, payload]] });
       this.events.fire("published", { owner, node, id, payload });
       return id;
@@ -146,6 +153,19 @@ export class PepService {
       : null;
     const refusal = readRefusal(record, owner.bare, reader, item);
     if (refusal) throw refusal;
+  }
+
+  /** The names of the owner's nodes `reader` (a bare JID) may read. */
+  async readable(owner: Jid, reader: string): Promise<string[]> {
+    const { nodes } = await this.nodes.load(owner);
+    const item = reader === owner.bare
+      ? null
+      : await this.host.server.store.getRosterItem(owner.local, owner.domain, reader);
+    const out: string[] = [];
+    for (const [node, record] of nodes) {
+      if (!readRefusal(record, owner.bare, reader, item)) out.push(node);
+    }
+    return out;
   }
 
   /** The items `reader` asked for, oldest first: by id, or the newest `last`, or all. */
@@ -189,11 +209,13 @@ export class PepService {
     return this.host.server.serial.call(owner.bare, async () => {
       const record = await this.record(owner, node);
       const change = what === "purge" ? { purge: true as const } : { delete: true as const };
-      // Subscribers are read before a delete drops them.
-      const notified = this.#notify(owner, node, record, change);
+      // Who hears of it is read before a delete drops the subscriptions.
+      const recipients = await this.#recipients(owner, node, record);
       if (what === "purge") await this.nodes.items(node).clear(owner.local, owner.domain);
       else await this.nodes.delete(owner, node);
-      await notified;
+      if (what === "purge" || record.config.notify_delete) {
+        this.#send(owner, node, recipients, change);
+      }
       this.events.fire("retracted", { owner, node, ids: [] });
     });
   }
@@ -204,13 +226,15 @@ export class PepService {
       const record = await this.record(owner, node);
       const config = submitted(form, record.config, this.#limits.max_items);
       await this.nodes.update(owner, node, { ...record, config });
-      if (config.persist_items) {
-        const items = this.nodes.items(node);
-        const kept = await items.list(owner.local, owner.domain);
-        const drop = kept.length - itemsKept(config, this.#limits.max_items);
-        if (drop > 0) {
-          await items.remove(owner.local, owner.domain, kept.slice(0, drop).map(([k]) => k));
-        }
+      const items = this.nodes.items(node);
+      const kept = await items.list(owner.local, owner.domain);
+      const keep = config.persist_items ? itemsKept(config, this.#limits.max_items) : 1;
+      if (kept.length > keep) {
+        await items.remove(
+          owner.local,
+          owner.domain,
+          kept.slice(0, kept.length - keep).map(([k]) => k),
+        );
       }
     });
   }
@@ -224,7 +248,7 @@ export class PepService {
         if (a === "none") delete affiliations[jid];
         else affiliations[jid] = a;
       }
-      if (Object.keys(affiliations).length > this.#limits.max_items) {
+      if (Object.keys(affiliations).length > MAX_AFFILIATIONS) {
         throw new PubsubError("not-allowed", undefined, "too many affiliations");
       }
       await this.nodes.update(owner, node, { ...record, affiliations });
@@ -232,10 +256,10 @@ export class PepService {
   }
 
   /** Creates a node explicitly (XEP-0060 §8.1) with an optional configuration form. */
-  create(owner: Jid, node: string, form?: Element): Promise<void> {
+  async create(owner: Jid, node: string, form?: Element): Promise<void> {
     checkName(node);
-    if (this.virtual.has(node)) return Promise.reject(new PubsubError("conflict"));
-    return this.host.server.serial.call(owner.bare, async () => {
+    if (this.virtual.has(node)) throw new PubsubError("conflict");
+    return await this.host.server.serial.call(owner.bare, async () => {
       const config: NodeConfig = form
         ? submitted(form, DEFAULT_CONFIG, this.#limits.max_items)
         : { ...DEFAULT_CONFIG };
@@ -243,18 +267,40 @@ export class PepService {
     });
   }
 
-  /** Subscribes or unsubscribes `jid` (the requester's own address); sends the last item. */
-  async subscribe(owner: Jid, node: string, requester: Jid, jid: Jid, on: boolean): Promise<void> {
+  /**
+   * Subscribes or unsubscribes `jid` (the requester's own address). A subscription returns the
+   * event of the node's last item, to send once the subscription is answered (XEP-0060 §6.1.7).
+   */
+  async subscribe(
+    owner: Jid,
+    node: string,
+    requester: Jid,
+    jid: Jid,
+    on: boolean,
+  ): Promise<Element | undefined> {
     if (jid.bare !== requester.bare) throw new PubsubError("bad-request", "invalid-jid");
     const record = await this.record(owner, node);
-    if (on) await this.checkRead(owner, record, requester.bare);
-    await this.nodes.subscribe(owner, node, jid.full, on);
-    if (on && record.config.send_last_published_item !== "never") {
-      const [last] = await this.nodes.items(node).list(owner.local, owner.domain, { last: 1 });
-      if (last) {
-        this.host.server.router.sendFrom(this.#event(owner, node, parsedItems([last]), jid.full));
+    const subscribers = (await this.nodes.load(owner)).subscribers;
+    if (!on) {
+      if (!subscribers.get(node)?.includes(jid.full)) {
+        throw new PubsubError("unexpected-request", "not-subscribed");
       }
+      await this.nodes.subscribe(owner, node, jid.full, false);
+      return undefined;
     }
+    await this.checkRead(owner, record, requester.bare);
+    // One stranger cannot take an account's every subscription (OMEMO nodes are open to all).
+    let theirs = 0;
+    for (const jids of subscribers.values()) {
+      for (const j of jids) if (parseJid(j)?.bare === jid.bare) theirs++;
+    }
+    if (theirs >= SUBSCRIPTIONS_PER_SUBSCRIBER && requester.bare !== owner.bare) {
+      throw new PubsubError("not-allowed", "too-many-subscriptions");
+    }
+    await this.nodes.subscribe(owner, node, jid.full, true);
+    if (record.config.send_last_published_item === "never") return undefined;
+    const [last] = await this.nodes.items(node).list(owner.local, owner.domain, { last: 1 });
+    return last && this.#event(owner, node, parsedItems([last]), jid.full, last[1].at);
   }
 
   /**
@@ -263,7 +309,7 @@ export class PepService {
    * read them (XEP-0163 §6.2 last published item).
    */
   async sendLast(session: Session, nodes: string[]): Promise<void> {
-    const { store, sessions } = this.host.server;
+    const { store } = this.host.server;
     const me = session.jid;
     const roster = await store.getRoster(me.local, me.domain);
     const contacts = new Map<string, RosterItem>();
@@ -289,7 +335,11 @@ export class PepService {
           if (readRefusal(record, owner.bare, me.bare, item)) continue;
         }
         const items = parsedItems([[last.key, last.value]]);
-        sessions.deliver(session, this.#event(owner, node, items, me.full, last.value.at));
+        this.host.server.router.route(
+          this.#event(owner, node, items, me.full, last.value.at),
+          owner,
+          me,
+        );
       }
     }));
   }
@@ -298,58 +348,72 @@ export class PepService {
    * Notifies an item of a view (a VirtualNode) to the owner's resources that want it and to its
    * subscribers: nobody else reads views.
    */
-  notifyOwner(owner: Jid, node: string, id: string, payload: Element): Promise<void> {
+  async notifyOwner(owner: Jid, node: string, id: string, payload: Element): Promise<void> {
     const ownerOnly: NodeRecord = {
       config: { ...DEFAULT_CONFIG, access_model: "whitelist" },
       affiliations: {},
     };
-    return this.#notify(owner, node, ownerOnly, { items: [[id, payload]] });
+    const recipients = await this.#recipients(owner, node, ownerOnly);
+    this.#send(owner, node, recipients, { items: [[id, payload]] });
   }
 
   /** Sends a change of the owner's node to whoever should hear of it. */
   async #notify(owner: Jid, node: string, record: NodeRecord, change: Change): Promise<void> {
-    const { store, sessions, router } = this.host.server;
+    this.#send(owner, node, await this.#recipients(owner, node, record), change);
+  }
+
+  /**
+   * Who hears of a change of the owner's node (full JIDs, each once): every available resource
+   * of the owner and of each contact the access model lets read that advertises NODE+notify, and
+   * each explicit subscriber the access model still lets read (at each available resource when
+   * subscribed with a bare JID).
+   */
+  async #recipients(owner: Jid, node: string, record: NodeRecord): Promise<Jid[]> {
+    const { store, sessions } = this.host.server;
+    const ownOnly = record.config.access_model === "whitelist" &&
+      Object.keys(record.affiliations).length === 0;
     const [roster, account] = await Promise.all([
-      store.getRoster(owner.local, owner.domain),
+      ownOnly ? { items: [] } : store.getRoster(owner.local, owner.domain),
       this.nodes.load(owner),
     ]);
+    const contacts = new Map(roster.items.map((i) => [i.jid, i]));
+    const mayRead = (bare: string) =>
+      !readRefusal(record, owner.bare, bare, contacts.get(bare) ?? null);
     const candidates: Session[] = [];
     const add = (bare: string) => {
       for (const s of sessions.resources(bare)) if (s.available) candidates.push(s);
     };
     add(owner.bare);
     for (const item of roster.items) {
-      if (hasFrom(item.subscription) && !readRefusal(record, owner.bare, item.jid, item)) {
-        add(item.jid);
-      }
+      if (hasFrom(item.subscription) && mayRead(item.jid)) add(item.jid);
     }
     const unknown = candidates.map((s) => s.caps).filter((k) =>
       k !== undefined && !this.caps.known(k)
     );
     if (unknown.length) await this.caps.load(unknown as string[]);
     const interest = `${node}+notify`;
-    const message = this.#event(owner, node, change, "");
-    const sent = new Set<string>();
-    for (const s of candidates) {
-      if (!this.caps.of(s)?.has(interest)) continue;
-      sent.add(s.jid.full);
-      sessions.deliver(s, readdressed(message, s.jid.full));
-    }
+    const to = new Map<string, Jid>();
+    for (const s of candidates) if (this.caps.of(s)?.has(interest)) to.set(s.jid.full, s.jid);
     for (const jid of account.subscribers.get(node) ?? []) {
-      const to = parseJid(jid);
-      if (!to || !router.serves(to.domain)) continue;
-      if (to.isBare) {
-        for (const s of sessions.resources(to.bare)) {
-          if (s.available && !sent.has(s.jid.full)) {
-            sent.add(s.jid.full);
-            sessions.deliver(s, readdressed(message, s.jid.full));
-          }
-        }
-      } else if (!sent.has(to.full)) {
-        sent.add(to.full);
-        router.sendFrom(readdressed(message, to.full));
+      const sub = parseJid(jid);
+      if (!sub || !this.host.server.router.serves(sub.domain) || !mayRead(sub.bare)) continue;
+      if (!sub.isBare) to.set(sub.full, sub);
+      else {
+        for (const s of sessions.resources(sub.bare)) if (s.available) to.set(s.jid.full, s.jid);
       }
     }
+    return [...to.values()];
+  }
+
+  /**
+   * Sends a change to its recipients, routed as any message from the owner (so a recipient that
+   * blocks the owner, XEP-0191, does not get it), the payload serialized once for all.
+   */
+  #send(owner: Jid, node: string, recipients: Jid[], change: Change): void {
+    if (recipients.length === 0) return;
+    const { router } = this.host.server;
+    const message = this.#event(owner, node, change, "");
+    for (const to of recipients) router.route(readdressed(message, to.full), owner, to);
   }
 
   /**
@@ -368,7 +432,7 @@ export class PepService {
       body = x("items", { node }, ...change.retract.map((id) => x("retract", { id })));
     } else body = x("purge" in change ? "purge" : "delete", { node });
     const event = x("event", { xmlns: NS.pubsubEvent }, body);
-    event.toString();
+    event.toString(); // kept: each recipient's message reuses it (Element's serialize)
     return x(
       "message",
       { from: owner.bare, to, type: "headline", id: crypto.randomUUID() },

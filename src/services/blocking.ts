@@ -116,7 +116,8 @@ export const blockingModule: Module = {
       const type = ev.stanza.attrs.type;
       if (ev.stanza.name === "iq" && (type === "get" || type === "set")) {
         host.server.router.bounce(ev.stanza, "service-unavailable");
-      } else if (ev.stanza.name === "message") {
+      } else if (ev.stanza.name === "message" && type !== "headline") {
+        // A headline (a PEP notification among them) is dropped without an error.
         host.server.router.bounce(ev.stanza, "service-unavailable");
       }
       return true;

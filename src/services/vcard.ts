@@ -1,7 +1,7 @@
 // vCard-temp (XEP-0054): an account sets its own vCard; anyone may read it. Stored as a string in
 // the key-value shape STORES.vcard of the account; a change is told (HostEvents "vcard/set": the
 // avatar conversion of XEP-0398).
-import type { Module } from "../core/host.ts";
+import type { Module, VcardEvent } from "../core/host.ts";
 import { STORES } from "../storage/store.ts";
 import { x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
@@ -19,7 +19,9 @@ export const vcardModule: Module = {
         if (!iq.self) return iq.error("forbidden");
         if (iq.payload.name !== "vCard") return iq.error("bad-request");
         await vcards.set(local, domain, iq.payload.toString());
-        host.events.fire("vcard/set", { account: iq.to, vcard: iq.payload });
+        const ev: VcardEvent = { account: iq.to, vcard: iq.payload };
+        host.events.fire("vcard/set", ev);
+        await ev.done; // never rejects: a handler reports its own failure
         return iq.reply();
       }
       const stored = await vcards.get(local, domain);

@@ -325,6 +325,9 @@ export class Items<T> extends Shape implements ItemStore<T> {
     const owner = ownerOf(user, host, this.name);
     const text = json(value);
     return await this.db.transaction(async (tx) => {
+      // Writers of one owner's items take turns (two nodes writing one key at once would both
+      // find it gone, and one insert would fail).
+      await tx.lock(`items ${this.name}`, user, host);
       // Deleted and inserted again: the item takes the next seq, the newest.
       await tx.run(st(`DELETE FROM item_store WHERE ${OWNER} AND key = ?`, ...owner, key));
       await tx.run(st(

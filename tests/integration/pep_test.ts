@@ -111,7 +111,6 @@ withServer(
         "access-roster",
         "access-whitelist",
         "member-affiliation",
-        "publisher-affiliation",
         "outcast-affiliation",
         "multi-items",
         "item-ids",
@@ -1055,3 +1054,117 @@ serverTest("nodes, items, subscriptions and verified capabilities survive a rest
     await t.stop();
   }
 });
+
+withServer(
+  "what clients send and expect: Conversations' options, lost access, blocking, transient nodes",
+  {},
+  async (t) => {
+    const { a, b, e } = await trio(t);
+    // Conversations publishes OMEMO with access open and notify_delete, and bookmarks with
+    // XEP-0402's options plus notify_delete and notify_retract: accepted, on a new node and again.
+    const open = { "pubsub#access_model": "open", "pubsub#notify_delete": "true" };
+    const devices = "eu.siacs.conversations.axolotl.devicelist";
+    for (let i = 0; i < 2; i++) {
+      await published(a, devices, `<list xmlns='eu.siacs.conversations.axolotl'/>`, {
+        id: "current",
+        options: open,
+      });
+    }
+    const conversationsBookmarks = {
+      "pubsub#persist_items": "true",
+      "pubsub#max_items": "max",
+      "pubsub#send_last_published_item": "never",
+      "pubsub#access_model": "whitelist",
+      "pubsub#notify_delete": "true",
+      "pubsub#notify_retract": "true",
+      "pubsub#deliver_payloads": "true",
+    };
+    await published(
+      a,
+      "urn:xmpp:bookmarks:1",
+      `<conference xmlns='urn:xmpp:bookmarks:1' name='R'><extensions><x xmlns='urn:example'/>` +
+        `</extensions></conference>`,
+      { id: "r@conference.example", options: conversationsBookmarks },
+    );
+    // A fixed field with a value this service does not have is a precondition that fails.
+    const bad = await publish(a, devices, `<list xmlns='eu.siacs.conversations.axolotl'/>`, {
+      id: "current",
+      options: { "pubsub#deliver_payloads": "false" },
+    });
+    assert.equal(pubsubError(bad).pubsub, "precondition-not-met", `${bad}`);
+    // A private-storage client rewriting the same list keeps the XEP-0402 client's extensions.
+    const storage = `<storage xmlns='storage:bookmarks'><conference jid='r@conference.example' ` +
+      `name='R' autojoin='false'/></storage>`;
+    const set = await a.iq("set", `<query xmlns='${NS.private}'>${storage}</query>`);
+    assert.equal(set.attrs.type, "result", `${set}`);
+    const [kept] = itemsOf(await items(a, "urn:xmpp:bookmarks:1"));
+    assert.ok(payloadOf(kept).child("extensions")?.child("x", "urn:example"), `${kept}`);
+
+    // An explicit subscriber who can no longer read gets nothing: bob subscribes to a
+    // presence-model node, then ann drops him from her roster.
+    const feed = "urn:example:feed";
+    await published(a, feed, entry(feed, "one"));
+    const sub = await b.iq(
+      "set",
+      `<pubsub xmlns='${PUBSUB}'><subscribe node='${feed}' jid='${b.jid}'/></pubsub>`,
+      ANN,
+    );
+    assert.equal(sub.attrs.type, "result", `${sub}`);
+    await published(a, feed, entry(feed, "two"));
+    await b.waitFor(isPublished(feed, "two"), 5000, "bob subscribed");
+    const removed = await a.iq(
+      "set",
+      `<query xmlns='${NS.roster}'><item jid='bob@localhost' subscription='remove'/></query>`,
+    );
+    assert.equal(removed.attrs.type, "result", `${removed}`);
+    await published(a, feed, entry(feed, "three"));
+    await marker(a, b);
+    assert.equal(b.received.filter(isPublished(feed, "three")).length, 0, "bob lost access");
+    // Unsubscribing what one is not subscribed to: unexpected-request, not-subscribed.
+    const un = await e.iq(
+      "set",
+      `<pubsub xmlns='${PUBSUB}'><unsubscribe node='${devices}' jid='${e.jid}'/></pubsub>`,
+      ANN,
+    );
+    assert.deepEqual([pubsubError(un).condition, pubsubError(un).pubsub], [
+      "unexpected-request",
+      "not-subscribed",
+    ]);
+
+    // A subscriber that blocks the owner (XEP-0191) is not notified, and the owner gets no error.
+    const eSub = await e.iq(
+      "set",
+      `<pubsub xmlns='${PUBSUB}'><subscribe node='${devices}' jid='${e.jid}'/></pubsub>`,
+      ANN,
+    );
+    assert.equal(eSub.attrs.type, "result", `${eSub}`);
+    const blocked = await e.iq(
+      "set",
+      `<block xmlns='${NS.blocking}'><item jid='ann@localhost'/></block>`,
+    );
+    assert.equal(blocked.attrs.type, "result", `${blocked}`);
+    await published(
+      a,
+      devices,
+      `<list xmlns='eu.siacs.conversations.axolotl'><device id='7'/></list>`,
+      {
+        id: "current",
+      },
+    );
+    await marker(b, e);
+    assert.equal(pendingEvents(e, devices).length, 1, "only the last item sent on subscribing");
+    await marker(b, a);
+    assert.equal(a.received.filter((s) => s.attrs.type === "error").length, 0, "no bounce");
+
+    // A node that does not persist items keeps its newest only (the last published item).
+    const transient = "urn:example:transient";
+    for (const i of ["t1", "t2"]) {
+      await published(a, transient, entry(transient, i), {
+        id: i,
+        options: { "pubsub#persist_items": "false", "pubsub#max_items": "10" },
+      });
+    }
+    assert.deepEqual(idsOf(await items(a, transient)), ["t2"]);
+    for (const c of [a, b, e]) c.close();
+  },
+);

@@ -391,6 +391,22 @@ export function storageSuite(b: Backend): void {
     assert.deepEqual(await s.items("pep/n").list("v", "h"), [["x", { v: 9 }]]);
   });
 
+  // Two instances on one database stand for two nodes writing one account's item at once.
+  t("items shape: two nodes writing one key at once both land, one item stays", async (
+    s,
+    reopen,
+  ) => {
+    const nodes = [s, await reopen()];
+    for (let round = 0; round < 20; round++) {
+      await Promise.all(
+        nodes.map((n, k) => n.items<number>("pep/list").put("u", "h", "current", round * 2 + k)),
+      );
+    }
+    const left = await s.items<number>("pep/list").list("u", "h");
+    assert.equal(left.length, 1);
+    assert.ok([38, 39].includes(left[0][1]), `${left}`);
+  });
+
   t("items shape: the newest item of many owners in one read", async (s) => {
     const a = s.items<string>("pep/nick");
     await a.put("a", "h", "1", "a1");
