@@ -1168,3 +1168,44 @@ withServer(
     for (const c of [a, b, e]) c.close();
   },
 );
+
+withServer(
+  "a presence sent with the bind, before the avatar hash is loaded, goes out stamped",
+  {},
+  async (t) => {
+    for (const u of ["ann", "bob"]) await t.addUser(u);
+    const a = await login(t, "ann", "a");
+    const b = await login(t, "bob", "b");
+    for (const c of [a, b]) c.send("<presence/>");
+    await befriend(a, b);
+    const png = Buffer.from("not really a png").toString("base64");
+    const set = await a.iq(
+      "set",
+      `<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>${png}</BINVAL></PHOTO>` +
+        `</vCard>`,
+    );
+    assert.equal(set.attrs.type, "result", `${set}`);
+    a.close();
+    // A new connection binds and sends its presence in one write: the hash is not cached for it
+    // yet (the restart below drops every cache), so the presence waits for it, then goes.
+    const r = await t.restart();
+    const b2 = await login(r, "bob", "b2");
+    b2.send("<presence/>");
+    const c = await RawClient.connect(r.port);
+    await c.open();
+    assert.ok(await c.plain("ann", "secret"));
+    await c.open();
+    c.send(
+      `<iq type='set' id='b1'><bind xmlns='${NS.bind}'><resource>quick</resource></bind></iq>` +
+        "<presence/>",
+    );
+    const sha1 = createHash("sha1").update(Buffer.from(png, "base64")).digest("hex");
+    const p = await b2.waitFor(
+      (e) => e.name === "presence" && e.attrs.from === "ann@localhost/quick",
+      5000,
+      "ann's presence",
+    );
+    assert.equal(p.child("x", NS.vcardUpdate)?.childText("photo"), sha1, `${p}`);
+    for (const x of [b, b2, c]) x.close();
+  },
+);
