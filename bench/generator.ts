@@ -1,5 +1,6 @@
 // Runs the load generator (bench/load.ts) pinned to its own core, and reads what the measured
 // server processes used meanwhile from /proc (CPU time, resident memory).
+import { lines } from "../tests/helpers/lines.ts";
 
 export const LOAD_CPU = "1";
 export const USERS = 200;
@@ -14,6 +15,14 @@ const denoConfig = new URL("../deno.json", import.meta.url).pathname;
 
 /** The generator with `args` (a scenario of load.ts and its parameters). */
 export function generatorCommand(args: Record<string, unknown>): Deno.Command {
+  return pinnedGenerator(loadScript, { users: USERS, seconds: SECONDS, concurrency: 32, ...args });
+}
+
+/**
+ * A generator script run with `arg` (as JSON) on LOAD_CPU, with the raised descriptor limit; its
+ * result lines on stdout.
+ */
+export function pinnedGenerator(script: string, arg: unknown): Deno.Command {
   return new Deno.Command("bash", {
     args: [
       ...ulimit.slice(1),
@@ -25,8 +34,8 @@ export function generatorCommand(args: Record<string, unknown>): Deno.Command {
       "-A",
       "--config",
       denoConfig,
-      loadScript,
-      JSON.stringify({ users: USERS, seconds: SECONDS, concurrency: 32, ...args }),
+      script,
+      JSON.stringify(arg),
     ],
     stdout: "piped",
     stderr: "inherit",
@@ -62,23 +71,17 @@ export async function runGenerator(
   let result: Record<string, number> = {};
   let cpu = 0;
   let busy = 0;
-  let buf = "";
-  for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
-    buf += text;
-    let nl;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      const line = JSON.parse(buf.slice(0, nl));
-      buf = buf.slice(nl + 1);
-      if (line.phase === "start") {
-        await at?.("start");
-        cpu0 = used();
-        t0 = performance.now();
-      } else {
-        cpu = used() - cpu0;
-        busy = cpu / ((performance.now() - t0) / 1000);
-        result = line;
-        await at?.("end");
-      }
+  for await (const text of lines(child.stdout)) {
+    const line = JSON.parse(text);
+    if (line.phase === "start") {
+      await at?.("start");
+      cpu0 = used();
+      t0 = performance.now();
+    } else {
+      cpu = used() - cpu0;
+      busy = cpu / ((performance.now() - t0) / 1000);
+      result = line;
+      await at?.("end");
     }
   }
   await child.status;

@@ -17,8 +17,9 @@ import { createHash } from "node:crypto";
 import { sharedPostgres } from "../tests/helpers/postgres.ts";
 import { testPki } from "../tests/helpers/cluster_pki.ts";
 import { BenchCluster, configure } from "./cluster.ts";
-import { cpuSeconds, LOAD_CPU, runGenerator, SECONDS, ulimit } from "./generator.ts";
+import { cpuSeconds, pinnedGenerator, runGenerator, SECONDS } from "./generator.ts";
 import { NativeClient } from "./native_client.ts";
+import { lines } from "../tests/helpers/lines.ts";
 
 type Row = (what: string, value: string, yardstick: string) => void;
 
@@ -55,7 +56,6 @@ function capsVer(): string {
 // The orchestrator (bench.ts's part).
 
 const script = new URL(import.meta.url).pathname;
-const denoConfig = new URL("../deno.json", import.meta.url).pathname;
 
 /** The process ids of the PostgreSQL listening on `port`: its postmaster and its children. */
 function postgresPids(port: number): number[] {
@@ -108,23 +108,7 @@ async function runPep(
   nodes: () => number[],
   pgPort: number,
 ): Promise<Record<string, number>[]> {
-  const child = new Deno.Command("bash", {
-    args: [
-      ...ulimit.slice(1),
-      "taskset",
-      "-c",
-      LOAD_CPU,
-      Deno.execPath(),
-      "run",
-      "-A",
-      "--config",
-      denoConfig,
-      script,
-      JSON.stringify(args),
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
+  const child = pinnedGenerator(script, args).spawn();
   const limit = setTimeout(() => {
     console.error(`pep: generator still running after ${GENERATOR_LIMIT_MS} ms, killed`);
     child.kill("SIGKILL");
@@ -137,36 +121,30 @@ async function runPep(
   let pgPids = postgresPids(pgPort);
   let pg0 = cpuOf(pgPids);
   let t0 = performance.now();
-  let buf = "";
   try {
-    for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
-      buf += text;
-      let nl;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = JSON.parse(buf.slice(0, nl));
-        buf = buf.slice(nl + 1);
-        if (line.phase === "start") {
-          cpu0 = used();
-          nodes0 = perNode();
-          pgPids = postgresPids(pgPort);
-          pg0 = cpuOf(pgPids);
-          t0 = performance.now();
-        } else if (line.phase === "info") {
-          console.log(`  pep: ${JSON.stringify(line)}`);
-        } else if (line.phase === "extra") {
-          Object.assign(results[results.length - 1], line); // after the measured phase
-        } else {
-          const secs = (performance.now() - t0) / 1000;
-          const each = perNode().map((s, i) => (s - nodes0[i]) / secs);
-          const cpu = used() - cpu0;
-          results.push({
-            ...line,
-            cpu,
-            busy: cpu / secs,
-            pg: cpuSince(pgPids, pg0) / secs,
-            ...Object.fromEntries(each.map((b, i) => [`busy${i + 1}`, b])),
-          });
-        }
+    for await (const text of lines(child.stdout)) {
+      const line = JSON.parse(text);
+      if (line.phase === "start") {
+        cpu0 = used();
+        nodes0 = perNode();
+        pgPids = postgresPids(pgPort);
+        pg0 = cpuOf(pgPids);
+        t0 = performance.now();
+      } else if (line.phase === "info") {
+        console.log(`  pep: ${JSON.stringify(line)}`);
+      } else if (line.phase === "extra") {
+        Object.assign(results[results.length - 1], line); // after the measured phase
+      } else {
+        const secs = (performance.now() - t0) / 1000;
+        const each = perNode().map((s, i) => (s - nodes0[i]) / secs);
+        const cpu = used() - cpu0;
+        results.push({
+          ...line,
+          cpu,
+          busy: cpu / secs,
+          pg: cpuSince(pgPids, pg0) / secs,
+          ...Object.fromEntries(each.map((b, i) => [`busy${i + 1}`, b])),
+        });
       }
     }
     const status = await child.status;

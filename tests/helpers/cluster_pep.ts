@@ -10,6 +10,7 @@ import { C2S_LISTENER, DOMAIN, startCluster, type TestCluster } from "./cluster.
 import { until } from "./until.ts";
 import type { Element } from "../../src/xml/element.ts";
 import { parseStanza } from "../../src/xml/parse_string.ts";
+import { lines } from "./lines.ts";
 
 // The test cluster's certificate is self-signed; @xmpp/client offers no CA option (STARTTLS).
 Deno.env.set("NODE_TLS_REJECT_UNAUTHORIZED", "0");
@@ -128,19 +129,12 @@ export class PyPep {
     }).spawn();
     this.#stdin = this.#child.stdin.getWriter();
     const out = (async () => {
-      let buf = "";
-      for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-        buf += chunk;
-        let nl;
-        while ((nl = buf.indexOf("\n")) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          const index = this.lines.length;
-          try {
-            this.lines.push({ ...JSON.parse(line), index });
-          } catch {
-            this.lines.push({ event: "raw", line, index });
-          }
+      for await (const line of lines(child.stdout)) {
+        const index = this.lines.length;
+        try {
+          this.lines.push({ ...JSON.parse(line), index });
+        } catch {
+          this.lines.push({ event: "raw", line, index });
         }
       }
     })();

@@ -15,6 +15,7 @@ import { client as xmppClient, xml } from "@xmpp/client";
 import type { RawClient } from "./raw_client.ts";
 import { until } from "./until.ts";
 import type { Element } from "../../src/xml/element.ts";
+import { lines } from "./lines.ts";
 
 // The test servers' certificates are self-signed; @xmpp/client offers no CA option (STARTTLS).
 Deno.env.set("NODE_TLS_REJECT_UNAUTHORIZED", "0");
@@ -347,18 +348,11 @@ async function slixmppClient(
   let stderr = "";
   let exit: Deno.CommandStatus | undefined;
   const stdoutDone = (async () => {
-    let buf = "";
-    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-      buf += chunk;
-      let nl;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          events.push(JSON.parse(line));
-        } catch {
-          events.push({ event: "raw", t: Date.now() / 1000, line });
-        }
+    for await (const line of lines(child.stdout)) {
+      try {
+        events.push(JSON.parse(line));
+      } catch {
+        events.push({ event: "raw", t: Date.now() / 1000, line });
       }
     }
   })();
