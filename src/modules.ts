@@ -15,6 +15,7 @@ import { carbonsModule } from "./services/carbons.ts";
 import { registerModule } from "./services/register.ts";
 import { archiveModule } from "./mam/account_archive.ts";
 import { pepModule } from "./pep/module.ts";
+import { pushModule } from "./push/module.ts";
 
 export const MODULES: Module[] = [
   deliveryModule,
@@ -33,4 +34,5 @@ export const MODULES: Module[] = [
   registerModule,
   archiveModule,
   pepModule,
+  pushModule,
 ];

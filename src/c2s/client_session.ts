@@ -13,6 +13,7 @@ import type { StanzaCounts } from "../metrics/counters.ts";
 import { KEPT_LIMITS, parseStanza } from "../xml/parse_string.ts";
 import { deliverToBare } from "../im/delivery.ts";
 import { type SmState, StreamManagement } from "./stream_management.ts";
+import { ClientState } from "./client_state.ts";
 import type { Resumption } from "./resumption.ts";
 
 /** What a session asks of the connection it runs over (the c2s stream). */
@@ -193,9 +194,37 @@ export class ClientSession implements LocalSession {
     return this.sm?.holds(xml) ?? false;
   }
 
-  /** Every stanza for this session passes here: counted as stanzas out (/metrics). */
+  /**
+   * Every stanza for this session passes here: held or dropped while the client is inactive
+   * (XEP-0352), else written and counted as stanzas out (/metrics).
+   */
   deliver(stanza: Element | string): void {
     if (!this.live) return;
+    const csi = this.#csi;
+    if (csi?.inactive && !csi.admit(stanza, (held) => held.forEach((h) => this.#write(h)))) return;
+    this.#write(stanza);
+  }
+
+  /** XEP-0352: the client says it is inactive (true) or active again (what was held goes). */
+  clientState(inactive: boolean): void {
+    if (inactive) {
+      this.#csi ??= new ClientState(
+        this.host.server.counters.csi,
+        this.host.server.config.csi.max_held,
+      );
+      this.#csi.inactive = true;
+      return;
+    }
+    const csi = this.#csi;
+    if (!csi?.inactive) return;
+    csi.inactive = false;
+    for (const held of csi.take()) this.#write(held);
+  }
+
+  /** Made when the client first says it is inactive: an active session carries nothing. */
+  #csi: ClientState | undefined;
+
+  #write(stanza: Element | string): void {
     const out = this.#out;
     if (typeof stanza === "string") out.text(stanza);
     else out.element(stanza.name);
@@ -218,6 +247,8 @@ export class ClientSession implements LocalSession {
     } else if (sm.unackedCount > 2 * max) {
       // Detached and still flooded: it ends now rather than hold more.
       this.end();
+    } else if (xml.charCodeAt(1) === 109 /* "m": a message */) {
+      this.host.events.fire("message/held", { session: this, stanza });
     }
   }
 
@@ -256,6 +287,7 @@ export class ClientSession implements LocalSession {
       this.#state = "detached";
       this.detachedAt = Date.now();
       this.resumption.detached(this);
+      this.host.server.sessions.changed(this);
       return;
     }
     this.end();
@@ -275,6 +307,7 @@ export class ClientSession implements LocalSession {
     const old = this.#stream;
     this.#stream = stream;
     this.#state = "bound";
+    this.host.server.sessions.changed(this);
     this.resumedAt = Date.now();
     this.resumption.attached(this);
     if (stream.transport.kind !== this.transport.kind) {

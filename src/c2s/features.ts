@@ -8,6 +8,8 @@ export interface FeatureState {
   starttls: "required" | "optional" | "disabled";
   mechanisms: string[];
   registration: boolean;
+  /** Client State Indication (XEP-0352) offered. */
+  csi: boolean;
 }
 
 export function streamFeatures(s: FeatureState): Element {
@@ -19,6 +21,7 @@ export function streamFeatures(s: FeatureState): Element {
       x("ver", { xmlns: NS.rosterVer }),
       x("sm", { xmlns: NS.sm }),
     );
+    if (s.csi) f.append(x("csi", { xmlns: NS.csi }));
     return f;
   }
   if (!s.secure && s.starttls !== "disabled") {

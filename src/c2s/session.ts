@@ -126,6 +126,7 @@ export class C2SSession extends XmlStream {
       starttls: this.deps.tls.get(host.domain) ? this.deps.listener.starttls : "disabled",
       mechanisms: this.#mechanisms(),
       registration: host.config.registration,
+      csi: host.server.config.csi.enabled,
     }));
   }
 
@@ -229,9 +230,20 @@ export class C2SSession extends XmlStream {
     };
   }
 
+  /** XEP-0352's <inactive/> and <active/>: nonzas (stream management does not count them). */
+  #clientState(el: Element): void {
+    if (el.name !== "inactive" && el.name !== "active") {
+      return this.error("unsupported-stanza-type");
+    }
+    this.session!.clientState(el.name === "inactive");
+  }
+
   #afterAuth(el: Element): void {
     if (this.#behindReplay) return void this.#behindReplay.push(el);
     if (el.attrs.xmlns === NS.sm) return smElement(this, el);
+    if (el.attrs.xmlns === NS.csi && this.session && this.host!.server.config.csi.enabled) {
+      return this.#clientState(el);
+    }
     const session = this.session;
     const sm = session?.sm;
     if (sm === undefined) {

@@ -55,6 +55,7 @@ export class RemoteSession implements Session {
   rosterRequested = false;
   blocklistRequested = false;
   carbons = false;
+  detached = false;
   /** The node keeping its replica (a resumable session), if any. */
   replica: string | undefined;
   /**
@@ -90,6 +91,7 @@ export class RemoteSession implements Session {
     this.rosterRequested = r.roster;
     this.blocklistRequested = r.blocklist;
     this.carbons = r.carbons;
+    this.detached = r.detached ?? false;
     this.replica = r.replica === undefined ? undefined : own(r.replica);
   }
 
@@ -102,6 +104,7 @@ export class RemoteSession implements Session {
     s.rosterRequested = this.rosterRequested;
     s.blocklistRequested = this.blocklistRequested;
     s.carbons = this.carbons;
+    s.detached = this.detached;
     return s;
   }
 }
@@ -129,6 +132,7 @@ export function toWire(s: Session, replica?: string, moved?: boolean): WireRecor
     roster: s.rosterRequested,
     blocklist: s.blocklistRequested,
     carbons: s.carbons,
+    detached: s.detached || undefined,
   };
 }
 

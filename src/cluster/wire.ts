@@ -48,6 +48,8 @@ export const sessionRecord = z.object({
   replica: name.optional(),
   /** The session moved to the sender from another node (resumed there, or taken over). */
   moved: z.boolean().optional(),
+  /** Waiting for a resumption, its connection gone (absent from nodes before push existed). */
+  detached: z.boolean().optional(),
 });
 
 /** A session record as it travels. */

@@ -96,6 +96,16 @@ export const CONFIG_SPEC: Spec = obj({
         hibernate_after: int(0, 0, 31_536_000),
         host_rooms: bool(true),
       }, true),
+      upload: obj({
+        domain: str(undefined),
+        slot_timeout: { kind: "string", default: "300s", pattern: DURATION },
+        max_file_size: int(100 * 1024 * 1024, 1, 1 << 40),
+        quota_per_user: int(1024 * 1024 * 1024, 1, 1 << 50),
+        slots_per_minute: int(10, 1, 1_000_000),
+        requests_per_minute: int(600, 1, 1_000_000),
+        retention: { kind: "string", default: "30d", pattern: DURATION },
+        allowed_types: { kind: "list", of: { kind: "string" }, default: [] },
+      }, true),
       components: {
         kind: "list",
         default: [],
@@ -148,6 +158,15 @@ export const CONFIG_SPEC: Spec = obj({
     rooms: bool(true),
     retention: { kind: "string", default: "365d", pattern: DURATION },
     max_page: int(250, 1, 10_000),
+  }),
+  push: obj({
+    enabled: bool(true),
+    min_interval: { kind: "string", default: "10s", pattern: DURATION },
+    max_registrations: int(10, 1, 1000),
+  }),
+  csi: obj({
+    enabled: bool(true),
+    max_held: int(1000, 1, 1_000_000),
   }),
   pep: obj({
     max_nodes: int(100, 1, 100_000),
@@ -275,11 +294,32 @@ export interface MucConfig {
   host_rooms: boolean;
 }
 
+/** HTTP File Upload (XEP-0363): the upload service of a host, served on the http listener. */
+export interface UploadConfig {
+  /** The service's JID, e.g. upload.example.org. */
+  domain: string;
+  /** How long a slot may go unused ("300s"). */
+  slot_timeout: string;
+  /** Largest file, in bytes (advertised in disco#info). */
+  max_file_size: number;
+  /** Bytes one account's stored files may take in all. */
+  quota_per_user: number;
+  /** Slots one account may request per minute. */
+  slots_per_minute: number;
+  /** Uploads and downloads one address may make per minute. */
+  requests_per_minute: number;
+  /** How long a file is kept ("30d"). */
+  retention: string;
+  /** Content types accepted (empty: any). */
+  allowed_types: string[];
+}
+
 export interface HostConfig {
   domain: string;
   registration: boolean;
   proxy65?: Proxy65Config;
   muc?: MucConfig;
+  upload?: UploadConfig;
   certificate?: { cert: string; key: string };
   components: ComponentConfig[];
 }
@@ -340,6 +380,20 @@ export interface Config {
     retention: string;
     /** Most results in one page of a query (a larger `max` is capped). */
     max_page: number;
+  };
+  /** XEP-0357: push notifications to the app servers of sleeping clients. */
+  push: {
+    enabled: boolean;
+    /** Pushes to one registration are coalesced within this ("10s"). */
+    min_interval: string;
+    /** App server registrations one account may have. */
+    max_registrations: number;
+  };
+  /** XEP-0352: what an inactive client is spared. */
+  csi: {
+    enabled: boolean;
+    /** Stanzas held for an inactive session before everything held is sent. */
+    max_held: number;
   };
   /** XEP-0163: what each account keeps in its personal eventing service. */
   pep: {

@@ -100,6 +100,13 @@ export type HostEvents = {
   "session/replaced": { old: Session; by: LocalSession };
   /** Initial presence sent (the session became an available resource). */
   "session/available": LocalSession;
+  /**
+   * A message was queued for a local session whose connection is gone (XEP-0198 detached): its
+   * client may be asleep (push notifications).
+   */
+  "message/held": { session: LocalSession; stanza: Element | string };
+  /** An answer (iq result or error) to an account's bare JID: to an iq sent in its name. */
+  "iq/answer": StanzaEvent;
   /** A bound session ended (never fired for a replaced one). */
   "session/closed": LocalSession;
   /**
@@ -169,7 +176,11 @@ export class Host implements DomainHandler {
       return;
     }
     if (this.events.fire("stanza/in", ev)) return;
-    if (to.isBare && stanza.name === "iq") return this.#accountIq.dispatch(stanza, from, to);
+    if (to.isBare && stanza.name === "iq") {
+      const type = stanza.attrs.type;
+      if (type === "result" || type === "error") return void this.events.fire("iq/answer", ev);
+      return this.#accountIq.dispatch(stanza, from, to);
+    }
     // A bare-JID iq went to the account handlers above: only messages and presence are left.
     const kind = stanza.name as keyof typeof TO_FULL;
     this.events.fire(to.isBare ? TO_BARE[kind as keyof typeof TO_BARE] : TO_FULL[kind], ev);

@@ -4,6 +4,7 @@
 // nothing allocated on the path of a stanza. Gauges (sessions, rooms, peers…) are not kept here:
 // they are read from the live objects when /metrics is asked.
 import { MECHANISMS } from "../sasl/mechanisms.ts";
+import { CsiCounts } from "../c2s/client_state.ts";
 
 // First letters of the stanza names: a stanza is told by one character.
 const M = "m".charCodeAt(0);
@@ -67,4 +68,6 @@ export class Counters {
   readonly auth = new AuthCounts();
   /** Store operations that failed (src/metrics/counted_store.ts). */
   storeErrors = 0;
+  /** What inactive client sessions (XEP-0352) were spared. */
+  readonly csi = new CsiCounts();
 }

@@ -85,6 +85,25 @@ export async function collectMetrics(server: Monitored, loop: LoopDelay): Promis
     [...stanzas("in", counters.stanzasIn), ...stanzas("out", counters.stanzasOut)],
   );
 
+  const csi = counters.csi;
+  out.add(
+    "parley_csi_stanzas_total",
+    "counter",
+    "Stanzas for inactive client sessions (XEP-0352): held, superseded while held by a newer " +
+      "presence of their sender, dropped (chat states alone).",
+    [
+      [{ outcome: "held" }, csi.held],
+      [{ outcome: "superseded" }, csi.superseded],
+      [{ outcome: "dropped" }, csi.dropped],
+    ],
+  );
+  out.add(
+    "parley_csi_flushes_total",
+    "counter",
+    "Times what an inactive session held was sent (active again, an urgent stanza, or full).",
+    csi.flushes,
+  );
+
   const auth: Sample[] = [];
   for (const [mechanism, n] of counters.auth.entries()) {
     auth.push([{ mechanism, result: "success" }, n.success]);

@@ -21,6 +21,11 @@ export interface Session {
   /** The last presence the session broadcast. */
   presence: Element | null;
   /**
+   * Its connection is gone and it waits to be resumed (XEP-0198): available still, stanzas for
+   * it are queued, and its client may be asleep (push notifications).
+   */
+  readonly detached: boolean;
+  /**
    * The entity capabilities its presence advertises (XEP-0115), as "hash ver": what it wants to
    * hear of (PEP notifications). Read often, so cheaper than `presence` where that is parsed.
    */

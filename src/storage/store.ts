@@ -151,6 +151,8 @@ export const STORES = {
   pepItems: "pep/",
   /** Key-value: entity capabilities (XEP-0115), owner user "hash ver", host "": the features. */
   caps: "caps",
+  /** Map: an account's push registrations (XEP-0357), key "jid\nnode", push/registrations.ts. */
+  push: "push",
 } as const;
 
 /** Size of the cluster secret, in bytes. */

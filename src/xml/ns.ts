@@ -57,4 +57,7 @@ export const NS = {
   bookmarks: "urn:xmpp:bookmarks:1",
   legacyBookmarks: "storage:bookmarks",
   pepVcardConversion: "urn:xmpp:pep-vcard-conversion:0",
+  csi: "urn:xmpp:csi:0",
+  push: "urn:xmpp:push:0",
+  pushSummary: "urn:xmpp:push:summary",
 } as const;

@@ -12,7 +12,7 @@ import { NS } from "../../src/xml/ns.ts";
 
 /**
  * Makes methods of the server's store (those of every class it is made of) reject on demand, and
- * those of the shapes it hands out (keyval, map, archive: failing as that method); `fail(null)`
+ * those of the shapes it hands out (keyval, map, archive, items: failing as that method); `fail(null)`
  * heals it.
  */
 function failingStore(store: Store): { fail(except: string[] | null): void } {
@@ -28,7 +28,7 @@ function failingStore(store: Store): { fail(except: string[] | null): void } {
   const target = store as unknown as Record<string, Method>;
   for (const m of methods) {
     const real = target[m].bind(store);
-    target[m] = ["keyval", "map", "archive"].includes(m)
+    target[m] = ["keyval", "map", "archive", "items"].includes(m)
       ? (...a) =>
         new Proxy(real(...a) as object, {
           get: (shape, key) => {

@@ -1,0 +1,148 @@
+// Push notifications (XEP-0357) on one server with an external component as the app server:
+// enable with publish-options; a message for an account whose only session is detached (stream
+// management) is pushed as a urn:xmpp:push:summary (body only when the options allow it), none
+// while connected; a flood is coalesced within push.min_interval; an offline account is pushed
+// too; disable stops it; an app server's error takes the registration away; room mentions.
+import assert from "node:assert/strict";
+import { componentLogin } from "../helpers/raw_client.ts";
+import { type TestServer, withServer } from "../helpers/server.ts";
+import { SmClient } from "../helpers/sm_client.ts";
+import { befriend } from "../helpers/sm_client.ts";
+import { eventually, until } from "../helpers/until.ts";
+import { parseJid } from "../../src/jid/jid.ts";
+import { formValues } from "../../src/xml/data_form.ts";
+import { NS } from "../../src/xml/ns.ts";
+import type { Element } from "../../src/xml/element.ts";
+
+const APP = "push.localhost";
+const CONFIG = {
+  hosts: [{ domain: "localhost", components: [{ domain: APP, secret: "s" }] }],
+  listeners: [
+    { type: "c2s", bind: "127.0.0.1", port: 0, starttls: "optional", plain_without_tls: true },
+    { type: "c2s_tls", bind: "127.0.0.1", port: 0 },
+    { type: "component", bind: "127.0.0.1", port: 0 },
+    { type: "http", bind: "127.0.0.1", port: 0 },
+  ],
+  push: { min_interval: "1s" },
+};
+const componentPort = (t: TestServer) => t.server.addresses[2].port;
+
+const isPush = (e: Element) =>
+  e.name === "iq" && e.attrs.type === "set" &&
+  !!e.child("pubsub", NS.pubsub)?.child("publish")?.child("item")?.child("notification", NS.push);
+
+/** The summary of a push: its fields, and the publish-options sent with it. */
+function summary(iq: Element) {
+  const pubsub = iq.child("pubsub", NS.pubsub)!;
+  const form = pubsub.child("publish")!.child("item")!.child("notification")!.child("x")!;
+  const fields = formValues(form);
+  const options = pubsub.child("publish-options")?.child("x");
+  return {
+    node: pubsub.child("publish")!.attrs.node,
+    from: iq.attrs.from,
+    formType: fields.get("FORM_TYPE")?.[0],
+    count: Number(fields.get("message-count")?.[0]),
+    sender: fields.get("last-message-sender")?.[0],
+    body: fields.get("last-message-body")?.[0],
+    secret: options ? formValues(options).get("secret")?.[0] : undefined,
+  };
+}
+
+function enable(c: SmClient, node: string, body: boolean): Promise<Element> {
+  return c.iq(
+    "set",
+    `<enable xmlns='${NS.push}' jid='${APP}' node='${node}'><x xmlns='jabber:x:data' type='submit'>` +
+      `<field var='FORM_TYPE'><value>${NS.pubsubPublishOptions}</value></field>` +
+      `<field var='secret'><value>s-${node}</value></field>` +
+      (body ? `<field var='include-body'><value>true</value></field>` : "") +
+      `</x></enable>`,
+  );
+}
+
+withServer(
+  "push: detached, offline, coalesced, disabled, refused by the app server",
+  CONFIG,
+  async (t) => {
+    for (const u of ["ann", "bob"]) await t.addUser(u);
+    const app = await componentLogin(componentPort(t), APP, "s");
+    // The app server answers every publish.
+    let refuse = false;
+    const pushes: Element[] = [];
+    const answer = () => {
+      for (let i; (i = app.received.findIndex(isPush)) >= 0;) {
+        const iq = app.received.splice(i, 1)[0];
+        pushes.push(iq);
+        app.send(
+          refuse
+            ? `<iq type='error' id='${iq.attrs.id}' to='${iq.attrs.from}' from='${APP}'>` +
+              `<error type='cancel'><item-not-found xmlns='${NS.stanzaErrors}'/></error></iq>`
+            : `<iq type='result' id='${iq.attrs.id}' to='${iq.attrs.from}' from='${APP}'/>`,
+        );
+      }
+    };
+    const pushed = async (n: number) => {
+      await until(() => (answer(), pushes.length >= n), `${n} pushes`);
+      return summary(pushes[n - 1]);
+    };
+
+    const a = await SmClient.login(t.port, "ann", { resource: "phone" });
+    await a.enableResume();
+    const b = await SmClient.login(t.port, "bob", { resource: "desk" });
+    a.send("<presence/>");
+    b.send("<presence/>");
+    await befriend(a, b);
+    assert.equal((await enable(a, "n1", true)).attrs.type, "result");
+    // Disco on the account: the feature.
+    const info = await a.iq("get", `<query xmlns='${NS.discoInfo}'/>`);
+    assert.ok(info.child("query")!.elements("feature").some((f) => f.attrs.var === NS.push));
+
+    // Connected: no push.
+    b.message("ann@localhost", "while connected", "chat", "c1");
+    await a.waitFor((e) => e.attrs.id === "c1", 5000, "c1");
+    // Detached: a push with the summary, the body (allowed), the registration's options.
+    a.drop();
+    const annPhone = parseJid("ann@localhost/phone")!;
+    await until(() => t.server.sessions.get(annPhone)?.detached === true, "ann detached");
+    b.message("ann@localhost", "are you there?");
+    const first = await pushed(1);
+    assert.deepEqual(first, {
+      node: "n1",
+      from: "ann@localhost",
+      formType: NS.pushSummary,
+      count: 1,
+      sender: "bob@localhost/desk",
+      body: "are you there?",
+      secret: "s-n1",
+    });
+    assert.equal(pushes.filter((p) => summary(p).body === "while connected").length, 0);
+    // A flood: coalesced into one more push at the interval's end, counting them.
+    for (let i = 0; i < 5; i++) b.message("ann@localhost", `flood ${i}`);
+    const second = await pushed(2);
+    assert.equal(second.count, 5);
+    assert.equal(second.body, "flood 4");
+    // No session at all (stored offline): pushed too. The registration now without include-body.
+    const c = await SmClient.login(t.port, "ann", { resource: "phone" }); // replaces the detached one
+    assert.equal((await enable(c, "n1", false)).attrs.type, "result");
+    c.close();
+    await until(() => [...t.server.sessions.resources("ann@localhost")].length === 0, "ann gone");
+    b.message("ann@localhost", "stored");
+    const third = await pushed(3);
+    assert.equal(third.body, undefined);
+    assert.equal(third.sender, "bob@localhost/desk");
+    // The app server refuses: the registration goes.
+    refuse = true;
+    b.message("ann@localhost", "refused");
+    await pushed(4);
+    const stored = () => t.server.store.map("push").keys("ann", "localhost");
+    await eventually(async () => (await stored()).length === 0, "registration removed");
+    // Enabled again, then disabled by the client: gone as well.
+    const d = await SmClient.login(t.port, "ann", { resource: "tablet" });
+    assert.equal((await enable(d, "n2", true)).attrs.type, "result");
+    assert.equal((await stored()).length, 1);
+    const off = await d.iq("set", `<disable xmlns='${NS.push}' jid='${APP}' node='n2'/>`);
+    assert.equal(off.attrs.type, "result");
+    assert.equal((await stored()).length, 0);
+    for (const x of [d, b]) x.close();
+    app.close();
+  },
+);
