@@ -5,6 +5,7 @@
 // what is held, in the order it came, then goes. <active/> flushes everything. Held stanzas are
 // not sent, so stream management does not count them until they are.
 import type { Element } from "../xml/element.ts";
+import { KEPT_LIMITS, parseStanza } from "../xml/parse_string.ts";
 import { NS } from "../xml/ns.ts";
 
 /** What /metrics counts of client state indication (src/metrics). */
@@ -26,17 +27,23 @@ const STATE_PRESENCE = new Set<string | undefined>([undefined, "unavailable"]);
 const CHAT_STATES = NS.chatStates;
 
 /** How an inactive session treats a stanza (serialized ones come from other nodes). */
-export function verdict(stanza: Element | string): { verdict: Verdict; from?: string } {
+export function verdict(
+  stanza: Element | string,
+): { verdict: Verdict; from?: string; stanza?: Element } {
   if (typeof stanza === "string") {
-    // Only presence is held; other nodes pass presence as elements (the cluster reads it).
-    return { verdict: "send" };
+    // Serialized on another node (a chat state from a contact there): read only while inactive.
+    if (!stanza.startsWith("<message") && !stanza.startsWith("<presence")) {
+      return { verdict: "send" };
+    }
+    const parsed = parseStanza(stanza, KEPT_LIMITS);
+    return parsed ? verdict(parsed) : { verdict: "send" };
   }
   if (stanza.name === "presence") {
     if (!STATE_PRESENCE.has(stanza.attrs.type)) return { verdict: "send" };
     // A room's presence about this very user (status 110) is the answer to a join: urgent.
     const user = stanza.child("x", NS.mucUser);
     if (user?.elements("status").some((s) => s.attrs.code === "110")) return { verdict: "send" };
-    return { verdict: "hold", from: stanza.attrs.from ?? "" };
+    return { verdict: "hold", from: stanza.attrs.from ?? "", stanza };
   }
   if (stanza.name === "message" && !stanza.child("body")) {
     const children = stanza.elements();
@@ -73,7 +80,7 @@ export class ClientState {
       const from = v.from!;
       // Kept in arrival order of each sender's newest.
       if (this.#held.delete(from)) this.counts.superseded++;
-      this.#held.set(from, stanza as Element);
+      this.#held.set(from, v.stanza!);
       this.counts.held++;
       if (this.#held.size > this.maxHeld) flush(this.take());
       return false;
