@@ -10,13 +10,18 @@ import { SmClient } from "../helpers/sm_client.ts";
 import { befriend } from "../helpers/sm_client.ts";
 import { eventually, until } from "../helpers/until.ts";
 import { parseJid } from "../../src/jid/jid.ts";
+import { createRoom, join, MUC } from "../helpers/muc.ts";
 import { formValues } from "../../src/xml/data_form.ts";
 import { NS } from "../../src/xml/ns.ts";
 import type { Element } from "../../src/xml/element.ts";
 
 const APP = "push.localhost";
 const CONFIG = {
-  hosts: [{ domain: "localhost", components: [{ domain: APP, secret: "s" }] }],
+  hosts: [{
+    domain: "localhost",
+    muc: { domain: MUC },
+    components: [{ domain: APP, secret: "s" }],
+  }],
   listeners: [
     { type: "c2s", bind: "127.0.0.1", port: 0, starttls: "optional", plain_without_tls: true },
     { type: "c2s_tls", bind: "127.0.0.1", port: 0 },
@@ -59,32 +64,44 @@ function enable(c: SmClient, node: string, body: boolean): Promise<Element> {
   );
 }
 
+/** The app server: a component answering every push (with an error once `refuse` says so). */
+async function appServer(t: TestServer) {
+  const raw = await componentLogin(componentPort(t), APP, "s");
+  const pushes: Element[] = [];
+  const state = {
+    pushes,
+    refuse: () => false,
+    close: () => raw.close(),
+    /** The n-th push's summary, once it came (answered as it comes). */
+    pushed: async (n: number) => {
+      await until(() => (answer(), pushes.length >= n), `${n} pushes`);
+      return summary(pushes[n - 1]);
+    },
+  };
+  const answer = () => {
+    for (let i; (i = raw.received.findIndex(isPush)) >= 0;) {
+      const iq = raw.received.splice(i, 1)[0];
+      pushes.push(iq);
+      raw.send(
+        state.refuse()
+          ? `<iq type='error' id='${iq.attrs.id}' to='${iq.attrs.from}' from='${APP}'>` +
+            `<error type='cancel'><item-not-found xmlns='${NS.stanzaErrors}'/></error></iq>`
+          : `<iq type='result' id='${iq.attrs.id}' to='${iq.attrs.from}' from='${APP}'/>`,
+      );
+    }
+  };
+  return state;
+}
+
 withServer(
   "push: detached, offline, coalesced, disabled, refused by the app server",
   CONFIG,
   async (t) => {
     for (const u of ["ann", "bob"]) await t.addUser(u);
-    const app = await componentLogin(componentPort(t), APP, "s");
-    // The app server answers every publish.
+    const app = await appServer(t);
+    const { pushed, pushes } = app;
     let refuse = false;
-    const pushes: Element[] = [];
-    const answer = () => {
-      for (let i; (i = app.received.findIndex(isPush)) >= 0;) {
-        const iq = app.received.splice(i, 1)[0];
-        pushes.push(iq);
-        app.send(
-          refuse
-            ? `<iq type='error' id='${iq.attrs.id}' to='${iq.attrs.from}' from='${APP}'>` +
-              `<error type='cancel'><item-not-found xmlns='${NS.stanzaErrors}'/></error></iq>`
-            : `<iq type='result' id='${iq.attrs.id}' to='${iq.attrs.from}' from='${APP}'/>`,
-        );
-      }
-    };
-    const pushed = async (n: number) => {
-      await until(() => (answer(), pushes.length >= n), `${n} pushes`);
-      return summary(pushes[n - 1]);
-    };
-
+    app.refuse = () => refuse;
     const a = await SmClient.login(t.port, "ann", { resource: "phone" });
     await a.enableResume();
     const b = await SmClient.login(t.port, "bob", { resource: "desk" });
@@ -143,6 +160,40 @@ withServer(
     assert.equal(off.attrs.type, "result");
     assert.equal((await stored()).length, 0);
     for (const x of [d, b]) x.close();
+    app.close();
+  },
+);
+
+withServer(
+  "push: a room message mentioning the user's nick, for its detached session",
+  CONFIG,
+  async (t) => {
+    for (const u of ["ann", "bob"]) await t.addUser(u);
+    const app = await appServer(t);
+    const a = await SmClient.login(t.port, "ann", { resource: "phone" });
+    await a.enableResume();
+    const b = await SmClient.login(t.port, "bob", { resource: "desk" });
+    await createRoom(b.raw, "lounge", "bobby");
+    await join(a.raw, "lounge", "annie");
+    assert.equal((await enable(a, "r", true)).attrs.type, "result");
+    a.drop();
+    const annPhone = parseJid("ann@localhost/phone")!;
+    await until(() => t.server.sessions.get(annPhone)?.detached === true, "ann detached");
+    const say = (body: string) =>
+      b.send(`<message to='lounge@${MUC}' type='groupchat'><body>${body}</body></message>`);
+    say("hi Annie!");
+    const first = await app.pushed(1);
+    assert.deepEqual([first.count, first.sender, first.body], [
+      1,
+      `lounge@${MUC}/bobby`,
+      "hi Annie!",
+    ]);
+    // Not a mention: not counted; the next mention goes at the interval's end, counted alone.
+    say("hello everyone");
+    say("annie, are you there?");
+    const second = await app.pushed(2);
+    assert.deepEqual([second.count, second.body], [1, "annie, are you there?"]);
+    b.close();
     app.close();
   },
 );
