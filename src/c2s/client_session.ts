@@ -215,6 +215,14 @@ export class ClientSession implements LocalSession {
       this.#csi.inactive = true;
       return;
     }
+    this.releaseHeld();
+  }
+
+  /**
+   * Active again: what CSI held is written (or queued, detached). Also before the session is
+   * handed to another node, with its queue.
+   */
+  releaseHeld(): void {
     const csi = this.#csi;
     if (!csi?.inactive) return;
     csi.inactive = false;
@@ -288,6 +296,12 @@ export class ClientSession implements LocalSession {
       this.detachedAt = Date.now();
       this.resumption.detached(this);
       this.host.server.sessions.changed(this);
+      // Written to a connection that was gone, perhaps: the client may not have them (push).
+      for (const xml of this.sm!.unacked()) {
+        if (xml.startsWith("<message")) {
+          this.host.events.fire("message/held", { session: this, stanza: xml });
+        }
+      }
       return;
     }
     this.end();
@@ -308,6 +322,8 @@ export class ClientSession implements LocalSession {
     this.#stream = stream;
     this.#state = "bound";
     this.host.server.sessions.changed(this);
+    // A resumed stream is active (XEP-0352 §4): what was held goes after the resent stanzas.
+    if (this.#csi?.inactive) queueMicrotask(() => this.releaseHeld());
     this.resumedAt = Date.now();
     this.resumption.attached(this);
     if (stream.transport.kind !== this.transport.kind) {

@@ -97,15 +97,21 @@ export class RemoteSession implements Session {
 
   /** The same session, now held by `node` from `boundAt` on. */
   movedTo(node: string, boundAt: number): RemoteSession {
-    const s = new RemoteSession(this.jid, node, boundAt);
-    s.available = this.available;
-    s.priority = this.priority;
+    const s = RemoteSession.of(this, node, boundAt);
     s.#presence = this.#presence;
-    s.rosterRequested = this.rosterRequested;
-    s.blocklistRequested = this.blocklistRequested;
-    s.carbons = this.carbons;
     s.detached = this.detached;
     return s;
+  }
+
+  /** A record of `session` (its IM state) as held by `node` from `boundAt` on. */
+  static of(session: Session, node: string, boundAt: number): RemoteSession {
+    const r = new RemoteSession(session.jid, node, boundAt);
+    r.available = session.available;
+    r.priority = session.priority;
+    r.rosterRequested = session.rosterRequested;
+    r.blocklistRequested = session.blocklistRequested;
+    r.carbons = session.carbons;
+    return r;
   }
 }
 
@@ -251,13 +257,9 @@ export class Directory {
   moved(session: LocalSession, node: string, boundAt: number): void {
     this.forget(session);
     this.sessions.drop(session);
-    const r = new RemoteSession(session.jid, node, boundAt);
-    r.available = session.available;
-    r.priority = session.priority;
+    // Resumed there: connected again (its own record follows from there).
+    const r = RemoteSession.of(session, node, boundAt);
     r.presence = session.presence;
-    r.rosterRequested = session.rosterRequested;
-    r.blocklistRequested = session.blocklistRequested;
-    r.carbons = session.carbons;
     this.#remote.set(session.jid.full, node, r, 0);
     this.sessions.put(r);
   }

@@ -415,6 +415,8 @@ export class SessionReplicas implements SessionDistribution, SessionSuccession, 
       this.node.send(peer, SM_TAKEN, JSON.stringify({ ask: t.ask, state: null }));
       return;
     }
+    // What client state indication held moves with the queue (presence the client is owed).
+    session.releaseHeld();
     const state = {
       ...session.state(),
       boundAt: t.boundAt,

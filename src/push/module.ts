@@ -19,7 +19,10 @@ import type { LocalSession, Session } from "../router/sessions.ts";
 import { dataForm, formValues } from "../xml/data_form.ts";
 import { type Element, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
-import { parseStanza } from "../xml/parse_string.ts";
+import { KEPT_LIMITS, parseStanza } from "../xml/parse_string.ts";
+import { messageTargets } from "../im/delivery.ts";
+import { stanzaIdBy } from "../mam/stanza_ids.ts";
+import { LRUCache } from "lru-cache";
 import { type Registration, Registrations } from "./registrations.ts";
 
 /** The publish-options field by which a client lets the summary carry the message's body. */
@@ -86,7 +89,10 @@ export const pushModule: Module = {
         { var: "last-message-sender", values: [p.sender] },
       ];
       if (p.body !== undefined && isTrue(r.options[INCLUDE_BODY]?.[0])) {
-        fields.push({ var: "last-message-body", values: [p.body.slice(0, MAX_BODY)] });
+        fields.push({
+          var: "last-message-body",
+          values: [[...p.body].slice(0, MAX_BODY).join("")],
+        });
       }
       const options = Object.entries(r.options)
         .filter(([k]) => k !== "FORM_TYPE" && k !== INCLUDE_BODY)
@@ -138,7 +144,7 @@ export const pushModule: Module = {
             p.timer = setTimeout(() => flush(k, account, r), interval);
           } else p.timer = setTimeout(() => flush(k, account, r), wait);
         }
-      }, (e) => logFailure(`push registrations of ${account.bare}`, e));
+      }).catch((e) => logFailure(`push registrations of ${account.bare}`, e));
     };
 
     /**
@@ -156,39 +162,64 @@ export const pushModule: Module = {
         if (p.timer || p.count === 0) return; // a message meanwhile pushed it already
         publish(account, r, p);
         p.timer = setTimeout(() => flush(k, account, r), interval);
-      }, (e) => logFailure(`push registrations of ${account.bare}`, e));
+      }).catch((e) => logFailure(`push registrations of ${account.bare}`, e));
+    };
+
+    /**
+     * Messages pushed lately, per account: one routed again (its session ended unacknowledged,
+     * to another detached session or offline storage) is not pushed twice.
+     */
+    const pushed = new LRUCache<string, true>({
+      max: 10_000,
+      // As long as a message may wait for its session's resumption before it is routed again.
+      ttl: parseDuration(config.stream_management.max_resume_timeout)! + 60_000,
+    });
+    const once = (account: Jid, msg: Element, body: string) => {
+      // The archive's id when it has one (unique), else the sender's id, else what it says.
+      const id = stanzaIdBy(msg, account.bare) ?? msg.attrs.id ?? body;
+      const key = `${account.bare}\n${msg.attrs.from}\n${id}`;
+      if (pushed.has(key)) return false;
+      pushed.set(key, true);
+      return true;
     };
 
     // Stored offline: no session available at all.
     host.events.on("message/stored", ({ stanza, to }) => {
-      const body = stanza.childText("body");
-      if (body !== undefined) notify(to.toBare(), stanza.attrs.from ?? "", body);
+      const body = pushable(stanza);
+      const account = to.toBare();
+      if (body !== undefined && once(account, stanza, body)) {
+        notify(account, stanza.attrs.from ?? "", body);
+      }
     });
 
-    // Queued for a detached session.
+    // Queued for a detached session (or written to its connection before it was found gone).
     host.events.on("message/held", ({ session, stanza }) => {
-      const msg = typeof stanza === "string" ? parseStanza(stanza) : stanza;
+      const msg = typeof stanza === "string" ? parseStanza(stanza, KEPT_LIMITS) : stanza;
       if (!msg) return;
-      const body = msg.childText("body");
-      if (body === undefined || msg.attrs.type === "error") return;
+      const body = pushable(msg);
+      if (body === undefined) return;
       const account = session.jid.toBare();
-      const all = [...sessions.resources(account.bare)].filter((s) => s.available);
       // Another device is connected: it has it (or the user is at hand).
-      if (all.some((s) => !s.detached)) return;
+      const all = [...sessions.resources(account.bare)].filter((s) => s.available);
+      if (all.some((s) => !s.detached && s.priority >= 0)) return;
       if (msg.attrs.type === "groupchat") {
         if (!mentions(session, msg, body)) return;
-      } else if (!msg.attrs.to?.includes("/") && first(all) !== session) {
-        return; // to the bare JID: every detached session has it; one of them pushes
+      } else if (
+        !msg.attrs.to?.includes("/") && first(messageTargets(sessions, account.bare)) !== session
+      ) {
+        return; // to the bare JID: each session it went to has it; one of them pushes
       }
-      notify(account, msg.attrs.from ?? "", body);
+      if (once(account, msg, body)) notify(account, msg.attrs.from ?? "", body);
     });
 
-    // An app server's answer: an error takes its registration away.
+    // An app server's answer: an error from it takes its registration away; one that says it
+    // could not be reached (a component reconnecting, a remote server down) does not.
     host.events.on("iq/answer", ({ stanza, to }) => {
       const id = stanza.attrs.id ?? "";
       if (!id.startsWith("push.") || stanza.attrs.type !== "error") return;
       const error = stanza.child("error");
       if (error?.attrs.type === "wait") return;
+      if (error?.elements().some((c) => UNREACHED.has(c.name))) return;
       const [, data, mac] = id.split(".");
       let r: [string, string];
       try {
@@ -200,6 +231,7 @@ export const pushModule: Module = {
       const expected = Buffer.from(sign(to.bare, r[0], r[1]));
       const given = Buffer.from(mac ?? "");
       if (given.length !== expected.length || !timingSafeEqual(given, expected)) return;
+      if (parseJid(stanza.attrs.from ?? "")?.full !== parseJid(r[0])?.full) return;
       registrations.disable(to.toBare(), r[0], r[1]).catch((e) =>
         logFailure(`push registration of ${to.bare}`, e)
       );
@@ -210,6 +242,28 @@ export const pushModule: Module = {
 
 const isTrue = (v: string | undefined) => v === "1" || v === "true";
 
+/** Error conditions saying the app server was not reached, not that it refused. */
+const UNREACHED = new Set([
+  "service-unavailable",
+  "remote-server-not-found",
+  "remote-server-timeout",
+  "recipient-unavailable",
+]);
+
+/**
+ * What a push says of a message worth waking a phone for, or undefined: a body; or, without one,
+ * a call (XEP-0353 <propose/>) or an encrypted message (OMEMO), which need the app awake too.
+ */
+function pushable(msg: Element): string | undefined {
+  if (msg.attrs.type === "error") return undefined;
+  const body = msg.childText("body");
+  if (body !== undefined) return body;
+  if (msg.child("propose", "urn:xmpp:jingle-message:0")) return "";
+  if (msg.child("encrypted", "eu.siacs.conversations.axolotl")) return "";
+  if (msg.child("encrypted", "urn:xmpp:omemo:2")) return "";
+  return undefined;
+}
+
 /** The account's session that pushes for a message to its bare JID: the first by full JID. */
 function first(sessions: Session[]): Session | undefined {
   let best: Session | undefined;
@@ -219,18 +273,28 @@ function first(sessions: Session[]): Session | undefined {
 
 /**
  * Whether a room's message mentions the user: its nick in that room (the session's directed
- * presence to the room) or its bare JID in the body.
+ * presence to the room) or its bare JID in the body, as a word.
  */
 function mentions(session: LocalSession, msg: Element, body: string): boolean {
   const room = parseJid(msg.attrs.from ?? "");
   if (!room) return false;
-  const text = body.toLowerCase();
-  if (text.includes(session.jid.bare.toLowerCase())) return true;
+  if (word(body, session.jid.bare)) return true;
   for (const to of session.directed) {
     const occupant = parseJid(to);
-    if (occupant?.bare === room.bare && occupant.resource) {
-      return text.includes(occupant.resource.toLowerCase());
-    }
+    if (occupant?.bare === room.bare && occupant.resource) return word(body, occupant.resource);
+  }
+  return false;
+}
+
+/** Whether `text` has `name`, case aside, not inside a longer word. */
+function word(text: string, name: string): boolean {
+  const t = text.toLowerCase();
+  const n = name.toLowerCase();
+  const letter = /[\p{L}\p{N}_]/u;
+  for (let i = t.indexOf(n); i >= 0; i = t.indexOf(n, i + 1)) {
+    const before = i === 0 ? "" : t[i - 1];
+    const after = t[i + n.length] ?? "";
+    if (!letter.test(before) && !letter.test(after)) return true;
   }
   return false;
 }

@@ -8,6 +8,7 @@ import { withServer } from "../helpers/server.ts";
 import { scrape } from "../helpers/metrics.ts";
 import { eventually, until } from "../helpers/until.ts";
 import { befriend, marker } from "../helpers/pep.ts";
+import { befriend as smBefriend, SmClient } from "../helpers/sm_client.ts";
 import { NS } from "../../src/xml/ns.ts";
 import type { Element } from "../../src/xml/element.ts";
 
@@ -83,3 +84,36 @@ withServer("CSI: held presence, dropped chat states, flushed in order", {}, asyn
   a.close();
   b.close();
 });
+
+withServer(
+  "CSI: a resumed stream is active again; what was held comes after the resent",
+  {},
+  async (t) => {
+    for (const u of ["ann", "bob"]) await t.addUser(u);
+    const a = await SmClient.login(t.port, "ann", { resource: "phone" });
+    const previd = await a.enableResume();
+    const b = await SmClient.login(t.port, "bob", { resource: "desk" });
+    for (const c of [a, b]) c.send("<presence/>");
+    await smBefriend(a, b);
+    a.send(`<inactive xmlns='${NS.csi}'/>`);
+    const metric = async (k: string) =>
+      (await scrape(`http://127.0.0.1:${t.httpPort}`)).samples.get(k) ?? 0;
+    b.send(`<presence><status>away for a bit</status></presence>`);
+    await eventually(
+      async () => await metric('parley_csi_stanzas_total{outcome="held"}') === 1,
+      "held",
+    );
+    const h = a.inbound;
+    a.drop();
+    const again = await SmClient.auth(t.port, "ann");
+    const resumed = await again.resume(previd, h);
+    assert.equal(resumed.name, "resumed", `${resumed}`);
+    // Held before: sent now, the stream being active.
+    await again.waitFor((e) => e.name === "presence" && e.childText("status") === "away for a bit");
+    // And what comes next is not held.
+    b.send(`<presence><status>back</status></presence>`);
+    await again.waitFor((e) => e.name === "presence" && e.childText("status") === "back");
+    again.close();
+    b.close();
+  },
+);

@@ -113,14 +113,18 @@ withServer(
     const info = await a.iq("get", `<query xmlns='${NS.discoInfo}'/>`);
     assert.ok(info.child("query")!.elements("feature").some((f) => f.attrs.var === NS.push));
 
-    // Connected: no push.
+    // Connected: no push (acknowledged, XEP-0198).
     b.message("ann@localhost", "while connected", "chat", "c1");
     await a.waitFor((e) => e.attrs.id === "c1", 5000, "c1");
-    // Detached: a push with the summary, the body (allowed), the registration's options.
+    a.send(`<a xmlns='urn:xmpp:sm:3' h='${a.inbound}'/>`);
+    await a.requestAck();
+    // Written to the connection but never acknowledged, then the connection is gone: pushed as
+    // the session detaches, with the summary, the body (allowed), the registration's options.
+    b.message("ann@localhost", "never acknowledged", "chat", "c2");
+    await a.waitFor((e) => e.attrs.id === "c2", 5000, "c2");
     a.drop();
     const annPhone = parseJid("ann@localhost/phone")!;
     await until(() => t.server.sessions.get(annPhone)?.detached === true, "ann detached");
-    b.message("ann@localhost", "are you there?");
     const first = await pushed(1);
     assert.deepEqual(first, {
       node: "n1",
@@ -128,14 +132,15 @@ withServer(
       formType: NS.pushSummary,
       count: 1,
       sender: "bob@localhost/desk",
-      body: "are you there?",
+      body: "never acknowledged",
       secret: "s-n1",
     });
     assert.equal(pushes.filter((p) => summary(p).body === "while connected").length, 0);
-    // A flood: coalesced into one more push at the interval's end, counting them.
+    // Detached, then a flood: coalesced into one more push at the interval's end, counting all.
+    b.message("ann@localhost", "are you there?");
     for (let i = 0; i < 5; i++) b.message("ann@localhost", `flood ${i}`);
     const second = await pushed(2);
-    assert.equal(second.count, 5);
+    assert.equal(second.count, 6);
     assert.equal(second.body, "flood 4");
     // No session at all (stored offline): pushed too. The registration now without include-body.
     const c = await SmClient.login(t.port, "ann", { resource: "phone" }); // replaces the detached one
