@@ -164,8 +164,21 @@ withServer(
     const off = await d.iq("set", `<disable xmlns='${NS.push}' jid='${APP}' node='n2'/>`);
     assert.equal(off.attrs.type, "result");
     assert.equal((await stored()).length, 0);
-    for (const x of [d, b]) x.close();
+    // The app server not connected: the server's own bounce (service-unavailable) keeps the
+    // registration: pushed once it is back.
+    assert.equal((await enable(d, "n3", true)).attrs.type, "result");
+    d.close();
+    await until(() => [...t.server.sessions.resources("ann@localhost")].length === 0, "ann gone");
     app.close();
+    await until(() => t.server.components.get(APP)?.instances.size === 0, "the app server gone");
+    b.message("ann@localhost", "nobody there");
+    await b.iq("get", `<ping xmlns='${NS.ping}'/>`); // its push tried and bounced by then
+    const back = await appServer(t);
+    b.message("ann@localhost", "back again");
+    const after = await back.pushed(1);
+    assert.equal(after.node, "n3");
+    b.close();
+    back.close();
   },
 );
 
