@@ -19,6 +19,7 @@ import { clusterBench } from "./cluster.ts";
 import { proxy65ClusterBench } from "./proxy65_cluster.ts";
 import { MUC_PACE, MUC_SIZES, mucClusterBench, type MucFigures } from "./muc_cluster.ts";
 import { pepClusterBench } from "./pep_cluster.ts";
+import { csiBench } from "./csi.ts";
 import { RESUME_ROUNDS, resumeRows, smClusterBench, smCompare } from "./sm.ts";
 import { sharedPostgres } from "../tests/helpers/postgres.ts";
 
@@ -42,7 +43,9 @@ const SM_SESSIONS = Number(Deno.env.get("BENCH_SM_SESSIONS") ?? IDLE_SESSIONS);
  * detached session. `mam` measures one-to-one messages with every message archived next to the same
  * without (the other parts run with the archive off). `pep` measures PEP (XEP-0163) notifications
  * to 100 contacts spread over three nodes: latency at a fixed rate and rate at saturation
- * (bench/pep_cluster.ts).
+ * (bench/pep_cluster.ts). `csi` measures what a client state indication (XEP-0352) inactive
+ * session is spared: a user with 100 contacts sending presence updates, the stanzas and bytes her
+ * session gets active and inactive, and the server's CPU per update (bench/csi.ts).
  */
 const ONLY = Deno.env.get("BENCH_ONLY")?.split(",");
 const wanted = (part: string) => !ONLY || ONLY.includes(part);
@@ -514,6 +517,10 @@ try {
   if (wanted("sm")) await streamManagement();
   if (wanted("mam")) await archiving();
   if (wanted("pep")) await pepClusterBench(row, ITERATIONS, SERVER_CPU);
+  if (wanted("csi")) {
+    await freshServer();
+    await csiBench(row, port, httpPort, () => [server.child.pid]);
+  }
   if (wanted("cluster") || wanted("cluster-components")) {
     await clusterBench(row, ITERATIONS, SERVER_CPU, !wanted("cluster"));
   }
