@@ -68,11 +68,23 @@ export class PepNodes {
     const max = this.server.config.pep.max_nodes;
     const map = this.server.store.map<NodeRecord>(STORES.pepNodes);
     if ((await this.load(owner)).nodes.has(node)) throw new PubsubError("conflict");
-    if (!await map.set(owner.local, owner.domain, node, record, { max })) {
+    // Added only if no node (here or elsewhere) made it meanwhile: one configuration wins.
+    if (!await map.set(owner.local, owner.domain, node, record, { max, add: true })) {
+      if (await map.get(owner.local, owner.domain, node)) throw new PubsubError("conflict");
       throw new PubsubError("not-allowed", "max-nodes-exceeded", `more than ${max} nodes`);
     }
     await this.#changed(owner);
     return record;
+  }
+
+  /** A node's record as stored now (not cached): another node may have just made it. */
+  async stored(owner: Jid, node: string): Promise<NodeRecord | null> {
+    const r = await this.server.store.map<NodeRecord>(STORES.pepNodes).get(
+      owner.local,
+      owner.domain,
+      node,
+    );
+    return r && { ...r, config: { ...DEFAULT_CONFIG, ...r.config } };
   }
 
   /** Replaces a node's record (its configuration or affiliations). */

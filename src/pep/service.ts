@@ -119,7 +119,16 @@ export class PepService {
         const config = options.form
           ? submitted(options.form, DEFAULT_CONFIG, limit, true)
           : { ...DEFAULT_CONFIG };
-        record = await this.nodes.create(owner, node, config);
+        record = await this.nodes.create(owner, node, config).catch(async (e) => {
+          // Made by another node meanwhile: published to as it was made.
+          const made = e instanceof PubsubError && e.condition === "conflict" &&
+            await this.nodes.stored(owner, node);
+          if (!made) throw e;
+          return made;
+        });
+        if (options.form && !preconditionsHold(options.form, record.config, limit)) {
+          throw new PubsubError("conflict", "precondition-not-met");
+        }
       } else if (options.form && !preconditionsHold(options.form, record.config, limit)) {
         throw new PubsubError("conflict", "precondition-not-met");
       }

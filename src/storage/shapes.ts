@@ -42,6 +42,11 @@ export interface MapStore<T = unknown> {
 
 export interface MapSet {
   max?: number;
+  /**
+   * Only a new key: one stored already is left as it is (false). Of writers racing from any node
+   * to add one key, exactly one adds it.
+   */
+  add?: boolean;
 }
 
 /**
@@ -246,7 +251,7 @@ export class KeyMap<T> extends Shape implements MapStore<T> {
     host: string,
     key: string,
     value: T | null,
-    { max }: MapSet = {},
+    { max, add }: MapSet = {},
   ): Promise<boolean> {
     const owner = ownerOf(user, host, this.name);
     if (value === null) {
@@ -256,15 +261,14 @@ export class KeyMap<T> extends Shape implements MapStore<T> {
     const text = json(value);
     const upsert = st(
       `INSERT INTO map_store (host, username, store, key, value) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (host, username, store, key) DO UPDATE SET value = excluded.value`,
+       ON CONFLICT (host, username, store, key) ${
+        add ? "DO NOTHING" : "DO UPDATE SET value = excluded.value"
+      }`,
       ...owner,
       key,
       text,
     );
-    if (max === undefined) {
-      await this.db.run(upsert);
-      return true;
-    }
+    if (max === undefined) return await this.db.run(upsert) === 1 || !add;
     if (!Number.isSafeInteger(max) || max < 0) {
       throw new RangeError("max is a non-negative integer");
     }
@@ -277,7 +281,8 @@ export class KeyMap<T> extends Shape implements MapStore<T> {
         ...owner,
         key,
       );
-      if (await tx.run(replace) === 1) return true;
+      const present = st(`SELECT 1 FROM map_store WHERE ${OWNER} AND key = ?`, ...owner, key);
+      if (add ? (await tx.all(present)).length > 0 : await tx.run(replace) === 1) return !add;
       const [{ n }] = await tx.all(
         st(`SELECT CAST(count(*) AS integer) AS n FROM map_store WHERE ${OWNER}`, ...owner),
       );

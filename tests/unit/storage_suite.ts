@@ -502,6 +502,25 @@ export function storageSuite(b: Backend): void {
   });
 
   // Two instances on one database stand for two nodes: the cap holds across them.
+  t("map shape: add stores a new key only, once among writers racing on two nodes", async (
+    s,
+    reopen,
+  ) => {
+    const nodes = [s, await reopen()];
+    for (const max of [undefined, 10]) {
+      const key = `k${max}`;
+      const added = await Promise.all(
+        nodes.flatMap((n, k) =>
+          [0, 1, 2].map((i) => n.map("m").set("u", "h", key, `${k}.${i}`, { add: true, max }))
+        ),
+      );
+      assert.equal(added.filter((a) => a).length, 1, `${max}: ${added}`);
+      const value = await s.map("m").get("u", "h", key);
+      assert.equal(await s.map("m").set("u", "h", key, "other", { add: true, max }), false);
+      assert.equal(await s.map("m").get("u", "h", key), value);
+    }
+  });
+
   t("map shape: capped sets racing on two nodes never pass max keys", async (s, reopen) => {
     const nodes = [s, await reopen()];
     const max = 7;
