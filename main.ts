@@ -1,4 +1,5 @@
-// Parley's command line: serve, user add|passwd|del|list, components, rooms, config check, version.
+// Parley's command line: serve, user add|passwd|del|list, upload list|purge, components, rooms,
+// config check, version.
 import { parseArgs } from "node:util";
 import { ConfigError, defaultConfig, loadConfigFile } from "./src/config/load.ts";
 import type { Config } from "./src/config/schema.ts";
@@ -11,6 +12,7 @@ import { userCommand } from "./src/cli/accounts.ts";
 import { componentsCommand } from "./src/cli/components.ts";
 import { roomsCommand } from "./src/cli/rooms.ts";
 import { clusterCommand } from "./src/cli/cluster.ts";
+import { uploadCommand } from "./src/cli/uploads.ts";
 import { ANY_NODE } from "./src/cluster/config.ts";
 import { VERSION } from "./src/version.ts";
 
@@ -29,6 +31,9 @@ Usage:
   parley rooms [--json] [--room JID] [--config FILE] [--node NAME]
                                                chat rooms held by the running server (in a
                                                cluster: every node's, and which node runs JID)
+  parley upload list JID [--json] [--config FILE]
+                                               an account's uploaded files (XEP-0363)
+  parley upload purge JID [--config FILE]      remove all of them
   parley config check FILE [--node NAME]       validate a configuration file
   parley cluster ca init --out DIR             a new cluster CA (cluster-ca.pem, cluster-ca.key)
   parley cluster cert issue NODE --ca DIR --out DIR
@@ -114,6 +119,14 @@ async function main(args: string[]): Promise<number> {
         await config(values.config, values.node),
         values.json ?? false,
         values.room,
+      );
+    case "upload":
+      if (sub !== "list" && sub !== "purge") break;
+      return await uploadCommand(
+        await config(values.config, values.node ?? ANY_NODE),
+        sub,
+        arg,
+        values.json ?? false,
       );
     case "user":
       if (!["add", "passwd", "del", "list"].includes(sub ?? "")) break;

@@ -19,6 +19,7 @@ import { clusterBench } from "./cluster.ts";
 import { proxy65ClusterBench } from "./proxy65_cluster.ts";
 import { MUC_PACE, MUC_SIZES, mucClusterBench, type MucFigures } from "./muc_cluster.ts";
 import { pepClusterBench } from "./pep_cluster.ts";
+import { uploadBench } from "./upload.ts";
 import { csiBench } from "./csi.ts";
 import { RESUME_ROUNDS, resumeRows, smClusterBench, smCompare } from "./sm.ts";
 import { sharedPostgres } from "../tests/helpers/postgres.ts";
@@ -45,7 +46,10 @@ const SM_SESSIONS = Number(Deno.env.get("BENCH_SM_SESSIONS") ?? IDLE_SESSIONS);
  * to 100 contacts spread over three nodes: latency at a fixed rate and rate at saturation
  * (bench/pep_cluster.ts). `csi` measures what a client state indication (XEP-0352) inactive
  * session is spared: a user with 100 contacts sending presence updates, the stanzas and bytes her
- * session gets active and inactive, and the server's CPU per update (bench/csi.ts).
+ * session gets active and inactive, and the server's CPU per update (bench/csi.ts). `upload`
+ * measures HTTP File Upload (XEP-0363): a 100 MiB file up and down through one node keeping files
+ * on disk, then through two nodes keeping them in PostgreSQL (down from the node that stored it and
+ * from the other), next to plain TCP copies of the same bytes (bench/upload.ts).
  */
 const ONLY = Deno.env.get("BENCH_ONLY")?.split(",");
 const wanted = (part: string) => !ONLY || ONLY.includes(part);
@@ -517,6 +521,7 @@ try {
   if (wanted("sm")) await streamManagement();
   if (wanted("mam")) await archiving();
   if (wanted("pep")) await pepClusterBench(row, ITERATIONS, SERVER_CPU);
+  if (wanted("upload")) await uploadBench(row, ITERATIONS, SERVER_CPU);
   if (wanted("csi")) {
     await freshServer();
     await csiBench(row, port, httpPort, () => [server.child.pid]);

@@ -4,6 +4,7 @@
 import type { Config } from "../config/schema.ts";
 import { parseJid } from "../jid/jid.ts";
 import { openStore } from "../storage/open.ts";
+import { openFileStore } from "../upload/open.ts";
 import { deriveCredentials } from "../sasl/scram_keys.ts";
 import { readNewPassword } from "./password_prompt.ts";
 
@@ -35,7 +36,16 @@ export async function userCommand(
       const removed = await store.deleteAccount(jid.local, jid.domain);
       if (!removed) return fail(`no such user ${jid.bare}`);
       const n = removed.archived;
-      console.log(`deleted ${jid.bare} and ${n} archived message${n === 1 ? "" : "s"}`);
+      const messages = `${n} archived message${n === 1 ? "" : "s"}`;
+      // Uploaded files are not in the Store's tables: they go through the file store.
+      const files = await openFileStore(config);
+      const u = await files.purge(jid.bare).finally(() => files.close());
+      const uploads = `${u} uploaded file${u === 1 ? "" : "s"}`;
+      console.log(
+        u === 0
+          ? `deleted ${jid.bare} and ${messages}`
+          : `deleted ${jid.bare}, ${messages} and ${uploads}`,
+      );
       return 0;
     }
     const pw = password ?? await readNewPassword();

@@ -16,6 +16,7 @@ import { prepDomain } from "../jid/precis.ts";
 import { parseJid } from "../jid/jid.ts";
 import { checkCluster } from "../cluster/config.ts";
 import { parseRange } from "../core/address_list.ts";
+import { TYPE_PATTERN } from "../upload/names.ts";
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -259,6 +260,21 @@ function crossCheck(cfg: Config, root: Node, v: Validator): void {
         const jid = parseJid(a);
         if (!jid || !jid.isBare) v.at(node, `hosts[${i}].muc.admins[${k}]`, "is not a bare JID");
         else host.muc!.admins[k] = jid.bare;
+      });
+    }
+    if (host.upload) {
+      const node = child(hostNode, "upload");
+      const path = `hosts[${i}].upload`;
+      host.upload.domain = claim(host.upload.domain, node, `${path}.domain`, "is already served");
+      // Files go up and down over HTTP: slots name the http listener's URL.
+      if (!cfg.listeners.some((l) => l.type === "http")) {
+        v.at(node, path, "needs a listener of type http (files are uploaded over HTTP)");
+      }
+      host.upload.allowed_types.forEach((t, k) => {
+        const at = item(child(node, "allowed_types"), k);
+        if (!TYPE_PATTERN.test(t)) {
+          v.at(at, `${path}.allowed_types[${k}]`, "expected type/subtype or type/*");
+        }
       });
     }
     const list = child(hostNode, "components");

@@ -29,4 +29,10 @@ export interface ServerContext {
   readonly counters: Counters;
   /** Batched writes to the message archives (XEP-0313) of accounts and rooms. */
   readonly archive: ArchiveWriter;
+  /**
+   * The base URL (no trailing /) clients reach this node's http listener at for `domain`:
+   * `http.public_url`, else the first http listener's address; undefined until it listens, or
+   * without one.
+   */
+  httpUrl(domain: string): string | undefined;
 }

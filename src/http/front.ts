@@ -45,10 +45,16 @@ export interface HttpFrontOptions {
 
 export type Peer = { hostname: string; port: number };
 
+/** A live relay: its client, and how to lift the deadline of the request under way. */
+interface Relay {
+  client: Peer;
+  streaming(): void;
+}
+
 export class HttpFront {
   #server: net.Server;
-  /** The clients of live relays, by the relay connection's local port. */
-  #clients = new Map<number, Peer>();
+  /** Live relays, by the relay connection's local port. */
+  #relays = new Map<number, Relay>();
   #sockets = new Set<net.Socket>();
   #backend = 0;
 
@@ -74,7 +80,19 @@ export class HttpFront {
 
   /** The client behind a relay connection, known by its loopback address and port. */
   clientOf(relay: Peer): Peer | undefined {
-    return relay.hostname === LOOPBACK ? this.#clients.get(relay.port) : undefined;
+    return this.#relayOf(relay)?.client;
+  }
+
+  /**
+   * The request under way on this relay may take as long as its body takes (a verified upload):
+   * no deadline until its answer begins; the idle timeout still applies.
+   */
+  streaming(relay: Peer): void {
+    this.#relayOf(relay)?.streaming();
+  }
+
+  #relayOf(relay: Peer): Relay | undefined {
+    return relay.hostname === LOOPBACK ? this.#relays.get(relay.port) : undefined;
   }
 
   /** Called every second: accept re-armed after a failed one (tcp_server.ts). */
@@ -124,28 +142,40 @@ export class HttpFront {
     inner.setNoDelay(true);
     // A request must be answered within requestMs of its first byte, however slowly it trickles
     // (the idle timer restarts with each byte): each answer clears the deadline; after a
-    // WebSocket upgrade (101) there are no requests any more.
+    // WebSocket upgrade (101) there are no requests any more. A request its route lets stream
+    // (an upload) has none until its answer begins.
     let upgraded = false;
+    let streaming = false;
     let deadline: ReturnType<typeof setTimeout> | undefined;
     let local: number | undefined;
     inner.once("connect", () => {
       local = inner.localPort!;
-      this.#clients.set(local, client);
+      this.#relays.set(local, {
+        client,
+        streaming: () => {
+          streaming = true;
+          clearTimeout(deadline);
+          deadline = undefined;
+        },
+      });
       from.pipe(inner);
       inner.pipe(from);
       // Only now: a listener before the pipes would take what the client sent meanwhile.
       from.on("data", () => {
-        if (!upgraded) deadline ??= setTimeout(() => from.destroy(), this.options.requestMs);
+        if (!upgraded && !streaming) {
+          deadline ??= setTimeout(() => from.destroy(), this.options.requestMs);
+        }
       });
       inner.on("data", (d: Uint8Array) => {
         clearTimeout(deadline);
         deadline = undefined;
+        streaming = false;
         upgraded ||= isUpgrade(d);
       });
     });
     const end = () => {
       clearTimeout(deadline);
-      if (local !== undefined) this.#clients.delete(local);
+      if (local !== undefined) this.#relays.delete(local);
       inner.destroy();
       from.destroy();
     };

@@ -109,7 +109,14 @@ export class HttpListener implements StreamAdmission {
     const secure = !!this.options.tls ||
       (proxied && req.headers.get("x-forwarded-proto")?.toLowerCase() === "https");
     const port = ip === peer ? remote.port : 0;
-    const client: HttpClient = { ip, remote: `${ip}:${port}`, secure, proxied, listener: this };
+    const client: HttpClient = {
+      ip,
+      remote: `${ip}:${port}`,
+      secure,
+      proxied,
+      listener: this,
+      streaming: () => this.#front.streaming(info.remoteAddr),
+    };
     return this.routes.handle(req, client);
   }
 

@@ -1,6 +1,7 @@
 // The paths of the HTTP listener and what answers each, as the server and services add them
-// (WebSocket, BOSH, discovery, metrics, health; file upload later). An unknown path is 404. A
-// route for browsers checks the request's Origin against `http.allowed_origins`.
+// (WebSocket, BOSH, discovery, metrics, health: exact paths; file upload: every path under a
+// prefix). An unknown path is 404. A route for browsers checks the request's Origin against
+// `http.allowed_origins`.
 import type { XmlStream } from "../stream/xml_stream.ts";
 
 /** Admission of XML streams over HTTP (WebSocket, BOSH) by the listener they came in on. */
@@ -22,12 +23,25 @@ export interface HttpClient {
   proxied: boolean;
   /** The listener the request came in on, which admits streams. */
   listener: StreamAdmission;
+  /**
+   * This request's body may take as long as it takes to arrive (a verified upload): the
+   * listener's deadline for a request no longer applies to it, its idle timeout still does.
+   */
+  streaming(): void;
+}
+
+/** A path prefix (ending in "/") and what answers every path under it. */
+export interface HttpRoute {
+  prefix: string;
+  handler: HttpHandler;
 }
 
 export type HttpHandler = (req: Request, client: HttpClient) => Response | Promise<Response>;
 
 export class HttpRoutes {
   #routes = new Map<string, HttpHandler>();
+  /** Prefix routes, longest first. */
+  #prefixes: HttpRoute[] = [];
 
   constructor(readonly allowedOrigins: string[] = []) {}
 
@@ -36,9 +50,20 @@ export class HttpRoutes {
     this.#routes.set(path, handler);
   }
 
+  /** Answers every path under `route.prefix` (which ends in "/") that has no exact route. */
+  addPrefix(route: HttpRoute): void {
+    if (!route.prefix.endsWith("/")) throw new Error(`the http prefix ${route.prefix} needs a /`);
+    if (this.#prefixes.some((r) => r.prefix === route.prefix)) {
+      throw new Error(`the http prefix ${route.prefix} is taken`);
+    }
+    this.#prefixes.push(route);
+    this.#prefixes.sort((a, b) => b.prefix.length - a.prefix.length);
+  }
+
   handle(req: Request, client: HttpClient): Response | Promise<Response> {
     const path = new URL(req.url).pathname;
-    const route = this.#routes.get(path);
+    const route = this.#routes.get(path) ??
+      this.#prefixes.find((r) => path.startsWith(r.prefix))?.handler;
     if (!route) return text(404, "not found");
     return route(req, client);
   }

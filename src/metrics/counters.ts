@@ -5,6 +5,7 @@
 // they are read from the live objects when /metrics is asked.
 import { MECHANISMS } from "../sasl/mechanisms.ts";
 import { CsiCounts } from "../c2s/client_state.ts";
+import { UploadCounts } from "../upload/counts.ts";
 
 // First letters of the stanza names: a stanza is told by one character.
 const M = "m".charCodeAt(0);
@@ -70,4 +71,6 @@ export class Counters {
   storeErrors = 0;
   /** What inactive client sessions (XEP-0352) were spared. */
   readonly csi = new CsiCounts();
+  /** HTTP File Upload (XEP-0363): slots, files stored and served. */
+  readonly uploads = new UploadCounts();
 }

@@ -104,6 +104,45 @@ export async function collectMetrics(server: Monitored, loop: LoopDelay): Promis
     csi.flushes,
   );
 
+  const up = counters.uploads;
+  out.add(
+    "parley_upload_slots_total",
+    "counter",
+    "Upload slot requests (XEP-0363) answered by this node: given, or refused (a limit, a bad " +
+      "request, not allowed).",
+    [[{ outcome: "given" }, up.slots], [{ outcome: "refused" }, up.refused]],
+  );
+  out.add(
+    "parley_uploads_total",
+    "counter",
+    "Uploads (HTTP PUT) to this node: stored, or refused (slot, size, type, used slot, quota).",
+    [[{ outcome: "stored" }, up.uploads], [{ outcome: "refused" }, up.uploadsRefused]],
+  );
+  out.add(
+    "parley_upload_downloads_total",
+    "counter",
+    "Downloads (HTTP GET of a whole file or a range) this node began answering.",
+    up.downloads,
+  );
+  out.add(
+    "parley_upload_bytes_total",
+    "counter",
+    "Bytes of files stored (up) and of downloads begun (down) on this node.",
+    [[{ direction: "up" }, up.uploadBytes], [{ direction: "down" }, up.downloadBytes]],
+  );
+  out.add(
+    "parley_upload_rate_limited_total",
+    "counter",
+    "Upload and download requests refused with 429 for their address's rate.",
+    up.rateLimited,
+  );
+  out.add(
+    "parley_upload_files_removed_total",
+    "counter",
+    "Uploaded files this node removed: past retention, or with their account.",
+    up.expired,
+  );
+
   const auth: Sample[] = [];
   for (const [mechanism, n] of counters.auth.entries()) {
     auth.push([{ mechanism, result: "success" }, n.success]);

@@ -1,13 +1,13 @@
 // The server's HTTP listeners (`type: http`): each with the routes the server answers there
-// (WebSocket and BOSH clients, XEP-0156 discovery, /metrics and /health), built from the
-// configuration and the server's shared parts.
+// (WebSocket and BOSH clients, XEP-0156 discovery, /metrics and /health, and what services serve
+// under their paths: file upload), built from the configuration and the server's shared parts.
 import type { Config, ListenerConfig } from "../config/schema.ts";
 import type { ServerContext } from "../core/context.ts";
 import type { Host } from "../core/host.ts";
 import type { TlsContexts } from "../tls/certificates.ts";
 import { HttpListener } from "../http/listener.ts";
 import type { Resumption } from "../c2s/resumption.ts";
-import { HttpRoutes } from "../http/routes.ts";
+import { type HttpRoute, HttpRoutes } from "../http/routes.ts";
 import { WEBSOCKET_PATH, WEBSOCKET_PING_S, websocketRoute } from "../http/websocket.ts";
 import { BOSH_PATH, boshRoute } from "../http/bosh.ts";
 import { HOST_META_JSON_PATH, HOST_META_PATH, hostMetaRoutes } from "../http/host_meta.ts";
@@ -25,9 +25,12 @@ export function httpListener(
   tls: TlsContexts,
   monitoring: Monitoring,
   resumption: Resumption,
+  /** What services answer under their own paths (file upload). */
+  serviceRoutes: HttpRoute[] = [],
 ): HttpListener {
   const { config } = ctx;
   const routes = new HttpRoutes(config.http.allowed_origins);
+  for (const r of serviceRoutes) routes.addPrefix(r);
   const c2s = { ctx, hosts, tls, listener: lc, resumption };
   routes.add(WEBSOCKET_PATH, websocketRoute(routes, c2s));
   routes.add(BOSH_PATH, boshRoute(routes, c2s));

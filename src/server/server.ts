@@ -32,6 +32,7 @@ import { SharedCaches } from "../core/caches.ts";
 import { ClusterNode } from "../cluster/node.ts";
 import { httpListener } from "./http.ts";
 import type { HttpListener } from "../http/listener.ts";
+import type { HttpRoute } from "../http/routes.ts";
 import { Counters } from "../metrics/counters.ts";
 import { countFailures } from "../metrics/counted_store.ts";
 import { ArchiveWriter } from "../mam/archive_writer.ts";
@@ -39,6 +40,7 @@ import { ArchiveRetention } from "../mam/retention.ts";
 import { parseDuration } from "../config/duration.ts";
 import type { ServerState } from "../metrics/metrics.ts";
 import { Monitoring } from "../http/monitoring.ts";
+import { listenerUrl } from "../http/public_url.ts";
 
 const log = logger("server");
 /** Waits between attempts to reach the store at start: from the first, doubling to the last. */
@@ -115,6 +117,19 @@ export class Server implements ServerContext {
     this.#monitoring = new Monitoring(this, () => probed.get("health", ""));
   }
 
+  httpUrl(domain: string): string | undefined {
+    const i = this.config.listeners.findIndex((l) => l.type === "http");
+    // Bound addresses are in the order of the configured listeners.
+    const bound = this.addresses[i];
+    if (i < 0 || (!bound && !this.config.http.public_url)) return undefined;
+    return listenerUrl(
+      this.config.http.public_url,
+      this.config.listeners[i],
+      bound?.port ?? 0,
+      domain,
+    );
+  }
+
   /** starting: until every listener is up; stopping: once stop() has begun (/health). */
   get state(): ServerState {
     if (this.#stopping) return "stopping";
@@ -162,6 +177,10 @@ export class Server implements ServerContext {
     // The links come up once every service can take what its peers send.
     await this.cluster?.connect();
     const tls = await TlsContexts.load(this.config);
+    // What the services serve on the http listeners.
+    const routes = SERVICES.flatMap((plugin) =>
+      [...this.services.of(plugin).values()].flatMap((s) => plugin.routes?.(s) ?? [])
+    );
     for (const lc of this.config.listeners) {
       if (lc.plain_without_tls) {
         log.warn("listener {bind}:{port} allows SASL PLAIN without TLS: passwords cross in clear", {
@@ -169,7 +188,7 @@ export class Server implements ServerContext {
           port: lc.port,
         });
       }
-      const l = this.#listener(lc, tls);
+      const l = this.#listener(lc, tls, routes);
       this.listeners.push(l);
       this.addresses.push({ type: lc.type, ...await l.listen() });
     }
@@ -191,9 +210,17 @@ export class Server implements ServerContext {
     });
   }
 
-  #listener(lc: ListenerConfig, tls: TlsContexts): Listener {
+  #listener(lc: ListenerConfig, tls: TlsContexts, routes: HttpRoute[]): Listener {
     if (lc.type === "http") {
-      const http = httpListener(lc, this, this.hosts, tls, this.#monitoring, this.resumption!);
+      const http = httpListener(
+        lc,
+        this,
+        this.hosts,
+        tls,
+        this.#monitoring,
+        this.resumption!,
+        routes,
+      );
       this.#http.add(http);
       return http;
     }

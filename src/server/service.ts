@@ -1,13 +1,14 @@
 // Services on domains of their own beside a virtual host (MUC, the SOCKS5 proxy, external
-// components) share one plug-in shape, as modules do on a host: the server makes each kind's
-// distribution (alone: the local one; in a cluster: the cluster's), makes the services from every
-// host's configuration with it, starts them, routes their domains to them, lists them in the
-// host's disco#items, answers admin requests from them and stops them, knowing nothing else about
-// any kind.
+// components, file upload) share one plug-in shape, as modules do on a host: the server makes each
+// kind's distribution (alone: the local one; in a cluster: the cluster's), makes the services from
+// every host's configuration with it, starts them, routes their domains to them, lists them in the
+// host's disco#items, serves their paths on the http listeners, answers admin requests from them
+// and stops them, knowing nothing else about any kind.
 import type { DomainHandler } from "../router/router.ts";
 import type { Host } from "../core/host.ts";
 import type { Distribution } from "../core/distribution.ts";
 import type { ClusterNode } from "../cluster/node.ts";
+import type { HttpRoute } from "../http/routes.ts";
 
 /** A service: the handler of its own domain. */
 export interface Service extends DomainHandler {
@@ -34,6 +35,8 @@ export interface ServicePlugin<
   item(service: S): { jid: string; name?: string };
   /** Says goodbye to the service's users and releases what it holds. */
   stop?(service: S): Promise<void> | void;
+  /** Paths `service` answers on every http listener (each under its prefix). */
+  routes?(service: S): HttpRoute[];
   /** Admin socket commands this kind answers, reading its running services (by domain). */
   admin?(services: Map<string, S>): Record<string, () => unknown>;
 }

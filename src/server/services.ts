@@ -16,6 +16,10 @@ import type { ServicePlugin } from "./service.ts";
 import { parseJid } from "../jid/jid.ts";
 import { RoomArchive } from "../mam/room_archive.ts";
 import { STORES } from "../storage/store.ts";
+import { type UploadDistribution, UploadService } from "../upload/service.ts";
+import { SharedFiles } from "../upload/distribution.ts";
+import { uploadRoute } from "../upload/http.ts";
+import { logFailure } from "../core/failure.ts";
 
 /** SOCKS5 Bytestreams (XEP-0065), `proxy65:` of a host. */
 export const proxy65Plugin: ServicePlugin<Proxy65Service, StreamDistribution> = {
@@ -71,7 +75,31 @@ export const componentPlugin: ServicePlugin<ComponentPool, PoolDistribution> = {
   admin: (pools) => ({ components: () => componentStatus(pools) }),
 };
 
-export const SERVICES: ServicePlugin[] = [proxy65Plugin, mucPlugin, componentPlugin];
+/** HTTP File Upload (XEP-0363), `upload:` of a host: slots over XMPP, files over HTTP. */
+export const uploadPlugin: ServicePlugin<UploadService, UploadDistribution> = {
+  // The files and the key of the slots are in the store every node shares: nothing else to share.
+  local: () => new SharedFiles(),
+  clustered: () => new SharedFiles(),
+  create: (host, _local, files) => {
+    const uc = host.config.upload;
+    if (!uc) return [];
+    const { config, router, store, secret, counters } = host.server;
+    const url = () => host.server.httpUrl(host.domain);
+    const deps = { config, router, store, secret, counts: counters.uploads, url };
+    return [new UploadService(uc, host.domain, deps, files)];
+  },
+  async start(upload, host) {
+    await upload.start();
+    host.events.on("account/deleted", (jid) => {
+      upload.forget(jid).catch((e) => logFailure(`removing the uploads of ${jid.bare}`, e));
+    });
+  },
+  item: (upload) => ({ jid: upload.domain, name: "HTTP File Upload" }),
+  stop: (upload) => upload.stop(),
+  routes: (upload) => [{ prefix: upload.path, handler: uploadRoute(upload) }],
+};
+
+export const SERVICES: ServicePlugin[] = [proxy65Plugin, mucPlugin, componentPlugin, uploadPlugin];
 
 /** Every room (in a cluster, on every node), or one room and where it runs. */
 function roomStatus(mucs: Map<string, MucService>, one?: string): RoomStatus[] | RoomLookup {

@@ -3,7 +3,8 @@
 // and SQLite accept, its errors already mapped (StoreBusyError when worth retrying later), reads
 // on one snapshot, and transactions that serialize a read-modify-write across every writer.
 
-export type Param = string | number | boolean | null;
+/** A statement parameter; bytes are a PostgreSQL bytea or an SQLite BLOB. */
+export type Param = string | number | boolean | null | Uint8Array;
 export interface Statement {
   sql: string;
   params: Param[];

@@ -55,21 +55,30 @@ function storeError(e: unknown): unknown {
 export class PostgresStore extends SqlStore {
   /** Connects to `url` with at most `pool` connections and brings the schema up to date. */
   static async open(url: string, pool: number): Promise<PostgresStore> {
-    const driver = new PostgresDriver(postgres(url, {
-      max: pool,
-      connect_timeout: CONNECT_TIMEOUT_S,
-      onnotice: () => {},
-      transform: { undefined: null },
-      connection: { application_name: "parley", statement_timeout: STATEMENT_TIMEOUT_MS },
-    }));
-    try {
-      await driver.migrate();
-    } catch (e) {
-      await driver.close();
-      throw e;
-    }
-    return new PostgresStore(driver);
+    return new PostgresStore(await openPostgres(url, pool));
   }
+}
+
+/**
+ * A driver on the database at `url` with a pool of its own (at most `pool` connections), the
+ * schema brought up to date: the Store's, or another part's that must not wait behind the Store's
+ * statements (uploaded files, src/upload/postgres_store.ts).
+ */
+export async function openPostgres(url: string, pool: number): Promise<SqlDriver> {
+  const driver = new PostgresDriver(postgres(url, {
+    max: pool,
+    connect_timeout: CONNECT_TIMEOUT_S,
+    onnotice: () => {},
+    transform: { undefined: null },
+    connection: { application_name: "parley", statement_timeout: STATEMENT_TIMEOUT_MS },
+  }));
+  try {
+    await driver.migrate();
+  } catch (e) {
+    await driver.close();
+    throw e;
+  }
+  return driver;
 }
 
 class PostgresDriver implements SqlDriver {

@@ -38,4 +38,19 @@ export const MIGRATIONS: string[] = [
   featuresIntoShapes(POSTGRES),
   archiveSearch(POSTGRES),
   itemTable(POSTGRES),
+  // Uploaded files (XEP-0363, src/upload/postgres_store.ts), PostgreSQL only: a single node on
+  // SQLite keeps them on disk. A file is a row, its bytes rows of at most 128 KiB going with it;
+  // stored uncompressed out of line (STORAGE EXTERNAL): uploads are mostly compressed media,
+  // which compressing again would cost CPU for nothing. `complete` is false while the bytes
+  // arrive (the row already counts against the owner's quota).
+  `CREATE TABLE upload_files (
+     id text COLLATE "C" PRIMARY KEY, host text COLLATE "C" NOT NULL,
+     username text COLLATE "C" NOT NULL, filename text NOT NULL, content_type text NOT NULL,
+     size bigint NOT NULL, stored_at bigint NOT NULL, complete boolean NOT NULL);
+   CREATE INDEX upload_files_owner ON upload_files (host, username, stored_at);
+   CREATE INDEX upload_files_age ON upload_files (stored_at);
+   CREATE TABLE upload_chunks (
+     file_id text COLLATE "C" NOT NULL REFERENCES upload_files (id) ON DELETE CASCADE,
+     seq integer NOT NULL, data bytea NOT NULL, PRIMARY KEY (file_id, seq));
+   ALTER TABLE upload_chunks ALTER COLUMN data SET STORAGE EXTERNAL;`,
 ];

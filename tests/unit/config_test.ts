@@ -56,7 +56,7 @@ limits:
 log: { level: loud }
 `);
   assert.deepEqual(p, [
-    `parleay.yaml:3:5: hosts[0].registraton: unknown key (known keys: domain, registration, certificate, proxy65, muc, components)`
+    `parleay.yaml:3:5: hosts[0].registraton: unknown key (known keys: domain, registration, certificate, proxy65, muc, upload, components)`
       .replace("parleay", "parley"),
     `parley.yaml:6:11: listeners[0].port: expected an integer`,
     `parley.yaml:8:20: limits.max_stanza_size: must be between 1024 and 67108864`,
