@@ -3,7 +3,8 @@
 // headers that keep an uploaded page inert), CORS, nothing listed; each limit's error (size,
 // type, slots per minute, quota, requests per address), every refused PUT (no, forged, expired,
 // foreign or used slot; Content-Length and Content-Type that differ; a body that breaks off),
-// account removal, `parley upload list|purge`, retention, and /metrics.
+// account removal, `parley upload list|purge`, retention, /metrics, and a slow upload outliving
+// the listener's deadline for a request.
 import assert from "node:assert/strict";
 import net from "node:net";
 import { join } from "node:path";
@@ -427,6 +428,42 @@ uploadTest("a body that breaks off leaves nothing behind", {}, async (t, alice) 
   assert.equal((await put(s, body)).status, 201);
   assert.equal((await sha256Of(await fetch(s.get))).sha256, sha256(body));
 });
+
+uploadTest(
+  "a verified upload may take longer than the listener's deadline for a request",
+  {},
+  async (_t, alice) => {
+    // The deadline here: bosh.max_wait + timeouts.handshake + 5 s = 7 s from the first byte.
+    const pieces = 9;
+    const body = bytes(pieces * 1000, 11);
+    const s = await slot(alice, UPLOAD, "slow.bin", body.length);
+    const url = new URL(s.put);
+    const sock = net.connect(Number(url.port), url.hostname);
+    const answer = new Promise<string>((resolve) => {
+      let text = "";
+      sock.on("data", (d: Uint8Array) => text += new TextDecoder().decode(d));
+      sock.on("close", () => resolve(text));
+      sock.on("error", () => {});
+    });
+    await new Promise((r) => sock.once("connect", r));
+    const started = Date.now();
+    sock.write(
+      `PUT ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\n` +
+        `Authorization: ${s.headers.Authorization}\r\nContent-Type: application/octet-stream\r\n` +
+        `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
+    );
+    // A phone on a slow link: a piece a second, past the deadline.
+    for (let i = 0; i < pieces; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      sock.write(body.subarray(i * 1000, (i + 1) * 1000));
+    }
+    const text = await answer;
+    assert.ok(Date.now() - started > 8000);
+    assert.match(text, /^HTTP\/1\.1 201/, text);
+    assert.equal((await sha256Of(await fetch(s.get))).sha256, sha256(body));
+  },
+  { bosh: { max_wait: 1 }, timeouts: { handshake: 1 } },
+);
 
 uploadTest(
   "requests per address: 429 with Retry-After",
