@@ -6,9 +6,9 @@
 // or download never makes stanzas wait for a connection.
 //
 // A put first reserves the file's row, within the owner's quota, in one transaction that holds
-// the owner's lock (two nodes cannot both squeeze under it); its chunks follow, one insert in
-// flight while the next chunk is read (the body is read no faster than the database writes); the
-// row is marked complete last. A put that fails takes its row, and with it its chunks, away.
+// the owner's lock (two nodes cannot both squeeze under it); its chunks follow, WRITERS inserts
+// under way while the next chunk is read (the body is read no faster than the database writes);
+// the row is marked complete last. A put that fails takes its row, and with it its chunks, away.
 import { type SqlDriver, st } from "../storage/driver.ts";
 import { logger } from "../log/logger.ts";
 import {
@@ -43,6 +43,10 @@ export class PostgresFileStore implements FileStore {
     const { user, host } = ownerParts(meta.owner);
     await this.db.transaction(async (tx) => {
       await tx.lock("upload", user, host);
+      // A used slot is told apart from a full quota (which the used slot's file is part of).
+      if ((await tx.all(st(`SELECT 1 FROM upload_files WHERE id = ?`, meta.id))).length > 0) {
+        throw new PutRefused("exists");
+      }
       const [row] = await tx.all(
         st(`SELECT COALESCE(SUM(size), 0) AS used FROM upload_files WHERE ${OWNER}`, host, user),
       );

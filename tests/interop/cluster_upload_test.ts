@@ -247,6 +247,16 @@ serverTest(
       await c.formed();
       await c.addUser("alice");
       const client = await c.login(0, "alice");
+      // A slot is used once, whichever node the second PUT reaches.
+      const once = await slot(client, UPLOAD, "once.txt", 5, "text/plain");
+      const twice = (at: number) =>
+        fetch(httpBase(c, at) + new URL(once.put).pathname, {
+          method: "PUT",
+          body: "hello",
+          headers: { ...once.headers, "content-type": "text/plain" },
+        }).then((r) => (r.body?.cancel(), r.status));
+      assert.equal(await twice(0), 201);
+      assert.equal(await twice(1), 409);
       const warm = await slot(client, UPLOAD, "warm.bin", WARM, "application/octet-stream");
       const big = await slot(client, UPLOAD, "big.bin", BIG, "application/octet-stream");
       client.close();
