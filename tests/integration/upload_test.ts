@@ -147,6 +147,17 @@ uploadTest(
   },
 );
 
+uploadTest("an empty file: stored, served, no range of it", {}, async (_t, alice) => {
+  const s = await uploaded(alice, "empty.txt", new Uint8Array(0), "text/plain");
+  const got = await fetch(s.get);
+  assert.equal(got.status, 200);
+  assert.equal(got.headers.get("content-length"), "0");
+  assert.equal((await got.arrayBuffer()).byteLength, 0);
+  const ranged = await fetch(s.get, { headers: { range: "bytes=0-" } });
+  assert.equal(ranged.status, 416);
+  await ranged.body?.cancel();
+});
+
 uploadTest(
   "single byte ranges: 206 with Content-Range, 416 past the end",
   {},
