@@ -206,7 +206,11 @@ export async function uploadBench(row: Row, iterations: number, serverCpu: strin
         mibps(parallel),
         "",
       );
-      row(`  n1's RSS gained while storing its first 100 MiB (MiB)`, (up.rssGainKiB / 1024).toFixed(0), "");
+      row(
+        `  n1's RSS gained while storing its first 100 MiB (MiB)`,
+        (up.rssGainKiB / 1024).toFixed(0),
+        "",
+      );
       row(
         `  PostgreSQL size of 100 MiB stored (tables, TOAST, indexes; MiB)`,
         (Number(size.bytes) / MiB).toFixed(1),
