@@ -99,8 +99,8 @@ export const CONFIG_SPEC: Spec = obj({
       upload: obj({
         domain: str(undefined),
         slot_timeout: { kind: "string", default: "300s", pattern: DURATION },
-        max_file_size: int(100 * 1024 * 1024, 1, 1 << 40),
-        quota_per_user: int(1024 * 1024 * 1024, 1, 1 << 50),
+        max_file_size: int(100 * 1024 * 1024, 1, 2 ** 40),
+        quota_per_user: int(1024 * 1024 * 1024, 1, 2 ** 50),
         slots_per_minute: int(10, 1, 1_000_000),
         requests_per_minute: int(600, 1, 1_000_000),
         retention: { kind: "string", default: "30d", pattern: DURATION },

@@ -167,6 +167,8 @@ export class HttpFront {
         }
       });
       inner.on("data", (d: Uint8Array) => {
+        // "100 Continue" (a client that sent Expect) is not the answer: the body still comes.
+        if (isContinue(d)) return;
         clearTimeout(deadline);
         deadline = undefined;
         streaming = false;
@@ -192,6 +194,13 @@ export class HttpFront {
 }
 
 /** Whether an answer starts with 101 Switching Protocols (a WebSocket from now on). */
+const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 ");
+
+/** An interim "100 Continue" answer, which Deno.serve sends when a handler reads the body. */
+function isContinue(d: Uint8Array): boolean {
+  return d.length >= CONTINUE.length && CONTINUE.every((b, i) => d[i] === b);
+}
+
 function isUpgrade(d: Uint8Array): boolean {
   return d.length >= SWITCHING.length && SWITCHING.every((b, i) => d[i] === b);
 }

@@ -17,6 +17,7 @@ import {
   CHUNK_BYTES,
   type FileMeta,
   type FileStore,
+  ownerParts,
   PutRefused,
   readChunks,
   type StoredFile,
@@ -170,10 +171,11 @@ export class DiskFileStore implements FileStore {
     return n;
   }
 
-  async expire(before: number, limit: number): Promise<number> {
+  async expire(host: string, before: number, limit: number): Promise<number> {
     const index = await this.#loaded();
     const old: [string, number][] = [];
-    for (const mine of index.values()) {
+    for (const [owner, mine] of index) {
+      if (ownerParts(owner).host !== host) continue;
       for (const [id, e] of mine) if (e.complete && e.at < before) old.push([id, e.at]);
     }
     old.sort((a, b) => a[1] - b[1]);

@@ -42,7 +42,9 @@ export type PutRefusal =
   /** The body ended before `size` bytes. */
   | "short"
   /** The body has more than `size` bytes. */
-  | "long";
+  | "long"
+  /** The file was removed while it was being stored (its owner's files purged). */
+  | "removed";
 
 export class PutRefused extends Error {
   constructor(readonly reason: PutRefusal) {
@@ -71,10 +73,11 @@ export interface FileStore {
   /** Removes every file of the owner; how many. */
   purge(owner: string): Promise<number>;
   /**
-   * Removes files stored before `before` (retention), at most `limit` of them, oldest first, and
-   * what unfinished puts left behind long ago (a node that died mid-upload); how many files.
+   * Removes the files of `host`'s accounts stored before `before` (its retention), at most
+   * `limit` of them, oldest first, and what unfinished puts left behind long ago (a node that
+   * died mid-upload); how many files.
    */
-  expire(before: number, limit: number): Promise<number>;
+  expire(host: string, before: number, limit: number): Promise<number>;
   close(): Promise<void>;
 }
 

@@ -34,6 +34,7 @@ const STATUS_TEXT: Record<PutRefusal, [number, string]> = {
   quota: [413, "quota exceeded"],
   short: [400, "the body ended before Content-Length bytes"],
   long: [413, "the body is longer than the slot's size"],
+  removed: [410, "the file was removed while it was stored"],
 };
 
 /** The handler of `service`'s path. */

@@ -52,10 +52,13 @@ export function typeAllowed(type: string, allowed: string[]): boolean {
   });
 }
 
-/** Whether two media types say the same (case and spaces around parameters aside). */
+/**
+ * Whether two media types are the same type (case and parameters aside: a client or a proxy
+ * adding "; charset=…" to the slot's type is not refused).
+ */
 export function sameType(a: string, b: string): boolean {
-  const norm = (t: string) => t.trim().replace(/[ \t]*;[ \t]*/g, ";").toLowerCase();
-  return norm(a) === norm(b);
+  const essence = (t: string) => t.split(";")[0].trim().toLowerCase();
+  return essence(a) === essence(b);
 }
 
 /**

@@ -76,7 +76,7 @@ export class PostgresFileStore implements FileStore {
             chunk,
           ),
         ), WRITERS);
-      await this.db.run(
+      const done = await this.db.run(
         st(
           `UPDATE upload_files SET complete = ?, stored_at = ? WHERE id = ?`,
           true,
@@ -84,6 +84,8 @@ export class PostgresFileStore implements FileStore {
           meta.id,
         ),
       );
+      // Removed meanwhile (the account's files purged): not stored, and not said to be.
+      if (done !== 1) throw new PutRefused("removed");
     } catch (e) {
       await this.db.run(st(`DELETE FROM upload_files WHERE id = ?`, meta.id)).catch((e) =>
         // Left for expire() to remove once abandoned.
@@ -167,12 +169,13 @@ export class PostgresFileStore implements FileStore {
     return this.db.run(st(`DELETE FROM upload_files WHERE ${OWNER}`, host, user));
   }
 
-  expire(before: number, limit: number): Promise<number> {
+  expire(host: string, before: number, limit: number): Promise<number> {
     return this.db.run(st(
       `DELETE FROM upload_files WHERE id IN (
          SELECT id FROM upload_files
-         WHERE (complete AND stored_at < ?) OR (NOT complete AND stored_at < ?)
+         WHERE host = ? AND ((complete AND stored_at < ?) OR (NOT complete AND stored_at < ?))
          ORDER BY stored_at LIMIT ?)`,
+      host,
       before,
       Date.now() - ABANDONED_MS,
       limit,

@@ -23,6 +23,8 @@ export class UploadRetention {
   #stopped = false;
 
   constructor(
+    /** The host whose accounts' files this removes (each host has its own retention). */
+    readonly host: string,
     readonly files: FileStore,
     readonly retentionMs: number,
     readonly counts: UploadCounts,
@@ -39,7 +41,7 @@ export class UploadRetention {
 
   /** Removes one batch of files past retention; how many. */
   async expireOnce(now = Date.now()): Promise<number> {
-    const n = await this.files.expire(now - this.retentionMs, BATCH);
+    const n = await this.files.expire(this.host, now - this.retentionMs, BATCH);
     this.counts.expired += n;
     return n;
   }

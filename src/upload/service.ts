@@ -112,8 +112,21 @@ export class UploadService implements DomainHandler {
 
   /** Opens the file store and starts removing files past retention. */
   async start(): Promise<void> {
+    const { config } = this.deps;
+    if (config.cluster && !config.http.public_url) {
+      log.warn(
+        "upload {domain}: no http.public_url in a cluster: download URLs name this node, and " +
+          "stop working when it is gone",
+        { domain: this.domain },
+      );
+    }
     this.#files = await openFileStore(this.deps.config);
-    this.#retention = new UploadRetention(this.#files, this.retentionMs, this.deps.counts);
+    this.#retention = new UploadRetention(
+      this.host,
+      this.#files,
+      this.retentionMs,
+      this.deps.counts,
+    );
     this.#retention.start();
   }
 

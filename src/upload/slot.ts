@@ -10,7 +10,7 @@ import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 
 const VERSION = 1;
 /** Longest token accepted for verification (a slot's filename is at most 255 bytes). */
-const MAX_TOKEN = 2048;
+const MAX_TOKEN = 4096;
 
 export interface Slot {
   /** The file's id: 128 random bits, base64url (22 characters). */

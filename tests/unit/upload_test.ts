@@ -13,6 +13,7 @@ import {
   typeAllowed,
 } from "../../src/upload/names.ts";
 import { CHUNK_BYTES, PutRefused, readChunks } from "../../src/upload/file_store.ts";
+import { DiskFileStore } from "../../src/upload/disk_store.ts";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
 
 const secret = new Uint8Array(32).fill(7);
@@ -199,4 +200,29 @@ Deno.test("configuration: the upload domain is claimed once, needs an http liste
       "hosts[0].upload.allowed_types[2]: expected type/subtype or type/*",
     ],
   );
+});
+
+Deno.test("retention removes the files of its own host's accounts only (disk store)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const files = new DiskFileStore(dir);
+    const put = (id: string, owner: string, at: number) =>
+      files.put(
+        { id, owner, filename: "f.txt", type: "text/plain", size: 3, at },
+        new Blob([new Uint8Array([1, 2, 3])]).stream(),
+        1000,
+      );
+    const a = newId(), b = newId(), c = newId();
+    await put(a, "alice@one.example", 1000);
+    await put(b, "bob@two.example", 1000);
+    await put(c, "carol@one.example", 5000);
+    // Everything is past this retention; only one.example's files are its business.
+    assert.equal(await files.expire("one.example", Date.now() + 60_000, 10), 2);
+    assert.equal(await files.info(a), null);
+    assert.equal(await files.info(c), null);
+    assert.ok(await files.info(b), "another host's file stays");
+    await files.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
