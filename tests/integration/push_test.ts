@@ -164,6 +164,14 @@ withServer(
     const off = await d.iq("set", `<disable xmlns='${NS.push}' jid='${APP}' node='n2'/>`);
     assert.equal(off.attrs.type, "result");
     assert.equal((await stored()).length, 0);
+    // Without a node: every registration with that app server goes.
+    for (const node of ["x1", "x2"]) {
+      assert.equal((await enable(d, node, false)).attrs.type, "result");
+    }
+    assert.equal((await stored()).length, 2);
+    const all = await d.iq("set", `<disable xmlns='${NS.push}' jid='${APP}'/>`);
+    assert.equal(all.attrs.type, "result");
+    assert.equal((await stored()).length, 0);
     // The app server not connected: the server's own bounce (service-unavailable) keeps the
     // registration: pushed once it is back.
     assert.equal((await enable(d, "n3", true)).attrs.type, "result");
