@@ -6,7 +6,7 @@ import type { Config } from "../config/schema.ts";
 import type { SessionRegistry } from "../router/sessions.ts";
 import type { Resumption } from "../c2s/resumption.ts";
 import type { ArchiveWriter } from "../mam/archive_writer.ts";
-import type { ArchiveRetention } from "../mam/retention.ts";
+import type { Retention } from "../core/retention.ts";
 import type { ClusterNode } from "../cluster/node.ts";
 import type { MucService } from "../muc/service.ts";
 import type { ComponentPool } from "../component/pool.ts";
@@ -29,7 +29,7 @@ export interface Monitored {
   readonly cluster: ClusterNode | undefined;
   readonly resumption: Resumption | undefined;
   readonly archive: ArchiveWriter;
-  readonly retention: ArchiveRetention;
+  readonly retention: Retention;
   readonly mucs: Map<string, MucService>;
   readonly components: Map<string, ComponentPool>;
   readonly proxies: Map<string, Proxy65Service>;

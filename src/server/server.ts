@@ -36,7 +36,8 @@ import type { HttpRoute } from "../http/routes.ts";
 import { Counters } from "../metrics/counters.ts";
 import { countFailures } from "../metrics/counted_store.ts";
 import { ArchiveWriter } from "../mam/archive_writer.ts";
-import { ArchiveRetention } from "../mam/retention.ts";
+import { archiveRetention } from "../mam/retention.ts";
+import type { Retention } from "../core/retention.ts";
 import { parseDuration } from "../config/duration.ts";
 import type { ServerState } from "../metrics/metrics.ts";
 import { Monitoring } from "../http/monitoring.ts";
@@ -76,7 +77,7 @@ export class Server implements ServerContext {
   readonly store: Store;
   readonly archive: ArchiveWriter;
   /** Removes archived messages past their retention. */
-  readonly retention: ArchiveRetention;
+  readonly retention: Retention;
   /** /metrics and /health, on every http listener. */
   readonly #monitoring: Monitoring;
   /** Every listener is up (until stop() begins). */
@@ -111,7 +112,7 @@ export class Server implements ServerContext {
     this.store = countFailures(store, () => this.counters.storeErrors++);
     const archive = this.store.archive(STORES.mam);
     this.archive = new ArchiveWriter(archive);
-    this.retention = new ArchiveRetention(archive, parseDuration(config.mam.retention)!);
+    this.retention = archiveRetention(archive, parseDuration(config.mam.retention)!);
     // Health probes read the store itself: they are not the server's work failing.
     const probed = store.keyval(STORES.secret);
     this.#monitoring = new Monitoring(this, () => probed.get("health", ""));

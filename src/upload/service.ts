@@ -22,7 +22,8 @@ import type { FileStore } from "./file_store.ts";
 import { openFileStore } from "./open.ts";
 import { newId, type Slot, SlotSigner } from "./slot.ts";
 import { PerMinute } from "./rate.ts";
-import { UploadRetention } from "./retention.ts";
+import { uploadRetention } from "./retention.ts";
+import type { Retention } from "../core/retention.ts";
 import type { UploadCounts } from "./counts.ts";
 import { contentTypeProblem, essence, filenameProblem, typeAllowed } from "./names.ts";
 
@@ -65,7 +66,7 @@ export class UploadService implements DomainHandler {
   /** Per client address (IPv6: /64): uploads and downloads. */
   readonly requestRate: PerMinute;
   #files: FileStore | undefined;
-  #retention: UploadRetention | undefined;
+  #retention: Retention | undefined;
   readonly #iq: IqHandlers;
 
   constructor(
@@ -121,16 +122,11 @@ export class UploadService implements DomainHandler {
       );
     }
     this.#files = await openFileStore(this.deps.config);
-    this.#retention = new UploadRetention(
-      this.host,
-      this.#files,
-      this.retentionMs,
-      this.deps.counts,
-    );
+    this.#retention = uploadRetention(this.host, this.#files, this.retentionMs, this.deps.counts);
     this.#retention.start();
   }
 
-  get retention(): UploadRetention | undefined {
+  get retention(): Retention | undefined {
     return this.#retention;
   }
 

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { AuthCounts, Counters, StanzaCounts } from "../../src/metrics/counters.ts";
 import type { ArchiveWriter } from "../../src/mam/archive_writer.ts";
-import type { ArchiveRetention } from "../../src/mam/retention.ts";
+import type { Retention } from "../../src/core/retention.ts";
 import { Exposition } from "../../src/metrics/exposition.ts";
 import { LoopDelay, WINDOW_S } from "../../src/metrics/loop_delay.ts";
 import { countFailures } from "../../src/metrics/counted_store.ts";
@@ -204,7 +204,7 @@ function fakeServer(state: ServerState = "running"): Monitored {
     sessions: new SessionRegistry(),
     resumption: undefined,
     archive: { written: 7, dropped: 1, backlog: 2 } as unknown as ArchiveWriter,
-    retention: { removed: 3 } as unknown as ArchiveRetention,
+    retention: { removed: 3 } as unknown as Retention,
     cluster: {
       members: () => [
         member("n1", "self", 2, null),
