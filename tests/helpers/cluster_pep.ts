@@ -10,7 +10,7 @@ import { C2S_LISTENER, DOMAIN, startCluster, type TestCluster } from "./cluster.
 import { until } from "./until.ts";
 import type { Element } from "../../src/xml/element.ts";
 import { parseStanza } from "../../src/xml/parse_string.ts";
-import { lines } from "./lines.ts";
+import { PyDriven, type PyLine } from "./py_driven.ts";
 
 // The test cluster's certificate is self-signed; @xmpp/client offers no CA option (STARTTLS).
 Deno.env.set("NODE_TLS_REJECT_UNAUTHORIZED", "0");
@@ -78,15 +78,7 @@ export interface Item {
 }
 
 /** A line pep_client.py printed (an event or the answer to a command). */
-export interface PyLine {
-  event?: string;
-  reply?: number;
-  ok?: boolean;
-  t?: number;
-  /** Where it is in the client's output, from 0. */
-  index: number;
-  [k: string]: unknown;
-}
+export type { PyLine };
 
 /** A pubsub#event notification a slixmpp client got. */
 export interface PyPepEvent extends PyLine {
@@ -109,43 +101,8 @@ export interface PyError {
 const SCRIPT = new URL("../interop/pep_client.py", import.meta.url).pathname;
 
 /** A slixmpp client (pep_client.py) logged in on a node, driven by commands. */
-export class PyPep {
-  readonly lines: PyLine[] = [];
-  jid = "";
+export class PyPep extends PyDriven<PyLine> {
   ver = "";
-  #child: Deno.ChildProcess;
-  #stdin: WritableStreamDefaultWriter<Uint8Array>;
-  #stderr = "";
-  #exit: Deno.CommandStatus | undefined;
-  #done: Promise<unknown>;
-  #ids = 0;
-
-  private constructor(readonly name: string, args: string[]) {
-    const child = this.#child = new Deno.Command("/usr/bin/python3", {
-      args: [SCRIPT, ...args],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.#stdin = this.#child.stdin.getWriter();
-    const out = (async () => {
-      for await (const line of lines(child.stdout)) {
-        const index = this.lines.length;
-        try {
-          this.lines.push({ ...JSON.parse(line), index });
-        } catch {
-          this.lines.push({ event: "raw", line, index });
-        }
-      }
-    })();
-    const err = (async () => {
-      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-        this.#stderr = (this.#stderr + chunk).slice(-6000);
-      }
-    })();
-    this.#child.status.then((s) => this.#exit = s);
-    this.#done = Promise.all([out, err, this.#child.status]);
-  }
 
   /**
    * Logs `user@localhost/resource` in on node i with slixmpp; `notify`: the namespaces it adds
@@ -159,94 +116,24 @@ export class PyPep {
     resource: string,
     opts: { notify?: string[]; presence?: boolean } = {},
   ): Promise<PyPep> {
-    const node = c.nodes[i];
-    const p = new PyPep(`${user}/${resource} on n${i + 1}`, [
-      "--jid",
-      `${user}@${DOMAIN}/${resource}`,
-      "--password",
-      "secret",
-      "--host",
-      node.host,
-      "--port",
-      String(node.port),
+    const p = await new PyPep(`${user}/${resource} on n${i + 1}`, SCRIPT, [
+      ...PyDriven.loginArgs(c, i, user, resource),
       "--notify",
       (opts.notify ?? []).join(","),
       ...(opts.presence === false ? ["--no-presence"] : []),
-    ]);
-    try {
-      await until(
-        () => p.has("ready") || p.#exit !== undefined || p.has("error"),
-        `${p.name} to log in`,
-        20_000,
-      );
-      const ready = p.of("ready")[0];
-      if (!ready) throw new Error(`${p.name} did not log in\n${p.diagnostics()}`);
-      p.jid = String(ready.jid);
-      p.ver = String(ready.ver);
-      return p;
-    } catch (e) {
-      await p.stop();
-      throw e;
-    }
-  }
-
-  of(event: string): PyLine[] {
-    return this.lines.filter((l) => l.event === event);
-  }
-
-  has(event: string): boolean {
-    return this.lines.some((l) => l.event === event);
+    ]).loggedIn();
+    p.ver = String(p.ready!.ver);
+    return p;
   }
 
   /** Notifications received (of `node`, when given). */
   pep(node?: string): PyPepEvent[] {
     return (this.of("pep") as PyPepEvent[]).filter((e) => node === undefined || e.node === node);
   }
-
   /** Chat messages received with this body. */
   messages(body: string): PyLine[] {
     return this.of("message").filter((m) => m.body === body);
   }
-
-  /** Waits for a line matching `pred`. */
-  async waitLine(pred: (l: PyLine) => boolean, what: string, ms = 10_000): Promise<PyLine> {
-    let found: PyLine | undefined;
-    await until(
-      () => (found = this.lines.find(pred)) !== undefined || this.#exit !== undefined,
-      `${this.name}: ${what}`,
-      ms,
-    ).catch((e) => {
-      throw new Error(`${e.message}\n${this.diagnostics()}`);
-    });
-    if (!found) throw new Error(`${this.name} exited waiting for ${what}\n${this.diagnostics()}`);
-    return found;
-  }
-
-  /** Sends a command; its answer (ok or not). */
-  async call(cmd: string, args: Record<string, unknown> = {}, ms = 20_000): Promise<PyLine> {
-    const id = ++this.#ids;
-    const line = JSON.stringify({ id, cmd, ...args }) + "\n";
-    try {
-      if (this.#exit !== undefined) throw new Error("it has exited");
-      await this.#stdin.write(new TextEncoder().encode(line));
-    } catch (e) {
-      throw new Error(`${this.name}: cannot send ${cmd}: ${e}\n${this.diagnostics()}`);
-    }
-    return await this.waitLine((l) => l.reply === id, `the answer to ${cmd}`, ms);
-  }
-
-  /** Sends a command that must succeed; its answer. */
-  async ok(cmd: string, args: Record<string, unknown> = {}): Promise<PyLine> {
-    const r = await this.call(cmd, args);
-    if (!r.ok) {
-      throw new Error(
-        `${this.name}: ${cmd} ${JSON.stringify(args)} failed: ${JSON.stringify(r.error)}\n` +
-          this.diagnostics(),
-      );
-    }
-    return r;
-  }
-
   /** Sends a command that must fail; its error. */
   async fails(cmd: string, args: Record<string, unknown> = {}): Promise<PyError> {
     const r = await this.call(cmd, args);
@@ -257,31 +144,12 @@ export class PyPep {
     }
     return r.error as PyError;
   }
-
   /** The items of `node` at `jid` (a pubsub items request). */
   async items(jid: string, node: string, extra: Record<string, unknown> = {}): Promise<Item[]> {
     return (await this.ok("items", { jid, node, ...extra })).items as Item[];
   }
-
-  /** Closes the stream and waits for the process (killed by its PID after 5 s). */
-  async stop(): Promise<void> {
-    if (this.#exit === undefined) {
-      await this.#stdin.write(new TextEncoder().encode(`{"cmd": "quit"}\n`)).catch(() => {});
-    }
-    await this.#stdin.close().catch(() => {});
-    const timer = setTimeout(() => {
-      try {
-        this.#child.kill("SIGKILL");
-      } catch { /* already gone */ }
-    }, 5000);
-    await this.#done;
-    clearTimeout(timer);
-  }
-
-  diagnostics(): string {
-    return `${this.name} (${this.jid}, ver ${this.ver}): ${this.lines.length} lines:\n` +
-      this.lines.slice(-40).map((l) => JSON.stringify(l)).join("\n") +
-      `\nexit: ${JSON.stringify(this.#exit)}\nstderr: ${this.#stderr}`;
+  protected override about(): string {
+    return `, ver ${this.ver}`;
   }
 }
 

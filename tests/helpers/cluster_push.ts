@@ -13,7 +13,7 @@ import { parse, stringify } from "yaml";
 import { C2S_LISTENER, DOMAIN, startCluster, type TestCluster } from "./cluster.ts";
 import { scrape } from "./metrics.ts";
 import { RawClient } from "./raw_client.ts";
-import { lines } from "./lines.ts";
+import { PyDriven, type PyLine } from "./py_driven.ts";
 import { until } from "./until.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { openStore } from "../../src/storage/open.ts";
@@ -214,10 +214,7 @@ export class AppServer {
 // ---- slixmpp clients ----
 
 /** A line push_csi_client.py printed (an event or the answer to a command). */
-export interface PyLine {
-  event?: string;
-  reply?: number;
-  ok?: boolean;
+export interface PushLine extends PyLine {
   t?: number;
   frm?: string;
   type?: string | null;
@@ -234,83 +231,11 @@ export interface PyLine {
 const SCRIPT = new URL("../interop/push_csi_client.py", import.meta.url).pathname;
 
 /** A slixmpp client (push_csi_client.py) logged in on a node, driven by commands. */
-export class PyClient {
-  readonly lines: PyLine[] = [];
-  jid = "";
-  ready: PyLine | undefined;
-  #child: Deno.ChildProcess;
-  #stdin: WritableStreamDefaultWriter<Uint8Array>;
-  #stderr = "";
-  #exit: Deno.CommandStatus | undefined;
-  #done: Promise<unknown>;
-  #ids = 0;
-
-  private constructor(readonly name: string, args: string[]) {
-    const child = this.#child = new Deno.Command("/usr/bin/python3", {
-      args: [SCRIPT, ...args],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.#stdin = this.#child.stdin.getWriter();
-    const out = (async () => {
-      for await (const line of lines(child.stdout)) {
-        const index = this.lines.length;
-        try {
-          this.lines.push({ ...JSON.parse(line), index });
-        } catch {
-          this.lines.push({ event: "raw", line, index });
-        }
-      }
-    })();
-    const err = (async () => {
-      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-        this.#stderr = (this.#stderr + chunk).slice(-6000);
-      }
-    })();
-    this.#child.status.then((s) => this.#exit = s);
-    this.#done = Promise.all([out, err, this.#child.status]);
-  }
-
-  get pid(): number {
-    return this.#child.pid;
-  }
-
+export class PyClient extends PyDriven<PushLine> {
   /** Logs `user@localhost/resource` in on node i with slixmpp (resumable stream management). */
-  static async start(c: TestCluster, i: number, user: string, resource: string) {
-    const node = c.nodes[i];
-    const p = new PyClient(`${user}/${resource} on ${node.name}`, [
-      "--jid",
-      `${user}@${DOMAIN}/${resource}`,
-      "--password",
-      "secret",
-      "--host",
-      node.host,
-      "--port",
-      String(node.port),
-    ]);
-    try {
-      await until(
-        () => p.has("ready") || p.#exit !== undefined || p.has("error"),
-        `${p.name} to log in`,
-        20_000,
-      );
-      p.ready = p.of("ready")[0];
-      if (!p.ready) throw new Error(`${p.name} did not log in\n${p.diagnostics()}`);
-      p.jid = String(p.ready.jid);
-      return p;
-    } catch (e) {
-      await p.stop();
-      throw e;
-    }
-  }
-
-  of(event: string): PyLine[] {
-    return this.lines.filter((l) => l.event === event);
-  }
-
-  has(event: string): boolean {
-    return this.lines.some((l) => l.event === event);
+  static start(c: TestCluster, i: number, user: string, resource: string): Promise<PyClient> {
+    const name = `${user}/${resource} on ${c.nodes[i].name}`;
+    return new PyClient(name, SCRIPT, PyDriven.loginArgs(c, i, user, resource)).loggedIn();
   }
 
   /** Messages and presences from `from` (a full JID, or a bare one: any of its resources). */
@@ -320,75 +245,8 @@ export class PyClient {
       (l.frm === from || l.frm?.startsWith(from + "/"))
     );
   }
-
   /** The index of the last line so far. */
   mark(): number {
     return this.lines.length - 1;
-  }
-
-  /** Waits for a line matching `pred`. */
-  async waitLine(pred: (l: PyLine) => boolean, what: string, ms = 10_000): Promise<PyLine> {
-    let found: PyLine | undefined;
-    await until(
-      () => (found = this.lines.find(pred)) !== undefined || this.#exit !== undefined,
-      `${this.name}: ${what}`,
-      ms,
-    ).catch((e) => {
-      throw new Error(`${e.message}\n${this.diagnostics()}`);
-    });
-    if (!found) throw new Error(`${this.name} exited waiting for ${what}\n${this.diagnostics()}`);
-    return found;
-  }
-
-  /** Sends a command that must succeed; its answer. */
-  async ok(cmd: string, args: Record<string, unknown> = {}, ms = 20_000): Promise<PyLine> {
-    const id = ++this.#ids;
-    const line = JSON.stringify({ id, cmd, ...args }) + "\n";
-    try {
-      if (this.#exit !== undefined) throw new Error("it has exited");
-      await this.#stdin.write(new TextEncoder().encode(line));
-    } catch (e) {
-      throw new Error(`${this.name}: cannot send ${cmd}: ${e}\n${this.diagnostics()}`);
-    }
-    const r = await this.waitLine((l) => l.reply === id, `the answer to ${cmd}`, ms);
-    if (!r.ok) {
-      throw new Error(
-        `${this.name}: ${cmd} ${JSON.stringify(args)} failed: ${JSON.stringify(r.error)}\n` +
-          this.diagnostics(),
-      );
-    }
-    return r;
-  }
-
-  /**
-   * SIGKILL: the process dies without closing its stream; the kernel closes its socket, so the
-   * server sees the connection end with no </stream:stream> (a phone gone out of reach).
-   */
-  async kill(): Promise<void> {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch { /* already gone */ }
-    await this.#done;
-  }
-
-  /** Closes the stream and waits for the process (killed by its PID after 5 s). */
-  async stop(): Promise<void> {
-    if (this.#exit === undefined) {
-      await this.#stdin.write(new TextEncoder().encode(`{"cmd": "quit"}\n`)).catch(() => {});
-    }
-    await this.#stdin.close().catch(() => {});
-    const timer = setTimeout(() => {
-      try {
-        this.#child.kill("SIGKILL");
-      } catch { /* already gone */ }
-    }, 5000);
-    await this.#done;
-    clearTimeout(timer);
-  }
-
-  diagnostics(): string {
-    return `${this.name} (${this.jid}): ${this.lines.length} lines:\n` +
-      this.lines.slice(-30).map((l) => JSON.stringify(l)).join("\n") +
-      `\nexit: ${JSON.stringify(this.#exit)}\nstderr: ${this.#stderr}`;
   }
 }

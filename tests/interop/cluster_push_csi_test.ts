@@ -34,8 +34,8 @@ import {
   PORT,
   type Push,
   pushCluster,
+  type PushLine,
   PyClient,
-  type PyLine,
 } from "../helpers/cluster_push.ts";
 import { eventually, until } from "../helpers/until.ts";
 import type { Store } from "../../src/storage/store.ts";
@@ -308,7 +308,7 @@ async function csiCounts(c: TestCluster) {
 }
 
 /** What a client got (presence and messages), shortly: "presence dan s1", "message dan m1"… */
-const shown = (lines: PyLine[]) =>
+const shown = (lines: PushLine[]) =>
   lines.map((l) =>
     `${l.event} ${l.frm?.split("@")[0]} ${
       l.event === "presence" ? l.status ?? l.type ?? "available" : l.body ?? l.chat_state
