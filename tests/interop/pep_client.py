@@ -47,14 +47,12 @@ PEP_DEBUG=1 logs slixmpp's debug output on stderr.
 import argparse
 import asyncio
 import base64
-import json
 import logging
 import os
 import sys
 import time
 
 import slixmpp
-from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.plugins.xep_0048 import Bookmarks
 from slixmpp.plugins.xep_0054.stanza import VCardTemp
 from slixmpp.stanza import Iq
@@ -62,10 +60,11 @@ from slixmpp.xmlstream import ET
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
+from driven import Driven, emit, main as driven_main
+
 PUBSUB = "http://jabber.org/protocol/pubsub"
 EVENT = "http://jabber.org/protocol/pubsub#event"
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
-STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 VCARD_UPDATE = "vcard-temp:x:update"
 IQ_TIMEOUT_S = 20
 
@@ -74,10 +73,6 @@ logging.basicConfig(
     stream=sys.stderr,
     format="%(asctime)s %(levelname)s %(name)s %(message)s",
 )
-
-
-def emit(**fields):
-    print(json.dumps(fields), flush=True)
 
 
 def parse_args():
@@ -101,18 +96,10 @@ def canon(el):
     return f"<{tag}{attrs}>{text}{''.join(canon(child) for child in el)}</>"
 
 
-def error_of(e):
-    err = e.iq.xml.find("{jabber:client}error")
-    app = []
-    if err is not None:
-        app = [c.tag for c in err if not c.tag.startswith("{%s}" % STANZAS)]
-    return {"condition": e.condition, "type": e.etype, "app": app, "text": e.text}
-
-
-class PepClient:
+class PepClient(Driven):
     def __init__(self, args):
-        self.args = args
-        c = self.c = slixmpp.ClientXMPP(args.jid, args.password)
+        super().__init__(args, slixmpp.ClientXMPP(args.jid, args.password))
+        c = self.c
         for plugin in ("xep_0030", "xep_0004", "xep_0060", "xep_0163", "xep_0115", "xep_0084",
                        "xep_0172", "xep_0049", "xep_0048", "xep_0054"):
             c.register_plugin(plugin)
@@ -284,82 +271,15 @@ class PepClient:
             return {}
         raise ValueError(f"unknown command {name}")
 
-    async def run_command(self, cmd):
-        try:
-            result = await self.command(cmd)
-            emit(reply=cmd["id"], ok=True, **result)
-        except IqError as e:
-            emit(reply=cmd["id"], ok=False, error=error_of(e))
-        except IqTimeout:
-            emit(reply=cmd["id"], ok=False, error={"condition": "timeout"})
-        except Exception as e:  # reported to the test, which fails with it
-            emit(reply=cmd["id"], ok=False, error={"condition": "exception", "text": repr(e)})
-
-    async def read_commands(self):
-        loop = asyncio.get_event_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        tasks = set()
-        while True:
-            line = await reader.readline()
-            if not line:
-                return
-            cmd = json.loads(line)
-            if cmd["cmd"] == "quit":
-                return
-            task = asyncio.ensure_future(self.run_command(cmd))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-
-    async def run(self):
-        c = self.c
-        loop = asyncio.get_event_loop()
-        ready = loop.create_future()
-        closed = loop.create_future()
-
-        def fail(what):
-            if not ready.done():
-                ready.set_exception(RuntimeError(what))
-
-        c.add_event_handler("session_start", lambda _: ready.done() or ready.set_result(None))
-        c.add_event_handler("failed_auth", lambda _: fail("authentication failed"))
-        c.add_event_handler("connection_failed", lambda e: fail(f"connection failed: {e}"))
-
-        def disconnected(_):
-            fail("disconnected")
-            if not closed.done():
-                closed.set_result(None)
-
-        c.add_event_handler("disconnected", disconnected)
-        c.connect(address=(self.args.host, self.args.port), disable_starttls=True)
-        await ready
+    async def ready(self):
         ver = await self.settle_caps()
         if not self.args.no_presence:
             await self.send_presence()
-        emit(event="ready", jid=c.boundjid.full, ver=ver, t=time.time())
-        commands = asyncio.ensure_future(self.read_commands())
-        await asyncio.wait([commands, closed], return_when=asyncio.FIRST_COMPLETED)
-        if closed.done():
-            emit(event="error", what="disconnected by the server")
-            return 1
-        c.disconnect()
-        await asyncio.wait_for(closed, 5)
-        return 0
+        return {"jid": self.c.boundjid.full, "ver": ver, "t": time.time()}
 
 
 def main():
-    args = parse_args()
-    client = PepClient(args)
-    try:
-        code = client.c.loop.run_until_complete(asyncio.wait_for(client.run(), args.deadline))
-    except asyncio.TimeoutError:
-        emit(event="error", what="timeout", deadline=args.deadline)
-        code = 2
-    except Exception as e:
-        emit(event="error", what=repr(e))
-        code = 1
-    sys.stdout.flush()
-    os._exit(code)  # not sys.exit: slixmpp may leave tasks or a socket behind
+    driven_main(PepClient(parse_args()))
 
 
 if __name__ == "__main__":

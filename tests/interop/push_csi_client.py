@@ -39,17 +39,18 @@ PUSH_CSI_DEBUG=1 logs slixmpp's debug output on stderr.
 """
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
 import time
 
 import slixmpp
-from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.exceptions import IqError
 from slixmpp.xmlstream import ET
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
+
+from driven import Driven, emit, error_of, main as driven_main
 
 PUSH = "urn:xmpp:push:0"
 PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options"
@@ -63,10 +64,6 @@ logging.basicConfig(
 )
 
 
-def emit(**fields):
-    print(json.dumps(fields), flush=True)
-
-
 def parse_args():
     p = argparse.ArgumentParser(description="XEP-0357 / XEP-0352 test client")
     p.add_argument("--jid", required=True)
@@ -77,14 +74,10 @@ def parse_args():
     return p.parse_args()
 
 
-def error_of(e):
-    return {"condition": e.condition, "type": e.etype, "text": e.text}
-
-
-class Client:
+class Client(Driven):
     def __init__(self, args):
-        self.args = args
-        c = self.c = slixmpp.ClientXMPP(args.jid, args.password)
+        super().__init__(args, slixmpp.ClientXMPP(args.jid, args.password))
+        c = self.c
         for plugin in ("xep_0030", "xep_0004", "xep_0085", "xep_0199", "xep_0198", "xep_0352"):
             c.register_plugin(plugin)
         c["xep_0198"].allow_resume = True
@@ -172,93 +165,31 @@ class Client:
                 return {"answer": "error", "error": error_of(e)}
         raise ValueError(f"unknown command {name}")
 
-    async def run_command(self, cmd):
-        try:
-            result = await self.command(cmd)
-            emit(reply=cmd["id"], ok=True, **result)
-        except IqError as e:
-            emit(reply=cmd["id"], ok=False, error=error_of(e))
-        except IqTimeout:
-            emit(reply=cmd["id"], ok=False, error={"condition": "timeout"})
-        except Exception as e:  # reported to the test, which fails with it
-            emit(reply=cmd["id"], ok=False, error={"condition": "exception", "text": repr(e)})
-
-    async def read_commands(self):
-        loop = asyncio.get_event_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        tasks = set()
-        while True:
-            line = await reader.readline()
-            if not line:
-                return
-            cmd = json.loads(line)
-            if cmd["cmd"] == "quit":
-                return
-            task = asyncio.ensure_future(self.run_command(cmd))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-
-    async def run(self):
+    async def ready(self):
         c = self.c
-        loop = asyncio.get_event_loop()
-        started = loop.create_future()
-        sm_enabled = loop.create_future()
-        closed = loop.create_future()
-
-        def fail(what):
-            for f in (started, sm_enabled):
-                if not f.done():
-                    f.set_exception(RuntimeError(what))
-
-        c.add_event_handler("session_start", lambda _: started.done() or started.set_result(None))
+        sm_enabled = asyncio.get_event_loop().create_future()
         c.add_event_handler("sm_enabled",
                             lambda _: sm_enabled.done() or sm_enabled.set_result(None))
-        c.add_event_handler("failed_auth", lambda _: fail("authentication failed"))
-        c.add_event_handler("connection_failed", lambda e: fail(f"connection failed: {e}"))
-
-        def disconnected(_):
-            fail("disconnected")
-            if not closed.done():
-                closed.set_result(None)
-
-        c.add_event_handler("disconnected", disconnected)
-        c.connect(address=(self.args.host, self.args.port), disable_starttls=True)
-        await started
+        if c["xep_0198"].enabled_in:  # <enabled/> came before the session started
+            sm_enabled.set_result(None)
         # Stream features after the bind: <enable resume/> answered, then the csi feature seen
         # (slixmpp handles it after sm's, once <enabled/> came).
-        await asyncio.wait_for(sm_enabled, 10)
+        await asyncio.wait([sm_enabled, self.failed], timeout=10,
+                           return_when=asyncio.FIRST_COMPLETED)
+        if self.failed.done():
+            self.failed.result()
         for _ in range(100):
             if c["xep_0352"].enabled:
                 break
             await asyncio.sleep(0.02)
         c.send_presence()
         sm = c["xep_0198"]
-        emit(event="ready", jid=c.boundjid.full, sm_id=sm.sm_id, resumable=bool(sm.sm_id),
-             csi=c["xep_0352"].enabled, t=time.time())
-        commands = asyncio.ensure_future(self.read_commands())
-        await asyncio.wait([commands, closed], return_when=asyncio.FIRST_COMPLETED)
-        if closed.done():
-            emit(event="error", what="disconnected by the server")
-            return 1
-        c.disconnect()
-        await asyncio.wait_for(closed, 5)
-        return 0
+        return {"jid": c.boundjid.full, "sm_id": sm.sm_id, "resumable": bool(sm.sm_id),
+                "csi": c["xep_0352"].enabled, "t": time.time()}
 
 
 def main():
-    args = parse_args()
-    client = Client(args)
-    try:
-        code = client.c.loop.run_until_complete(asyncio.wait_for(client.run(), args.deadline))
-    except asyncio.TimeoutError:
-        emit(event="error", what="timeout", deadline=args.deadline)
-        code = 2
-    except Exception as e:
-        emit(event="error", what=repr(e))
-        code = 1
-    sys.stdout.flush()
-    os._exit(code)  # not sys.exit: slixmpp may leave tasks or a socket behind
+    driven_main(Client(parse_args()))
 
 
 if __name__ == "__main__":
