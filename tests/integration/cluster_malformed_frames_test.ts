@@ -1,6 +1,6 @@
 // Malformed frames from a peer with a valid node certificate, against a running node (its own
 // process): every frame type with every malformed shape made from its example (tests/helpers/
-// malformed.ts), from two such peers at once (half the frame types each). The node stays up and
+// malformed.ts), from four such peers at once (a quarter of the frame types each). The node stays up and
 // answers its users; a frame that does not decode closes that link, which comes back, and the
 // next valid frames are believed; what it logs of it is bounded; none of it reaches a handler as
 // a fault.
@@ -13,13 +13,13 @@ import { until } from "../helpers/until.ts";
 import { ALL_FRAMES } from "../../src/cluster/frame_registry.ts";
 import { CLEARED, INVALIDATE, RECORD } from "../../src/cluster/wire.ts";
 
-/** The two peers the frames come from, each half of the frame types, at once. */
-const ROGUES = ["n2", "n3"];
+/** The peers the frames come from, each a share of the frame types, at once. */
+const ROGUES = ["n2", "n3", "n4", "n5"];
 
 clusterTest(
   "every malformed shape of every frame type: the node stays up, the link closes, the next link works",
   async () => {
-    const c = await startCluster(3, {
+    const c = await startCluster(1 + ROGUES.length, {
       start: [0],
       overrides: {
         cluster: { invalid_input_backoff: "0ms" },
@@ -71,7 +71,9 @@ clusterTest(
     };
     try {
       const counts = await Promise.all(
-        rogues.map((rogue, r) => malform(rogue, ALL_FRAMES.filter((_, i) => i % 2 === r))),
+        rogues.map((rogue, r) =>
+          malform(rogue, ALL_FRAMES.filter((_, i) => i % ROGUES.length === r))
+        ),
       );
       // The next valid link works: a session record is believed.
       const rogue = rogues[0];
