@@ -11,6 +11,7 @@
 // checked before they name a path: nothing outside the directory is ever touched.
 import { join } from "node:path";
 import { logger } from "../log/logger.ts";
+import { ID_PATTERN } from "./slot.ts";
 import {
   ABANDONED_MS,
   type ByteRange,
@@ -24,8 +25,8 @@ import {
 } from "./file_store.ts";
 
 const log = logger("upload");
-/** What an id looks like (upload/slot.ts makes them): 128 bits in base64url. */
-const ID = /^[A-Za-z0-9_-]{22}$/;
+/** What an id looks like (upload/slot.ts makes them): checked before it names a path. */
+const ID = new RegExp(`^${ID_PATTERN}$`);
 
 interface Entry {
   size: number;

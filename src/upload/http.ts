@@ -13,7 +13,8 @@
 // - Browsers: CORS with `http.allowed_origins` (any origin when empty), preflights for PUT.
 // - Per client address (IPv6: /64) `requests_per_minute` uploads and downloads → 429.
 // Bodies stream both ways with backpressure; a file is never whole in memory.
-import type { HttpClient, HttpHandler } from "../http/routes.ts";
+import { type HttpClient, type HttpHandler, text } from "../http/routes.ts";
+import { BYTE_COUNT, ID_PATTERN } from "./slot.ts";
 import { addressKey } from "../sasl/throttle.ts";
 import { StoreBusyError } from "../storage/store.ts";
 import { logger } from "../log/logger.ts";
@@ -23,7 +24,6 @@ import { parseRange } from "./ranges.ts";
 import { DEFAULT_TYPE, type UploadService } from "./service.ts";
 
 const log = logger("upload");
-const ID = "[A-Za-z0-9_-]{22}";
 /** The longest a browser or cache keeps a file (a year), unless retention ends it sooner. */
 const MAX_AGE_S = 365 * 86_400;
 const METHODS = "GET, HEAD, PUT, OPTIONS";
@@ -39,16 +39,16 @@ const STATUS_TEXT: Record<PutRefusal, [number, string]> = {
 
 /** The handler of `service`'s path. */
 export function uploadRoute(service: UploadService): HttpHandler {
-  const pattern = new RegExp(`^${escapeRegExp(service.path)}(${ID})/[^/]+$`);
+  const pattern = new RegExp(`^${escapeRegExp(service.path)}(${ID_PATTERN})/[^/]+$`);
   const origins = service.deps.config.http.allowed_origins;
   const counts = service.deps.counts;
   return async (req, client) => {
     const origin = req.headers.get("origin");
     const cors = corsHeaders(origin, origins);
-    if (!cors) return answer(403, "this origin may not use this server", {});
+    if (!cors) return text(403, "this origin may not use this server", {});
     const id = pattern.exec(new URL(req.url).pathname)?.[1];
     if (req.method === "OPTIONS") {
-      if (!id) return answer(404, "not found", cors);
+      if (!id) return text(404, "not found", cors);
       return new Response(null, {
         status: 204,
         headers: {
@@ -60,17 +60,17 @@ export function uploadRoute(service: UploadService): HttpHandler {
       });
     }
     if (!["GET", "HEAD", "PUT"].includes(req.method)) {
-      return answer(405, "method not allowed", { ...cors, allow: METHODS });
+      return text(405, "method not allowed", { ...cors, allow: METHODS });
     }
     const wait = service.requestRate.take(addressKey(client.remote));
     if (wait > 0) {
       counts.rateLimited++;
-      return answer(429, "too many requests from your address", {
+      return text(429, "too many requests from your address", {
         ...cors,
         "retry-after": String(Math.ceil(wait / 1000)),
       });
     }
-    if (!id) return answer(404, "not found", cors);
+    if (!id) return text(404, "not found", cors);
     try {
       return req.method === "PUT"
         ? await put(service, req, client, id, cors)
@@ -78,13 +78,13 @@ export function uploadRoute(service: UploadService): HttpHandler {
     } catch (e) {
       if (e instanceof StoreBusyError) {
         log.warn("upload request failed: {error}", { error: e.message });
-        return answer(503, "storage is busy or unreachable, retry later", {
+        return text(503, "storage is busy or unreachable, retry later", {
           ...cors,
           "retry-after": "10",
         });
       }
       log.error("upload request failed: {error}", { error: String((e as Error)?.stack ?? e) });
-      return answer(500, "internal server error", cors);
+      return text(500, "internal server error", cors);
     }
   };
 }
@@ -97,9 +97,9 @@ async function put(
   cors: Record<string, string>,
 ): Promise<Response> {
   const counts = service.deps.counts;
-  const refuse = (status: number, text: string) => {
+  const refuse = (status: number, why: string) => {
     counts.uploadsRefused++;
-    return answer(status, text, cors);
+    return text(status, why, cors);
   };
   const token = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.get("authorization") ?? "")?.[1];
   if (!token) return refuse(403, "an upload needs its slot's Authorization header");
@@ -111,7 +111,7 @@ async function put(
   if (Date.now() > slot.expires) return refuse(403, "the slot has expired");
   const length = req.headers.get("content-length");
   if (length === null) return refuse(411, "Content-Length is required");
-  if (!/^\d{1,15}$/.test(length.trim())) return refuse(400, "Content-Length is not a number");
+  if (!BYTE_COUNT.test(length.trim())) return refuse(400, "Content-Length is not a number");
   const size = Number(length);
   if (size > slot.size) return refuse(413, `the slot is for ${slot.size} bytes`);
   if (size < slot.size) return refuse(400, `the slot is for ${slot.size} bytes`);
@@ -141,7 +141,7 @@ async function put(
   counts.uploads++;
   counts.uploadBytes += size;
   log.debug("stored {id} ({size} bytes) of {owner}", { id, size, owner: slot.owner });
-  return answer(201, "created", cors);
+  return text(201, "created", cors);
 }
 
 async function get(
@@ -151,7 +151,7 @@ async function get(
   cors: Record<string, string>,
 ): Promise<Response> {
   const meta = await service.files.info(id);
-  if (!meta || !meta.owner.endsWith(`@${service.host}`)) return answer(404, "not found", cors);
+  if (!meta || !meta.owner.endsWith(`@${service.host}`)) return text(404, "not found", cors);
   const etag = `"${id}"`;
   const left = Math.floor((meta.at + service.retentionMs - Date.now()) / 1000);
   const headers: Record<string, string> = {
@@ -174,7 +174,7 @@ async function get(
     ? parseRange(req.headers.get("range"), meta.size)
     : "whole";
   if (asked === "unsatisfiable") {
-    return answer(416, "range not satisfiable", {
+    return text(416, "range not satisfiable", {
       ...headers,
       "content-range": `bytes */${meta.size}`,
     });
@@ -190,7 +190,7 @@ async function get(
   const status = range ? 206 : 200;
   if (req.method === "HEAD") return new Response(null, { status, headers });
   const stored = await service.files.get(id, range);
-  if (!stored) return answer(404, "not found", cors);
+  if (!stored) return text(404, "not found", cors);
   const counts = service.deps.counts;
   counts.downloads++;
   counts.downloadBytes += length;
@@ -213,13 +213,6 @@ function ifNoneMatch(header: string | null, etag: string): boolean {
   if (header === null) return false;
   return header.trim() === "*" ||
     header.split(",").some((t) => t.trim().replace(/^W\//, "") === etag);
-}
-
-function answer(status: number, text: string, headers: Record<string, string>): Response {
-  return new Response(text + "\n", {
-    status,
-    headers: { ...headers, "content-type": "text/plain; charset=utf-8" },
-  });
 }
 
 function empty(): ReadableStream<Uint8Array> {

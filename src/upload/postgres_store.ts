@@ -36,6 +36,10 @@ const WRITERS = 2;
 const COLUMNS = "id, host, username, filename, content_type, size, stored_at";
 const OWNER = "host = ? AND username = ?";
 
+/** What the owner's files take, those being stored included (`used`). */
+const usedBy = (host: string, user: string) =>
+  st(`SELECT COALESCE(SUM(size), 0) AS used FROM upload_files WHERE ${OWNER}`, host, user);
+
 export class PostgresFileStore implements FileStore {
   constructor(readonly db: SqlDriver) {}
 
@@ -48,7 +52,7 @@ export class PostgresFileStore implements FileStore {
         throw new PutRefused("exists");
       }
       const [row] = await tx.all(
-        st(`SELECT COALESCE(SUM(size), 0) AS used FROM upload_files WHERE ${OWNER}`, host, user),
+        usedBy(host, user),
       );
       if (Number(row.used) + meta.size > quota) throw new PutRefused("quota");
       const added = await tx.run(st(
@@ -159,7 +163,7 @@ export class PostgresFileStore implements FileStore {
   async usage(owner: string): Promise<number> {
     const { user, host } = ownerParts(owner);
     const [row] = await this.db.all(
-      st(`SELECT COALESCE(SUM(size), 0) AS used FROM upload_files WHERE ${OWNER}`, host, user),
+      usedBy(host, user),
     );
     return Number(row.used);
   }

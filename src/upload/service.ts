@@ -19,8 +19,7 @@ import { parseDuration } from "../config/duration.ts";
 import type { Store } from "../storage/store.ts";
 import { logger } from "../log/logger.ts";
 import type { FileStore } from "./file_store.ts";
-import { openFileStore } from "./open.ts";
-import { newId, type Slot, SlotSigner } from "./slot.ts";
+import { BYTE_COUNT, newId, type Slot, SlotSigner } from "./slot.ts";
 import { PerMinute } from "./rate.ts";
 import { uploadRetention } from "./retention.ts";
 import type { Retention } from "../core/retention.ts";
@@ -39,7 +38,12 @@ export const DEFAULT_TYPE = "application/octet-stream";
  * How the service is spread over nodes: nothing to do, as the files and the slots' key are in
  * the store every node shares; one kind for one node and for a cluster (distribution.ts).
  */
-export type UploadDistribution = Distribution<UploadService>;
+export interface UploadDistribution extends Distribution<UploadService> {
+  /** The file store, shared by the node's upload services (each host's). */
+  open(config: Config): Promise<FileStore>;
+  /** A service is done with it. */
+  release(): Promise<void>;
+}
 
 /** What the service needs of the server beside its configuration. */
 export interface UploadDeps {
@@ -121,7 +125,7 @@ export class UploadService implements DomainHandler {
         { domain: this.domain },
       );
     }
-    this.#files = await openFileStore(this.deps.config);
+    this.#files = await this.distribution.open(this.deps.config);
     this.#retention = uploadRetention(this.host, this.#files, this.retentionMs, this.deps.counts);
     this.#retention.start();
   }
@@ -132,7 +136,7 @@ export class UploadService implements DomainHandler {
 
   async stop(): Promise<void> {
     this.#retention?.stop();
-    await this.#files?.close();
+    if (this.#files) await this.distribution.release();
   }
 
   /** Removes an account's files (its removal); how many. */
@@ -163,7 +167,7 @@ export class UploadService implements DomainHandler {
     const { filename, size: sizeText } = r.attrs;
     const type = r.attrs["content-type"];
     const problem = filenameProblem(filename) ??
-      (!/^\d{1,15}$/.test(sizeText ?? "") ? "size must be a number of bytes" : undefined) ??
+      (!BYTE_COUNT.test(sizeText ?? "") ? "size must be a number of bytes" : undefined) ??
       (type !== undefined ? contentTypeProblem(type) : undefined);
     if (problem) return refuse("bad-request", { text: problem });
     const size = Number(sizeText);

@@ -25,6 +25,12 @@ export interface Slot {
   expires: number;
 }
 
+/** What a file id looks like (newId): 128 bits in base64url. */
+export const ID_PATTERN = "[A-Za-z0-9_-]{22}";
+
+/** A byte count as the slot request and Content-Length give it: a whole number, bounded. */
+export const BYTE_COUNT = /^\d{1,15}$/;
+
 /** A new file id. */
 export function newId(): string {
   return randomBytes(16).toString("base64url");
