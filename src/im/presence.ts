@@ -9,9 +9,7 @@ import { type Element, x } from "../xml/element.ts";
 import { parseJid } from "../jid/jid.ts";
 import { readdressed } from "./delivery.ts";
 import { sendPresenceOf } from "./subscriptions.ts";
-
-const hasFrom = (s: string) => s === "from" || s === "both";
-const hasTo = (s: string) => s === "to" || s === "both";
+import { hasFrom, hasTo } from "../storage/store.ts";
 
 function priorityOf(p: Element): number {
   const n = Number.parseInt(p.childText("priority") ?? "0", 10);

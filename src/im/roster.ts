@@ -5,7 +5,7 @@ import type { IqRequest } from "../core/iq.ts";
 import { type Element, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
 import { parseJid } from "../jid/jid.ts";
-import type { RosterItem } from "../storage/store.ts";
+import { hasFrom, type RosterItem } from "../storage/store.ts";
 
 const MAX_TEXT = 1023;
 
@@ -79,7 +79,7 @@ async function set(host: Host, iq: IqRequest): Promise<void> {
     pushRoster(host, bare, { jid, remove: true }, removed.version);
     const send = (type: string) => router.sendFrom(x("presence", { from: bare, to: jid, type }));
     if (old.subscription === "to" || old.subscription === "both" || old.ask) send("unsubscribe");
-    if (old.subscription === "from" || old.subscription === "both" || hadPendingIn) {
+    if (hasFrom(old.subscription) || hadPendingIn) {
       send("unsubscribed");
     }
     return;

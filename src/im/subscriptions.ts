@@ -4,14 +4,12 @@
 import type { Host, Module, StanzaEvent } from "../core/host.ts";
 import type { Jid } from "../jid/jid.ts";
 import { type Element, x } from "../xml/element.ts";
-import type { RosterItem, Subscription } from "../storage/store.ts";
+import { hasFrom, hasTo, type RosterItem, type Subscription } from "../storage/store.ts";
 import { isSubscription, readdressed } from "./delivery.ts";
 import { pushRoster } from "./roster.ts";
 import { parseStanza } from "../xml/parse_string.ts";
 import { answerFailure } from "../core/failure.ts";
 
-const hasTo = (s: Subscription) => s === "to" || s === "both";
-const hasFrom = (s: Subscription) => s === "from" || s === "both";
 const make = (to: boolean, from: boolean): Subscription =>
   to ? (from ? "both" : "to") : (from ? "from" : "none");
 

@@ -1,11 +1,8 @@
 // Who may read a PEP node (XEP-0060 §4.5 access models, as XEP-0163 applies them to an account's
 // contacts): the owner always; otherwise as the node's access model and affiliations say.
-import type { RosterItem } from "../storage/store.ts";
+import { hasFrom, type RosterItem } from "../storage/store.ts";
 import type { NodeRecord } from "./nodes.ts";
 import { PubsubError } from "./pubsub_error.ts";
-
-/** The roster subscription lets the owner's presence go to the contact (RFC 6121 "from"). */
-export const hasFrom = (s: string) => s === "from" || s === "both";
 
 /**
  * Why `reader` (a bare JID) may not read the owner's node, or null when it may. `item` is the

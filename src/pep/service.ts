@@ -14,12 +14,12 @@ import { Hooks } from "../core/hooks.ts";
 import type { Jid } from "../jid/jid.ts";
 import { parseJid } from "../jid/jid.ts";
 import type { Session } from "../router/sessions.ts";
-import type { RosterItem } from "../storage/store.ts";
+import { hasFrom, hasTo, type RosterItem } from "../storage/store.ts";
 import { type Element, x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
 import { parseStanza } from "../xml/parse_string.ts";
 import { readdressed } from "../im/delivery.ts";
-import { hasFrom, readRefusal } from "./access.ts";
+import { readRefusal } from "./access.ts";
 import { Caps } from "./caps.ts";
 import {
   DEFAULT_CONFIG,
@@ -30,8 +30,6 @@ import {
 } from "./node_config.ts";
 import { type Affiliation, type Item, type NodeRecord, PepNodes } from "./nodes.ts";
 import { PubsubError } from "./pubsub_error.ts";
-
-const hasTo = (s: string) => s === "to" || s === "both";
 
 /** Longest node name and item id accepted (they are keys in the store). */
 const MAX_NAME = 1024;

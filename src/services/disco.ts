@@ -4,6 +4,7 @@ import type { Module } from "../core/host.ts";
 import { discoInfoPayload } from "../core/iq.ts";
 import { x } from "../xml/element.ts";
 import { NS } from "../xml/ns.ts";
+import { hasFrom } from "../storage/store.ts";
 
 export const discoModule: Module = {
   name: "disco",
@@ -32,7 +33,7 @@ export const discoModule: Module = {
       }
       if (!iq.self) {
         const item = await store.getRosterItem(iq.to.local, iq.to.domain, iq.from.bare);
-        if (!item || (item.subscription !== "from" && item.subscription !== "both")) {
+        if (!item || !hasFrom(item.subscription)) {
           return iq.error("service-unavailable");
         }
       }

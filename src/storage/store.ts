@@ -41,6 +41,11 @@ export interface Credentials {
 
 export type Subscription = "none" | "to" | "from" | "both";
 
+/** The contact receives the account's presence (RFC 6121: "from" or "both"). */
+export const hasFrom = (s: string): boolean => s === "from" || s === "both";
+/** The account receives the contact's presence ("to" or "both"). */
+export const hasTo = (s: string): boolean => s === "to" || s === "both";
+
 export interface RosterItem {
   jid: string;
   name?: string;
